@@ -1,0 +1,101 @@
+//! `rollcall`: the command-line program. Runs scenarios, the demo district,
+//! and shows policies. Errors from the libraries surface here with their
+//! file, place and problem.
+
+mod demo;
+mod scenario_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "rollcall", version, about = "Attendance from learning activity, under each district's written policy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run and check scenario files (DESIGN.md section 5).
+    Scenario {
+        #[command(subcommand)]
+        command: ScenarioCommand,
+    },
+    /// Run a simulated district through the engine and summarise it per school.
+    Demo(demo::DemoArgs),
+    /// Show or check attendance policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScenarioCommand {
+    /// Check every expectation; prints one line per file and `N passed, N failed`.
+    Check {
+        /// Keep state in memory instead of a temporary RocksDB database.
+        #[arg(long)]
+        memory: bool,
+        /// Scenario files, or directories of them.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print every final determination and trigger as one JSON object per line.
+    Run {
+        #[arg(long)]
+        memory: bool,
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print a preset's policy file (a starting point for a district's own).
+    Show { id: String },
+    /// Validate a policy file.
+    Check { file: PathBuf },
+    /// List the presets.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Scenario { command: ScenarioCommand::Check { memory, files } } => scenario_cmd::check(&files, memory),
+        Command::Scenario { command: ScenarioCommand::Run { memory, file } } => scenario_cmd::run(&file, memory),
+        Command::Demo(args) => demo::run(&args),
+        Command::Policy { command } => policy(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
+    use rollcall_policy::{Policy, PRESET_IDS};
+    match cmd {
+        PolicyCommand::List => {
+            for id in PRESET_IDS {
+                let p = Policy::preset(id).ok_or_else(|| anyhow::anyhow!("preset {id} missing"))?;
+                println!("{id:<22} {}", p.title);
+            }
+        }
+        PolicyCommand::Show { id } => match Policy::preset_text(&id) {
+            Some(t) => print!("{t}"),
+            None => anyhow::bail!("no preset `{id}` (presets: {})", PRESET_IDS.join(", ")),
+        },
+        PolicyCommand::Check { file } => {
+            let p = Policy::load(&file)?;
+            println!("{}: ok (policy `{}`, {} grade band(s))", file.display(), p.id, p.bands.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,1037 @@
+//! The engine: applies world records and events to state, fires closes and
+//! timers from an explicit clock, versions determinations and raises outreach.
+
+use std::collections::{BTreeSet, HashMap};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
+use rollcall_model::avro::AvroRecord;
+use rollcall_model::{
+    AbsenceReport, ActivityEvent, ActivityKind, Determination, Finality, OutreachKind, OutreachTrigger, RecipientRole,
+    SchoolCalendar, Scope, Status, StudentRecord,
+};
+use rollcall_policy::{Policy, Rule};
+
+use crate::codec::{self, CodecError};
+use crate::eval::{self, DayInput, Outcome};
+use crate::kv::{KvStore, StoreError, Table};
+use crate::school::{monday_of, FinalizeKey, School, SchoolAction};
+use crate::state::{self, DayMark, DayRecord, Emitted, Fact, ReportFact, TimerAction, YearRecord};
+
+/// Settings of the engine itself (policies carry the attendance rules).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Events further than this from the clock, either way, are refused as absurd.
+    pub max_clock_skew_days: i64,
+    /// Cap on decoded roster records kept in memory.
+    pub roster_cache_entries: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { max_clock_skew_days: 400, roster_cache_entries: 200_000 }
+    }
+}
+
+/// Something the engine emits.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Determination(Determination),
+    Outreach(OutreachTrigger),
+}
+
+/// Why a record was refused. The runtime dead-letters it with this kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectKind {
+    UnknownStudent,
+    UnknownSchool,
+    SchoolMismatch,
+    UnknownPolicy,
+    InvalidRecord,
+    TimestampOutOfRange,
+    TooLate,
+}
+
+impl RejectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectKind::UnknownStudent => "UNKNOWN_STUDENT",
+            RejectKind::UnknownSchool => "UNKNOWN_SCHOOL",
+            RejectKind::SchoolMismatch => "SCHOOL_MISMATCH",
+            RejectKind::UnknownPolicy => "UNKNOWN_POLICY",
+            RejectKind::InvalidRecord => "INVALID_RECORD",
+            RejectKind::TimestampOutOfRange => "TIMESTAMP_OUT_OF_RANGE",
+            RejectKind::TooLate => "TOO_LATE",
+        }
+    }
+}
+
+/// A refused record: the kind and a message a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", kind.as_str())]
+pub struct Rejection {
+    pub kind: RejectKind,
+    pub message: String,
+}
+
+fn reject(kind: RejectKind, message: impl Into<String>) -> ApplyError {
+    ApplyError::Rejected(Rejection { kind, message: message.into() })
+}
+
+/// A failure inside the engine: the store, or state that does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{table:?} entry {key}: {source}")]
+    Corrupt { table: Table, key: String, source: CodecError },
+    #[error("{table:?} entry {key}: {message}")]
+    CorruptRecord { table: Table, key: String, message: String },
+}
+
+/// The result of applying one record that was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Bad input: dead-letter it and go on.
+    #[error(transparent)]
+    Rejected(Rejection),
+    /// The engine cannot go on.
+    #[error(transparent)]
+    Fatal(#[from] EngineError),
+}
+
+/// What happened to an accepted record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Accepted,
+    /// Already seen (same event or report id): nothing changes.
+    Duplicate,
+}
+
+/// Counters a runtime exports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub events: u64,
+    pub duplicates: u64,
+    pub reports: u64,
+    /// Events that arrived after their window was final (within the horizon).
+    pub late_events: u64,
+    pub determinations: u64,
+    pub corrections: u64,
+    pub outreach: u64,
+    pub timers_fired: u64,
+}
+
+const META_CLOCK: &[u8] = b"clock";
+
+/// The attendance engine over a key-value store.
+pub struct Engine<S: KvStore> {
+    store: S,
+    config: EngineConfig,
+    policies: HashMap<String, Arc<Policy>>,
+    schools: HashMap<String, Arc<School>>,
+    /// Future school closes: (instant micros, school id, action).
+    schedule: BTreeSet<(i64, String, SchoolAction)>,
+    clock: Option<DateTime<Utc>>,
+    roster: HashMap<String, Arc<StudentRecord>>,
+    out: Vec<Output>,
+    stats: EngineStats,
+}
+
+impl<S: KvStore> Engine<S> {
+    /// Opens an engine over `store`, reloading calendars and the clock kept there.
+    pub fn open(store: S, config: EngineConfig) -> Result<Self, EngineError> {
+        let mut e = Engine {
+            store,
+            config,
+            policies: HashMap::new(),
+            schools: HashMap::new(),
+            schedule: BTreeSet::new(),
+            clock: None,
+            roster: HashMap::new(),
+            out: Vec::new(),
+            stats: EngineStats::default(),
+        };
+        if let Some(b) = e.store.get(Table::Meta, META_CLOCK)? {
+            let micros = codec::i64_from_key(&b).ok_or_else(|| EngineError::CorruptRecord {
+                table: Table::Meta,
+                key: "clock".into(),
+                message: "not 8 bytes".into(),
+            })?;
+            e.clock = DateTime::from_timestamp_micros(micros);
+        }
+        for (k, v) in e.store.range(Table::Calendar, &[], &[0xff], usize::MAX)? {
+            let key = String::from_utf8_lossy(&k).to_string();
+            let cal = SchoolCalendar::from_avro_datum(&v).map_err(|err| EngineError::CorruptRecord {
+                table: Table::Calendar,
+                key: key.clone(),
+                message: err.to_string(),
+            })?;
+            // A calendar whose policy is not registered yet is loaded again by the runtime.
+            let _ = e.install_school(cal);
+        }
+        Ok(e)
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+    pub fn into_store(self) -> S {
+        self.store
+    }
+    pub fn clock(&self) -> Option<DateTime<Utc>> {
+        self.clock
+    }
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+    pub fn school(&self, id: &str) -> Option<&Arc<School>> {
+        self.schools.get(id)
+    }
+
+    /// Makes a custom policy available to calendars by its id.
+    pub fn register_policy(&mut self, policy: Policy) {
+        self.policies.insert(policy.id.clone(), Arc::new(policy));
+    }
+
+    /// Outputs emitted since the last call.
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Persists the clock and every buffered state change.
+    pub fn commit(&mut self) -> Result<(), EngineError> {
+        if let Some(c) = self.clock {
+            self.store.put(Table::Meta, META_CLOCK, &codec::key_i64(c.timestamp_micros()))?;
+        }
+        self.store.commit()?;
+        Ok(())
+    }
+
+    fn policy(&self, name: &str) -> Option<Arc<Policy>> {
+        self.policies.get(name).cloned().or_else(|| Policy::preset(name).map(Arc::new))
+    }
+
+    fn install_school(&mut self, cal: SchoolCalendar) -> Result<(), Rejection> {
+        let bad = |kind, message: String| Rejection { kind, message };
+        if cal.school_id.is_empty() {
+            return Err(bad(RejectKind::InvalidRecord, "calendar: school_id is empty".into()));
+        }
+        let tz = Tz::from_str(&cal.timezone).map_err(|_| {
+            bad(
+                RejectKind::InvalidRecord,
+                format!("calendar of school `{}`: timezone `{}` is not an IANA time zone name", cal.school_id, cal.timezone),
+            )
+        })?;
+        let policy = self.policy(&cal.policy).ok_or_else(|| {
+            bad(
+                RejectKind::UnknownPolicy,
+                format!(
+                    "calendar of school `{}`: policy `{}` is neither a preset ({}) nor a registered policy",
+                    cal.school_id,
+                    cal.policy,
+                    rollcall_policy::PRESET_IDS.join(", ")
+                ),
+            )
+        })?;
+        let mut seen = BTreeSet::new();
+        for (i, d) in cal.days.iter().enumerate() {
+            if !seen.insert(d.date) {
+                return Err(bad(
+                    RejectKind::InvalidRecord,
+                    format!("calendar of school `{}`: days[{i}]: date {} is listed twice", cal.school_id, d.date),
+                ));
+            }
+            if d.instructional && d.end <= d.start {
+                return Err(bad(
+                    RejectKind::InvalidRecord,
+                    format!(
+                        "calendar of school `{}`: days[{i}] ({}): an instructional day needs start before end, got {}–{}",
+                        cal.school_id, d.date, d.start, d.end
+                    ),
+                ));
+            }
+        }
+        let id = cal.school_id.clone();
+        let school = Arc::new(School::new(cal, tz, policy));
+        self.schedule.retain(|(_, s, _)| *s != id);
+        let after = self.clock.map(|c| c.timestamp_micros()).unwrap_or(i64::MIN);
+        for (at, action) in school.close_schedule() {
+            let at = at.timestamp_micros();
+            if at > after {
+                self.schedule.insert((at, id.clone(), action));
+            }
+        }
+        self.schools.insert(id, school);
+        Ok(())
+    }
+
+    /// Loads (or replaces) a school calendar.
+    pub fn load_calendar(&mut self, cal: SchoolCalendar) -> Result<(), ApplyError> {
+        let bytes = cal.to_avro_datum().map_err(|e| reject(RejectKind::InvalidRecord, e.to_string()))?;
+        let key = cal.school_id.clone();
+        self.install_school(cal).map_err(ApplyError::Rejected)?;
+        self.store.put(Table::Calendar, key.as_bytes(), &bytes).map_err(EngineError::from)?;
+        Ok(())
+    }
+
+    /// Loads (or replaces) a student's roster record.
+    pub fn upsert_student(&mut self, rec: StudentRecord) -> Result<(), ApplyError> {
+        if rec.student_id.is_empty() || rec.student_id.contains('\0') {
+            return Err(reject(RejectKind::InvalidRecord, "roster record: student_id is empty or contains NUL"));
+        }
+        if rec.school_id.is_empty() {
+            return Err(reject(RejectKind::InvalidRecord, format!("roster record: school_id is empty")));
+        }
+        for (i, e) in rec.enrollments.iter().enumerate() {
+            for (j, m) in e.meetings.iter().enumerate() {
+                if m.end <= m.start {
+                    return Err(reject(
+                        RejectKind::InvalidRecord,
+                        format!("roster record: enrollments[{i}].meetings[{j}]: start {} is not before end {}", m.start, m.end),
+                    ));
+                }
+            }
+        }
+        if let Some(old) = self.student(&rec.student_id)? {
+            if old.school_id != rec.school_id {
+                self.store
+                    .delete(Table::SchoolStudents, &state::school_student_key(&old.school_id, &old.student_id))
+                    .map_err(EngineError::from)?;
+            }
+        }
+        let bytes = rec.to_avro_datum().map_err(|e| reject(RejectKind::InvalidRecord, e.to_string()))?;
+        let store = &mut self.store;
+        store.put(Table::Roster, rec.student_id.as_bytes(), &bytes).map_err(EngineError::from)?;
+        store
+            .put(Table::SchoolStudents, &state::school_student_key(&rec.school_id, &rec.student_id), &[])
+            .map_err(EngineError::from)?;
+        if self.roster.len() >= self.config.roster_cache_entries {
+            self.roster.clear();
+        }
+        self.roster.insert(rec.student_id.clone(), Arc::new(rec));
+        Ok(())
+    }
+
+    fn student(&mut self, id: &str) -> Result<Option<Arc<StudentRecord>>, EngineError> {
+        if let Some(s) = self.roster.get(id) {
+            return Ok(Some(s.clone()));
+        }
+        let Some(bytes) = self.store.get(Table::Roster, id.as_bytes())? else { return Ok(None) };
+        let rec = StudentRecord::from_avro_datum(&bytes).map_err(|e| EngineError::CorruptRecord {
+            table: Table::Roster,
+            key: id.to_string(),
+            message: e.to_string(),
+        })?;
+        let rec = Arc::new(rec);
+        if self.roster.len() >= self.config.roster_cache_entries {
+            self.roster.clear();
+        }
+        self.roster.insert(id.to_string(), rec.clone());
+        Ok(Some(rec))
+    }
+
+    fn now_or(&self, fallback: DateTime<Utc>) -> DateTime<Utc> {
+        self.clock.unwrap_or(fallback)
+    }
+
+    fn load_day(&self, student: &str, date: NaiveDate) -> Result<DayRecord, EngineError> {
+        let key = state::day_key(student, date);
+        match self.store.get(Table::Day, &key)? {
+            None => Ok(DayRecord::default()),
+            Some(b) => DayRecord::decode(&b).map_err(|source| EngineError::Corrupt {
+                table: Table::Day,
+                key: format!("{student}/{date}"),
+                source,
+            }),
+        }
+    }
+
+    fn save_day(&mut self, student: &str, date: NaiveDate, rec: &DayRecord) -> Result<(), EngineError> {
+        self.store.put(Table::Day, &state::day_key(student, date), &rec.encode())?;
+        Ok(())
+    }
+
+    /// The last instant at which a window of `date` may still change: its
+    /// latest finalization plus the correction horizon.
+    fn correctable_until(&self, school: &School, date: NaiveDate) -> DateTime<Utc> {
+        let f = &school.policy.finalize;
+        let last = [f.in_person_day, f.remote_day, f.offline_day, f.week]
+            .into_iter()
+            .map(|r| school.finalize_instant(date, FinalizeKey::from(r)))
+            .max()
+            .unwrap_or_else(|| school.start_of(date));
+        last + Duration::days(school.policy.correction_horizon_days as i64)
+    }
+
+    fn check_time(&self, school: &School, at: DateTime<Utc>, what: &str) -> Result<NaiveDate, ApplyError> {
+        let date = school.local_date(at);
+        if let Some(now) = self.clock {
+            let skew = Duration::days(self.config.max_clock_skew_days);
+            if at > now + skew || at < now - skew {
+                return Err(reject(
+                    RejectKind::TimestampOutOfRange,
+                    format!("{what} {at} is more than {} days from the processing clock {now}", self.config.max_clock_skew_days),
+                ));
+            }
+            if now > self.correctable_until(school, date) {
+                return Err(reject(
+                    RejectKind::TooLate,
+                    format!(
+                        "{what} is for {date}, whose windows were final and past the {}-day correction horizon at {now}",
+                        school.policy.correction_horizon_days
+                    ),
+                ));
+            }
+        }
+        Ok(date)
+    }
+
+    fn resolve(&mut self, student_id: &str, school_id: &str, what: &str) -> Result<(Arc<StudentRecord>, Arc<School>), ApplyError> {
+        let student = self
+            .student(student_id)?
+            .ok_or_else(|| reject(RejectKind::UnknownStudent, format!("{what}: student `{student_id}` is not on the roster")))?;
+        if !school_id.is_empty() && school_id != student.school_id {
+            return Err(reject(
+                RejectKind::SchoolMismatch,
+                format!("{what}: school `{school_id}` but the roster has student `{student_id}` at `{}`", student.school_id),
+            ));
+        }
+        let school = self.schools.get(&student.school_id).cloned().ok_or_else(|| {
+            reject(RejectKind::UnknownSchool, format!("{what}: no calendar for school `{}`", student.school_id))
+        })?;
+        Ok((student, school))
+    }
+
+    /// Applies one activity event.
+    pub fn apply_event(&mut self, ev: &ActivityEvent) -> Result<Applied, ApplyError> {
+        let what = format!("event `{}`", ev.event_id);
+        if ev.event_id.is_empty() {
+            return Err(reject(RejectKind::InvalidRecord, "event: event_id is empty"));
+        }
+        let (student, school) = self.resolve(&ev.student_id, &ev.school_id, &what)?;
+        let date = self.check_time(&school, ev.occurred_at, &format!("{what} occurred_at"))?;
+        let at = self.now_or(ev.occurred_at);
+        let sid = student.student_id.as_str();
+        let dedup = state::dedup_key(sid, &ev.event_id);
+        if self.store.get(Table::Dedup, &dedup).map_err(EngineError::from)?.is_some() {
+            self.stats.duplicates += 1;
+            return Ok(Applied::Duplicate);
+        }
+        self.store.put(Table::Dedup, &dedup, &codec::key_date(date)).map_err(EngineError::from)?;
+        let mut rec = self.load_day(sid, date)?;
+        let fact = Fact {
+            event_id: ev.event_id.clone(),
+            kind: ev.kind,
+            direction: ev.direction,
+            section: ev.section_id.clone(),
+            staff: ev.staff_id.clone(),
+            at: ev.occurred_at.timestamp_micros(),
+            local_date: date,
+            assigned: ev.assigned_date,
+            session: ev.live_session_id.clone(),
+            duration_s: ev.duration_seconds,
+        };
+        let assigned = ev
+            .assigned_date
+            .filter(|a| *a != date)
+            .filter(|_| matches!(ev.kind, ActivityKind::Submission | ActivityKind::OfflineWorkReturned))
+            // Work for a day beyond the horizon still counts as activity on the day it was done.
+            .filter(|a| self.clock.map(|now| now <= self.correctable_until(&school, *a)).unwrap_or(true));
+        rec.facts.push(fact.clone());
+        self.save_day(sid, date, &rec)?;
+        if let Some(a) = assigned {
+            let mut arec = self.load_day(sid, a)?;
+            if !arec.has_event(&ev.event_id) {
+                arec.facts.push(fact);
+                self.save_day(sid, a, &arec)?;
+            }
+        }
+        self.stats.events += 1;
+        let late_before = self.stats.corrections;
+        self.reevaluate_day(&student, &school, date, None, at)?;
+        if let Some(a) = assigned {
+            self.reevaluate_day(&student, &school, a, None, at)?;
+        }
+        if matches!(school.policy.rule, Rule::WeeklyContacts(_)) {
+            self.reevaluate_week(&student, &school, monday_of(date), false, at)?;
+        }
+        if self.stats.corrections > late_before {
+            self.stats.late_events += 1;
+        }
+        Ok(Applied::Accepted)
+    }
+
+    /// Applies one absence report.
+    pub fn apply_report(&mut self, r: &AbsenceReport) -> Result<Applied, ApplyError> {
+        let what = format!("absence report `{}`", r.report_id);
+        if r.report_id.is_empty() {
+            return Err(reject(RejectKind::InvalidRecord, "absence report: report_id is empty"));
+        }
+        let (student, school) = self.resolve(&r.student_id, "", &what)?;
+        let noon = school.instant(r.date, 12 * 60);
+        self.check_time(&school, noon, &format!("{what} date"))?;
+        let mut rec = self.load_day(&student.student_id, r.date)?;
+        if rec.reports.iter().any(|x| x.report_id == r.report_id) {
+            self.stats.duplicates += 1;
+            return Ok(Applied::Duplicate);
+        }
+        rec.reports.push(ReportFact { report_id: r.report_id.clone(), reason: r.reason });
+        self.save_day(&student.student_id, r.date, &rec)?;
+        self.stats.reports += 1;
+        let at = self.now_or(r.reported_at);
+        self.reevaluate_day(&student, &school, r.date, None, at)?;
+        Ok(Applied::Accepted)
+    }
+
+    /// Moves the clock to `now`, firing every close and timer due by then, in time order.
+    pub fn advance(&mut self, now: DateTime<Utc>) -> Result<(), EngineError> {
+        let now_us = now.timestamp_micros();
+        loop {
+            let next_school = self.schedule.first().filter(|(at, _, _)| *at <= now_us).cloned();
+            let end = codec::key_i64(now_us.saturating_add(1));
+            let next_timer = self.store.range(Table::Timer, &[], &end, 1)?.into_iter().next();
+            let timer_at = next_timer.as_ref().and_then(|(k, _)| codec::i64_from_key(k));
+            match (next_school, timer_at) {
+                (None, None) => break,
+                (Some(s), t) if t.map(|t| s.0 <= t).unwrap_or(true) => {
+                    self.schedule.remove(&s);
+                    let at = DateTime::from_timestamp_micros(s.0).unwrap_or(now);
+                    self.set_clock(at);
+                    self.fire_school(&s.1, &s.2, at)?;
+                }
+                _ => {
+                    let Some((key, _)) = next_timer else { break };
+                    self.store.delete(Table::Timer, &key)?;
+                    let Some((due, student, action)) = state::parse_timer_key(&key) else {
+                        return Err(EngineError::CorruptRecord {
+                            table: Table::Timer,
+                            key: format!("{key:?}"),
+                            message: "timer key does not parse".into(),
+                        });
+                    };
+                    let at = DateTime::from_timestamp_micros(due).unwrap_or(now);
+                    self.set_clock(at);
+                    self.stats.timers_fired += 1;
+                    self.fire_timer(&student, action, at)?;
+                }
+            }
+        }
+        self.set_clock(now);
+        Ok(())
+    }
+
+    fn set_clock(&mut self, t: DateTime<Utc>) {
+        if self.clock.map(|c| t > c).unwrap_or(true) {
+            self.clock = Some(t);
+        }
+    }
+
+    fn school_students(&self, school: &str) -> Result<Vec<String>, EngineError> {
+        let prefix = state::student_prefix(school);
+        let rows = self.store.range(Table::SchoolStudents, &prefix, &state::prefix_end(&prefix), usize::MAX)?;
+        Ok(rows.into_iter().map(|(k, _)| String::from_utf8_lossy(&k[prefix.len()..]).into_owned()).collect())
+    }
+
+    fn fire_school(&mut self, school_id: &str, action: &SchoolAction, at: DateTime<Utc>) -> Result<(), EngineError> {
+        let Some(school) = self.schools.get(school_id).cloned() else { return Ok(()) };
+        for sid in self.school_students(school_id)? {
+            let Some(student) = self.student(&sid)? else { continue };
+            if student.school_id != school_id {
+                continue;
+            }
+            match action {
+                SchoolAction::CloseDays { date, rules } => {
+                    self.reevaluate_day(&student, &school, *date, Some(rules), at)?;
+                }
+                SchoolAction::CloseWeek { monday } => self.close_week(&student, &school, *monday, at)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Evaluates a student's day and emits what changed. With `closing`, the
+    /// windows closed by one of those rules become FINAL.
+    fn reevaluate_day(
+        &mut self,
+        student: &StudentRecord,
+        school: &School,
+        date: NaiveDate,
+        closing: Option<&[FinalizeKey]>,
+        at: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let Some(day) = school.instructional(date) else { return Ok(()) };
+        let record = self.load_day(&student.student_id, date)?;
+        let input = DayInput { school, day, student, record: &record };
+        let outcomes = eval::evaluate_day(&input);
+        if closing.is_none() {
+            if let Rule::Blocks(p) = &school.policy.rule {
+                if p.teacher_follow_up {
+                    self.schedule_follow_ups(&input)?;
+                }
+            }
+        }
+        let mut all_final = !outcomes.is_empty();
+        let mut changed_final = false;
+        for o in &outcomes {
+            let finalize = closing.map(|rules| rules.contains(&o.closes_by)).unwrap_or(false);
+            let (emitted, now_final) = self.emit(student, school, o, finalize, at)?;
+            all_final &= now_final;
+            changed_final |= emitted && now_final;
+        }
+        if all_final && changed_final {
+            self.update_year(student, school, date, &outcomes, at)?;
+        }
+        Ok(())
+    }
+
+    fn reevaluate_week(
+        &mut self,
+        student: &StudentRecord,
+        school: &School,
+        monday: NaiveDate,
+        finalize: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Outcome>, EngineError> {
+        let sid = &student.student_id;
+        let start = state::day_key(sid, monday);
+        let end = state::day_key(sid, monday + Duration::days(7));
+        let mut days = Vec::new();
+        for (k, v) in self.store.range(Table::Day, &start, &end, 7)? {
+            let date = codec::date_from_key(&k[sid.len() + 1..]).ok_or_else(|| EngineError::CorruptRecord {
+                table: Table::Day,
+                key: sid.clone(),
+                message: "bad date in key".into(),
+            })?;
+            let rec = DayRecord::decode(&v).map_err(|source| EngineError::Corrupt {
+                table: Table::Day,
+                key: format!("{sid}/{date}"),
+                source,
+            })?;
+            days.push((date, rec));
+        }
+        let outcomes = eval::evaluate_week(school, student, monday, &days);
+        for o in &outcomes {
+            self.emit(student, school, o, finalize, at)?;
+        }
+        Ok(outcomes)
+    }
+
+    fn load_emitted(&self, key: &[u8]) -> Result<Option<Emitted>, EngineError> {
+        match self.store.get(Table::Emitted, key)? {
+            None => Ok(None),
+            Some(b) => Emitted::decode(&b)
+                .map(Some)
+                .map_err(|source| EngineError::Corrupt { table: Table::Emitted, key: String::from_utf8_lossy(key).into(), source }),
+        }
+    }
+
+    /// Versions and emits an outcome if it is news. Returns (emitted, final).
+    fn emit(
+        &mut self,
+        student: &StudentRecord,
+        school: &School,
+        o: &Outcome,
+        finalize: bool,
+        at: DateTime<Utc>,
+    ) -> Result<(bool, bool), EngineError> {
+        let key = state::emitted_key(&student.student_id, o.date, o.scope, o.section.as_deref());
+        let prev = self.load_emitted(&key)?;
+        let differs = |p: &Emitted| {
+            p.status != o.status
+                || p.code != o.code
+                || p.category != o.category
+                || p.minutes != o.minutes
+                || p.contacts != o.contacts
+        };
+        let finality = match &prev {
+            Some(p) if p.is_final() => {
+                if differs(p) {
+                    Finality::Correction
+                } else {
+                    return Ok((false, true));
+                }
+            }
+            Some(p) => {
+                if finalize {
+                    Finality::Final
+                } else if o.decided() && differs(p) {
+                    Finality::Provisional
+                } else {
+                    return Ok((false, false));
+                }
+            }
+            None => {
+                if finalize {
+                    Finality::Final
+                } else if o.decided() {
+                    Finality::Provisional
+                } else {
+                    return Ok((false, false));
+                }
+            }
+        };
+        let version = prev.as_ref().map(|p| p.version).unwrap_or(0) + 1;
+        let em = Emitted {
+            version,
+            status: o.status,
+            code: o.code.clone(),
+            category: o.category.clone(),
+            minutes: o.minutes,
+            contacts: o.contacts,
+            finality,
+        };
+        self.store.put(Table::Emitted, &key, &em.encode())?;
+        let det_key = rollcall_model::determination_key(&student.student_id, o.scope, o.date, o.section.as_deref());
+        self.out.push(Output::Determination(Determination {
+            determination_id: format!("{det_key}#{version}"),
+            student_id: student.student_id.clone(),
+            school_id: student.school_id.clone(),
+            scope: o.scope,
+            date: o.date,
+            section_id: o.section.clone(),
+            policy: school.policy.id.clone(),
+            status: o.status,
+            code: o.code.clone(),
+            attendance_type: o.attendance_type,
+            minutes: o.minutes,
+            contacts: o.contacts,
+            category: o.category.clone(),
+            rule: o.rule.clone(),
+            evidence: o.evidence.clone(),
+            version: version as i32,
+            finality,
+            decided_at: at,
+        }));
+        self.stats.determinations += 1;
+        if finality == Finality::Correction {
+            self.stats.corrections += 1;
+        }
+        Ok((true, finality != Finality::Provisional))
+    }
+
+    /// Counts a closed day toward the school year and raises the outreach
+    /// that its counts call for.
+    fn update_year(
+        &mut self,
+        student: &StudentRecord,
+        school: &School,
+        date: NaiveDate,
+        outcomes: &[Outcome],
+        at: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let day = outcomes.iter().find(|o| o.scope == Scope::Day);
+        let mark = match day {
+            Some(d) => DayMark { absent: d.status.is_absent(), unexcused: d.status == Status::AbsentUnexcused },
+            None => {
+                let sections: Vec<&Outcome> = outcomes.iter().filter(|o| o.scope == Scope::Section).collect();
+                if sections.is_empty() {
+                    return Ok(());
+                }
+                let absent = sections.iter().all(|o| o.status.is_absent());
+                DayMark { absent, unexcused: absent && sections.iter().any(|o| o.status == Status::AbsentUnexcused) }
+            }
+        };
+        let sy = if date.month() >= 7 { date.year() } else { date.year() - 1 };
+        let key = state::year_key(&student.student_id, sy);
+        let mut year = match self.store.get(Table::Year, &key)? {
+            None => YearRecord::default(),
+            Some(b) => YearRecord::decode(&b).map_err(|source| EngineError::Corrupt {
+                table: Table::Year,
+                key: format!("{}/{sy}", student.student_id),
+                source,
+            })?,
+        };
+        year.set_mark(date, mark);
+        let policy = school.policy.clone();
+        let year_start = NaiveDate::from_ymd_opt(sy, 7, 1).unwrap_or(date);
+        if let Rule::ByMode(p) = &policy.rule {
+            if p.truancy_referral_after > 0 && !year.truancy_referred && year.unexcused() >= p.truancy_referral_after {
+                year.truancy_referred = true;
+                let evidence = year
+                    .marks
+                    .iter()
+                    .filter(|(_, m)| m.unexcused)
+                    .map(|(d, _)| rollcall_model::determination_key(&student.student_id, Scope::Day, *d, None))
+                    .collect();
+                self.raise(Raise {
+                    student,
+                    policy: &policy,
+                    kind: OutreachKind::TruancyReferral,
+                    role: RecipientRole::AttendanceOfficer,
+                    staff: None,
+                    section: None,
+                    window: (year_start, date),
+                    reason: format!(
+                        "{} unexcused absences this school year (referral at {})",
+                        year.unexcused(),
+                        p.truancy_referral_after
+                    ),
+                    evidence,
+                    discriminator: sy.to_string(),
+                    at,
+                })?;
+            }
+        }
+        let ca = &policy.chronic_absence;
+        if ca.enabled && year.enrolled() >= ca.min_enrolled_days {
+            let rate = year.absent() as f64 * 100.0 / year.enrolled() as f64;
+            let tier = ca.tiers_percent.iter().filter(|t| rate >= **t).count() as u8;
+            if tier > year.tier {
+                const TIERS: [&str; 4] = ["satisfactory", "at risk", "moderate chronic absence", "severe chronic absence"];
+                let evidence = year
+                    .marks
+                    .iter()
+                    .filter(|(_, m)| m.absent)
+                    .map(|(d, _)| rollcall_model::determination_key(&student.student_id, Scope::Day, *d, None))
+                    .collect();
+                self.raise(Raise {
+                    student,
+                    policy: &policy,
+                    kind: OutreachKind::ChronicAbsence,
+                    role: RecipientRole::AttendanceTeam,
+                    staff: None,
+                    section: None,
+                    window: (year.marks.first().map(|m| m.0).unwrap_or(date), date),
+                    reason: format!(
+                        "{}: absent {} of {} enrolled days ({rate:.1}%)",
+                        TIERS[tier as usize],
+                        year.absent(),
+                        year.enrolled()
+                    ),
+                    evidence,
+                    discriminator: format!("{sy}-tier{tier}-{date}"),
+                    at,
+                })?;
+            }
+            year.tier = tier;
+        }
+        self.store.put(Table::Year, &key, &year.encode())?;
+        Ok(())
+    }
+
+    fn raise(&mut self, r: Raise) -> Result<(), EngineError> {
+        let id_src = format!(
+            "{}|{}|{}|{}|{}|{}",
+            r.student.student_id,
+            r.kind,
+            r.section.as_deref().unwrap_or(""),
+            r.window.0,
+            r.window.1,
+            r.discriminator
+        );
+        let trigger_id = format!("{}-{:016x}", r.kind.as_str().to_ascii_lowercase(), xxhash_rust::xxh3::xxh3_64(id_src.as_bytes()));
+        if self.store.get(Table::Trigger, trigger_id.as_bytes())?.is_some() {
+            return Ok(());
+        }
+        self.store.put(Table::Trigger, trigger_id.as_bytes(), &[])?;
+        self.stats.outreach += 1;
+        self.out.push(Output::Outreach(OutreachTrigger {
+            trigger_id,
+            student_id: r.student.student_id.clone(),
+            school_id: r.student.school_id.clone(),
+            kind: r.kind,
+            recipient_role: r.role,
+            staff_id: r.staff,
+            section_id: r.section,
+            window_start: r.window.0,
+            window_end: r.window.1,
+            reason: r.reason,
+            evidence: r.evidence,
+            policy: r.policy.id.clone(),
+            created_at: r.at,
+        }));
+        Ok(())
+    }
+
+    fn schedule_follow_ups(&mut self, input: &DayInput) -> Result<(), EngineError> {
+        let blocks = eval::block_attendance(input);
+        let Some(first) = blocks.first() else { return Ok(()) };
+        if !first.attended {
+            return Ok(());
+        }
+        for b in blocks.iter().skip(1).filter(|b| !b.attended) {
+            let due = input.school.instant(input.day.date, b.end.minutes()).timestamp_micros();
+            let action = TimerAction::BlockEnded { date: input.day.date, section: b.section.clone() };
+            self.store.put(Table::Timer, &state::timer_key(due, &input.student.student_id, &action), &[])?;
+        }
+        Ok(())
+    }
+
+    fn fire_timer(&mut self, student_id: &str, action: TimerAction, at: DateTime<Utc>) -> Result<(), EngineError> {
+        let Some(student) = self.student(student_id)? else { return Ok(()) };
+        let Some(school) = self.schools.get(&student.school_id).cloned() else { return Ok(()) };
+        match action {
+            TimerAction::BlockEnded { date, section } => {
+                let Some(day) = school.instructional(date) else { return Ok(()) };
+                let record = self.load_day(student_id, date)?;
+                let input = DayInput { school: &school, day, student: &student, record: &record };
+                let blocks = eval::block_attendance(&input);
+                let morning = blocks.first().filter(|b| b.attended);
+                let missed = blocks.iter().skip(1).find(|b| b.section == section && !b.attended);
+                if let (Some(m), Some(b)) = (morning, missed) {
+                    let policy = school.policy.clone();
+                    self.raise(Raise {
+                        student: &student,
+                        policy: &policy,
+                        kind: OutreachKind::TeacherFollowUp,
+                        role: RecipientRole::Teacher,
+                        staff: Some(b.staff.clone()),
+                        section: Some(b.section.clone()),
+                        window: (date, date),
+                        reason: format!(
+                            "present at the morning session ({} {}) but missed {} at {}–{}",
+                            m.section, m.start, b.section, b.start, b.end
+                        ),
+                        evidence: m.evidence.clone(),
+                        discriminator: b.start.to_string(),
+                        at,
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn close_week(&mut self, student: &StudentRecord, school: &School, monday: NaiveDate, at: DateTime<Utc>) -> Result<(), EngineError> {
+        let policy = school.policy.clone();
+        match &policy.rule {
+            Rule::WeeklyContacts(p) => {
+                let outcomes = self.reevaluate_week(student, school, monday, true, at)?;
+                if p.low_contact_weeks > 0 {
+                    for o in &outcomes {
+                        self.check_low_contact(student, school, &policy, p.low_contact_weeks, p.low_contact_max, o, at)?;
+                    }
+                }
+            }
+            Rule::Blocks(p) if p.social_worker_after_days > 0 => {
+                let sid = &student.student_id;
+                let start = state::day_key(sid, monday);
+                let end = state::day_key(sid, monday + Duration::days(7));
+                let mut days = Vec::new();
+                for (k, v) in self.store.range(Table::Emitted, &start, &end, usize::MAX)? {
+                    let Some((date, Scope::Day, None)) = state::parse_emitted_key(sid, &k) else { continue };
+                    let em = Emitted::decode(&v).map_err(|source| EngineError::Corrupt {
+                        table: Table::Emitted,
+                        key: format!("{sid}/{date}"),
+                        source,
+                    })?;
+                    if em.category.as_ref().map(|c| p.social_worker_categories.contains(c)).unwrap_or(false) {
+                        days.push((date, em.category.unwrap_or_default()));
+                    }
+                }
+                if days.len() as u32 >= p.social_worker_after_days {
+                    let listed: Vec<String> = days.iter().map(|(d, c)| format!("{d} {c}")).collect();
+                    self.raise(Raise {
+                        student,
+                        policy: &policy,
+                        kind: OutreachKind::SocialWorker,
+                        role: RecipientRole::SocialWorker,
+                        staff: None,
+                        section: None,
+                        window: (monday, monday + Duration::days(6)),
+                        reason: format!("{} days last week missed whole or in part: {}", days.len(), listed.join(", ")),
+                        evidence: days
+                            .iter()
+                            .map(|(d, _)| rollcall_model::determination_key(sid, Scope::Day, *d, None))
+                            .collect(),
+                        discriminator: String::new(),
+                        at,
+                    })?;
+                }
+            }
+            _ => {}
+        }
+        self.purge_before(student, school, monday)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_low_contact(
+        &mut self,
+        student: &StudentRecord,
+        school: &School,
+        policy: &Policy,
+        weeks: u32,
+        max: u32,
+        o: &Outcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let Some(section) = o.section.as_deref() else { return Ok(()) };
+        let mut total = o.contacts.unwrap_or(0) as u32;
+        let mut evidence = vec![format!(
+            "{}#contacts={}",
+            rollcall_model::determination_key(&student.student_id, Scope::Week, o.date, Some(section)),
+            total
+        )];
+        for back in 1..weeks {
+            let monday = o.date - Duration::days(7 * back as i64);
+            if !school.week_has_instruction(monday) {
+                return Ok(());
+            }
+            let key = state::emitted_key(&student.student_id, monday, Scope::Week, Some(section));
+            let Some(prev) = self.load_emitted(&key)? else { return Ok(()) };
+            let c = prev.contacts.unwrap_or(0) as u32;
+            total += c;
+            evidence.push(format!(
+                "{}#contacts={c}",
+                rollcall_model::determination_key(&student.student_id, Scope::Week, monday, Some(section))
+            ));
+        }
+        if total > max {
+            return Ok(());
+        }
+        let staff = student.enrollment(section).map(|e| e.staff_id.clone());
+        let first = o.date - Duration::days(7 * (weeks as i64 - 1));
+        self.raise(Raise {
+            student,
+            policy,
+            kind: OutreachKind::LowContact,
+            role: RecipientRole::AttendanceTeam,
+            staff,
+            section: Some(section.to_string()),
+            window: (first, o.date + Duration::days(6)),
+            reason: format!("{total} contact day(s) over {weeks} consecutive weeks (at most {max})"),
+            evidence,
+            discriminator: String::new(),
+            at,
+        })
+    }
+
+    /// Drops what can no longer change: day windows, emitted versions and
+    /// timers of dates past the correction horizon.
+    fn purge_before(&mut self, student: &StudentRecord, school: &School, monday: NaiveDate) -> Result<(), EngineError> {
+        let keep_from = monday - Duration::days(school.policy.correction_horizon_days as i64 + 21);
+        let sid = &student.student_id;
+        let start = state::student_prefix(sid);
+        let end = state::day_key(sid, keep_from);
+        self.store.delete_range(Table::Day, &start, &end)?;
+        self.store.delete_range(Table::Emitted, &start, &end)?;
+        // Event ids are keyed by id, not date: read the student's and drop the old ones.
+        for (k, v) in self.store.range(Table::Dedup, &start, &state::prefix_end(&start), usize::MAX)? {
+            if codec::date_from_key(&v).map(|d| d < keep_from).unwrap_or(true) {
+                self.store.delete(Table::Dedup, &k)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Raise<'a> {
+    student: &'a StudentRecord,
+    policy: &'a Policy,
+    kind: OutreachKind,
+    role: RecipientRole,
+    staff: Option<String>,
+    section: Option<String>,
+    window: (NaiveDate, NaiveDate),
+    reason: String,
+    evidence: Vec<String>,
+    /// Distinguishes triggers of one kind and window that are separate events.
+    discriminator: String,
+    at: DateTime<Utc>,
+}

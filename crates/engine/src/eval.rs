@@ -1,0 +1,707 @@
+//! The policies' rules as pure functions: one student's facts for a day (or a
+//! week) in, outcomes out. No state, no clock: what is decided here depends
+//! only on the facts, so the order in which they arrived cannot matter.
+
+use chrono::{Duration, NaiveDate};
+use rollcall_model::{
+    ActivityKind, AttendanceType, CalendarDay, CourseType, DayType, Direction, Enrollment, LocalTime, Meeting, Mode,
+    Scope, Status, StudentRecord, Weekday,
+};
+use rollcall_policy::{AnyEvidence, BandScope, Blocks, ByMode, HalfDay, Policy, Rule, WeeklyContacts};
+
+use crate::school::{monday_of, FinalizeKey, School};
+use crate::state::{DayRecord, Fact};
+
+/// One evaluated determination, before versioning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub scope: Scope,
+    pub date: NaiveDate,
+    pub section: Option<String>,
+    pub status: Status,
+    pub code: String,
+    pub attendance_type: Option<AttendanceType>,
+    pub minutes: Option<i64>,
+    pub contacts: Option<i32>,
+    pub category: Option<String>,
+    pub rule: String,
+    pub evidence: Vec<String>,
+    /// Which close finalizes this window.
+    pub closes_by: FinalizeKey,
+}
+
+impl Outcome {
+    /// Decided before its window closes: a positive outcome can only be
+    /// overturned by a correction, so it may be emitted at once.
+    pub fn decided(&self) -> bool {
+        self.status.is_present() || self.status == Status::Exempt || (self.contacts.unwrap_or(0) > 0)
+    }
+}
+
+/// One student's day, as the rules read it.
+pub struct DayInput<'a> {
+    pub school: &'a School,
+    pub day: &'a CalendarDay,
+    pub student: &'a StudentRecord,
+    pub record: &'a DayRecord,
+}
+
+/// A scheduled section meeting on a date.
+#[derive(Debug, Clone)]
+pub struct Block<'a> {
+    pub enrollment: &'a Enrollment,
+    pub meeting: &'a Meeting,
+}
+
+impl<'a> DayInput<'a> {
+    fn date(&self) -> NaiveDate {
+        self.day.date
+    }
+    fn policy(&self) -> &Policy {
+        &self.school.policy
+    }
+    fn mode(&self) -> Mode {
+        self.student.mode_on(self.date())
+    }
+    fn attendance_type(&self) -> AttendanceType {
+        if self.mode() == Mode::InPerson {
+            AttendanceType::InPerson
+        } else {
+            AttendanceType::Virtual
+        }
+    }
+    fn closes_by(&self) -> FinalizeKey {
+        let f = &self.policy().finalize;
+        match self.mode() {
+            Mode::InPerson => f.in_person_day.into(),
+            m if m.is_offline() => f.offline_day.into(),
+            _ => f.remote_day.into(),
+        }
+    }
+    /// Facts that happened on the date.
+    fn on_day(&self) -> impl Iterator<Item = &'a Fact> + '_ {
+        let d = self.date();
+        self.record.facts.iter().filter(move |f| f.local_date == d)
+    }
+    /// Submissions (and returned offline work) assigned for the date, made by the end of `by`.
+    fn for_day(&self, by: NaiveDate) -> impl Iterator<Item = &'a Fact> + '_ {
+        let d = self.date();
+        self.record.facts.iter().filter(move |f| {
+            f.assigned == Some(d)
+                && f.local_date <= by
+                && matches!(f.kind, ActivityKind::Submission | ActivityKind::OfflineWorkReturned)
+        })
+    }
+    /// The section meetings scheduled on the date, in start-time order.
+    pub fn blocks(&self) -> Vec<Block<'a>> {
+        let wd = Weekday::of(self.date());
+        let mut v: Vec<Block<'a>> = self
+            .student
+            .enrollments
+            .iter()
+            .flat_map(|e| {
+                e.meetings.iter().filter(move |m| m.weekdays.contains(&wd)).map(move |m| Block { enrollment: e, meeting: m })
+            })
+            .collect();
+        v.sort_by_key(|b| (b.meeting.start, b.meeting.end));
+        v
+    }
+    fn staff_of(&self, f: &'a Fact) -> Option<&'a str> {
+        if let Some(s) = &f.staff {
+            return Some(s);
+        }
+        let section = f.section.as_deref()?;
+        if let Some(e) = self.student.enrollment(section) {
+            return Some(e.staff_id.as_str());
+        }
+        if self.student.homeroom_section_id.as_deref() == Some(section) {
+            return self.student.homeroom_staff_id.as_deref();
+        }
+        None
+    }
+    /// Evidence of two-way communication on the date with `staff` (or with
+    /// any staff member when `None`): a two-way contact, or a message from the
+    /// student or guardian and one back from that staff member.
+    fn two_way(&self, staff: Option<&str>) -> Option<Vec<String>> {
+        let matches = |f: &'a Fact| staff.is_none() || self.staff_of(f) == staff;
+        let mut inbound: Vec<&Fact> = Vec::new();
+        let mut outbound: Vec<&Fact> = Vec::new();
+        for f in self.on_day().filter(|f| matches(f)) {
+            match (f.kind, f.direction) {
+                (ActivityKind::TwoWayContact, _) => return Some(vec![f.event_id.clone()]),
+                (ActivityKind::Message, Some(Direction::FromStudent | Direction::FromGuardian)) => inbound.push(f),
+                (ActivityKind::Message, Some(Direction::FromStaff)) => outbound.push(f),
+                _ => {}
+            }
+        }
+        for i in &inbound {
+            let who = self.staff_of(i);
+            if let Some(o) = outbound.iter().find(|o| self.staff_of(o) == who && who.is_some()) {
+                return Some(vec![i.event_id.clone(), o.event_id.clone()]);
+            }
+        }
+        None
+    }
+    fn absence(&self) -> (Status, String, String, Vec<String>) {
+        let p = self.policy();
+        let excused = self.record.reports.iter().find(|r| p.excused_reasons.contains(&r.reason));
+        match excused {
+            Some(r) => (
+                Status::AbsentExcused,
+                p.codes.absent_excused.clone(),
+                format!("absent, excused: {} reported", r.reason),
+                vec![r.report_id.clone()],
+            ),
+            None => (
+                Status::AbsentUnexcused,
+                p.codes.absent_unexcused.clone(),
+                "absent: no qualifying activity and no excusing report".into(),
+                vec![],
+            ),
+        }
+    }
+    fn present_code(&self) -> (Status, String) {
+        let c = &self.policy().codes;
+        if self.mode() == Mode::InPerson {
+            (Status::Present, c.present.clone())
+        } else {
+            (c.remote_status, c.present_remote.clone())
+        }
+    }
+    fn outcome(&self, scope: Scope, section: Option<&str>, status: Status, code: String, rule: String, evidence: Vec<String>) -> Outcome {
+        Outcome {
+            scope,
+            date: self.date(),
+            section: section.map(str::to_string),
+            status,
+            code,
+            attendance_type: Some(self.attendance_type()),
+            minutes: None,
+            contacts: None,
+            category: None,
+            rule,
+            evidence,
+            closes_by: self.closes_by(),
+        }
+    }
+    fn present_or_absent(&self, scope: Scope, section: Option<&str>, found: Option<(String, Vec<String>)>) -> Outcome {
+        match found {
+            Some((rule, evidence)) => {
+                let (status, code) = self.present_code();
+                self.outcome(scope, section, status, code, rule, evidence)
+            }
+            None => {
+                let (status, code, rule, evidence) = self.absence();
+                self.outcome(scope, section, status, code, rule, evidence)
+            }
+        }
+    }
+    /// The UTC span of the school day.
+    fn day_window(&self) -> (i64, i64) {
+        self.school.span(self.date(), self.day.start, self.day.end)
+    }
+    fn meeting_window(&self, m: &Meeting) -> (i64, i64) {
+        self.school.span(self.date(), m.start, m.end)
+    }
+}
+
+fn is_engagement(f: &Fact) -> bool {
+    f.kind.is_engagement_kind() && (f.kind != ActivityKind::Message || f.direction == Some(Direction::FromStudent))
+}
+
+/// Minutes covered by the union of open/close intervals (LIVE_JOIN..LIVE_LEAVE
+/// or CHECK_IN..CHECK_OUT) inside `window`, and the events that contributed.
+/// Intervals pair within a live session (or a section when there is no
+/// session id); an interval left open closes at the window's end; a leave that
+/// knows its duration stands on its own.
+pub fn covered_minutes<'f>(
+    facts: impl Iterator<Item = &'f Fact>,
+    open_kind: ActivityKind,
+    close_kind: ActivityKind,
+    window: (i64, i64),
+) -> (i64, Vec<String>) {
+    let mut evs: Vec<&Fact> = facts.filter(|f| f.kind == open_kind || f.kind == close_kind).collect();
+    let group = |f: &Fact| f.session.clone().or_else(|| f.section.clone()).unwrap_or_default();
+    evs.sort_by(|a, b| {
+        (group(a), a.at, a.kind != open_kind, &a.event_id).cmp(&(group(b), b.at, b.kind != open_kind, &b.event_id))
+    });
+    let mut intervals: Vec<(i64, i64, &str, Option<&str>)> = Vec::new();
+    let mut i = 0;
+    while i < evs.len() {
+        let g = group(evs[i]);
+        let mut open: Option<&Fact> = None;
+        while i < evs.len() && group(evs[i]) == g {
+            let f = evs[i];
+            if f.kind == open_kind {
+                if open.is_none() {
+                    open = Some(f);
+                }
+            } else if let Some(o) = open.take() {
+                intervals.push((o.at, f.at, &o.event_id, Some(&f.event_id)));
+            } else if let Some(d) = f.duration_s {
+                intervals.push((f.at - d.max(0) * 1_000_000, f.at, &f.event_id, None));
+            }
+            i += 1;
+        }
+        if let Some(o) = open {
+            intervals.push((o.at, window.1.max(o.at), &o.event_id, None));
+        }
+    }
+    let mut clipped: Vec<(i64, i64)> = Vec::new();
+    let mut evidence = Vec::new();
+    for (a, b, e1, e2) in intervals {
+        let (a, b) = (a.max(window.0), b.min(window.1));
+        if a < b {
+            clipped.push((a, b));
+            evidence.push(e1.to_string());
+            if let Some(e) = e2 {
+                evidence.push(e.to_string());
+            }
+        }
+    }
+    clipped.sort();
+    let mut total = 0i64;
+    let mut cur: Option<(i64, i64)> = None;
+    for (a, b) in clipped {
+        match cur {
+            Some((ca, cb)) if a <= cb => cur = Some((ca, cb.max(b))),
+            Some((ca, cb)) => {
+                total += cb - ca;
+                cur = Some((a, b));
+            }
+            None => cur = Some((a, b)),
+        }
+    }
+    if let Some((a, b)) = cur {
+        total += b - a;
+    }
+    evidence.sort();
+    evidence.dedup();
+    (total / 60_000_000, evidence)
+}
+
+/// Every DAY and SECTION outcome of one student's instructional day.
+pub fn evaluate_day(input: &DayInput) -> Vec<Outcome> {
+    let policy = input.policy();
+    let Some(band) = policy.band(input.student.grade_level) else { return Vec::new() };
+    match (&policy.rule, band.scope) {
+        (Rule::AnyEvidence(p), BandScope::Day) => vec![any_evidence_day(input, p)],
+        (Rule::AnyEvidence(p), BandScope::Section) => {
+            input.blocks().iter().map(|b| any_evidence_section(input, p, b)).collect()
+        }
+        (Rule::AnyEvidence(p), BandScope::SectionAndDay) => {
+            let sections: Vec<Outcome> = input.blocks().iter().map(|b| any_evidence_section(input, p, b)).collect();
+            with_derived_day(input, sections)
+        }
+        (Rule::ByMode(p), _) => vec![by_mode_day(input, p)],
+        (Rule::HalfDay(p), BandScope::Day) => vec![half_day(input, p, None)],
+        (Rule::HalfDay(p), BandScope::Section) => input.blocks().iter().map(|b| half_day(input, p, Some(b))).collect(),
+        (Rule::HalfDay(p), BandScope::SectionAndDay) => {
+            let sections: Vec<Outcome> = input.blocks().iter().map(|b| half_day(input, p, Some(b))).collect();
+            with_derived_day(input, sections)
+        }
+        (Rule::Blocks(p), _) => blocks_day(input, p).into_iter().collect(),
+        (Rule::WeeklyContacts(p), _) => {
+            // Remote days are decided per week; in-person days daily.
+            if input.mode() == Mode::InPerson {
+                vec![weekly_in_person_day(input, p)]
+            } else {
+                Vec::new()
+            }
+        }
+        (Rule::DailyEngagement, _) => {
+            let found = input.on_day().find(|f| is_engagement(f)).map(|f| ("engagement event on the day".to_string(), vec![f.event_id.clone()]));
+            vec![input.present_or_absent(Scope::Day, None, found)]
+        }
+        (_, BandScope::WeekSection) => Vec::new(),
+    }
+}
+
+/// DESIGN.md section 4: the DAY code derived from periods is present when the
+/// student is present in at least half of the periods scheduled that day.
+fn with_derived_day(input: &DayInput, mut sections: Vec<Outcome>) -> Vec<Outcome> {
+    if sections.is_empty() {
+        return sections;
+    }
+    let n = sections.len();
+    let present: Vec<&Outcome> = sections.iter().filter(|o| o.status.is_present()).collect();
+    let found = (2 * present.len() >= n).then(|| {
+        (
+            format!("present in {} of {} scheduled periods (at least half)", present.len(), n),
+            present.iter().flat_map(|o| o.evidence.iter().cloned()).collect::<Vec<_>>(),
+        )
+    });
+    let mut day = input.present_or_absent(Scope::Day, None, found);
+    if !day.status.is_present() && day.status == Status::AbsentUnexcused {
+        day.rule = format!("absent: present in {} of {} scheduled periods (fewer than half)", present.len(), n);
+    }
+    sections.push(day);
+    sections
+}
+
+fn live_allowed(input: &DayInput, p: &AnyEvidence) -> bool {
+    !p.no_live_weekdays.contains(&Weekday::of(input.date())) && !p.no_live_day_types.contains(&input.day.day_type)
+}
+
+fn any_evidence_day(input: &DayInput, p: &AnyEvidence) -> Outcome {
+    let date = input.date();
+    let blocks = input.blocks();
+    let scheduled = |s: &str| {
+        input.student.homeroom_section_id.as_deref() == Some(s) || blocks.iter().any(|b| b.enrollment.section_id == s)
+    };
+    let live = live_allowed(input, p)
+        .then(|| {
+            input.on_day().find(|f| {
+                f.kind == ActivityKind::LiveJoin && f.section.as_deref().map(scheduled).unwrap_or(true)
+            })
+        })
+        .flatten()
+        .map(|f| ("(a) live session on the day".to_string(), vec![f.event_id.clone()]));
+    let by = date + Duration::days(p.submission_allowance_days as i64);
+    let submission = || {
+        input
+            .for_day(by)
+            .find(|f| f.kind == ActivityKind::Submission)
+            .map(|f| ("(b) task for the day submitted on time".to_string(), vec![f.event_id.clone()]))
+    };
+    let two_way = || {
+        let homeroom = input.student.homeroom_staff_id.as_deref()?;
+        let mut evidence = input.two_way(Some(homeroom))?;
+        let mut specials: Vec<&str> =
+            blocks.iter().filter(|b| b.enrollment.specials).map(|b| b.enrollment.staff_id.as_str()).collect();
+        specials.sort();
+        specials.dedup();
+        for s in &specials {
+            evidence.extend(input.two_way(Some(s))?);
+        }
+        Some(("(c) two-way communication with the homeroom teacher and every specials teacher of the day".to_string(), evidence))
+    };
+    let found = live.or_else(submission).or_else(two_way);
+    input.present_or_absent(Scope::Day, None, found)
+}
+
+fn any_evidence_section(input: &DayInput, p: &AnyEvidence, b: &Block) -> Outcome {
+    let section = b.enrollment.section_id.as_str();
+    let in_section = |f: &&Fact| f.section.as_deref() == Some(section);
+    let live = live_allowed(input, p)
+        .then(|| input.on_day().filter(in_section).find(|f| f.kind == ActivityKind::LiveJoin))
+        .flatten()
+        .map(|f| ("live session of the class on the day".to_string(), vec![f.event_id.clone()]));
+    let by = input.date() + Duration::days(p.submission_allowance_days as i64);
+    let found = live
+        .or_else(|| {
+            input
+                .for_day(by)
+                .filter(in_section)
+                .find(|f| f.kind == ActivityKind::Submission)
+                .map(|f| ("task for the class submitted on time".to_string(), vec![f.event_id.clone()]))
+        })
+        .or_else(|| {
+            input
+                .two_way(Some(&b.enrollment.staff_id))
+                .map(|e| ("two-way communication with the class teacher".to_string(), e))
+        });
+    input.present_or_absent(Scope::Section, Some(section), found)
+}
+
+fn by_mode_day(input: &DayInput, p: &ByMode) -> Outcome {
+    let policy = input.policy();
+    let blocks = input.blocks();
+    let mode = input.mode();
+    if p.dual_enrollment_exempt && !blocks.is_empty() && blocks.iter().all(|b| b.enrollment.dual_enrollment) {
+        return input.outcome(
+            Scope::Day,
+            None,
+            Status::Exempt,
+            policy.codes.exempt.clone(),
+            "exempt: every scheduled section is dual enrollment".into(),
+            vec![],
+        );
+    }
+    let date = input.date();
+    let found = match mode {
+        Mode::InPerson => input
+            .on_day()
+            .find(|f| f.kind == ActivityKind::CheckIn)
+            .map(|f| ("in person: checked in on campus".to_string(), vec![f.event_id.clone()])),
+        m if m.is_offline() => {
+            let week_end = monday_of(date) + Duration::days(6);
+            input.for_day(week_end).next().map(|f| {
+                (format!("{}: work for the day returned by the end of its week", mode), vec![f.event_id.clone()])
+            })
+        }
+        _ if p.lms => {
+            let login = input.on_day().find(|f| f.kind == ActivityKind::Login);
+            let engaged = input.on_day().find(|f| is_engagement(f));
+            match (login, engaged) {
+                (Some(l), Some(e)) => Some((
+                    "virtual: authenticated (login) and engaged on the day".to_string(),
+                    vec![l.event_id.clone(), e.event_id.clone()],
+                )),
+                _ => None,
+            }
+        }
+        _ => input
+            .on_day()
+            .find(|f| f.kind == ActivityKind::TwoWayContact)
+            .map(|f| ("virtual without an LMS: two-way contact on the day".to_string(), vec![f.event_id.clone()])),
+    };
+    let mut o = input.present_or_absent(Scope::Day, None, found);
+    let window = input.day_window();
+    let (minutes, _) = if mode == Mode::InPerson {
+        covered_minutes(input.on_day(), ActivityKind::CheckIn, ActivityKind::CheckOut, window)
+    } else {
+        covered_minutes(input.on_day(), ActivityKind::LiveJoin, ActivityKind::LiveLeave, window)
+    };
+    o.minutes = Some(minutes);
+    o
+}
+
+fn half_day(input: &DayInput, p: &HalfDay, block: Option<&Block>) -> Outcome {
+    let policy = input.policy();
+    let section = block.map(|b| b.enrollment.section_id.as_str());
+    let scope = if block.is_some() { Scope::Section } else { Scope::Day };
+    let in_scope = |f: &&Fact| section.is_none() || f.section.as_deref() == section;
+    let window = match block {
+        Some(b) => input.meeting_window(b.meeting),
+        None => input.day_window(),
+    };
+    let needed = ((window.1 - window.0) / 60_000_000) as f64 * p.fraction;
+    let what = if block.is_some() { "the period" } else { "the day" };
+    let mode = input.mode();
+    let date = input.date();
+
+    let mut minutes = 0;
+    let found = if mode == Mode::InPerson {
+        // On site: presence on campus, whichever section the door saw.
+        let (m, ev) = covered_minutes(input.on_day(), ActivityKind::CheckIn, ActivityKind::CheckOut, window);
+        minutes = m;
+        if m as f64 >= needed && m > 0 {
+            Some((format!("on site {m} of {} minutes of {what} (at least {}%)", needed / p.fraction, p.fraction * 100.0), ev))
+        } else {
+            None
+        }
+    } else if block.map(|b| b.enrollment.course_type == CourseType::AsyncOnly).unwrap_or(false) {
+        input
+            .on_day()
+            .filter(in_scope)
+            .find(|f| is_engagement(f))
+            .map(|f| ("asynchronous-only course: engaged with the course on the day".to_string(), vec![f.event_id.clone()]))
+    } else {
+        let (m, ev) = covered_minutes(input.on_day().filter(in_scope), ActivityKind::LiveJoin, ActivityKind::LiveLeave, window);
+        minutes = m;
+        if m as f64 >= needed && m > 0 {
+            Some((format!("live {m} of {} minutes of {what} (at least {}%)", needed / p.fraction, p.fraction * 100.0), ev))
+        } else {
+            None
+        }
+    };
+    if let Some((rule, evidence)) = found {
+        let (status, code) = input.present_code();
+        let mut o = input.outcome(scope, section, status, code, rule, evidence);
+        o.minutes = Some(minutes);
+        return o;
+    }
+    let remote = |rule: String, evidence: Vec<String>| {
+        let mut o = input.outcome(scope, section, policy.codes.remote_status, policy.codes.present_remote.clone(), rule, evidence);
+        o.minutes = Some(minutes);
+        o
+    };
+    if mode == Mode::InPerson {
+        if let Some(r) = input.record.reports.iter().find(|r| p.remote_present_reasons.contains(&r.reason)) {
+            return remote(format!("present off-site: {} reported", r.reason), vec![r.report_id.clone()]);
+        }
+    } else if let Some(r) = input.record.reports.iter().find(|r| p.hardship_reasons.contains(&r.reason)) {
+        let by = date + Duration::days(p.submission_allowance_days as i64);
+        let teacher = block.map(|b| b.enrollment.staff_id.as_str());
+        let path = input
+            .for_day(by)
+            .filter(in_scope)
+            .find(|f| f.kind == ActivityKind::Submission)
+            .map(|f| ("work for the day submitted within the allowance", vec![f.event_id.clone()]))
+            .or_else(|| {
+                input
+                    .on_day()
+                    .filter(in_scope)
+                    .find(|f| is_engagement(f))
+                    .map(|f| ("engaged with course content on the day", vec![f.event_id.clone()]))
+            })
+            .or_else(|| input.two_way(teacher).map(|e| ("two-way communication with a teacher on the day", e)))
+            .or_else(|| {
+                input
+                    .on_day()
+                    .filter(in_scope)
+                    .find(|f| f.kind == ActivityKind::RecordingView)
+                    .map(|f| ("watched the recording of instruction", vec![f.event_id.clone()]))
+            });
+        if let Some((why, mut evidence)) = path {
+            evidence.insert(0, r.report_id.clone());
+            return remote(format!("present off-site by hardship ({} reported): {why}", r.reason), evidence);
+        }
+    }
+    let (status, code, rule, evidence) = input.absence();
+    let mut o = input.outcome(scope, section, status, code, rule, evidence);
+    o.minutes = Some(minutes);
+    o
+}
+
+/// A block of the instruction-partners day and whether it was attended.
+#[derive(Debug, Clone)]
+pub struct BlockAttendance {
+    pub section: String,
+    pub staff: String,
+    pub start: LocalTime,
+    pub end: LocalTime,
+    pub attended: bool,
+    pub minutes: i64,
+    pub evidence: Vec<String>,
+}
+
+/// The blocks of the day in start order, each with its attendance.
+pub fn block_attendance(input: &DayInput) -> Vec<BlockAttendance> {
+    let in_person = input.mode() == Mode::InPerson;
+    input
+        .blocks()
+        .into_iter()
+        .map(|b| {
+            let w = input.meeting_window(b.meeting);
+            let (minutes, evidence) = if in_person {
+                covered_minutes(input.on_day(), ActivityKind::CheckIn, ActivityKind::CheckOut, w)
+            } else {
+                covered_minutes(input.on_day(), ActivityKind::LiveJoin, ActivityKind::LiveLeave, w)
+            };
+            BlockAttendance {
+                section: b.enrollment.section_id.clone(),
+                staff: b.enrollment.staff_id.clone(),
+                start: b.meeting.start,
+                end: b.meeting.end,
+                attended: !evidence.is_empty(),
+                minutes,
+                evidence,
+            }
+        })
+        .collect()
+}
+
+fn blocks_day(input: &DayInput, p: &Blocks) -> Option<Outcome> {
+    let blocks = block_attendance(input);
+    if blocks.is_empty() {
+        return None;
+    }
+    let attended = blocks.iter().filter(|b| b.attended).count();
+    let morning = blocks[0].attended;
+    let afternoon = blocks.iter().any(|b| b.attended && b.start >= p.afternoon_starts);
+    let category = if attended == 0 {
+        "ABSENT"
+    } else if attended == blocks.len() {
+        "ALL_DAY"
+    } else if morning && !afternoon {
+        "MORNING_ONLY"
+    } else {
+        "PARTIAL"
+    };
+    let rule = format!("{category}: attended {attended} of {} blocks (morning session {})", blocks.len(), if morning { "attended" } else { "missed" });
+    let evidence: Vec<String> = blocks.iter().flat_map(|b| b.evidence.iter().cloned()).collect();
+    // DESIGN.md: status PRESENT unless ABSENT, whatever the mode.
+    let status = if attended == 0 { input.absence().0 } else { Status::Present };
+    let mut o = input.outcome(Scope::Day, None, status, category.to_string(), rule, evidence);
+    if attended == 0 {
+        o.evidence = input.absence().3;
+    }
+    o.category = Some(category.to_string());
+    o.minutes = Some(blocks.iter().map(|b| b.minutes).sum());
+    if input.day.day_type == DayType::Async {
+        o.rule.push_str(" on an asynchronous day");
+    }
+    Some(o)
+}
+
+fn weekly_in_person_day(input: &DayInput, p: &WeeklyContacts) -> Outcome {
+    let found = input.on_day().find(|f| f.kind == ActivityKind::CheckIn);
+    match found {
+        Some(f) => input.outcome(
+            Scope::Day,
+            None,
+            Status::Present,
+            p.in_person_present.clone(),
+            "in person: checked in on campus".into(),
+            vec![f.event_id.clone()],
+        ),
+        None => {
+            let (status, _, rule, evidence) = input.absence();
+            input.outcome(Scope::Day, None, status, p.in_person_absent.clone(), rule, evidence)
+        }
+    }
+}
+
+/// nmped: the WEEK outcome per class for the week starting `monday`.
+/// `days` holds the student's day records of that week (any order).
+pub fn evaluate_week(
+    school: &School,
+    student: &StudentRecord,
+    monday: NaiveDate,
+    days: &[(NaiveDate, DayRecord)],
+) -> Vec<Outcome> {
+    let Rule::WeeklyContacts(p) = &school.policy.rule else { return Vec::new() };
+    let sunday = monday + Duration::days(6);
+    // Remote instructional days of this week decide whether there is a WEEK determination at all.
+    let remote_days: Vec<NaiveDate> = school
+        .instructional_days(monday, sunday)
+        .map(|d| d.date)
+        .filter(|d| student.mode_on(*d) != Mode::InPerson)
+        .collect();
+    if remote_days.is_empty() {
+        return Vec::new();
+    }
+    let homeroom = student.homeroom_section_id.as_deref();
+    let mut sections: Vec<&Enrollment> = student
+        .enrollments
+        .iter()
+        .filter(|e| {
+            remote_days.iter().any(|d| {
+                let wd = Weekday::of(*d);
+                e.meetings.iter().any(|m| m.weekdays.contains(&wd))
+            }) || Some(e.section_id.as_str()) == homeroom
+        })
+        .collect();
+    sections.sort_by(|a, b| a.section_id.cmp(&b.section_id));
+    sections
+        .into_iter()
+        .map(|e| {
+            let mut dates: Vec<(NaiveDate, &str)> = Vec::new();
+            for (date, rec) in days {
+                if *date < monday || *date > sunday {
+                    continue;
+                }
+                let contact = rec.facts.iter().find(|f| {
+                    f.local_date == *date
+                        && p.indicators.contains(&f.kind)
+                        && match f.section.as_deref() {
+                            Some(s) => s == e.section_id,
+                            None => homeroom == Some(e.section_id.as_str()),
+                        }
+                });
+                if let Some(f) = contact {
+                    dates.push((*date, &f.event_id));
+                }
+            }
+            dates.sort();
+            let contacts = dates.len() as u32;
+            let code = p.codes.iter().rev().find(|c| contacts >= c.min).map(|c| c.code.clone()).unwrap_or_default();
+            Outcome {
+                scope: Scope::Week,
+                date: monday,
+                section: Some(e.section_id.clone()),
+                status: Status::Contacts,
+                code: code.clone(),
+                attendance_type: Some(AttendanceType::Virtual),
+                minutes: None,
+                contacts: Some(contacts as i32),
+                category: None,
+                rule: format!("{contacts} day(s) with contact for the class, Monday to Sunday: {code}"),
+                evidence: dates.into_iter().map(|(_, e)| e.to_string()).collect(),
+                closes_by: school.policy.finalize.week.into(),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,201 @@
+//! A school as the engine sees it: calendar, time zone, policy, and the
+//! instants at which its windows close.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use rollcall_model::{CalendarDay, LocalTime, SchoolCalendar};
+use rollcall_policy::{FinalizeAt, Policy, Rule};
+
+/// What happens to a school's students at one of its close instants.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SchoolAction {
+    /// Finalize the day windows of `date` whose finalization rule is one of `rules`.
+    CloseDays { date: NaiveDate, rules: Vec<FinalizeKey> },
+    /// Close the Monday–Sunday week starting `monday`.
+    CloseWeek { monday: NaiveDate },
+}
+
+/// A comparable stand-in for [`FinalizeAt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FinalizeKey {
+    DayEnd(u8),
+    SchoolDayEnd,
+    WeekEnd,
+    NextWeek(u8, u16),
+}
+
+impl From<FinalizeAt> for FinalizeKey {
+    fn from(f: FinalizeAt) -> Self {
+        match f {
+            FinalizeAt::DayEnd { plus_days } => FinalizeKey::DayEnd(plus_days),
+            FinalizeAt::SchoolDayEnd => FinalizeKey::SchoolDayEnd,
+            FinalizeAt::WeekEnd => FinalizeKey::WeekEnd,
+            FinalizeAt::NextWeek { weekday, time } => FinalizeKey::NextWeek(weekday.index(), time.0),
+        }
+    }
+}
+
+/// A loaded school.
+#[derive(Debug)]
+pub struct School {
+    pub calendar: SchoolCalendar,
+    pub tz: Tz,
+    pub policy: Arc<Policy>,
+    days: BTreeMap<NaiveDate, CalendarDay>,
+}
+
+/// Monday of the week containing `d`.
+pub fn monday_of(d: NaiveDate) -> NaiveDate {
+    d - Duration::days(d.weekday().num_days_from_monday() as i64)
+}
+
+impl School {
+    pub fn new(calendar: SchoolCalendar, tz: Tz, policy: Arc<Policy>) -> School {
+        let days = calendar.days.iter().map(|d| (d.date, d.clone())).collect();
+        School { calendar, tz, policy, days }
+    }
+
+    /// The calendar entry of an instructional date.
+    pub fn instructional(&self, date: NaiveDate) -> Option<&CalendarDay> {
+        self.days.get(&date).filter(|d| d.instructional)
+    }
+
+    pub fn instructional_days(&self, from: NaiveDate, to: NaiveDate) -> impl Iterator<Item = &CalendarDay> {
+        self.days.range(from..=to).map(|(_, d)| d).filter(|d| d.instructional)
+    }
+
+    pub fn week_has_instruction(&self, monday: NaiveDate) -> bool {
+        self.instructional_days(monday, monday + Duration::days(6)).next().is_some()
+    }
+
+    /// The school-local date of an instant.
+    pub fn local_date(&self, at: DateTime<Utc>) -> NaiveDate {
+        at.with_timezone(&self.tz).date_naive()
+    }
+
+    /// The UTC instant of a local wall-clock time. In a DST gap the clock
+    /// jumps forward, so the first instant after the gap is used; in an
+    /// overlap, the earlier one.
+    pub fn instant(&self, date: NaiveDate, minutes: u32) -> DateTime<Utc> {
+        let base = NaiveDateTime::new(date, chrono::NaiveTime::MIN) + Duration::minutes(minutes as i64);
+        for shift in 0..=4 {
+            match self.tz.from_local_datetime(&(base + Duration::minutes(30 * shift))) {
+                LocalResult::Single(t) => return t.with_timezone(&Utc),
+                LocalResult::Ambiguous(a, _) => return a.with_timezone(&Utc),
+                LocalResult::None => continue,
+            }
+        }
+        Utc.from_utc_datetime(&base)
+    }
+
+    /// Local midnight at the start of `date`.
+    pub fn start_of(&self, date: NaiveDate) -> DateTime<Utc> {
+        self.instant(date, 0)
+    }
+
+    /// The UTC span of a local time range on `date`.
+    pub fn span(&self, date: NaiveDate, start: LocalTime, end: LocalTime) -> (i64, i64) {
+        (
+            self.instant(date, start.minutes()).timestamp_micros(),
+            self.instant(date, end.minutes()).timestamp_micros(),
+        )
+    }
+
+    /// When a window of `date` closed by `rule` becomes final.
+    pub fn finalize_instant(&self, date: NaiveDate, rule: FinalizeKey) -> DateTime<Utc> {
+        match rule {
+            FinalizeKey::DayEnd(plus) => self.start_of(date + Duration::days(1 + plus as i64)),
+            FinalizeKey::SchoolDayEnd => match self.days.get(&date) {
+                Some(d) if d.end.0 > 0 => self.instant(date, d.end.minutes()),
+                _ => self.start_of(date + Duration::days(1)),
+            },
+            FinalizeKey::WeekEnd => self.start_of(monday_of(date) + Duration::days(7)),
+            FinalizeKey::NextWeek(weekday, minutes) => {
+                self.instant(monday_of(date) + Duration::days(7 + weekday as i64), minutes as u32)
+            }
+        }
+    }
+
+    /// Every close instant of this school, with what to do at it, in time order.
+    pub fn close_schedule(&self) -> Vec<(DateTime<Utc>, SchoolAction)> {
+        let f = &self.policy.finalize;
+        let mut rules: Vec<FinalizeKey> = vec![f.in_person_day.into(), f.remote_day.into(), f.offline_day.into()];
+        rules.sort();
+        rules.dedup();
+        let weekly_rule = matches!(self.policy.rule, Rule::WeeklyContacts(_));
+        let mut by_instant: BTreeMap<(DateTime<Utc>, NaiveDate), Vec<FinalizeKey>> = BTreeMap::new();
+        let mut weeks = BTreeMap::new();
+        for d in self.days.values().filter(|d| d.instructional) {
+            for r in &rules {
+                by_instant.entry((self.finalize_instant(d.date, *r), d.date)).or_default().push(*r);
+            }
+            let monday = monday_of(d.date);
+            let week_rule = if weekly_rule { f.week.into() } else { FinalizeKey::WeekEnd };
+            weeks.insert(monday, self.finalize_instant(monday, week_rule));
+        }
+        let mut out: Vec<(DateTime<Utc>, SchoolAction)> = by_instant
+            .into_iter()
+            .map(|((at, date), rules)| (at, SchoolAction::CloseDays { date, rules }))
+            .chain(weeks.into_iter().map(|(monday, at)| (at, SchoolAction::CloseWeek { monday })))
+            .collect();
+        // Days close before the week they belong to when both fall at one instant.
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollcall_model::DayType;
+
+    fn school(tz: Tz, policy: &str, dates: &[&str]) -> School {
+        let cal = SchoolCalendar {
+            school_id: "x".into(),
+            timezone: tz.name().into(),
+            policy: policy.into(),
+            days: dates
+                .iter()
+                .map(|d| CalendarDay {
+                    date: d.parse().unwrap(),
+                    instructional: true,
+                    day_type: DayType::Full,
+                    start: "08:00".parse().unwrap(),
+                    end: "15:00".parse().unwrap(),
+                })
+                .collect(),
+        };
+        School::new(cal, tz, Arc::new(Policy::preset(policy).unwrap()))
+    }
+
+    #[test]
+    fn nmped_week_closes_monday_1600_local() {
+        let s = school(chrono_tz::America::Denver, "nmped", &["2020-10-05", "2020-10-09"]);
+        let sched = s.close_schedule();
+        let (at, _) = sched.iter().find(|(_, a)| matches!(a, SchoolAction::CloseWeek { .. })).unwrap();
+        assert_eq!(at.to_rfc3339(), "2020-10-12T22:00:00+00:00");
+    }
+
+    #[test]
+    fn dst_gap_moves_forward() {
+        // 2021-03-14 02:30 does not exist in Chicago.
+        let s = school(chrono_tz::America::Chicago, "mmsd", &[]);
+        let t = s.instant("2021-03-14".parse().unwrap(), 150);
+        assert_eq!(t.to_rfc3339(), "2021-03-14T08:00:00+00:00"); // 03:00 CDT
+    }
+
+    #[test]
+    fn cms_remote_days_close_a_day_later() {
+        let s = school(chrono_tz::America::New_York, "cms", &["2020-10-06"]);
+        let closes: Vec<_> = s
+            .close_schedule()
+            .into_iter()
+            .filter(|(_, a)| matches!(a, SchoolAction::CloseDays { .. }))
+            .map(|(t, _)| t.to_rfc3339())
+            .collect();
+        assert_eq!(closes, vec!["2020-10-07T04:00:00+00:00", "2020-10-08T04:00:00+00:00"]);
+    }
+}

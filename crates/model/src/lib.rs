@@ -1,0 +1,12 @@
+//! rollcall's data model: the records of the attendance pipeline (activity,
+//! roster, calendars, absence reports, determinations, outreach triggers,
+//! dead letters), their canonical JSON form, and their Avro form against the
+//! schema files in `schemas/` at the top of the repository.
+//!
+//! Everything that crosses a process boundary is defined here, so the engine,
+//! the state store and the runtimes agree on one set of types.
+
+pub mod avro;
+pub mod types;
+
+pub use types::*;
