@@ -1,0 +1,137 @@
+//! Bad input gets a clear error that names the file, the place and the
+//! problem, and nothing else breaks.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn base() -> Value {
+    let f = repo().join("tests/scenarios/mmsd-01-k5-live-join-and-submission.json");
+    serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap()
+}
+
+/// Writes the scenario and runs `rollcall scenario check` on it: (exit code, stdout).
+fn check(name: &str, v: &Value) -> (Option<i32>, String, PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, serde_json::to_string_pretty(v).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rollcall")).args(["scenario", "check", "--memory"]).arg(&path).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), path, dir)
+}
+
+#[test]
+fn misspelt_field_names_file_event_and_field() {
+    let mut v = base();
+    let e = v["events"][2].as_object_mut().unwrap();
+    let t = e.remove("occurred_at").unwrap();
+    e.insert("occured_at".into(), t);
+    let (code, out, path, _d) = check("misspelt.json", &v);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(&path.display().to_string()), "{out}");
+    assert!(out.contains("events[2]") && out.contains("unknown field `occured_at`"), "{out}");
+    assert!(out.contains("0 passed, 1 failed"), "{out}");
+}
+
+#[test]
+fn unknown_enum_value_is_named() {
+    let mut v = base();
+    v["events"][0]["kind"] = json!("LOGGED_IN");
+    let (code, out, _, _d) = check("enum.json", &v);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("events[0]") && out.contains("LOGGED_IN") && out.contains("LIVE_JOIN"), "{out}");
+}
+
+#[test]
+fn nonexistent_timezone_is_named() {
+    let mut v = base();
+    v["calendars"][0]["timezone"] = json!("America/Atlantis");
+    let (code, out, _, _d) = check("tz.json", &v);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("calendars[0]") && out.contains("America/Atlantis") && out.contains("IANA"), "{out}");
+}
+
+#[test]
+fn syntax_error_names_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.json");
+    std::fs::write(&path, "{\n  \"name\": \"x\",\n  \"policy\": mmsd\n}").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rollcall")).args(["scenario", "check"]).arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text.contains("broken.json: line 3, column"), "{text}");
+}
+
+#[test]
+fn event_for_unknown_student_is_refused_and_the_rest_still_counts() {
+    let mut v = base();
+    let mut stray = v["events"][0].clone();
+    stray["event_id"] = json!("stray-1");
+    stray["student_id"] = json!("nobody");
+    v["events"].as_array_mut().unwrap().insert(1, stray);
+    let (code, out, _, _d) = check("stray.json", &v);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("events[1] (stray-1)") && out.contains("UNKNOWN_STUDENT") && out.contains("`nobody`"), "{out}");
+    // Only the refusal differs: every determination still came out as expected.
+    assert_eq!(out.lines().filter(|l| l.contains("expected")).count(), 1, "{out}");
+
+    // Declared as expected, the scenario passes.
+    v["expect"]["dead_letters"] = json!([{ "event_id": "stray-1", "error_kind": "UNKNOWN_STUDENT" }]);
+    let (code, out, _, _d) = check("stray-expected.json", &v);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn absurd_timestamp_is_refused() {
+    let mut v = base();
+    let mut far = v["events"][0].clone();
+    far["event_id"] = json!("far-1");
+    far["occurred_at"] = json!("2031-01-01T00:00:00Z");
+    // It arrives in 2020 with the others, claiming to come from 2031.
+    let last = v["events"].as_array().unwrap().last().unwrap().clone();
+    far["arrives_at"] = last.get("arrives_at").cloned().unwrap_or(last["occurred_at"].clone());
+    v["events"].as_array_mut().unwrap().push(far);
+    v["expect"]["dead_letters"] = json!([{ "event_id": "far-1", "error_kind": "TIMESTAMP_OUT_OF_RANGE" }]);
+    let (code, out, _, _d) = check("far.json", &v);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn policy_file_with_wrong_field_names_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("district.toml");
+    let text = rollcall_policy::Policy::preset_text("cms").unwrap().replace("hardship_reasons", "hardship_reason");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rollcall")).args(["policy", "check"]).arg(&path).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("district.toml") && err.contains("line") && err.contains("hardship_reason"), "{err}");
+}
+
+#[test]
+fn policy_file_with_unknown_reason_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("district.toml");
+    let text = rollcall_policy::Policy::preset_text("cms").unwrap().replace("\"CONNECTIVITY\"", "\"WIFI\"");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rollcall")).args(["policy", "check"]).arg(&path).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("district.toml") && err.contains("WIFI"), "{err}");
+}
+
+#[test]
+fn shipped_presets_check_clean() {
+    for id in rollcall_policy::PRESET_IDS {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("{id}.toml"));
+        let out = Command::new(env!("CARGO_BIN_EXE_rollcall")).args(["policy", "show", id]).output().unwrap();
+        std::fs::write(&path, &out.stdout).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_rollcall")).args(["policy", "check"]).arg(&path).output().unwrap();
+        assert!(out.status.success(), "{id}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
