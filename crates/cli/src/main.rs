@@ -3,6 +3,7 @@
 //! file, place and problem.
 
 mod demo;
+mod kafka_cmd;
 mod scenario_cmd;
 
 use std::path::PathBuf;
@@ -31,6 +32,13 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Manage the Kafka topics.
+    Topics {
+        #[command(subcommand)]
+        command: kafka_cmd::TopicsCommand,
+    },
+    /// Run the processor: consume the input topics, emit determinations and outreach, exactly once.
+    Run(kafka_cmd::RunArgs),
 }
 
 #[derive(Subcommand)]
@@ -40,6 +48,9 @@ enum ScenarioCommand {
         /// Keep state in memory instead of a temporary RocksDB database.
         #[arg(long)]
         memory: bool,
+        /// Run each scenario through these Kafka brokers and a real processor instead.
+        #[arg(long, conflicts_with = "memory")]
+        brokers: Option<String>,
         /// Scenario files, or directories of them.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -64,11 +75,17 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLCALL_LOG").unwrap_or_else(|_| "warn,rollcall=info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let result = match cli.command {
-        Command::Scenario { command: ScenarioCommand::Check { memory, files } } => scenario_cmd::check(&files, memory),
+        Command::Scenario { command: ScenarioCommand::Check { memory, brokers, files } } => {
+            scenario_cmd::check(&files, memory, brokers.as_deref())
+        }
         Command::Scenario { command: ScenarioCommand::Run { memory, file } } => scenario_cmd::run(&file, memory),
         Command::Demo(args) => demo::run(&args),
         Command::Policy { command } => policy(command),
+        Command::Topics { command } => kafka_cmd::topics(command),
+        Command::Run(args) => kafka_cmd::run(args),
     };
     match result {
         Ok(code) => code,

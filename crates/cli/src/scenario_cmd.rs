@@ -34,11 +34,15 @@ pub fn execute(s: &Scenario, memory: bool) -> Result<RunOutput, ScenarioError> {
     run_scenario(s, store).map(|(o, _)| o)
 }
 
-pub fn check(files: &[PathBuf], memory: bool) -> anyhow::Result<ExitCode> {
+pub fn check(files: &[PathBuf], memory: bool, brokers: Option<&str>) -> anyhow::Result<ExitCode> {
     let files = expand(files)?;
     let (mut passed, mut failed) = (0, 0);
-    for f in &files {
-        match check_one(f, memory) {
+    for (i, f) in files.iter().enumerate() {
+        let result = match brokers {
+            None => check_one(f, memory),
+            Some(b) => check_through_kafka(f, b, i),
+        };
+        match result {
             Ok(diffs) if diffs.is_empty() => {
                 passed += 1;
                 println!("pass  {}", f.display());
@@ -58,6 +62,16 @@ pub fn check(files: &[PathBuf], memory: bool) -> anyhow::Result<ExitCode> {
     }
     println!("{passed} passed, {failed} failed");
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn check_through_kafka(f: &Path, brokers: &str, n: usize) -> Result<Vec<rollcall_scenario::Difference>, ScenarioError> {
+    let s = Scenario::load(f)?;
+    let failed = |message: String| ScenarioError::Invalid { file: s.file.clone(), place: "through Kafka".into(), message };
+    let dir = tempfile::tempdir().map_err(|e| failed(e.to_string()))?;
+    // Each scenario gets topics of its own on the shared broker.
+    let prefix = format!("scenario-{}-{}-{n}.", std::process::id(), chrono::Utc::now().timestamp_millis());
+    let (out, _) = rollcall_kafka::replay::run_scenario(brokers, &s, &prefix, dir.path()).map_err(|e| failed(e.to_string()))?;
+    Ok(check_expect(&s, &out))
 }
 
 fn check_one(f: &Path, memory: bool) -> Result<Vec<rollcall_scenario::Difference>, ScenarioError> {

@@ -136,6 +136,12 @@ pub struct Engine<S: KvStore> {
     schedule: BTreeSet<(i64, String, SchoolAction)>,
     clock: Option<DateTime<Utc>>,
     roster: HashMap<String, Arc<StudentRecord>>,
+    /// The earliest pending per-student timer, when known. Deleted timers
+    /// leave tombstones at the front of the table, so it is not scanned on
+    /// every event, only when a timer can be due.
+    next_timer: Option<Option<i64>>,
+    /// Windows touched since the last flush: (student, date or Monday, is week).
+    dirty: BTreeSet<(String, NaiveDate, bool)>,
     out: Vec<Output>,
     stats: EngineStats,
 }
@@ -151,6 +157,8 @@ impl<S: KvStore> Engine<S> {
             schedule: BTreeSet::new(),
             clock: None,
             roster: HashMap::new(),
+            next_timer: None,
+            dirty: BTreeSet::new(),
             out: Vec::new(),
             stats: EngineStats::default(),
         };
@@ -206,10 +214,42 @@ impl<S: KvStore> Engine<S> {
 
     /// Persists the clock and every buffered state change.
     pub fn commit(&mut self) -> Result<(), EngineError> {
+        self.stage()?;
+        self.store.commit()?;
+        Ok(())
+    }
+
+    /// Writes the clock into the store's buffer without committing, so a
+    /// runtime can copy the whole batch of writes elsewhere first.
+    pub fn stage(&mut self) -> Result<(), EngineError> {
         if let Some(c) = self.clock {
             self.store.put(Table::Meta, META_CLOCK, &codec::key_i64(c.timestamp_micros()))?;
         }
-        self.store.commit()?;
+        Ok(())
+    }
+
+    /// Forgets outputs and in-memory caches after the store was rolled back
+    /// (an aborted transaction): state is re-read from the store.
+    pub fn reload(&mut self) -> Result<(), EngineError> {
+        self.out.clear();
+        self.dirty.clear();
+        self.roster.clear();
+        self.next_timer = None;
+        self.clock = None;
+        if let Some(b) = self.store.get(Table::Meta, META_CLOCK)? {
+            self.clock = codec::i64_from_key(&b).and_then(DateTime::from_timestamp_micros);
+        }
+        let after = self.clock.map(|c| c.timestamp_micros()).unwrap_or(i64::MIN);
+        let schools: Vec<Arc<School>> = self.schools.values().cloned().collect();
+        self.schedule.clear();
+        for school in schools {
+            for (at, action) in school.close_schedule() {
+                let at = at.timestamp_micros();
+                if at > after {
+                    self.schedule.insert((at, school.calendar.school_id.clone(), action));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -453,16 +493,16 @@ impl<S: KvStore> Engine<S> {
             }
         }
         self.stats.events += 1;
-        let late_before = self.stats.corrections;
-        self.reevaluate_day(&student, &school, date, None, at)?;
+        if at > self.closes_at(&school, &student, date) {
+            self.stats.late_events += 1;
+        }
+        // Evaluated at the next flush, once for everything that arrived together.
+        self.dirty.insert((sid.to_string(), date, false));
         if let Some(a) = assigned {
-            self.reevaluate_day(&student, &school, a, None, at)?;
+            self.dirty.insert((sid.to_string(), a, false));
         }
         if matches!(school.policy.rule, Rule::WeeklyContacts(_)) {
-            self.reevaluate_week(&student, &school, monday_of(date), false, at)?;
-        }
-        if self.stats.corrections > late_before {
-            self.stats.late_events += 1;
+            self.dirty.insert((sid.to_string(), monday_of(date), true));
         }
         Ok(Applied::Accepted)
     }
@@ -484,18 +524,61 @@ impl<S: KvStore> Engine<S> {
         rec.reports.push(ReportFact { report_id: r.report_id.clone(), reason: r.reason });
         self.save_day(&student.student_id, r.date, &rec)?;
         self.stats.reports += 1;
-        let at = self.now_or(r.reported_at);
-        self.reevaluate_day(&student, &school, r.date, None, at)?;
+        self.dirty.insert((student.student_id.clone(), r.date, false));
         Ok(Applied::Accepted)
     }
 
-    /// Moves the clock to `now`, firing every close and timer due by then, in time order.
+    /// When the window of `date` closes for this student.
+    fn closes_at(&self, school: &School, student: &StudentRecord, date: NaiveDate) -> DateTime<Utc> {
+        let f = &school.policy.finalize;
+        let mode = student.mode_on(date);
+        let rule = if matches!(school.policy.rule, Rule::WeeklyContacts(_)) && mode != rollcall_model::Mode::InPerson {
+            f.week
+        } else if mode == rollcall_model::Mode::InPerson {
+            f.in_person_day
+        } else if mode.is_offline() {
+            f.offline_day
+        } else {
+            f.remote_day
+        };
+        school.finalize_instant(date, rule.into())
+    }
+
+    /// Evaluates every window that records applied since the last flush
+    /// touched, once, and emits what is news. `advance` flushes before it
+    /// moves the clock; a runtime flushes at the end of a batch.
+    pub fn flush(&mut self) -> Result<(), EngineError> {
+        if self.dirty.is_empty() {
+            return Ok(());
+        }
+        let at = self.clock.unwrap_or_default();
+        for (sid, date, week) in std::mem::take(&mut self.dirty) {
+            let Some(student) = self.student(&sid)? else { continue };
+            let Some(school) = self.schools.get(&student.school_id).cloned() else { continue };
+            if week {
+                self.reevaluate_week(&student, &school, date, false, at)?;
+            } else {
+                self.reevaluate_day(&student, &school, date, None, at)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the clock to `now`: evaluates what arrived since the last flush,
+    /// then fires every close and timer due by then, in time order. Records
+    /// that arrive at one instant are evaluated together, so their order
+    /// among themselves cannot matter; a clock that does not move fires nothing.
     pub fn advance(&mut self, now: DateTime<Utc>) -> Result<(), EngineError> {
+        if self.clock.is_none() {
+            self.clock = Some(now);
+        } else if self.clock.map(|c| now <= c).unwrap_or(false) {
+            return Ok(());
+        }
+        self.flush()?;
         let now_us = now.timestamp_micros();
         loop {
             let next_school = self.schedule.first().filter(|(at, _, _)| *at <= now_us).cloned();
-            let end = codec::key_i64(now_us.saturating_add(1));
-            let next_timer = self.store.range(Table::Timer, &[], &end, 1)?.into_iter().next();
+            let next_timer = self.due_timer(now_us)?;
             let timer_at = next_timer.as_ref().and_then(|(k, _)| codec::i64_from_key(k));
             match (next_school, timer_at) {
                 (None, None) => break,
@@ -508,6 +591,8 @@ impl<S: KvStore> Engine<S> {
                 _ => {
                     let Some((key, _)) = next_timer else { break };
                     self.store.delete(Table::Timer, &key)?;
+                    // The next one is at or after this one.
+                    self.next_timer = timer_at.map(Some);
                     let Some((due, student, action)) = state::parse_timer_key(&key) else {
                         return Err(EngineError::CorruptRecord {
                             table: Table::Timer,
@@ -524,6 +609,20 @@ impl<S: KvStore> Engine<S> {
         }
         self.set_clock(now);
         Ok(())
+    }
+
+    /// The earliest timer if it is due by `now_us`.
+    fn due_timer(&mut self, now_us: i64) -> Result<Option<(Vec<u8>, Vec<u8>)>, EngineError> {
+        let from = match self.next_timer {
+            Some(None) => return Ok(None),
+            Some(Some(d)) if d > now_us => return Ok(None),
+            Some(Some(d)) => d,
+            None => i64::MIN,
+        };
+        let first = self.store.range(Table::Timer, &codec::key_i64(from), &[0xff; 9], 1)?.into_iter().next();
+        let due = first.as_ref().and_then(|(k, _)| codec::i64_from_key(k));
+        self.next_timer = Some(due);
+        Ok(first.filter(|_| due.map(|d| d <= now_us).unwrap_or(false)))
     }
 
     fn set_clock(&mut self, t: DateTime<Utc>) {
@@ -859,6 +958,9 @@ impl<S: KvStore> Engine<S> {
             let due = input.school.instant(input.day.date, b.end.minutes()).timestamp_micros();
             let action = TimerAction::BlockEnded { date: input.day.date, section: b.section.clone() };
             self.store.put(Table::Timer, &state::timer_key(due, &input.student.student_id, &action), &[])?;
+            if let Some(next) = self.next_timer {
+                self.next_timer = Some(Some(next.map_or(due, |n| n.min(due))));
+            }
         }
         Ok(())
     }

@@ -279,6 +279,25 @@ impl RunOutput {
 
 /// Runs a scenario on an engine over `store`.
 pub fn run<S: KvStore>(s: &Scenario, store: S) -> Result<(RunOutput, Engine<S>), ScenarioError> {
+    run_with(s, store, &mut RunOptions::default())
+}
+
+/// How a long run reports progress and bounds its buffered state.
+pub struct RunOptions<'a> {
+    /// Commit the store after this many events (0: only at the end).
+    pub commit_every: usize,
+    /// Called with (events done, events in all) as the run goes.
+    pub progress: Option<&'a mut dyn FnMut(usize, usize)>,
+}
+
+impl Default for RunOptions<'_> {
+    fn default() -> Self {
+        RunOptions { commit_every: 0, progress: None }
+    }
+}
+
+/// [`run`], with progress and periodic commits.
+pub fn run_with<S: KvStore>(s: &Scenario, store: S, opts: &mut RunOptions) -> Result<(RunOutput, Engine<S>), ScenarioError> {
     let fatal = |source| ScenarioError::Engine { file: s.file.clone(), source };
     let invalid = |place: String, message: String| ScenarioError::Invalid { file: s.file.clone(), place, message };
     let mut engine = Engine::open(store, EngineConfig::default()).map_err(fatal)?;
@@ -335,9 +354,21 @@ pub fn run<S: KvStore>(s: &Scenario, store: S) -> Result<(RunOutput, Engine<S>),
             Err(ApplyError::Fatal(e)) => return Err(fatal(e)),
         }
         collect(&mut engine, &mut out);
+        let done = i + 1;
+        if opts.commit_every > 0 && done % opts.commit_every == 0 {
+            engine.commit().map_err(fatal)?;
+            if let Some(p) = opts.progress.as_mut() {
+                p(done, s.events.len());
+            }
+        }
+    }
+    if let Some(p) = opts.progress.as_mut() {
+        p(s.events.len(), s.events.len());
     }
     apply_reports_until(&mut engine, s.now, &mut out)?;
     engine.advance(s.now).map_err(fatal)?;
+    // What arrived at `now` itself is evaluated too.
+    engine.flush().map_err(fatal)?;
     collect(&mut engine, &mut out);
     engine.commit().map_err(fatal)?;
     out.events_applied = engine.stats().events;

@@ -93,6 +93,22 @@ impl RocksStore {
         &self.path
     }
 
+    /// The writes buffered since the last commit, in (table, key) order;
+    /// `None` is a delete. The Kafka runtime copies them to its changelog.
+    pub fn pending_writes(&self) -> impl Iterator<Item = (Table, &[u8], Option<&[u8]>)> {
+        self.pending.iter().map(|((t, k), v)| (*t, k.as_slice(), v.as_deref()))
+    }
+
+    /// Forgets every buffered write: the state is again what was last committed.
+    pub fn rollback(&mut self) {
+        self.pending.clear();
+    }
+
+    /// Applies one write straight to the buffer (changelog restore).
+    pub fn apply(&mut self, table: Table, key: &[u8], value: Option<&[u8]>) {
+        self.pending.insert((table, key.to_vec()), value.map(<[u8]>::to_vec));
+    }
+
     fn cf(&self, table: Table) -> Result<&rocksdb::ColumnFamily, StoreError> {
         self.db.cf_handle(table.name()).ok_or_else(|| StoreError(format!("column family {} missing", table.name())))
     }
@@ -247,6 +263,20 @@ mod tests {
         s.delete_range(Table::Timer, b"k", b"l").unwrap();
         s.commit().unwrap();
         assert!(s.range(Table::Timer, b"", b"\xff", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn rollback_forgets_buffered_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = RocksStore::open(dir.path(), &StoreConfig::default()).unwrap();
+        s.put(Table::Day, b"a", b"1").unwrap();
+        s.commit().unwrap();
+        s.put(Table::Day, b"a", b"2").unwrap();
+        s.delete(Table::Meta, b"m").unwrap();
+        assert_eq!(s.pending_writes().count(), 2);
+        s.rollback();
+        assert_eq!(s.pending_writes().count(), 0);
+        assert_eq!(s.get(Table::Day, b"a").unwrap(), Some(b"1".to_vec()));
     }
 
     #[test]

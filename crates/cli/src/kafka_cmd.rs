@@ -1,0 +1,136 @@
+//! `rollcall topics create` and `rollcall run`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use rollcall_kafka::{ClockMode, Processor, ProcessorConfig};
+
+#[derive(clap::Subcommand)]
+pub enum TopicsCommand {
+    /// Create every topic rollcall reads and writes (running it again is fine).
+    Create {
+        #[arg(long, env = "ROLLCALL_BROKERS")]
+        brokers: String,
+        /// Partitions of the keyed topics (the inputs must agree).
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        #[arg(long, default_value_t = 1)]
+        replication: i32,
+        /// Put before every topic name.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Settings file (TOML); environment variables ROLLCALL_* and these flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    brokers: Option<String>,
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    #[arg(long)]
+    group: Option<String>,
+    /// Names this instance's transactional producer; keep it stable across restarts.
+    #[arg(long)]
+    instance_id: Option<String>,
+    /// `wall` (production) or `replay` (the records' timestamps).
+    #[arg(long)]
+    clock: Option<String>,
+    /// Replay: advance the clock to this instant once every input is consumed.
+    #[arg(long)]
+    until: Option<DateTime<Utc>>,
+    /// Exit once every input is consumed.
+    #[arg(long)]
+    exit_when_idle: bool,
+    #[arg(long)]
+    topic_prefix: Option<String>,
+    /// A district policy file (repeatable).
+    #[arg(long = "policy-file")]
+    policy_files: Vec<PathBuf>,
+}
+
+pub fn topics(cmd: TopicsCommand) -> anyhow::Result<ExitCode> {
+    let TopicsCommand::Create { brokers, partitions, replication, prefix } = cmd;
+    let topics = rollcall_kafka::wire::Topics::with_prefix(&prefix);
+    let created = rollcall_kafka::topics::create_topics(&brokers, &topics, partitions, replication)?;
+    for spec in rollcall_kafka::topics::topic_specs(&topics, partitions) {
+        let state = if created.contains(&spec.name) { "created" } else { "exists" };
+        println!(
+            "{state:<8} {:<34} {} partition(s){}",
+            spec.name,
+            spec.partitions,
+            if spec.compacted { ", compacted" } else { "" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = ProcessorConfig::load(args.config.as_deref())?;
+    if let Some(b) = args.brokers {
+        cfg.brokers = b;
+    }
+    if let Some(d) = args.state_dir {
+        cfg.state_dir = d;
+    }
+    if let Some(g) = args.group {
+        cfg.group = g;
+    }
+    if let Some(i) = args.instance_id {
+        cfg.instance_id = i;
+    }
+    if let Some(c) = args.clock {
+        cfg.clock = match c.as_str() {
+            "wall" => ClockMode::Wall,
+            "replay" => ClockMode::Replay,
+            other => anyhow::bail!("--clock: `{other}` is neither `wall` nor `replay`"),
+        };
+    }
+    if args.until.is_some() {
+        cfg.until = args.until;
+    }
+    if args.exit_when_idle {
+        cfg.exit_when_idle = true;
+    }
+    if let Some(p) = args.topic_prefix {
+        cfg.topic_prefix = p;
+    }
+    cfg.policy_files.extend(args.policy_files);
+    cfg.validate()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    ctrlc_flag(s);
+    let mut p = Processor::new(cfg, stop.clone()).context("starting the processor")?;
+    let stats = p.run()?;
+    eprintln!(
+        "processed {} records in {} transactions: {} determinations, {} outreach, {} dead letters ({} state records restored)",
+        stats.records, stats.transactions, stats.determinations, stats.outreach, stats.dead_letters, stats.restored_records
+    );
+    let _ = stop.load(Ordering::SeqCst);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Stops the loop cleanly on SIGINT/SIGTERM (the open transaction is aborted).
+fn ctrlc_flag(flag: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        flag.store(true, Ordering::SeqCst);
+    });
+}

@@ -1,0 +1,820 @@
+//! The processor: one consumer group over the keyed input topics, one engine
+//! and one RocksDB per assigned partition, and consume–process–produce
+//! inside Kafka transactions.
+//!
+//! Recovery protocol (ARCHITECTURE.md has the crash points):
+//! - every state write of a batch goes to `rollcall.changelog.v1` (partition =
+//!   input partition) in the batch's transaction, together with the outputs,
+//!   the dead letters and the consumed offsets (including, in the `meta`
+//!   table, the task's own input positions);
+//! - only after the transaction commits is the batch written to the local
+//!   RocksDB, with the changelog position it reflects;
+//! - on assignment a task reads its changelog from that position to the end
+//!   (read_committed), so local state equals the committed transactions, and
+//!   its input positions equal the group's committed offsets;
+//! - an aborted transaction (fenced, failed, rebalanced) rolls the buffered
+//!   state back and rewinds the consumer to the task's positions.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError as RdError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rollcall_engine::{ApplyError, Engine, EngineConfig, KvStore, Output, Table};
+use rollcall_model::avro::AvroRecord;
+use rollcall_model::{DeadLetter, SchoolCalendar};
+use rollcall_policy::Policy;
+use rollcall_store::RocksStore;
+use tracing::{debug, info, info_span, warn};
+
+use crate::config::{ClockMode, ProcessorConfig};
+use crate::wire::{self, Input, Topics};
+use crate::KafkaError;
+
+const META_POSITIONS: &[u8] = b"input_positions";
+const META_CHANGELOG_POS: &[u8] = b"changelog_position";
+
+/// Counters of one processor run, for logs, tests and metrics.
+#[derive(Debug, Default, Clone)]
+pub struct RunStats {
+    pub records: u64,
+    pub dead_letters: u64,
+    pub determinations: u64,
+    pub outreach: u64,
+    pub transactions: u64,
+    pub aborted: u64,
+    pub restored_records: u64,
+}
+
+/// Notices rebalances; the loop acts on them between polls.
+struct GroupContext {
+    rebalanced: AtomicBool,
+}
+
+impl ClientContext for GroupContext {}
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = r {
+            info!(partitions = tpl.count(), "partitions revoked");
+        }
+        self.rebalanced.store(true, Ordering::SeqCst);
+    }
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = r {
+            info!(partitions = tpl.count(), "partitions assigned");
+        }
+        self.rebalanced.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Remembers where each changelog record landed, for the local changelog position.
+struct DeliveryContext {
+    changelog_next: Mutex<HashMap<i32, i64>>,
+    failures: Mutex<Vec<String>>,
+}
+
+impl ClientContext for DeliveryContext {}
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
+        match r {
+            Ok(m) if m.topic().ends_with(wire::CHANGELOG) => {
+                if let Ok(mut g) = self.changelog_next.lock() {
+                    let e = g.entry(m.partition()).or_insert(0);
+                    *e = (*e).max(m.offset() + 1);
+                }
+            }
+            Ok(_) => {}
+            Err((e, m)) => {
+                if let Ok(mut f) = self.failures.lock() {
+                    f.push(format!("{} [{}]: {e}", m.topic(), m.partition()));
+                }
+            }
+        }
+    }
+}
+
+/// One assigned partition: its engine, state and input positions.
+struct Task {
+    partition: i32,
+    engine: Engine<RocksStore>,
+    /// Next offset to apply, per keyed input topic.
+    positions: BTreeMap<String, i64>,
+    /// Records fetched but held back until the inputs' timestamps allow them (replay clock).
+    buffered: Vec<Record>,
+    /// Input topics of this partition at their end.
+    at_end: HashSet<String>,
+    dirty: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Record {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    timestamp: Option<i64>,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+}
+
+fn encode_positions(p: &BTreeMap<String, i64>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (t, o) in p {
+        out.extend_from_slice(t.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(o.to_string().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+fn decode_positions(b: &[u8]) -> BTreeMap<String, i64> {
+    String::from_utf8_lossy(b)
+        .lines()
+        .filter_map(|l| l.split_once('=').and_then(|(t, o)| Some((t.to_string(), o.parse().ok()?))))
+        .collect()
+}
+
+/// The processor.
+pub struct Processor {
+    cfg: ProcessorConfig,
+    topics: Topics,
+    consumer: BaseConsumer<GroupContext>,
+    producer: BaseProducer<DeliveryContext>,
+    calendars: BaseConsumer,
+    known_calendars: BTreeMap<String, SchoolCalendar>,
+    calendars_at_end: bool,
+    policies: Vec<Policy>,
+    tasks: BTreeMap<i32, Task>,
+    in_txn: bool,
+    stats: RunStats,
+    stop: Arc<AtomicBool>,
+}
+
+fn rd(what: &str, e: RdError) -> KafkaError {
+    KafkaError::Kafka(format!("{what}: {e}"))
+}
+
+impl Processor {
+    pub fn new(cfg: ProcessorConfig, stop: Arc<AtomicBool>) -> Result<Processor, KafkaError> {
+        cfg.validate().map_err(|e| KafkaError::Setup(e.to_string()))?;
+        let mut policies = Vec::new();
+        for f in &cfg.policy_files {
+            policies.push(Policy::load(f).map_err(|e| KafkaError::Setup(e.to_string()))?);
+        }
+        std::fs::create_dir_all(&cfg.state_dir)
+            .map_err(|e| KafkaError::Setup(format!("state directory {}: {e}", cfg.state_dir.display())))?;
+        let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
+            .set("bootstrap.servers", &cfg.brokers)
+            .set("group.id", &cfg.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            // Range assignment gives one member partition p of every input topic.
+            .set("partition.assignment.strategy", "range")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .create_with_context(GroupContext { rebalanced: AtomicBool::new(false) })
+            .map_err(|e| rd("consumer", e))?;
+        let producer: BaseProducer<DeliveryContext> = ClientConfig::new()
+            .set("bootstrap.servers", &cfg.brokers)
+            .set("transactional.id", cfg.transactional_id())
+            .set("transaction.timeout.ms", cfg.transaction_timeout_ms.to_string())
+            .set("enable.idempotence", "true")
+            // Keys land where the Java clients of the district put them.
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .create_with_context(DeliveryContext {
+                changelog_next: Mutex::new(HashMap::new()),
+                failures: Mutex::new(Vec::new()),
+            })
+            .map_err(|e| rd("producer", e))?;
+        let calendars: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &cfg.brokers)
+            .set("group.id", format!("{}-calendars", cfg.group))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .create()
+            .map_err(|e| rd("calendar consumer", e))?;
+        Ok(Processor {
+            topics: cfg.topics(),
+            cfg,
+            consumer,
+            producer,
+            calendars,
+            known_calendars: BTreeMap::new(),
+            calendars_at_end: false,
+            policies,
+            tasks: BTreeMap::new(),
+            in_txn: false,
+            stats: RunStats::default(),
+            stop,
+        })
+    }
+
+    pub fn stats(&self) -> &RunStats {
+        &self.stats
+    }
+
+    /// Runs until stopped, or, with `exit_when_idle`, until every input is consumed.
+    pub fn run(&mut self) -> Result<RunStats, KafkaError> {
+        let t = Duration::from_secs(30);
+        self.producer.init_transactions(t).map_err(|e| rd("init transactions", e))?;
+        self.start_calendar_feed()?;
+        self.consumer.subscribe(&self.topics.keyed_inputs()).map_err(|e| rd("subscribe", e))?;
+        info!(group = %self.cfg.group, transactional_id = %self.cfg.transactional_id(), "processor started");
+        let mut idle_rounds = 0u32;
+        let mut final_advance_done = false;
+        while !self.stop.load(Ordering::SeqCst) {
+            self.poll_calendars()?;
+            let fetched = self.fetch_batch()?;
+            if self.consumer.context().rebalanced.swap(false, Ordering::SeqCst) {
+                self.on_rebalance()?;
+                continue;
+            }
+            let idle = fetched == 0 && self.all_at_end();
+            let until = if idle && self.cfg.clock == ClockMode::Replay && !final_advance_done { self.cfg.until } else { None };
+            let worked = self.process_batch(until)?;
+            if until.is_some() {
+                final_advance_done = true;
+            }
+            if idle && !worked {
+                idle_rounds += 1;
+                if self.cfg.exit_when_idle && idle_rounds >= 3 && (final_advance_done || self.cfg.until.is_none()) {
+                    info!("all inputs consumed; exiting");
+                    break;
+                }
+            } else {
+                idle_rounds = 0;
+            }
+        }
+        if self.in_txn {
+            let _ = self.producer.abort_transaction(t);
+        }
+        Ok(self.stats.clone())
+    }
+
+    fn all_at_end(&self) -> bool {
+        let assigned = self.consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        assigned > 0
+            && self.calendars_at_end
+            && self.tasks.len() * 3 >= assigned
+            && self.tasks.values().all(|t| t.buffered.is_empty() && t.at_end.len() == 3)
+    }
+
+    fn start_calendar_feed(&mut self) -> Result<(), KafkaError> {
+        let md = self
+            .calendars
+            .fetch_metadata(Some(&self.topics.calendar), Duration::from_secs(30))
+            .map_err(|e| rd("calendar topic metadata", e))?;
+        let mut tpl = TopicPartitionList::new();
+        for t in md.topics() {
+            for p in t.partitions() {
+                tpl.add_partition_offset(&self.topics.calendar, p.id(), Offset::Beginning)
+                    .map_err(|e| rd("calendar assignment", e))?;
+            }
+        }
+        if tpl.count() == 0 {
+            return Err(KafkaError::Setup(format!("topic {} does not exist: run `rollcall topics create` first", self.topics.calendar)));
+        }
+        self.calendars.assign(&tpl).map_err(|e| rd("calendar assignment", e))?;
+        // Read the calendars that exist before any event is applied.
+        let started = Instant::now();
+        while !self.calendars_at_end && started.elapsed() < Duration::from_secs(60) {
+            self.poll_calendars()?;
+        }
+        Ok(())
+    }
+
+    fn poll_calendars(&mut self) -> Result<(), KafkaError> {
+        loop {
+            match self.calendars.poll(Duration::from_millis(if self.calendars_at_end { 0 } else { 100 })) {
+                None => return Ok(()),
+                Some(Err(RdError::PartitionEOF(_))) => {
+                    self.calendars_at_end = true;
+                    return Ok(());
+                }
+                Some(Err(e)) => {
+                    warn!(error = %e, "calendar feed");
+                    return Ok(());
+                }
+                Some(Ok(m)) => match wire::decode_input(wire::CALENDAR, m.key(), m.payload()) {
+                    Ok(Input::Calendar(c)) => {
+                        for task in self.tasks.values_mut() {
+                            if let Err(e) = task.engine.load_calendar(c.clone()) {
+                                warn!(school = %c.school_id, error = %e, "calendar refused");
+                            }
+                            task.dirty = true;
+                        }
+                        self.known_calendars.insert(c.school_id.clone(), c);
+                    }
+                    Ok(_) => {}
+                    // Every instance reads the calendars; only the log says which was refused.
+                    Err(e) => warn!(offset = m.offset(), error = %e, "calendar record refused"),
+                },
+            }
+        }
+    }
+
+    /// Polls up to a batch of input records into the tasks' buffers.
+    fn fetch_batch(&mut self) -> Result<usize, KafkaError> {
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.batch_max_ms);
+        let mut n = 0;
+        while n < self.cfg.batch_max_records {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let Some(msg) = self.consumer.poll(left.min(Duration::from_millis(100))) else {
+                if self.all_tasks_quiet() {
+                    break;
+                }
+                continue;
+            };
+            if self.consumer.context().rebalanced.load(Ordering::SeqCst) {
+                return Ok(n);
+            }
+            match msg {
+                Err(RdError::PartitionEOF(p)) => {
+                    // The EOF error does not say which topic; ask for positions.
+                    self.mark_ends(p)?;
+                }
+                Err(e) => {
+                    warn!(error = %e, "consumer");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Ok(m) => {
+                    let rec = Record {
+                        topic: m.topic().to_string(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        timestamp: m.timestamp().to_millis(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        value: m.payload().map(<[u8]>::to_vec),
+                    };
+                    let task = self.task(rec.partition)?;
+                    task.at_end.remove(&rec.topic);
+                    if rec.offset >= task.positions.get(&rec.topic).copied().unwrap_or(0) {
+                        task.buffered.push(rec);
+                        n += 1;
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn all_tasks_quiet(&self) -> bool {
+        !self.tasks.is_empty() && self.tasks.values().all(|t| t.at_end.len() == 3)
+    }
+
+    fn mark_ends(&mut self, partition: i32) -> Result<(), KafkaError> {
+        let positions = self.consumer.position().map_err(|e| rd("position", e))?;
+        let mut ends = Vec::new();
+        for e in positions.elements().iter().filter(|e| e.partition() == partition) {
+            let (_, high) = self
+                .consumer
+                .fetch_watermarks(e.topic(), partition, Duration::from_secs(10))
+                .map_err(|err| rd("watermarks", err))?;
+            let pos = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            };
+            if pos >= high {
+                ends.push(e.topic().to_string());
+            }
+        }
+        let task = self.task(partition)?;
+        for t in ends {
+            task.at_end.insert(t);
+        }
+        Ok(())
+    }
+
+    /// The task of a partition, opened (and restored) on first use.
+    fn task(&mut self, partition: i32) -> Result<&mut Task, KafkaError> {
+        if !self.tasks.contains_key(&partition) {
+            let task = self.open_task(partition)?;
+            self.tasks.insert(partition, task);
+        }
+        self.tasks.get_mut(&partition).ok_or_else(|| KafkaError::Setup("task vanished".into()))
+    }
+
+    fn open_task(&mut self, partition: i32) -> Result<Task, KafkaError> {
+        let span = info_span!("restore", partition);
+        let _g = span.enter();
+        let dir = self.cfg.state_dir.join(format!("p{partition}"));
+        let mut store = RocksStore::open(&dir, &self.cfg.store).map_err(|e| KafkaError::Setup(e.to_string()))?;
+        let restored = restore_from_changelog(&self.cfg, partition, &mut store)?;
+        self.stats.restored_records += restored;
+        let mut engine = Engine::open(store, EngineConfig { max_clock_skew_days: self.cfg.max_clock_skew_days, ..EngineConfig::default() })
+            .map_err(|e| KafkaError::State(e.to_string()))?;
+        for p in &self.policies {
+            engine.register_policy(p.clone());
+        }
+        for c in self.known_calendars.values() {
+            if let Err(e) = engine.load_calendar(c.clone()) {
+                warn!(school = %c.school_id, error = %e, "calendar refused");
+            }
+        }
+        let positions = engine
+            .store()
+            .get(Table::Meta, META_POSITIONS)
+            .map_err(|e| KafkaError::State(e.to_string()))?
+            .map(|b| decode_positions(&b))
+            .unwrap_or_default();
+        info!(restored, ?positions, "task opened");
+        Ok(Task { partition, engine, positions, buffered: Vec::new(), at_end: HashSet::new(), dirty: true })
+    }
+
+    /// Applies buffered records, advances clocks, and commits one transaction.
+    /// Returns whether anything was produced or committed.
+    fn process_batch(&mut self, until: Option<DateTime<Utc>>) -> Result<bool, KafkaError> {
+        let replay = self.cfg.clock == ClockMode::Replay;
+        let now = Utc::now();
+        let mut outputs: Vec<(i32, Vec<Output>, Vec<DeadLetter>)> = Vec::new();
+        let mut consumed = 0u64;
+        for task in self.tasks.values_mut() {
+            let span = info_span!("batch", partition = task.partition);
+            let _g = span.enter();
+            let mut ready = take_ready(task, replay, &self.topics);
+            let mut dead = Vec::new();
+            let first = ready.first().map(|r| r.offset);
+            for rec in ready.drain(..) {
+                if replay {
+                    if let Some(ts) = rec.timestamp.and_then(DateTime::from_timestamp_millis) {
+                        task.engine.advance(ts).map_err(|e| KafkaError::State(e.to_string()))?;
+                    }
+                }
+                if let Some(d) = apply_record(&mut task.engine, &rec, &self.topics)? {
+                    dead.push(d);
+                }
+                task.positions.insert(rec.topic.clone(), rec.offset + 1);
+                task.dirty = true;
+                consumed += 1;
+            }
+            let target = if replay { until } else { Some(now) };
+            if let Some(t) = target {
+                task.engine.advance(t).map_err(|e| KafkaError::State(e.to_string()))?;
+            }
+            task.engine.flush().map_err(|e| KafkaError::State(e.to_string()))?;
+            let out = task.engine.take_outputs();
+            // A clock that moved without closing anything is not worth a
+            // transaction: it is written with the next batch that is.
+            if !out.is_empty() || !dead.is_empty() || task.engine.store().pending_writes().next().is_some() {
+                task.dirty = true;
+            }
+            debug!(first_offset = ?first, records = consumed, outputs = out.len(), "applied");
+            outputs.push((task.partition, out, dead));
+        }
+        if !self.tasks.values().any(|t| t.dirty) {
+            return Ok(false);
+        }
+        self.commit_batch(outputs, consumed)?;
+        Ok(true)
+    }
+
+    fn begin(&mut self) -> Result<(), KafkaError> {
+        if !self.in_txn {
+            self.producer.begin_transaction().map_err(|e| rd("begin transaction", e))?;
+            self.in_txn = true;
+        }
+        Ok(())
+    }
+
+    fn send(&self, topic: &str, partition: Option<i32>, key: &[u8], value: Option<&[u8]>) -> Result<(), KafkaError> {
+        let mut rec: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(topic).key(key);
+        if let Some(v) = value {
+            rec = rec.payload(v);
+        }
+        if let Some(p) = partition {
+            rec = rec.partition(p);
+        }
+        let mut rec = rec;
+        loop {
+            match self.producer.send(rec) {
+                Ok(()) => return Ok(()),
+                Err((RdError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                    self.producer.poll(Duration::from_millis(50));
+                    rec = r;
+                }
+                Err((e, _)) => return Err(rd(&format!("produce to {topic}"), e)),
+            }
+        }
+    }
+
+    fn commit_batch(&mut self, outputs: Vec<(i32, Vec<Output>, Vec<DeadLetter>)>, consumed: u64) -> Result<(), KafkaError> {
+        let span = info_span!("transaction", records = consumed);
+        let _g = span.enter();
+        self.begin()?;
+        if let Ok(mut g) = self.producer.context().changelog_next.lock() {
+            g.clear();
+        }
+        for (_, outs, dead) in &outputs {
+            for o in outs {
+                match o {
+                    Output::Determination(d) => {
+                        let v = d.to_single_object().map_err(|e| KafkaError::State(e.to_string()))?;
+                        self.send(&self.topics.determinations, None, d.key().as_bytes(), Some(&v))?;
+                        self.stats.determinations += 1;
+                    }
+                    Output::Outreach(t) => {
+                        let v = t.to_single_object().map_err(|e| KafkaError::State(e.to_string()))?;
+                        self.send(&self.topics.outreach, None, t.student_id.as_bytes(), Some(&v))?;
+                        self.stats.outreach += 1;
+                    }
+                }
+            }
+            for d in dead {
+                let v = d.to_single_object().map_err(|e| KafkaError::State(e.to_string()))?;
+                self.send(&self.topics.dlq, None, d.key.as_deref().unwrap_or("").as_bytes(), Some(&v))?;
+                self.stats.dead_letters += 1;
+            }
+        }
+        // The task positions and clock are state too: they travel in the changelog.
+        let mut offsets = TopicPartitionList::new();
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        for p in &partitions {
+            let task = self.tasks.get_mut(p).ok_or_else(|| KafkaError::Setup("task vanished".into()))?;
+            task.engine.stage().map_err(|e| KafkaError::State(e.to_string()))?;
+            let pos = encode_positions(&task.positions);
+            task.engine.store_mut().put(Table::Meta, META_POSITIONS, &pos).map_err(|e| KafkaError::State(e.to_string()))?;
+            for (topic, off) in &task.positions {
+                offsets.add_partition_offset(topic, *p, Offset::Offset(*off)).map_err(|e| rd("offsets", e))?;
+            }
+            let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = task
+                .engine
+                .store()
+                .pending_writes()
+                .map(|(t, k, v)| {
+                    let mut key = Vec::with_capacity(k.len() + 1);
+                    key.push(t as u8);
+                    key.extend_from_slice(k);
+                    (key, v.map(<[u8]>::to_vec))
+                })
+                .collect();
+            for (k, v) in &writes {
+                self.send(&self.topics.changelog, Some(*p), k, v.as_deref())?;
+            }
+        }
+        if offsets.count() > 0 {
+            let gm = self.consumer.group_metadata().ok_or_else(|| KafkaError::Kafka("no consumer group metadata".into()))?;
+            if let Err(e) = self.producer.send_offsets_to_transaction(&offsets, &gm, Duration::from_secs(30)) {
+                return self.abort(&format!("send offsets: {e}"));
+            }
+        }
+        let started = Instant::now();
+        if let Err(e) = self.producer.commit_transaction(Duration::from_secs(60)) {
+            return self.abort(&format!("commit: {e}"));
+        }
+        self.in_txn = false;
+        let failures = self.producer.context().failures.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
+        if !failures.is_empty() {
+            // A committed transaction whose records failed cannot happen; treat it as fatal.
+            return Err(KafkaError::Kafka(format!("delivery failed in a committed transaction: {}", failures.join("; "))));
+        }
+        self.stats.transactions += 1;
+        self.stats.records += consumed;
+        let next = self.producer.context().changelog_next.lock().map(|g| g.clone()).unwrap_or_default();
+        for (p, task) in self.tasks.iter_mut() {
+            let store = task.engine.store_mut();
+            if let Some(n) = next.get(p) {
+                store.put(Table::Meta, META_CHANGELOG_POS, &n.to_be_bytes()).map_err(|e| KafkaError::State(e.to_string()))?;
+            }
+            store.commit().map_err(|e| KafkaError::State(e.to_string()))?;
+            task.dirty = false;
+        }
+        debug!(elapsed_ms = started.elapsed().as_millis() as u64, "committed");
+        Ok(())
+    }
+
+    /// Aborts the open transaction and returns every task to its committed state.
+    fn abort(&mut self, why: &str) -> Result<(), KafkaError> {
+        warn!(reason = why, "aborting transaction");
+        self.stats.aborted += 1;
+        if self.in_txn {
+            if let Err(e) = self.producer.abort_transaction(Duration::from_secs(30)) {
+                // Fenced or fatal: another instance owns these partitions now.
+                return Err(rd("abort transaction", e));
+            }
+            self.in_txn = false;
+        }
+        self.rollback_tasks()
+    }
+
+    fn rollback_tasks(&mut self) -> Result<(), KafkaError> {
+        for task in self.tasks.values_mut() {
+            task.engine.store_mut().rollback();
+            task.engine.reload().map_err(|e| KafkaError::State(e.to_string()))?;
+            let committed = task
+                .engine
+                .store()
+                .get(Table::Meta, META_POSITIONS)
+                .map_err(|e| KafkaError::State(e.to_string()))?
+                .map(|b| decode_positions(&b))
+                .unwrap_or_default();
+            task.positions = committed;
+            task.buffered.clear();
+            task.at_end.clear();
+            for topic in self.topics.keyed_inputs() {
+                let off = task.positions.get(topic).copied().map(Offset::Offset).unwrap_or(Offset::Beginning);
+                let _ = self.consumer.seek(topic, task.partition, off, Duration::from_secs(10));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_rebalance(&mut self) -> Result<(), KafkaError> {
+        if self.in_txn {
+            self.producer.abort_transaction(Duration::from_secs(30)).map_err(|e| rd("abort on rebalance", e))?;
+            self.in_txn = false;
+        }
+        let assigned: HashSet<i32> = self
+            .consumer
+            .assignment()
+            .map(|a| a.elements().iter().map(|e| e.partition()).collect())
+            .unwrap_or_default();
+        let before: Vec<i32> = self.tasks.keys().copied().collect();
+        for p in before {
+            if !assigned.contains(&p) {
+                info!(partition = p, "task closed (partition moved away)");
+                self.tasks.remove(&p);
+            }
+        }
+        // Uncommitted work is gone; the new assignment starts from the committed offsets.
+        for task in self.tasks.values_mut() {
+            task.engine.store_mut().rollback();
+            task.engine.reload().map_err(|e| KafkaError::State(e.to_string()))?;
+            task.positions = task
+                .engine
+                .store()
+                .get(Table::Meta, META_POSITIONS)
+                .map_err(|e| KafkaError::State(e.to_string()))?
+                .map(|b| decode_positions(&b))
+                .unwrap_or_default();
+            task.buffered.clear();
+            task.at_end.clear();
+        }
+        Ok(())
+    }
+}
+
+/// The records of a task that can be applied now, in application order.
+/// With the wall clock, everything fetched. With the replay clock, records
+/// are merged across the input topics by timestamp: one is applied only when
+/// every other input topic has a later record waiting or is at its end.
+fn take_ready(task: &mut Task, replay: bool, topics: &Topics) -> Vec<Record> {
+    let key = |r: &Record| (r.timestamp.unwrap_or(0), topics.input_rank(&r.topic), r.offset);
+    task.buffered.sort_by_key(key);
+    if !replay {
+        return std::mem::take(&mut task.buffered);
+    }
+    let mut ready = Vec::new();
+    let mut rest = Vec::new();
+    // The latest timestamp that each topic is known to have reached.
+    let mut horizon = i64::MAX;
+    for topic in topics.keyed_inputs() {
+        if task.at_end.contains(topic) {
+            continue;
+        }
+        let newest = task.buffered.iter().filter(|r| r.topic == topic).map(|r| r.timestamp.unwrap_or(0)).max();
+        horizon = horizon.min(newest.unwrap_or(i64::MIN));
+    }
+    for r in task.buffered.drain(..) {
+        if r.timestamp.unwrap_or(0) <= horizon {
+            ready.push(r);
+        } else {
+            rest.push(r);
+        }
+    }
+    task.buffered = rest;
+    ready
+}
+
+/// Applies one input record; a refused one comes back as a dead letter.
+fn apply_record(engine: &mut Engine<RocksStore>, rec: &Record, topics: &Topics) -> Result<Option<DeadLetter>, KafkaError> {
+    let failed_at = engine.clock().unwrap_or_default();
+    let dead = |kind: &str, message: String| DeadLetter {
+        topic: rec.topic.clone(),
+        partition: Some(rec.partition),
+        offset: Some(rec.offset),
+        key: rec.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
+        value: rec.value.clone().unwrap_or_default(),
+        error_kind: kind.to_string(),
+        message,
+        failed_at,
+    };
+    let kind = topics.kind(&rec.topic).unwrap_or("");
+    let input = match wire::decode_input(kind, rec.key.as_deref(), rec.value.as_deref()) {
+        Ok(i) => i,
+        Err(u) => {
+            warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, kind = u.kind, "dead letter");
+            return Ok(Some(dead(u.kind, u.message)));
+        }
+    };
+    let result = match &input {
+        Input::Activity(e) => engine.apply_event(e).map(|_| ()),
+        Input::Report(r) => engine.apply_report(r).map(|_| ()),
+        Input::Roster(s) => engine.upsert_student(s.clone()),
+        Input::Calendar(c) => engine.load_calendar(c.clone()),
+    };
+    match result {
+        Ok(()) => Ok(None),
+        Err(ApplyError::Rejected(r)) => {
+            warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, kind = r.kind.as_str(), "dead letter");
+            Ok(Some(dead(r.kind.as_str(), r.message)))
+        }
+        Err(ApplyError::Fatal(e)) => Err(KafkaError::State(format!("{} [{}] @{}: {e}", rec.topic, rec.partition, rec.offset))),
+    }
+}
+
+/// Brings a task's local store up to the committed changelog; returns the
+/// number of records read.
+fn restore_from_changelog(cfg: &ProcessorConfig, partition: i32, store: &mut RocksStore) -> Result<u64, KafkaError> {
+    let from = store
+        .get(Table::Meta, META_CHANGELOG_POS)
+        .map_err(|e| KafkaError::State(e.to_string()))?
+        .and_then(|b| b.try_into().ok().map(i64::from_be_bytes))
+        .unwrap_or(0);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", format!("{}-restore", cfg.group))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()
+        .map_err(|e| rd("restore consumer", e))?;
+    let (_, high) = consumer
+        .fetch_watermarks(&cfg.topics().changelog, partition, Duration::from_secs(30))
+        .map_err(|e| rd("changelog watermarks", e))?;
+    if from >= high {
+        return Ok(0);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&cfg.topics().changelog, partition, Offset::Offset(from)).map_err(|e| rd("restore", e))?;
+    consumer.assign(&tpl).map_err(|e| rd("restore assignment", e))?;
+    let mut n = 0u64;
+    let mut next = from;
+    let started = Instant::now();
+    loop {
+        match consumer.poll(Duration::from_millis(500)) {
+            None => {
+                // read_committed stops at the last stable offset; a killed
+                // predecessor's open transaction holds it until it times out.
+                if started.elapsed() > Duration::from_millis(cfg.transaction_timeout_ms * 3 + 30_000) {
+                    return Err(KafkaError::Kafka(format!("changelog partition {partition}: restore did not reach the end")));
+                }
+            }
+            Some(Err(RdError::PartitionEOF(_))) => break,
+            Some(Err(e)) => return Err(rd("restore", e)),
+            Some(Ok(m)) => {
+                let Some(key) = m.key() else { continue };
+                let Some((&t, k)) = key.split_first() else { continue };
+                let Some(table) = Table::ALL.iter().copied().find(|x| *x as u8 == t) else {
+                    return Err(KafkaError::State(format!("changelog record at offset {} names table {t}", m.offset())));
+                };
+                store.apply(table, k, m.payload());
+                n += 1;
+                next = m.offset() + 1;
+                if n % 50_000 == 0 {
+                    store.commit().map_err(|e| KafkaError::State(e.to_string()))?;
+                }
+            }
+        }
+    }
+    // The end may be a transaction marker past the last record.
+    let pos = consumer
+        .position()
+        .ok()
+        .and_then(|p| p.elements().first().and_then(|e| if let Offset::Offset(o) = e.offset() { Some(o) } else { None }))
+        .unwrap_or(next)
+        .max(next);
+    store.put(Table::Meta, META_CHANGELOG_POS, &pos.to_be_bytes()).map_err(|e| KafkaError::State(e.to_string()))?;
+    store.commit().map_err(|e| KafkaError::State(e.to_string()))?;
+    info!(partition, records = n, "restored from changelog");
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_round_trip() {
+        let mut p = BTreeMap::new();
+        p.insert(wire::ACTIVITY.to_string(), 42);
+        p.insert(wire::ROSTER.to_string(), 0);
+        assert_eq!(decode_positions(&encode_positions(&p)), p);
+    }
+}

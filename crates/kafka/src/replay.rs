@@ -1,0 +1,205 @@
+//! Scenarios through real topics: produce a scenario's world and events
+//! (each event's `arrives_at` as its record timestamp), run a processor with
+//! the replay clock to the scenario's `now`, and read the outputs back
+//! read_committed — the same `RunOutput` the in-memory runner gives.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError as RdError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use rollcall_model::avro::AvroRecord;
+use rollcall_model::{ActivityEvent, DeadLetter, Determination, OutreachTrigger};
+use rollcall_scenario::{DeadLetter as ScenarioDeadLetter, RunOutput, Scenario};
+
+use crate::config::{ClockMode, ProcessorConfig};
+use crate::wire::Topics;
+use crate::{KafkaError, Processor, RunStats};
+
+fn rd(what: &str, e: RdError) -> KafkaError {
+    KafkaError::Kafka(format!("{what}: {e}"))
+}
+
+/// A producer that partitions keys as the Java client does, so that records
+/// from any producer of the district land in the same partitions.
+pub fn producer(brokers: &str) -> Result<BaseProducer, KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .create()
+        .map_err(|e| rd("producer", e))
+}
+
+/// Sends one record, waiting when the local queue is full.
+pub fn send(p: &BaseProducer, topic: &str, key: &str, value: &[u8], ts: DateTime<Utc>) -> Result<(), KafkaError> {
+    let mut rec = BaseRecord::to(topic).key(key).payload(value).timestamp(ts.timestamp_millis());
+    loop {
+        match p.send(rec) {
+            Ok(()) => return Ok(()),
+            Err((RdError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                p.poll(Duration::from_millis(50));
+                rec = r;
+            }
+            Err((e, _)) => return Err(rd(&format!("produce to {topic}"), e)),
+        }
+    }
+}
+
+fn encode<T: AvroRecord>(r: &T) -> Result<Vec<u8>, KafkaError> {
+    r.to_single_object().map_err(|e| KafkaError::State(e.to_string()))
+}
+
+/// Produces a scenario's calendars, roster, absence reports and events.
+pub fn produce_scenario(brokers: &str, topics: &Topics, s: &Scenario) -> Result<u64, KafkaError> {
+    let p = producer(brokers)?;
+    // The world comes before anything that happens in it.
+    let first = s
+        .events
+        .iter()
+        .map(|a| a.arrives_at)
+        .chain(s.absence_reports.iter().map(|r| r.reported_at))
+        .chain(std::iter::once(s.now))
+        .min()
+        .unwrap_or(s.now);
+    let world_ts = first - chrono::Duration::seconds(1);
+    let mut n = 0u64;
+    for c in &s.calendars {
+        let mut c = c.clone();
+        if let Some(policy) = &s.custom_policy {
+            if c.policy == s.policy {
+                c.policy = policy.id.clone();
+            }
+        }
+        send(&p, &topics.calendar, &c.school_id, &encode(&c)?, world_ts)?;
+        n += 1;
+    }
+    for r in &s.roster {
+        send(&p, &topics.roster, &r.student_id, &encode(r)?, world_ts)?;
+        n += 1;
+    }
+    for r in &s.absence_reports {
+        send(&p, &topics.reports, &r.student_id, &encode(r)?, r.reported_at)?;
+        n += 1;
+    }
+    for a in &s.events {
+        send(&p, &topics.activity, &a.event.student_id, &encode(&a.event)?, a.arrives_at)?;
+        n += 1;
+    }
+    p.flush(Duration::from_secs(60)).map_err(|e| rd("flush", e))?;
+    Ok(n)
+}
+
+/// Reads every committed output record (determinations, outreach, dead letters).
+pub fn read_outputs(brokers: &str, topics: &Topics) -> Result<RunOutput, KafkaError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("rollcall-reader-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()
+        .map_err(|e| rd("reader", e))?;
+    let mut tpl = TopicPartitionList::new();
+    for topic in [&topics.determinations, &topics.outreach, &topics.dlq] {
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).map_err(|e| rd("metadata", e))?;
+        for t in md.topics() {
+            for part in t.partitions() {
+                tpl.add_partition_offset(topic, part.id(), Offset::Beginning).map_err(|e| rd("assign", e))?;
+            }
+        }
+    }
+    let total = tpl.count();
+    consumer.assign(&tpl).map_err(|e| rd("assign", e))?;
+    let mut out = RunOutput::default();
+    let mut ended = std::collections::HashSet::new();
+    let started = Instant::now();
+    while ended.len() < total {
+        if started.elapsed() > Duration::from_secs(120) {
+            return Err(KafkaError::Kafka("reading outputs did not reach the end in 120 s".into()));
+        }
+        match consumer.poll(Duration::from_millis(500)) {
+            None => {}
+            Some(Err(RdError::PartitionEOF(p))) => {
+                // EOF carries no topic: count the partitions that are at their end.
+                if let Ok(pos) = consumer.position() {
+                    for e in pos.elements().iter().filter(|e| e.partition() == p) {
+                        if let Ok((_, high)) = consumer.fetch_watermarks(e.topic(), p, Duration::from_secs(10)) {
+                            if matches!(e.offset(), Offset::Offset(o) if o >= high) || high == 0 {
+                                ended.insert((e.topic().to_string(), p));
+                            }
+                        }
+                    }
+                }
+            }
+            Some(Err(e)) => return Err(rd("read outputs", e)),
+            Some(Ok(m)) => {
+                let v = m.payload().unwrap_or_default();
+                let bad = |e: rollcall_model::avro::AvroError| KafkaError::State(format!("{} @{}: {e}", m.topic(), m.offset()));
+                if m.topic() == topics.determinations {
+                    out.determinations.push(Determination::from_single_object(v).map_err(bad)?);
+                } else if m.topic() == topics.outreach {
+                    out.outreach.push(OutreachTrigger::from_single_object(v).map_err(bad)?);
+                } else {
+                    let d = DeadLetter::from_single_object(v).map_err(bad)?;
+                    let event_id = ActivityEvent::from_single_object(&d.value).ok().map(|e| e.event_id);
+                    out.dead_letters.push(ScenarioDeadLetter {
+                        source: format!("{}@{}", d.topic, d.offset.unwrap_or(-1)),
+                        event_id,
+                        error_kind: d.error_kind,
+                        message: d.message,
+                    });
+                }
+            }
+        }
+    }
+    // Output partitions interleave; within a key, versions are in order.
+    out.determinations.sort_by(|a, b| (a.key(), a.version).cmp(&(b.key(), b.version)));
+    Ok(out)
+}
+
+/// Runs one scenario end to end through the broker: fresh topics under a
+/// unique prefix, a processor with the replay clock, the outputs read back.
+pub fn run_scenario(brokers: &str, s: &Scenario, prefix: &str, state_dir: &Path) -> Result<(RunOutput, RunStats), KafkaError> {
+    let topics = Topics::with_prefix(prefix);
+    crate::topics::create_topics(brokers, &topics, 3, 1)?;
+    produce_scenario(brokers, &topics, s)?;
+    let cfg = ProcessorConfig {
+        brokers: brokers.to_string(),
+        group: format!("{prefix}group"),
+        state_dir: state_dir.to_path_buf(),
+        instance_id: "scenario".into(),
+        clock: ClockMode::Replay,
+        until: Some(s.now),
+        exit_when_idle: true,
+        topic_prefix: prefix.to_string(),
+        batch_max_ms: 100,
+        ..ProcessorConfig::default()
+    };
+    let mut cfg = cfg;
+    if let Some(p) = &s.custom_policy {
+        // The processor reads policy files; hand it this one through a file.
+        let f = state_dir.join("scenario-policy.toml");
+        let text = toml_of(p)?;
+        std::fs::create_dir_all(state_dir).map_err(|e| KafkaError::Setup(e.to_string()))?;
+        std::fs::write(&f, text).map_err(|e| KafkaError::Setup(e.to_string()))?;
+        cfg.policy_files.push(f);
+    }
+    let mut proc = Processor::new(cfg, Arc::new(AtomicBool::new(false)))?;
+    let stats = proc.run()?;
+    drop(proc);
+    let out = read_outputs(brokers, &topics)?;
+    Ok((out, stats))
+}
+
+fn toml_of(p: &rollcall_policy::Policy) -> Result<String, KafkaError> {
+    toml::to_string(p).map_err(|e| KafkaError::Setup(format!("policy {}: {e}", p.id)))
+}

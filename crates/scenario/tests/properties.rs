@@ -1,0 +1,420 @@
+//! Property tests of the engine through the scenario runner, over the five
+//! shared example worlds (DESIGN.md section 5; shared/scenarios/*.json).
+//!
+//! Each world keeps its calendars, roster and absence reports; its events and
+//! expectations are replaced by generated activity for the rostered students
+//! on the world's first instructional date, all arriving at one instant T (the
+//! school day's local end plus one minute), with the clock run to T + 10 days
+//! so that every window, weekly ones included, is final.
+//!
+//! 1. Order independence: the same events in a shuffled order give the same
+//!    latest determination per key and the same multiset of outreach.
+//! 2. Duplicates: every event sent twice (same event_id) gives exactly the
+//!    same output, every version, as every event sent once.
+//! 3. Replay: re-applying every event to the engine that already saw them
+//!    emits nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::strategy::ValueTree;
+use rollcall_engine::{Applied, ApplyError, MemStore};
+use rollcall_model::{
+    ActivityEvent, ActivityKind, AttendanceType, Direction, Finality, OutreachKind, RecipientRole, Status, StudentRecord,
+};
+use rollcall_scenario::{run, Arrival, Expect, RunOutput, Scenario};
+
+// ---------------------------------------------------------------- worlds --
+
+/// A shared scenario reduced to its world, with what the generators need.
+#[derive(Clone)]
+struct World {
+    base: Scenario,
+    tz: Tz,
+    date: NaiveDate,
+    /// The school day, minutes after local midnight.
+    start_min: u32,
+    end_min: u32,
+    students: Vec<StudentRecord>,
+    /// All events arrive at this instant.
+    arrival: DateTime<Utc>,
+    now: DateTime<Utc>,
+}
+
+fn scenarios_dir() -> PathBuf {
+    // crates/scenario -> /work/main; the shared examples live beside it.
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let candidates = [
+        manifest.join("../../../shared/scenarios"),
+        PathBuf::from("/work/shared/scenarios"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_dir())
+        .cloned()
+        .unwrap_or_else(|| panic!("no shared scenarios directory among {candidates:?}"))
+}
+
+fn local(tz: Tz, date: NaiveDate, minutes: u32) -> DateTime<Utc> {
+    let ndt = NaiveDateTime::new(date, NaiveTime::MIN) + Duration::minutes(minutes as i64);
+    tz.from_local_datetime(&ndt)
+        .earliest()
+        .unwrap_or_else(|| panic!("{ndt} does not exist in {tz}"))
+        .with_timezone(&Utc)
+}
+
+fn world(file: &str) -> World {
+    let path = scenarios_dir().join(file);
+    let mut base = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    base.events.clear();
+    base.expect = Expect::default();
+    let cal = base.calendars.first().unwrap_or_else(|| panic!("{file}: no calendar")).clone();
+    let tz: Tz = cal.timezone.parse().unwrap_or_else(|e| panic!("{file}: timezone {}: {e}", cal.timezone));
+    let day = cal
+        .days
+        .iter()
+        .filter(|d| d.instructional)
+        .min_by_key(|d| d.date)
+        .unwrap_or_else(|| panic!("{file}: no instructional day"))
+        .clone();
+    let students: Vec<StudentRecord> = base.roster.iter().filter(|s| s.school_id == cal.school_id).cloned().collect();
+    assert!(!students.is_empty(), "{file}: no students at {}", cal.school_id);
+    let arrival = local(tz, day.date, day.end.minutes() + 1);
+    World {
+        base,
+        tz,
+        date: day.date,
+        start_min: day.start.minutes(),
+        end_min: day.end.minutes(),
+        students,
+        arrival,
+        now: arrival + Duration::days(10),
+    }
+}
+
+// ------------------------------------------------------------ generators --
+
+/// The random choices behind one event; turned into an event by [`World::event`].
+#[derive(Debug, Clone)]
+struct Draw {
+    student: Index,
+    kind: usize,
+    /// Picks None or one of the student's enrollments.
+    section: Index,
+    with_staff: bool,
+    direction: usize,
+    minute: u32,
+    with_assigned: bool,
+    duration: Option<i64>,
+}
+
+impl World {
+    fn event(&self, i: usize, d: &Draw) -> ActivityEvent {
+        let student = d.student.get(&self.students);
+        let kind = ActivityKind::ALL[d.kind];
+        let enrollment = {
+            let n = student.enrollments.len() + 1;
+            let k = d.section.index(n);
+            if k == 0 {
+                None
+            } else {
+                Some(&student.enrollments[k - 1])
+            }
+        };
+        let section_id = enrollment.map(|e| e.section_id.clone());
+        let staff_id = enrollment.filter(|_| d.with_staff).map(|e| e.staff_id.clone());
+        let direction = (kind == ActivityKind::Message).then(|| Direction::ALL[d.direction]);
+        let assigned_date = (matches!(kind, ActivityKind::Submission | ActivityKind::OfflineWorkReturned) && d.with_assigned)
+            .then_some(self.date);
+        let live_session_id = matches!(kind, ActivityKind::LiveJoin | ActivityKind::LiveLeave)
+            .then(|| section_id.as_ref().map(|s| format!("{s}-{}", self.date)))
+            .flatten();
+        ActivityEvent {
+            event_id: format!("e{i:02}"),
+            source: "canvas".into(),
+            student_id: student.student_id.clone(),
+            school_id: student.school_id.clone(),
+            section_id,
+            staff_id,
+            kind,
+            direction,
+            occurred_at: local(self.tz, self.date, self.start_min + d.minute),
+            assigned_date,
+            live_session_id,
+            duration_seconds: d.duration,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    fn draw(&self) -> impl Strategy<Value = Draw> {
+        let span = self.end_min - self.start_min;
+        (
+            any::<Index>(),
+            0..ActivityKind::ALL.len(),
+            any::<Index>(),
+            any::<bool>(),
+            0..Direction::ALL.len(),
+            0..=span,
+            any::<bool>(),
+            prop::option::weighted(0.3, 0i64..=7200),
+        )
+            .prop_map(|(student, kind, section, with_staff, direction, minute, with_assigned, duration)| Draw {
+                student,
+                kind,
+                section,
+                with_staff,
+                direction,
+                minute,
+                with_assigned,
+                duration,
+            })
+    }
+
+    /// 1–40 events with unique ids.
+    fn events(&self) -> impl Strategy<Value = Vec<ActivityEvent>> {
+        let w = self.clone();
+        prop::collection::vec(self.draw(), 1..=40)
+            .prop_map(move |draws| draws.iter().enumerate().map(|(i, d)| w.event(i, d)).collect())
+    }
+
+    fn scenario(&self, events: &[ActivityEvent]) -> Scenario {
+        let mut s = self.base.clone();
+        s.events = events.iter().map(|e| Arrival { event: e.clone(), arrives_at: self.arrival }).collect();
+        s.now = self.now;
+        s
+    }
+
+    fn run(&self, events: &[ActivityEvent]) -> (RunOutput, rollcall_engine::Engine<MemStore>) {
+        run(&self.scenario(events), MemStore::new()).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// `v` with a copy of every event inserted at a random position after the original.
+fn with_duplicates(v: &[ActivityEvent], picks: &[Index]) -> Vec<ActivityEvent> {
+    let mut out: Vec<ActivityEvent> = v.to_vec();
+    for (i, e) in v.iter().enumerate() {
+        let p = out.iter().position(|x| x.event_id == e.event_id).expect("original present");
+        // Positions p+1 ..= len are all after the original.
+        let at = p + 1 + picks[i].index(out.len() - p);
+        out.insert(at, e.clone());
+    }
+    out
+}
+
+// ------------------------------------------------------------ comparisons --
+
+type DetSummary = (Status, String, Option<i64>, Option<i32>, Option<String>, Finality, Option<AttendanceType>);
+
+fn latest_summary(out: &RunOutput) -> BTreeMap<String, DetSummary> {
+    out.latest()
+        .into_iter()
+        .map(|(k, d)| {
+            (k, (d.status, d.code.clone(), d.minutes, d.contacts, d.category.clone(), d.finality, d.attendance_type))
+        })
+        .collect()
+}
+
+type TriggerSummary =
+    (String, OutreachKind, RecipientRole, Option<String>, Option<String>, NaiveDate, NaiveDate, String);
+
+fn outreach_multiset(out: &RunOutput) -> Vec<TriggerSummary> {
+    let mut v: Vec<TriggerSummary> = out
+        .outreach
+        .iter()
+        .map(|t| {
+            (
+                t.student_id.clone(),
+                t.kind,
+                t.recipient_role,
+                t.staff_id.clone(),
+                t.section_id.clone(),
+                t.window_start,
+                t.window_end,
+                t.trigger_id.clone(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn json_all(out: &RunOutput) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    (
+        out.determinations.iter().map(|d| serde_json::to_value(d).unwrap()).collect(),
+        out.outreach.iter().map(|t| serde_json::to_value(t).unwrap()).collect(),
+    )
+}
+
+/// One line per event, for failure messages.
+fn brief(events: &[ActivityEvent]) -> String {
+    events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {} sec={:?} staff={:?} dir={:?} at={} assigned={:?} session={:?} dur={:?}",
+                e.event_id,
+                e.student_id,
+                e.kind,
+                e.section_id,
+                e.staff_id,
+                e.direction,
+                e.occurred_at.format("%H:%MZ"),
+                e.assigned_date,
+                e.live_session_id,
+                e.duration_seconds
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n  ")
+}
+
+// ------------------------------------------------------------- properties --
+
+fn order_independence(w: &World, events: &[ActivityEvent], shuffled: &[ActivityEvent]) -> Result<(), TestCaseError> {
+    let (a, _) = w.run(events);
+    let (b, _) = w.run(shuffled);
+    prop_assert!(a.dead_letters.is_empty(), "generated events refused: {:?}", a.dead_letters);
+    prop_assert!(b.dead_letters.is_empty(), "generated events refused: {:?}", b.dead_letters);
+    let (la, lb) = (latest_summary(&a), latest_summary(&b));
+    prop_assert_eq!(
+        la.keys().collect::<Vec<_>>(),
+        lb.keys().collect::<Vec<_>>(),
+        "determination keys differ\n in order:\n  {}\n shuffled:\n  {}",
+        brief(events),
+        brief(shuffled)
+    );
+    for (k, va) in &la {
+        prop_assert_eq!(
+            va,
+            &lb[k],
+            "latest determination of {} differs\n in order:\n  {}\n shuffled:\n  {}",
+            k,
+            brief(events),
+            brief(shuffled)
+        );
+    }
+    prop_assert_eq!(
+        outreach_multiset(&a),
+        outreach_multiset(&b),
+        "outreach differs\n in order:\n  {}\n shuffled:\n  {}",
+        brief(events),
+        brief(shuffled)
+    );
+    Ok(())
+}
+
+fn duplicates_change_nothing(w: &World, events: &[ActivityEvent], twice: &[ActivityEvent]) -> Result<(), TestCaseError> {
+    let (a, _) = w.run(events);
+    let (b, eb) = w.run(twice);
+    prop_assert!(a.dead_letters.is_empty(), "generated events refused: {:?}", a.dead_letters);
+    prop_assert!(b.dead_letters.is_empty(), "generated events refused: {:?}", b.dead_letters);
+    prop_assert_eq!(eb.stats().duplicates, events.len() as u64, "every copy should count as a duplicate");
+    let ((da, oa), (db, ob)) = (json_all(&a), json_all(&b));
+    prop_assert_eq!(da, db, "determinations differ\n sent:\n  {}", brief(twice));
+    prop_assert_eq!(oa, ob, "outreach differs\n sent:\n  {}", brief(twice));
+    Ok(())
+}
+
+fn replay_emits_nothing(w: &World, events: &[ActivityEvent]) -> Result<(), TestCaseError> {
+    let (out, mut engine) = w.run(events);
+    prop_assert!(out.dead_letters.is_empty(), "generated events refused: {:?}", out.dead_letters);
+    prop_assert!(engine.take_outputs().is_empty(), "the runner left outputs behind");
+    for e in events {
+        match engine.apply_event(e) {
+            Ok(Applied::Duplicate) => {}
+            Ok(Applied::Accepted) => prop_assert!(false, "replayed event {} was accepted again", e.event_id),
+            Err(ApplyError::Rejected(r)) => prop_assert!(false, "replayed event {} refused: {r}", e.event_id),
+            Err(ApplyError::Fatal(f)) => panic!("engine failure on replay: {f}"),
+        }
+    }
+    engine.advance(w.now).unwrap_or_else(|e| panic!("{e}"));
+    let again = engine.take_outputs();
+    prop_assert!(again.is_empty(), "replay emitted {} record(s): {:?}\n events:\n  {}", again.len(), again, brief(events));
+    Ok(())
+}
+
+// ------------------------------------------------------------------ tests --
+
+/// Cases per property and world; `ROLLCALL_PROP_CASES` overrides (for longer hunts).
+fn cases() -> u32 {
+    std::env::var("ROLLCALL_PROP_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+}
+
+macro_rules! world_properties {
+    ($($module:ident => $file:literal),+ $(,)?) => {$(
+        mod $module {
+            use super::*;
+
+            fn w() -> &'static World {
+                static W: std::sync::OnceLock<World> = std::sync::OnceLock::new();
+                W.get_or_init(|| world($file))
+            }
+
+            proptest! {
+                #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+                #[test]
+                fn order_does_not_matter(
+                    (events, shuffled) in w().events().prop_flat_map(|v| (Just(v.clone()), Just(v).prop_shuffle()))
+                ) {
+                    order_independence(w(), &events, &shuffled)?;
+                }
+
+                #[test]
+                fn duplicates_count_once(
+                    (events, picks) in w().events().prop_flat_map(|v| {
+                        let n = v.len();
+                        (Just(v), prop::collection::vec(any::<Index>(), n))
+                    })
+                ) {
+                    let twice = with_duplicates(&events, &picks);
+                    duplicates_change_nothing(w(), &events, &twice)?;
+                }
+
+                #[test]
+                fn replay_is_silent(events in w().events()) {
+                    replay_emits_nothing(w(), &events)?;
+                }
+            }
+        }
+    )+};
+}
+
+world_properties! {
+    cms_remote_day => "cms-remote-day.json",
+    instruction_partners_day => "instruction-partners-day.json",
+    mississippi_modes => "mississippi-modes.json",
+    mmsd_k5_day => "mmsd-k5-day.json",
+    nmped_weekly_contacts => "nmped-weekly-contacts.json",
+}
+
+/// The generators themselves: unique ids, times inside the school day,
+/// duplicates placed after their originals.
+#[test]
+fn generators_are_sound() {
+    let w = world("mmsd-k5-day.json");
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    for _ in 0..32 {
+        let v = w.events().new_tree(&mut runner).unwrap().current();
+        let mut ids: Vec<&str> = v.iter().map(|e| e.event_id.as_str()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), v.len());
+        for e in &v {
+            assert!(e.occurred_at >= local(w.tz, w.date, w.start_min) && e.occurred_at <= local(w.tz, w.date, w.end_min));
+            assert!(e.occurred_at < w.arrival);
+        }
+        let picks: Vec<Index> = (0..v.len()).map(|_| any::<Index>().new_tree(&mut runner).unwrap().current()).collect();
+        let twice = with_duplicates(&v, &picks);
+        assert_eq!(twice.len(), 2 * v.len());
+        for e in &v {
+            let pos: Vec<usize> = twice.iter().enumerate().filter(|(_, x)| x.event_id == e.event_id).map(|(i, _)| i).collect();
+            assert_eq!(pos.len(), 2);
+            assert_eq!(&twice[pos[0]], e);
+        }
+    }
+}
