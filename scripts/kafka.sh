@@ -124,6 +124,7 @@ fetch() {
   local tmp log sum
   sum="$(pom_sum)"
   tmp="$(mktemp -d "$kafka_home/libs.new.XXXXXX")"
+  chmod 755 "$tmp"
   log="$kafka_home/fetch.log"
   if ! mvn -B -q -f "$pom" dependency:copy-dependencies \
       -DoutputDirectory="$tmp" >"$log" 2>&1; then

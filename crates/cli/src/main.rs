@@ -76,7 +76,12 @@ enum PolicyCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLCALL_LOG").unwrap_or_else(|_| "warn,rollcall=info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
         Command::Scenario { command: ScenarioCommand::Check { memory, brokers, files } } => {
             scenario_cmd::check(&files, memory, brokers.as_deref())

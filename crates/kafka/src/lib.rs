@@ -22,6 +22,26 @@ pub enum KafkaError {
     State(String),
 }
 
+/// Reaching the end of a partition, however librdkafka reports it.
+pub fn is_eof(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::KafkaError as E;
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(e, E::PartitionEOF(_) | E::Global(C::PartitionEOF))
+}
+
+/// A client context for our plain consumers: reaching the end of a
+/// partition is how they know they are done, not an error worth a log line.
+pub struct QuietContext;
+
+impl rdkafka::ClientContext for QuietContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if !is_eof(&error) {
+            tracing::warn!(%error, reason, "kafka client");
+        }
+    }
+}
+impl rdkafka::consumer::ConsumerContext for QuietContext {}
+
 /// Runs an rdkafka future (admin calls) to completion on a small runtime.
 pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
     match tokio::runtime::Builder::new_current_thread().enable_all().build() {

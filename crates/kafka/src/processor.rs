@@ -58,7 +58,13 @@ struct GroupContext {
     rebalanced: AtomicBool,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn error(&self, error: RdError, reason: &str) {
+        if !crate::is_eof(&error) {
+            warn!(%error, reason, "kafka consumer");
+        }
+    }
+}
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = r {
@@ -148,7 +154,7 @@ pub struct Processor {
     topics: Topics,
     consumer: BaseConsumer<GroupContext>,
     producer: BaseProducer<DeliveryContext>,
-    calendars: BaseConsumer,
+    calendars: BaseConsumer<crate::QuietContext>,
     known_calendars: BTreeMap<String, SchoolCalendar>,
     calendars_at_end: bool,
     policies: Vec<Policy>,
@@ -182,6 +188,9 @@ impl Processor {
             // Range assignment gives one member partition p of every input topic.
             .set("partition.assignment.strategy", "range")
             .set("session.timeout.ms", "10000")
+            // Static membership: a restarted instance takes its partitions
+            // back at once instead of waiting out a rebalance.
+            .set("group.instance.id", cfg.transactional_id())
             .set("heartbeat.interval.ms", "1000")
             .create_with_context(GroupContext { rebalanced: AtomicBool::new(false) })
             .map_err(|e| rd("consumer", e))?;
@@ -199,13 +208,13 @@ impl Processor {
                 failures: Mutex::new(Vec::new()),
             })
             .map_err(|e| rd("producer", e))?;
-        let calendars: BaseConsumer = ClientConfig::new()
+        let calendars: BaseConsumer<crate::QuietContext> = ClientConfig::new()
             .set("bootstrap.servers", &cfg.brokers)
             .set("group.id", format!("{}-calendars", cfg.group))
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "true")
-            .create()
+            .create_with_context(crate::QuietContext)
             .map_err(|e| rd("calendar consumer", e))?;
         Ok(Processor {
             topics: cfg.topics(),
@@ -235,7 +244,6 @@ impl Processor {
         self.consumer.subscribe(&self.topics.keyed_inputs()).map_err(|e| rd("subscribe", e))?;
         info!(group = %self.cfg.group, transactional_id = %self.cfg.transactional_id(), "processor started");
         let mut idle_rounds = 0u32;
-        let mut final_advance_done = false;
         while !self.stop.load(Ordering::SeqCst) {
             self.poll_calendars()?;
             let fetched = self.fetch_batch()?;
@@ -244,14 +252,15 @@ impl Processor {
                 continue;
             }
             let idle = fetched == 0 && self.all_at_end();
-            let until = if idle && self.cfg.clock == ClockMode::Replay && !final_advance_done { self.cfg.until } else { None };
+            // Replay: once the inputs are consumed, every task (also one taken
+            // over later) advances to the final instant; a task already there
+            // does not move again.
+            let until = if idle && self.cfg.clock == ClockMode::Replay { self.cfg.until } else { None };
             let worked = self.process_batch(until)?;
-            if until.is_some() {
-                final_advance_done = true;
-            }
             if idle && !worked {
                 idle_rounds += 1;
-                if self.cfg.exit_when_idle && idle_rounds >= 3 && (final_advance_done || self.cfg.until.is_none()) {
+                let finished = self.cfg.until.map(|u| self.tasks.values().all(|t| t.engine.clock() >= Some(u))).unwrap_or(true);
+                if self.cfg.exit_when_idle && idle_rounds >= 3 && finished {
                     info!("all inputs consumed; exiting");
                     break;
                 }
@@ -383,15 +392,20 @@ impl Processor {
         let positions = self.consumer.position().map_err(|e| rd("position", e))?;
         let mut ends = Vec::new();
         for e in positions.elements().iter().filter(|e| e.partition() == partition) {
-            let (_, high) = self
-                .consumer
-                .fetch_watermarks(e.topic(), partition, Duration::from_secs(10))
-                .map_err(|err| rd("watermarks", err))?;
-            let pos = match e.offset() {
-                Offset::Offset(o) => o,
-                _ => 0,
+            let cached = cached_high_watermark(&self.consumer, e.topic(), partition).filter(|h| *h > 0);
+            let at_end = match (e.offset(), cached) {
+                (Offset::Offset(pos), Some(high)) => pos >= high,
+                // Nothing consumed or nothing cached yet (the cache starts at
+                // zero): only the broker knows whether there is anything.
+                _ => {
+                    let (_, high) = self
+                        .consumer
+                        .fetch_watermarks(e.topic(), partition, Duration::from_secs(10))
+                        .map_err(|err| rd("watermarks", err))?;
+                    high == 0
+                }
             };
-            if pos >= high {
+            if at_end {
                 ends.push(e.topic().to_string());
             }
         }
@@ -449,10 +463,15 @@ impl Processor {
             let span = info_span!("batch", partition = task.partition);
             let _g = span.enter();
             let mut ready = take_ready(task, replay, &self.topics);
+            for r in &ready {
+                debug!(topic = %r.topic, offset = r.offset, ts = ?r.timestamp, "ready");
+            }
             let mut dead = Vec::new();
             let first = ready.first().map(|r| r.offset);
             for rec in ready.drain(..) {
-                if replay {
+                // Who is enrolled is not an event in time: only activity and
+                // reports move the replay clock, so closes see the whole roster.
+                if replay && rec.topic != self.topics.roster {
                     if let Some(ts) = rec.timestamp.and_then(DateTime::from_timestamp_millis) {
                         task.engine.advance(ts).map_err(|e| KafkaError::State(e.to_string()))?;
                     }
@@ -475,7 +494,7 @@ impl Processor {
             if !out.is_empty() || !dead.is_empty() || task.engine.store().pending_writes().next().is_some() {
                 task.dirty = true;
             }
-            debug!(first_offset = ?first, records = consumed, outputs = out.len(), "applied");
+            debug!(first_offset = ?first, records = consumed, outputs = out.len(), buffered = task.buffered.len(), at_end = ?task.at_end, "applied");
             outputs.push((task.partition, out, dead));
         }
         if !self.tasks.values().any(|t| t.dirty) {
@@ -640,11 +659,8 @@ impl Processor {
             self.producer.abort_transaction(Duration::from_secs(30)).map_err(|e| rd("abort on rebalance", e))?;
             self.in_txn = false;
         }
-        let assigned: HashSet<i32> = self
-            .consumer
-            .assignment()
-            .map(|a| a.elements().iter().map(|e| e.partition()).collect())
-            .unwrap_or_default();
+        let assignment = self.consumer.assignment().map_err(|e| rd("assignment", e))?;
+        let assigned: HashSet<i32> = assignment.elements().iter().map(|e| e.partition()).collect();
         let before: Vec<i32> = self.tasks.keys().copied().collect();
         for p in before {
             if !assigned.contains(&p) {
@@ -652,22 +668,43 @@ impl Processor {
                 self.tasks.remove(&p);
             }
         }
-        // Uncommitted work is gone; the new assignment starts from the committed offsets.
-        for task in self.tasks.values_mut() {
-            task.engine.store_mut().rollback();
-            task.engine.reload().map_err(|e| KafkaError::State(e.to_string()))?;
-            task.positions = task
-                .engine
-                .store()
-                .get(Table::Meta, META_POSITIONS)
-                .map_err(|e| KafkaError::State(e.to_string()))?
-                .map(|b| decode_positions(&b))
-                .unwrap_or_default();
-            task.buffered.clear();
-            task.at_end.clear();
+        // Uncommitted work is gone: every kept task is back at its last commit.
+        self.rollback_tasks()?;
+        // Open (and restore) the new ones now, and fetch every partition from
+        // where its task's state ends; records polled around the rebalance
+        // were dropped and come again.
+        for p in &assigned {
+            self.task(*p)?;
+        }
+        for e in assignment.elements() {
+            let pos = self.tasks.get(&e.partition()).and_then(|t| t.positions.get(e.topic()).copied());
+            let off = pos.map(Offset::Offset).unwrap_or(Offset::Beginning);
+            if let Err(err) = self.consumer.seek(e.topic(), e.partition(), off, Duration::from_secs(10)) {
+                warn!(topic = e.topic(), partition = e.partition(), error = %err, "seek after rebalance");
+            }
         }
         Ok(())
     }
+}
+
+/// The high watermark librdkafka last saw for a partition, without asking
+/// the broker (an end-of-partition event names the partition, not the topic,
+/// and three input topics share partition numbers).
+fn cached_high_watermark<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: i32) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (0i64, 0i64);
+    // SAFETY: the client pointer is valid for the consumer's lifetime, the
+    // topic string outlives the call, and the out-pointers are local.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }
 
 /// The records of a task that can be applied now, in application order.
@@ -691,8 +728,10 @@ fn take_ready(task: &mut Task, replay: bool, topics: &Topics) -> Vec<Record> {
         let newest = task.buffered.iter().filter(|r| r.topic == topic).map(|r| r.timestamp.unwrap_or(0)).max();
         horizon = horizon.min(newest.unwrap_or(i64::MIN));
     }
+    // Strictly before: more records of the horizon's own instant may still
+    // come, and one instant is applied in one batch.
     for r in task.buffered.drain(..) {
-        if r.timestamp.unwrap_or(0) <= horizon {
+        if horizon == i64::MAX || r.timestamp.unwrap_or(0) < horizon {
             ready.push(r);
         } else {
             rest.push(r);
@@ -747,13 +786,13 @@ fn restore_from_changelog(cfg: &ProcessorConfig, partition: i32, store: &mut Roc
         .map_err(|e| KafkaError::State(e.to_string()))?
         .and_then(|b| b.try_into().ok().map(i64::from_be_bytes))
         .unwrap_or(0);
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer<crate::QuietContext> = ClientConfig::new()
         .set("bootstrap.servers", &cfg.brokers)
         .set("group.id", format!("{}-restore", cfg.group))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
-        .create()
+        .create_with_context(crate::QuietContext)
         .map_err(|e| rd("restore consumer", e))?;
     let (_, high) = consumer
         .fetch_watermarks(&cfg.topics().changelog, partition, Duration::from_secs(30))

@@ -98,69 +98,71 @@ pub fn produce_scenario(brokers: &str, topics: &Topics, s: &Scenario) -> Result<
     Ok(n)
 }
 
-/// Reads every committed output record (determinations, outreach, dead letters).
-pub fn read_outputs(brokers: &str, topics: &Topics) -> Result<RunOutput, KafkaError> {
-    let consumer: BaseConsumer = ClientConfig::new()
+/// Reads one topic from the beginning to its end, read_committed.
+pub fn read_topic(brokers: &str, topic: &str, mut each: impl FnMut(&[u8], i64) -> Result<(), KafkaError>) -> Result<(), KafkaError> {
+    // One consumer per topic: an end-of-partition event names only the partition.
+    let consumer: BaseConsumer<crate::QuietContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("rollcall-reader-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
-        .create()
+        .set("fetch.wait.max.ms", "50")
+        .create_with_context(crate::QuietContext)
         .map_err(|e| rd("reader", e))?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).map_err(|e| rd("metadata", e))?;
     let mut tpl = TopicPartitionList::new();
-    for topic in [&topics.determinations, &topics.outreach, &topics.dlq] {
-        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).map_err(|e| rd("metadata", e))?;
-        for t in md.topics() {
-            for part in t.partitions() {
-                tpl.add_partition_offset(topic, part.id(), Offset::Beginning).map_err(|e| rd("assign", e))?;
-            }
+    for t in md.topics() {
+        for part in t.partitions() {
+            tpl.add_partition_offset(topic, part.id(), Offset::Beginning).map_err(|e| rd("assign", e))?;
         }
     }
     let total = tpl.count();
     consumer.assign(&tpl).map_err(|e| rd("assign", e))?;
-    let mut out = RunOutput::default();
     let mut ended = std::collections::HashSet::new();
     let started = Instant::now();
     while ended.len() < total {
         if started.elapsed() > Duration::from_secs(120) {
-            return Err(KafkaError::Kafka("reading outputs did not reach the end in 120 s".into()));
+            return Err(KafkaError::Kafka(format!("reading {topic} did not reach the end in 120 s")));
         }
-        match consumer.poll(Duration::from_millis(500)) {
+        match consumer.poll(Duration::from_millis(200)) {
             None => {}
             Some(Err(RdError::PartitionEOF(p))) => {
-                // EOF carries no topic: count the partitions that are at their end.
-                if let Ok(pos) = consumer.position() {
-                    for e in pos.elements().iter().filter(|e| e.partition() == p) {
-                        if let Ok((_, high)) = consumer.fetch_watermarks(e.topic(), p, Duration::from_secs(10)) {
-                            if matches!(e.offset(), Offset::Offset(o) if o >= high) || high == 0 {
-                                ended.insert((e.topic().to_string(), p));
-                            }
-                        }
-                    }
-                }
+                ended.insert(p);
             }
-            Some(Err(e)) => return Err(rd("read outputs", e)),
+            Some(Err(e)) => return Err(rd(&format!("read {topic}"), e)),
             Some(Ok(m)) => {
-                let v = m.payload().unwrap_or_default();
-                let bad = |e: rollcall_model::avro::AvroError| KafkaError::State(format!("{} @{}: {e}", m.topic(), m.offset()));
-                if m.topic() == topics.determinations {
-                    out.determinations.push(Determination::from_single_object(v).map_err(bad)?);
-                } else if m.topic() == topics.outreach {
-                    out.outreach.push(OutreachTrigger::from_single_object(v).map_err(bad)?);
-                } else {
-                    let d = DeadLetter::from_single_object(v).map_err(bad)?;
-                    let event_id = ActivityEvent::from_single_object(&d.value).ok().map(|e| e.event_id);
-                    out.dead_letters.push(ScenarioDeadLetter {
-                        source: format!("{}@{}", d.topic, d.offset.unwrap_or(-1)),
-                        event_id,
-                        error_kind: d.error_kind,
-                        message: d.message,
-                    });
-                }
+                ended.remove(&m.partition());
+                each(m.payload().unwrap_or_default(), m.offset())?;
             }
         }
     }
+    Ok(())
+}
+
+/// Reads every committed output record (determinations, outreach, dead letters).
+pub fn read_outputs(brokers: &str, topics: &Topics) -> Result<RunOutput, KafkaError> {
+    let mut out = RunOutput::default();
+    let bad = |t: &str, o: i64, e: rollcall_model::avro::AvroError| KafkaError::State(format!("{t} @{o}: {e}"));
+    read_topic(brokers, &topics.determinations, |v, o| {
+        out.determinations.push(Determination::from_single_object(v).map_err(|e| bad(&topics.determinations, o, e))?);
+        Ok(())
+    })?;
+    read_topic(brokers, &topics.outreach, |v, o| {
+        out.outreach.push(OutreachTrigger::from_single_object(v).map_err(|e| bad(&topics.outreach, o, e))?);
+        Ok(())
+    })?;
+    read_topic(brokers, &topics.dlq, |v, o| {
+        let d = DeadLetter::from_single_object(v).map_err(|e| bad(&topics.dlq, o, e))?;
+        let event_id = ActivityEvent::from_single_object(&d.value).ok().map(|e| e.event_id);
+        out.dead_letters.push(ScenarioDeadLetter {
+            source: format!("{}@{}", d.topic, d.offset.unwrap_or(-1)),
+            event_id,
+            error_kind: d.error_kind,
+            message: d.message,
+        });
+        Ok(())
+    })?;
     // Output partitions interleave; within a key, versions are in order.
     out.determinations.sort_by(|a, b| (a.key(), a.version).cmp(&(b.key(), b.version)));
     Ok(out)

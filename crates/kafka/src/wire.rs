@@ -89,6 +89,8 @@ fn classify(e: AvroError) -> Unusable {
         AvroError::Header(_) => "NOT_AVRO",
         AvroError::Fingerprint { .. } => "WRONG_SCHEMA",
         AvroError::Field { message, .. } if message.contains("unknown") => "UNKNOWN_ENUM",
+        // Same schema, a symbol position it does not have: a writer with more symbols.
+        AvroError::Decode(message) if message.contains("enum index") => "UNKNOWN_ENUM",
         _ => "SCHEMA_INVALID",
     };
     unusable(kind, e.to_string())

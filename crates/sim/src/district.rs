@@ -147,7 +147,7 @@ const BEHAVIOURS: [(Behaviour, u32); 7] = [
 fn behaviour(seed: u64, rank: usize) -> Behaviour {
     let offset = Rng::derive(seed, Stream::Roster, u64::MAX, 0).next_u64();
     let x = (rank as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(offset);
-    let mut slot = ((x >> 32) * 100 >> 32) as u32;
+    let mut slot = (((x >> 32) * 100) >> 32) as u32;
     for (b, w) in BEHAVIOURS {
         if slot < w {
             return b;

@@ -13,10 +13,11 @@
 //! and version: randomness comes from a SplitMix64 generator inside this
 //! crate, with an independent stream per student and day.
 //!
-//! [`generate`] builds a whole world in memory. For large runs (100,000
-//! students × 30 days is tens of millions of events, more than fits in
-//! memory as `ActivityEvent`s), [`Simulation::events`] streams the same
-//! events in the same order while holding about one day of them.
+//! [`generate`] builds a whole world in memory, about 420 bytes an event
+//! (the event struct and its strings). For large runs (100,000 students × 30
+//! days is some 47 million events, about 20 GB that way), [`Simulation::events`]
+//! streams the same events in the same order while holding about one day of
+//! them (about 1.2 GB at that size).
 
 mod activity;
 mod district;
