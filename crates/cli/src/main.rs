@@ -39,6 +39,8 @@ enum Command {
     },
     /// Run the processor: consume the input topics, emit determinations and outreach, exactly once.
     Run(kafka_cmd::RunArgs),
+    /// Generate a deterministic district and produce it to Kafka, or write it as a scenario file.
+    Simulate(kafka_cmd::SimulateArgs),
 }
 
 #[derive(Subcommand)]
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
         Command::Policy { command } => policy(command),
         Command::Topics { command } => kafka_cmd::topics(command),
         Command::Run(args) => kafka_cmd::run(args),
+        Command::Simulate(args) => kafka_cmd::simulate(args),
     };
     match result {
         Ok(code) => code,

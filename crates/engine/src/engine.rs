@@ -852,12 +852,7 @@ impl<S: KvStore> Engine<S> {
         if let Rule::ByMode(p) = &policy.rule {
             if p.truancy_referral_after > 0 && !year.truancy_referred && year.unexcused() >= p.truancy_referral_after {
                 year.truancy_referred = true;
-                let evidence = year
-                    .marks
-                    .iter()
-                    .filter(|(_, m)| m.unexcused)
-                    .map(|(d, _)| rollcall_model::determination_key(&student.student_id, Scope::Day, *d, None))
-                    .collect();
+                let evidence = day_keys(student, &year, |m| m.unexcused);
                 self.raise(Raise {
                     student,
                     policy: &policy,
@@ -883,12 +878,7 @@ impl<S: KvStore> Engine<S> {
             let tier = ca.tiers_percent.iter().filter(|t| rate >= **t).count() as u8;
             if tier > year.tier {
                 const TIERS: [&str; 4] = ["satisfactory", "at risk", "moderate chronic absence", "severe chronic absence"];
-                let evidence = year
-                    .marks
-                    .iter()
-                    .filter(|(_, m)| m.absent)
-                    .map(|(d, _)| rollcall_model::determination_key(&student.student_id, Scope::Day, *d, None))
-                    .collect();
+                let evidence = day_keys(student, &year, |m| m.absent);
                 self.raise(Raise {
                     student,
                     policy: &policy,
@@ -1121,6 +1111,15 @@ impl<S: KvStore> Engine<S> {
         }
         Ok(())
     }
+}
+
+/// The DAY determination keys of the year's marked days that match.
+fn day_keys(student: &StudentRecord, year: &YearRecord, keep: impl Fn(&DayMark) -> bool) -> Vec<String> {
+    year.marks
+        .iter()
+        .filter(|(_, m)| keep(m))
+        .map(|(d, _)| rollcall_model::determination_key(&student.student_id, Scope::Day, *d, None))
+        .collect()
 }
 
 struct Raise<'a> {

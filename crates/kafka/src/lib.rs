@@ -42,6 +42,20 @@ impl rdkafka::ClientContext for QuietContext {
 }
 impl rdkafka::consumer::ConsumerContext for QuietContext {}
 
+/// A consumer outside any group's assignment that reads read_committed and
+/// reports the end of each partition: calendars, changelog restore, outputs.
+pub fn reader(brokers: &str, group: &str) -> Result<rdkafka::consumer::BaseConsumer<QuietContext>, KafkaError> {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "100")
+        .create_with_context(QuietContext)
+        .map_err(|e| KafkaError::Kafka(format!("consumer for {brokers}: {e}")))
+}
+
 /// Runs an rdkafka future (admin calls) to completion on a small runtime.
 pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
     match tokio::runtime::Builder::new_current_thread().enable_all().build() {

@@ -141,6 +141,12 @@ fn encode_positions(p: &BTreeMap<String, i64>) -> Vec<u8> {
     out
 }
 
+/// The input positions of a task's last committed batch.
+fn committed_positions(engine: &Engine<RocksStore>) -> Result<BTreeMap<String, i64>, KafkaError> {
+    let b = engine.store().get(Table::Meta, META_POSITIONS).map_err(|e| KafkaError::State(e.to_string()))?;
+    Ok(b.map(|b| decode_positions(&b)).unwrap_or_default())
+}
+
 fn decode_positions(b: &[u8]) -> BTreeMap<String, i64> {
     String::from_utf8_lossy(b)
         .lines()
@@ -208,14 +214,7 @@ impl Processor {
                 failures: Mutex::new(Vec::new()),
             })
             .map_err(|e| rd("producer", e))?;
-        let calendars: BaseConsumer<crate::QuietContext> = ClientConfig::new()
-            .set("bootstrap.servers", &cfg.brokers)
-            .set("group.id", format!("{}-calendars", cfg.group))
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true")
-            .create_with_context(crate::QuietContext)
-            .map_err(|e| rd("calendar consumer", e))?;
+        let calendars = crate::reader(&cfg.brokers, &format!("{}-calendars", cfg.group))?;
         Ok(Processor {
             topics: cfg.topics(),
             cfg,
@@ -250,6 +249,9 @@ impl Processor {
             if self.consumer.context().rebalanced.swap(false, Ordering::SeqCst) {
                 self.on_rebalance()?;
                 continue;
+            }
+            if fetched == 0 {
+                self.refresh_ends()?;
             }
             let idle = fetched == 0 && self.all_at_end();
             // Replay: once the inputs are consumed, every task (also one taken
@@ -357,7 +359,7 @@ impl Processor {
             match msg {
                 Err(RdError::PartitionEOF(p)) => {
                     // The EOF error does not say which topic; ask for positions.
-                    self.mark_ends(p)?;
+                    self.mark_ends(Some(p))?;
                 }
                 Err(e) => {
                     warn!(error = %e, "consumer");
@@ -388,21 +390,40 @@ impl Processor {
         !self.tasks.is_empty() && self.tasks.values().all(|t| t.at_end.len() == 3)
     }
 
-    fn mark_ends(&mut self, partition: i32) -> Result<(), KafkaError> {
+    /// Re-derives which inputs are at their end, for every assigned partition:
+    /// end-of-partition events are not repeated after a seek to the end.
+    fn refresh_ends(&mut self) -> Result<(), KafkaError> {
+        let assigned: HashSet<i32> = self
+            .consumer
+            .assignment()
+            .map_err(|e| rd("assignment", e))?
+            .elements()
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        for p in assigned {
+            self.mark_ends(Some(p))?;
+        }
+        Ok(())
+    }
+
+    fn mark_ends(&mut self, partition: Option<i32>) -> Result<(), KafkaError> {
+        let Some(partition) = partition else { return Ok(()) };
         let positions = self.consumer.position().map_err(|e| rd("position", e))?;
+        let committed = self.task(partition)?.positions.clone();
         let mut ends = Vec::new();
         for e in positions.elements().iter().filter(|e| e.partition() == partition) {
             let cached = cached_high_watermark(&self.consumer, e.topic(), partition).filter(|h| *h > 0);
             let at_end = match (e.offset(), cached) {
                 (Offset::Offset(pos), Some(high)) => pos >= high,
                 // Nothing consumed or nothing cached yet (the cache starts at
-                // zero): only the broker knows whether there is anything.
+                // zero): compare where this task resumes with what the broker has.
                 _ => {
                     let (_, high) = self
                         .consumer
                         .fetch_watermarks(e.topic(), partition, Duration::from_secs(10))
                         .map_err(|err| rd("watermarks", err))?;
-                    high == 0
+                    committed.get(e.topic()).copied().unwrap_or(0) >= high
                 }
             };
             if at_end {
@@ -442,12 +463,7 @@ impl Processor {
                 warn!(school = %c.school_id, error = %e, "calendar refused");
             }
         }
-        let positions = engine
-            .store()
-            .get(Table::Meta, META_POSITIONS)
-            .map_err(|e| KafkaError::State(e.to_string()))?
-            .map(|b| decode_positions(&b))
-            .unwrap_or_default();
+        let positions = committed_positions(&engine)?;
         info!(restored, ?positions, "task opened");
         Ok(Task { partition, engine, positions, buffered: Vec::new(), at_end: HashSet::new(), dirty: true })
     }
@@ -636,14 +652,7 @@ impl Processor {
         for task in self.tasks.values_mut() {
             task.engine.store_mut().rollback();
             task.engine.reload().map_err(|e| KafkaError::State(e.to_string()))?;
-            let committed = task
-                .engine
-                .store()
-                .get(Table::Meta, META_POSITIONS)
-                .map_err(|e| KafkaError::State(e.to_string()))?
-                .map(|b| decode_positions(&b))
-                .unwrap_or_default();
-            task.positions = committed;
+            task.positions = committed_positions(&task.engine)?;
             task.buffered.clear();
             task.at_end.clear();
             for topic in self.topics.keyed_inputs() {
@@ -786,14 +795,7 @@ fn restore_from_changelog(cfg: &ProcessorConfig, partition: i32, store: &mut Roc
         .map_err(|e| KafkaError::State(e.to_string()))?
         .and_then(|b| b.try_into().ok().map(i64::from_be_bytes))
         .unwrap_or(0);
-    let consumer: BaseConsumer<crate::QuietContext> = ClientConfig::new()
-        .set("bootstrap.servers", &cfg.brokers)
-        .set("group.id", format!("{}-restore", cfg.group))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .create_with_context(crate::QuietContext)
-        .map_err(|e| rd("restore consumer", e))?;
+    let consumer = crate::reader(&cfg.brokers, &format!("{}-restore", cfg.group))?;
     let (_, high) = consumer
         .fetch_watermarks(&cfg.topics().changelog, partition, Duration::from_secs(30))
         .map_err(|e| rd("changelog watermarks", e))?;
@@ -841,7 +843,8 @@ fn restore_from_changelog(cfg: &ProcessorConfig, partition: i32, store: &mut Roc
         .max(next);
     store.put(Table::Meta, META_CHANGELOG_POS, &pos.to_be_bytes()).map_err(|e| KafkaError::State(e.to_string()))?;
     store.commit().map_err(|e| KafkaError::State(e.to_string()))?;
-    info!(partition, records = n, "restored from changelog");
+    let secs = started.elapsed().as_secs_f64();
+    info!(partition, records = n, seconds = secs, per_second = (n as f64 / secs.max(1e-9)) as u64, "restored from changelog");
     Ok(n)
 }
 

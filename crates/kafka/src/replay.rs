@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -101,15 +101,7 @@ pub fn produce_scenario(brokers: &str, topics: &Topics, s: &Scenario) -> Result<
 /// Reads one topic from the beginning to its end, read_committed.
 pub fn read_topic(brokers: &str, topic: &str, mut each: impl FnMut(&[u8], i64) -> Result<(), KafkaError>) -> Result<(), KafkaError> {
     // One consumer per topic: an end-of-partition event names only the partition.
-    let consumer: BaseConsumer<crate::QuietContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("rollcall-reader-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .set("fetch.wait.max.ms", "50")
-        .create_with_context(crate::QuietContext)
-        .map_err(|e| rd("reader", e))?;
+    let consumer = crate::reader(brokers, &format!("rollcall-reader-{}", std::process::id()))?;
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).map_err(|e| rd("metadata", e))?;
     let mut tpl = TopicPartitionList::new();
     for t in md.topics() {
