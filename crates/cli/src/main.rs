@@ -77,7 +77,10 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLCALL_LOG").unwrap_or_else(|_| "warn,rollcall=info".into());
+    // The long-running processor reports its progress in its log; the other
+    // commands print for a person and log only what went wrong.
+    let default = if matches!(cli.command, Command::Run(_)) { "warn,rollcall_kafka=info" } else { "error" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLCALL_LOG").unwrap_or_else(|_| default.into());
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
