@@ -6,9 +6,22 @@
 #   scripts/kafka.sh start     start a broker; the LAST line of stdout is its
 #                              bootstrap address, 127.0.0.1:PORT (progress
 #                              goes to stderr). If this run dir's broker is
-#                              already up, just print its address.
+#                              already up, just print its address. On a paused
+#                              run dir it starts afresh (new ports, empty data).
 #   scripts/kafka.sh stop      stop the broker this run dir started (TERM, then
 #                              KILL) and remove the run dir
+#   scripts/kafka.sh pause     stop the broker this run dir started (TERM, then
+#                              KILL after 30 s) but keep the run dir: data,
+#                              server.properties, ports, address. status then
+#                              says not running. A no-op if already paused.
+#   scripts/kafka.sh resume    start the paused broker again from the same run
+#                              dir: same server.properties (ports), same data
+#                              (not re-formatted; ROLLCALL_KAFKA_PROPERTIES is
+#                              not re-read); like start, the LAST line of
+#                              stdout is its address, the same as before. Fails
+#                              if there is no paused broker or a port is now
+#                              taken. If it is running, just print its address.
+#   scripts/kafka.sh restart   pause, then resume
 #   scripts/kafka.sh status    print the address if running (exit 1 if not)
 #   scripts/kafka.sh fetch     only fetch the jars (done by start when needed)
 #   scripts/kafka.sh classpath print the classpath of the jars ("DIR/*")
@@ -26,13 +39,15 @@
 #                        logs (default /tmp/rollcall-kafka). Give each
 #                        concurrent broker its own.
 #   ROLLCALL_KAFKA_PROPERTIES  extra server.properties lines, appended (win)
-#   ROLLCALL_KAFKA_START_TIMEOUT  seconds to wait for the broker (default 90)
+#   ROLLCALL_KAFKA_START_TIMEOUT  seconds start and resume wait for the
+#                        broker (default 90)
 #   ROLLCALL_KAFKA_KEEP_LOGS  a dir that stop copies the broker's logs into
 #   KAFKA_HEAP_OPTS      broker heap (default -Xmx512m -Xms256m)
 #
 # Run dir layout: broker.pid, bootstrap (the address), server.properties,
 # log4j2.properties, data/ (log.dirs), logs/server.log (broker log),
-# logs/kafka.out (the JVM's stdout/stderr), logs/format.log.
+# logs/kafka.out (the JVM's stdout/stderr), logs/format.log. A paused run
+# dir has all of these but broker.pid; resume appends to the logs.
 set -euo pipefail
 
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -71,10 +86,13 @@ check_java() {
   fi
 }
 
-# Serializes start and stop of one run dir (flock on the directory itself).
-# The broker must not inherit the descriptor: see run_lock_fd in start_once.
+# Serializes start, stop, pause and resume of one run dir (flock on the
+# directory itself). The broker must not inherit the descriptor: see
+# run_lock_fd in launch_broker. Taken once per process (restart calls it twice;
+# a second flock on a new descriptor would wait for ourselves).
 run_lock_fd=""
 lock_run_dir() {
+  [ -z "$run_lock_fd" ] || return 0
   command -v flock >/dev/null 2>&1 || return 0
   [ -d "$run_dir" ] || return 0
   exec {run_lock_fd}<"$run_dir"
@@ -328,7 +346,10 @@ write_config() {
       printf '%s\n' "$ROLLCALL_KAFKA_PROPERTIES"
     fi
   } >"$run_dir/server.properties"
+  write_log4j
+}
 
+write_log4j() {
   cat >"$run_dir/log4j2.properties" <<EOF
 # The broker's log: $run_dir/logs/server.log
 status = error
@@ -349,7 +370,7 @@ EOF
 # (worth a retry), and dies on any other failure.
 start_once() {
   started=0
-  local port cport cluster_id pid i
+  local port cport cluster_id
   read -r port cport < <(free_ports) || true
   if [ -z "$port" ] || [ -z "$cport" ]; then die "could not pick free ports"; fi
   rm -rf "$run_dir/data" "$run_dir/logs"
@@ -368,6 +389,30 @@ start_once() {
     die "formatting the storage in $run_dir/data failed"
   fi
 
+  launch_broker "$port" "$cport"
+  if [ "$started" = 0 ]; then
+    say "port $port or $cport was taken meanwhile; retrying on others"
+  fi
+}
+
+# Size in bytes of file $1, 0 if it does not exist.
+file_size() {
+  if [ -f "$1" ]; then wc -c <"$1"; else echo 0; fi
+}
+
+# Launches the broker on $run_dir/server.properties (listener port $1,
+# controller port $2, storage already formatted) and waits until it answers.
+# Sets started=1 when it is up (and writes the address file), started=0 when
+# it exited because a port was taken, and dies on any other failure. Appends
+# to the logs; only what this launch writes counts as a port clash.
+launch_broker() {
+  started=0
+  local port="$1" cport="$2" pid i
+  local out_from log_from
+  out_from="$(file_size "$run_dir/logs/kafka.out")"
+  log_from="$(file_size "$run_dir/logs/server.log")"
+  rm -f "$pid_file"
+
   local heap="${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
   # The wrapper records its own pid (exec keeps it for java) and closes the
   # run dir's lock so that the broker does not hold it.
@@ -382,7 +427,7 @@ start_once() {
     -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$run_dir/log4j2.properties" \
     -cp "$libs/*" kafka.Kafka "$run_dir/server.properties" \
-    </dev/null >"$run_dir/logs/kafka.out" 2>&1 &
+    </dev/null >>"$run_dir/logs/kafka.out" 2>&1 &
   local launcher=$!
 
   for ((i = 0; i < 50; i++)); do
@@ -396,9 +441,11 @@ start_once() {
   local deadline=$((SECONDS + start_timeout))
   while ((SECONDS < deadline)); do
     if ! is_our_broker "$pid"; then
+      # (not a pipe: under pipefail a tail killed by grep -q's early exit
+      # would turn a match into a failure)
       if grep -qs -e 'Address already in use' -e 'BindException' \
-          "$run_dir/logs/server.log" "$run_dir/logs/kafka.out"; then
-        say "port $port or $cport was taken meanwhile; retrying on others"
+          <(tail -c +$((log_from + 1)) "$run_dir/logs/server.log" 2>/dev/null || true
+            tail -c +$((out_from + 1)) "$run_dir/logs/kafka.out" 2>/dev/null || true); then
         return 0
       fi
       log_tail
@@ -464,6 +511,121 @@ cmd_stop() {
   clean_run_dir
 }
 
+# The value of property $1 (a regex, dots escaped) in this run dir's
+# server.properties: the last line that sets it wins, as in Kafka.
+prop() {
+  sed -n "s/^[[:space:]]*$1[[:space:]]*[=:][[:space:]]*//p" "$run_dir/server.properties" |
+    tail -n 1 | sed 's/[[:space:]]*$//'
+}
+
+# Dies unless $run_dir holds a broker that resume can start again: the
+# server.properties start wrote, formatted storage in its log.dirs, and the
+# address file.
+check_paused() {
+  local why="no paused broker in $run_dir" dirs d addr
+  local -a dir_list
+  [ -d "$run_dir" ] || die "$why: no such directory (start one with: $0 start)"
+  [ -f "$run_dir/server.properties" ] || die "$why: it has no server.properties"
+  dirs="$(prop 'log\.dirs')"
+  [ -n "$dirs" ] || die "$why: its server.properties sets no log.dirs"
+  IFS=, read -ra dir_list <<<"$dirs"
+  for d in "${dir_list[@]}"; do
+    [ -f "$d/meta.properties" ] ||
+      die "$why: its data dir $d holds no formatted storage (no meta.properties)"
+  done
+  addr="$(cat "$addr_file" 2>/dev/null || true)"
+  [[ "$addr" =~ ^127\.0\.0\.1:[0-9]+$ ]] || die "$why: no address in $addr_file"
+}
+
+# Prints those of the ports $@ on 127.0.0.1 that something else now holds
+# (binds as the broker will: with SO_REUSEADDR, so the old broker's TIME_WAIT
+# connections do not count).
+ports_taken() {
+  python3 - "$@" <<'EOF'
+import socket, sys
+for p in sys.argv[1:]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", int(p)))
+    except OSError:
+        print(p)
+    finally:
+        s.close()
+EOF
+}
+
+cmd_pause() {
+  local pid
+  [ -d "$run_dir" ] || die "no broker to pause: $run_dir does not exist"
+  lock_run_dir
+  if pid="$(running_pid)"; then
+    say "pausing broker pid $pid (keeping $run_dir)"
+    stop_pid "$pid"
+    rm -f "$pid_file"
+    check_paused
+    say "paused; resume it with: ROLLCALL_KAFKA_RUN=$run_dir $0 resume"
+  else
+    check_paused
+    rm -f "$pid_file"
+    say "no broker of $run_dir is running; already paused"
+  fi
+}
+
+cmd_resume() {
+  local pid
+  [ -d "$run_dir" ] || die "no paused broker in $run_dir: no such directory (start one with: $0 start)"
+  lock_run_dir
+  if pid="$(running_pid)"; then
+    if [ -s "$addr_file" ]; then
+      say "already running (pid $pid) for $run_dir"
+      cat "$addr_file"
+      return 0
+    fi
+    die "a broker (pid $pid) of $run_dir is running but has no address; stop it"
+  fi
+  check_paused
+  need python3 "apt-get install python3"
+  need setsid "util-linux"
+  check_java
+  fetch
+
+  local addr port cport="" listeners p taken
+  local -a ports
+  addr="$(cat "$addr_file")"
+  port="${addr##*:}"
+  listeners="$(prop listeners)"
+  mapfile -t ports < <(grep -oE ':[0-9]+' <<<"$listeners" | tr -d : | sort -un)
+  for p in "${ports[@]}"; do [ "$p" = "$port" ] || cport="$p"; done
+  [[ ",$listeners," == *"//127.0.0.1:$port,"* ]] ||
+    die "$addr_file says $addr, but server.properties has listeners=$listeners"
+  taken="$(ports_taken "${ports[@]}")"
+  if [ -n "$taken" ]; then
+    die "cannot resume: port(s) ${taken//$'\n'/ } of the paused broker (listeners=$listeners) are now taken by another process; free them and resume, or stop and start afresh (new ports, empty data)"
+  fi
+
+  [ -f "$run_dir/log4j2.properties" ] || write_log4j
+  mkdir -p "$run_dir/logs"
+  echo "===== kafka.sh resume $(date '+%Y-%m-%d %H:%M:%S') =====" >>"$run_dir/logs/kafka.out"
+  local started=0
+  launch_broker "$port" "${cport:-?}"
+  if [ "$started" = 1 ]; then
+    say "Kafka broker up again at $(cat "$addr_file") (run dir $run_dir)"
+    cat "$addr_file"
+    return 0
+  fi
+  log_tail
+  rm -f "$pid_file"
+  die "cannot resume: port $port or ${cport:-?} was taken by another process as the broker started; free it and resume, or stop and start afresh"
+}
+
+cmd_restart() {
+  [ -d "$run_dir" ] || die "no broker to restart: $run_dir does not exist"
+  lock_run_dir  # held across both steps
+  cmd_pause
+  cmd_resume
+}
+
 cmd_status() {
   local pid
   if pid="$(running_pid)" && [ -s "$addr_file" ]; then
@@ -488,11 +650,14 @@ case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
+  pause) cmd_pause ;;
+  resume) cmd_resume ;;
+  restart) cmd_restart ;;
   fetch) check_java; fetch ;;
   classpath) fetch; echo "$libs/*" ;;
   tool) shift; cmd_tool "$@" ;;
   *)
-    echo "usage: $0 start|stop|status|fetch|classpath|tool CLASS [ARGS...]" >&2
+    echo "usage: $0 start|stop|pause|resume|restart|status|fetch|classpath|tool CLASS [ARGS...]" >&2
     exit 2
     ;;
 esac

@@ -25,7 +25,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rollcall_engine::{ApplyError, Engine, EngineConfig, KvStore, Output, Table};
 use rollcall_model::avro::AvroRecord;
@@ -117,6 +117,11 @@ struct Task {
     buffered: Vec<Record>,
     /// Input topics of this partition at their end.
     at_end: HashSet<String>,
+    /// High watermarks the broker gave for inputs this task had not consumed from.
+    broker_high: HashMap<String, i64>,
+    /// Every input has been read to its end once: until then the wall clock
+    /// does not move this task, so closes see the whole roster.
+    caught_up: bool,
     dirty: bool,
 }
 
@@ -159,7 +164,9 @@ pub struct Processor {
     cfg: ProcessorConfig,
     topics: Topics,
     consumer: BaseConsumer<GroupContext>,
-    producer: BaseProducer<DeliveryContext>,
+    /// Threaded: delivery reports are served in the background, which an
+    /// abort needs to purge what was in flight.
+    producer: ThreadedProducer<DeliveryContext>,
     calendars: BaseConsumer<crate::QuietContext>,
     known_calendars: BTreeMap<String, SchoolCalendar>,
     calendars_at_end: bool,
@@ -193,6 +200,8 @@ impl Processor {
             .set("enable.partition.eof", "true")
             // Range assignment gives one member partition p of every input topic.
             .set("partition.assignment.strategy", "range")
+            // Answer an empty fetch quickly: end-of-input is seen from fetch responses.
+            .set("fetch.wait.max.ms", "100")
             .set("session.timeout.ms", "10000")
             // Static membership: a restarted instance takes its partitions
             // back at once instead of waiting out a rebalance.
@@ -200,7 +209,7 @@ impl Processor {
             .set("heartbeat.interval.ms", "1000")
             .create_with_context(GroupContext { rebalanced: AtomicBool::new(false) })
             .map_err(|e| rd("consumer", e))?;
-        let producer: BaseProducer<DeliveryContext> = ClientConfig::new()
+        let producer: ThreadedProducer<DeliveryContext> = ClientConfig::new()
             .set("bootstrap.servers", &cfg.brokers)
             .set("transactional.id", cfg.transactional_id())
             .set("transaction.timeout.ms", cfg.transaction_timeout_ms.to_string())
@@ -376,6 +385,7 @@ impl Processor {
                     };
                     let task = self.task(rec.partition)?;
                     task.at_end.remove(&rec.topic);
+                    task.broker_high.remove(&rec.topic);
                     if rec.offset >= task.positions.get(&rec.topic).copied().unwrap_or(0) {
                         task.buffered.push(rec);
                         n += 1;
@@ -417,12 +427,23 @@ impl Processor {
             let at_end = match (e.offset(), cached) {
                 (Offset::Offset(pos), Some(high)) => pos >= high,
                 // Nothing consumed or nothing cached yet (the cache starts at
-                // zero): compare where this task resumes with what the broker has.
+                // zero): compare where this task resumes with what the broker
+                // had, asked once per task; a record arriving later clears it.
                 _ => {
-                    let (_, high) = self
-                        .consumer
-                        .fetch_watermarks(e.topic(), partition, Duration::from_secs(10))
-                        .map_err(|err| rd("watermarks", err))?;
+                    let asked = self.tasks.get(&partition).and_then(|t| t.broker_high.get(e.topic()).copied());
+                    let high = match asked {
+                        Some(h) => h,
+                        None => {
+                            let (_, h) = self
+                                .consumer
+                                .fetch_watermarks(e.topic(), partition, Duration::from_secs(10))
+                                .map_err(|err| rd("watermarks", err))?;
+                            if let Some(t) = self.tasks.get_mut(&partition) {
+                                t.broker_high.insert(e.topic().to_string(), h);
+                            }
+                            h
+                        }
+                    };
                     committed.get(e.topic()).copied().unwrap_or(0) >= high
                 }
             };
@@ -465,7 +486,7 @@ impl Processor {
         }
         let positions = committed_positions(&engine)?;
         info!(restored, ?positions, "task opened");
-        Ok(Task { partition, engine, positions, buffered: Vec::new(), at_end: HashSet::new(), dirty: true })
+        Ok(Task { partition, engine, positions, buffered: Vec::new(), at_end: HashSet::new(), broker_high: HashMap::new(), caught_up: false, dirty: true })
     }
 
     /// Applies buffered records, advances clocks, and commits one transaction.
@@ -499,7 +520,8 @@ impl Processor {
                 task.dirty = true;
                 consumed += 1;
             }
-            let target = if replay { until } else { Some(now) };
+            task.caught_up |= task.at_end.len() == 3 && task.buffered.is_empty();
+            let target = if replay { until } else { Some(now).filter(|_| task.caught_up) };
             if let Some(t) = target {
                 task.engine.advance(t).map_err(|e| KafkaError::State(e.to_string()))?;
             }
@@ -541,7 +563,7 @@ impl Processor {
             match self.producer.send(rec) {
                 Ok(()) => return Ok(()),
                 Err((RdError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
-                    self.producer.poll(Duration::from_millis(50));
+                    std::thread::sleep(Duration::from_millis(20));
                     rec = r;
                 }
                 Err((e, _)) => return Err(rd(&format!("produce to {topic}"), e)),
@@ -605,13 +627,18 @@ impl Processor {
         }
         if offsets.count() > 0 {
             let gm = self.consumer.group_metadata().ok_or_else(|| KafkaError::Kafka("no consumer group metadata".into()))?;
-            if let Err(e) = self.producer.send_offsets_to_transaction(&offsets, &gm, Duration::from_secs(30)) {
-                return self.abort(&format!("send offsets: {e}"));
+            let sent = retry_txn("send offsets", || self.producer.send_offsets_to_transaction(&offsets, &gm, Duration::from_secs(30)));
+            match sent {
+                TxnStep::Done => {}
+                TxnStep::Abort(why) => return self.abort(&why),
+                TxnStep::Fatal(e) => return Err(e),
             }
         }
         let started = Instant::now();
-        if let Err(e) = self.producer.commit_transaction(Duration::from_secs(60)) {
-            return self.abort(&format!("commit: {e}"));
+        match retry_txn("commit", || self.producer.commit_transaction(Duration::from_secs(60))) {
+            TxnStep::Done => {}
+            TxnStep::Abort(why) => return self.abort(&why),
+            TxnStep::Fatal(e) => return Err(e),
         }
         self.in_txn = false;
         let failures = self.producer.context().failures.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
@@ -639,9 +666,11 @@ impl Processor {
         warn!(reason = why, "aborting transaction");
         self.stats.aborted += 1;
         if self.in_txn {
-            if let Err(e) = self.producer.abort_transaction(Duration::from_secs(30)) {
+            match retry_txn("abort", || self.producer.abort_transaction(Duration::from_secs(30))) {
+                TxnStep::Done => {}
                 // Fenced or fatal: another instance owns these partitions now.
-                return Err(rd("abort transaction", e));
+                TxnStep::Abort(why) => return Err(KafkaError::Kafka(why)),
+                TxnStep::Fatal(e) => return Err(e),
             }
             self.in_txn = false;
         }
@@ -655,6 +684,7 @@ impl Processor {
             task.positions = committed_positions(&task.engine)?;
             task.buffered.clear();
             task.at_end.clear();
+            task.broker_high.clear();
             for topic in self.topics.keyed_inputs() {
                 let off = task.positions.get(topic).copied().map(Offset::Offset).unwrap_or(Offset::Beginning);
                 let _ = self.consumer.seek(topic, task.partition, off, Duration::from_secs(10));
@@ -665,7 +695,11 @@ impl Processor {
 
     fn on_rebalance(&mut self) -> Result<(), KafkaError> {
         if self.in_txn {
-            self.producer.abort_transaction(Duration::from_secs(30)).map_err(|e| rd("abort on rebalance", e))?;
+            match retry_txn("abort on rebalance", || self.producer.abort_transaction(Duration::from_secs(30))) {
+                TxnStep::Done => {}
+                TxnStep::Abort(why) => return Err(KafkaError::Kafka(why)),
+                TxnStep::Fatal(e) => return Err(e),
+            }
             self.in_txn = false;
         }
         let assignment = self.consumer.assignment().map_err(|e| rd("assignment", e))?;
@@ -693,6 +727,30 @@ impl Processor {
             }
         }
         Ok(())
+    }
+}
+
+/// What to do after a transactional call.
+enum TxnStep {
+    Done,
+    Abort(String),
+    Fatal(KafkaError),
+}
+
+/// Runs a transactional call, retrying while the error is retriable (a broker
+/// that is away and coming back): the processor waits rather than stops.
+fn retry_txn(what: &str, mut call: impl FnMut() -> Result<(), RdError>) -> TxnStep {
+    let started = Instant::now();
+    loop {
+        match call() {
+            Ok(()) => return TxnStep::Done,
+            Err(RdError::Transaction(e)) if e.is_retriable() && started.elapsed() < Duration::from_secs(600) => {
+                warn!(step = what, error = %e, "transaction step failed; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(RdError::Transaction(e)) if e.txn_requires_abort() => return TxnStep::Abort(format!("{what}: {e}")),
+            Err(e) => return TxnStep::Fatal(rd(what, e)),
+        }
     }
 }
 
