@@ -25,7 +25,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rollcall_engine::{ApplyError, Engine, EngineConfig, KvStore, Output, Table};
 use rollcall_model::avro::AvroRecord;
@@ -164,9 +164,9 @@ pub struct Processor {
     cfg: ProcessorConfig,
     topics: Topics,
     consumer: BaseConsumer<GroupContext>,
-    /// Delivery reports are served on this thread (`serve_deliveries`), so
-    /// the changelog position they give is complete when a commit returns.
-    producer: BaseProducer<DeliveryContext>,
+    /// Threaded: delivery reports are served in the background, which an
+    /// abort needs to purge what was in flight.
+    producer: ThreadedProducer<DeliveryContext>,
     calendars: BaseConsumer<crate::QuietContext>,
     known_calendars: BTreeMap<String, SchoolCalendar>,
     calendars_at_end: bool,
@@ -209,7 +209,7 @@ impl Processor {
             .set("heartbeat.interval.ms", "1000")
             .create_with_context(GroupContext { rebalanced: AtomicBool::new(false) })
             .map_err(|e| rd("consumer", e))?;
-        let producer: BaseProducer<DeliveryContext> = ClientConfig::new()
+        let producer: ThreadedProducer<DeliveryContext> = ClientConfig::new()
             .set("bootstrap.servers", &cfg.brokers)
             .set("transactional.id", cfg.transactional_id())
             .set("transaction.timeout.ms", cfg.transaction_timeout_ms.to_string())
@@ -563,7 +563,7 @@ impl Processor {
             match self.producer.send(rec) {
                 Ok(()) => return Ok(()),
                 Err((RdError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
-                    self.producer.poll(Duration::from_millis(20));
+                    std::thread::sleep(Duration::from_millis(20));
                     rec = r;
                 }
                 Err((e, _)) => return Err(rd(&format!("produce to {topic}"), e)),
@@ -641,8 +641,6 @@ impl Processor {
             TxnStep::Fatal(e) => return Err(e),
         }
         self.in_txn = false;
-        // Serve every delivery report of the batch before reading what they say.
-        self.producer.poll(Duration::ZERO);
         let failures = self.producer.context().failures.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
         if !failures.is_empty() {
             // A committed transaction whose records failed cannot happen; treat it as fatal.
@@ -650,11 +648,12 @@ impl Processor {
         }
         self.stats.transactions += 1;
         self.stats.records += consumed;
-        // The local position in the changelog is moved only by a restore;
-        // after a commit the local state is ahead of it, which is safe: a
-        // restore replays the writes since, in log order.
-        for task in self.tasks.values_mut() {
+        let next = self.producer.context().changelog_next.lock().map(|g| g.clone()).unwrap_or_default();
+        for (p, task) in self.tasks.iter_mut() {
             let store = task.engine.store_mut();
+            if let Some(n) = next.get(p) {
+                store.put(Table::Meta, META_CHANGELOG_POS, &n.to_be_bytes()).map_err(|e| KafkaError::State(e.to_string()))?;
+            }
             store.commit().map_err(|e| KafkaError::State(e.to_string()))?;
             task.dirty = false;
         }
@@ -667,11 +666,7 @@ impl Processor {
         warn!(reason = why, "aborting transaction");
         self.stats.aborted += 1;
         if self.in_txn {
-            match retry_txn("abort", || {
-                // An abort purges what is in flight; its reports must be served here.
-                self.producer.poll(Duration::ZERO);
-                self.producer.abort_transaction(Duration::from_secs(30))
-            }) {
+            match retry_txn("abort", || self.producer.abort_transaction(Duration::from_secs(30))) {
                 TxnStep::Done => {}
                 // Fenced or fatal: another instance owns these partitions now.
                 TxnStep::Abort(why) => return Err(KafkaError::Kafka(why)),
@@ -700,10 +695,7 @@ impl Processor {
 
     fn on_rebalance(&mut self) -> Result<(), KafkaError> {
         if self.in_txn {
-            match retry_txn("abort on rebalance", || {
-                self.producer.poll(Duration::ZERO);
-                self.producer.abort_transaction(Duration::from_secs(30))
-            }) {
+            match retry_txn("abort on rebalance", || self.producer.abort_transaction(Duration::from_secs(30))) {
                 TxnStep::Done => {}
                 TxnStep::Abort(why) => return Err(KafkaError::Kafka(why)),
                 TxnStep::Fatal(e) => return Err(e),
