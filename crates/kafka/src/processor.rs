@@ -665,8 +665,14 @@ impl Processor {
     fn abort(&mut self, why: &str) -> Result<(), KafkaError> {
         warn!(reason = why, "aborting transaction");
         self.stats.aborted += 1;
+        self.abort_open_txn("abort")?;
+        self.rollback_tasks()
+    }
+
+    /// Aborts the open transaction, if any, retrying while the broker is away.
+    fn abort_open_txn(&mut self, what: &str) -> Result<(), KafkaError> {
         if self.in_txn {
-            match retry_txn("abort", || self.producer.abort_transaction(Duration::from_secs(30))) {
+            match retry_txn(what, || self.producer.abort_transaction(Duration::from_secs(30))) {
                 TxnStep::Done => {}
                 // Fenced or fatal: another instance owns these partitions now.
                 TxnStep::Abort(why) => return Err(KafkaError::Kafka(why)),
@@ -674,7 +680,7 @@ impl Processor {
             }
             self.in_txn = false;
         }
-        self.rollback_tasks()
+        Ok(())
     }
 
     fn rollback_tasks(&mut self) -> Result<(), KafkaError> {
@@ -694,14 +700,7 @@ impl Processor {
     }
 
     fn on_rebalance(&mut self) -> Result<(), KafkaError> {
-        if self.in_txn {
-            match retry_txn("abort on rebalance", || self.producer.abort_transaction(Duration::from_secs(30))) {
-                TxnStep::Done => {}
-                TxnStep::Abort(why) => return Err(KafkaError::Kafka(why)),
-                TxnStep::Fatal(e) => return Err(e),
-            }
-            self.in_txn = false;
-        }
+        self.abort_open_txn("abort on rebalance")?;
         let assignment = self.consumer.assignment().map_err(|e| rd("assignment", e))?;
         let assigned: HashSet<i32> = assignment.elements().iter().map(|e| e.partition()).collect();
         let before: Vec<i32> = self.tasks.keys().copied().collect();
