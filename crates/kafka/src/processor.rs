@@ -51,6 +51,8 @@ pub struct RunStats {
     pub transactions: u64,
     pub aborted: u64,
     pub restored_records: u64,
+    /// Times the Kafka clients were rebuilt after failing.
+    pub reconnects: u64,
 }
 
 /// Notices rebalances; the loop acts on them between polls.
@@ -115,6 +117,8 @@ struct Task {
     positions: BTreeMap<String, i64>,
     /// Records fetched but held back until the inputs' timestamps allow them (replay clock).
     buffered: Vec<Record>,
+    /// Next offset after the last record fetched, per keyed input topic.
+    fetched: BTreeMap<String, i64>,
     /// Input topics of this partition at their end.
     at_end: HashSet<String>,
     /// High watermarks the broker gave for inputs this task had not consumed from.
@@ -190,40 +194,7 @@ impl Processor {
         }
         std::fs::create_dir_all(&cfg.state_dir)
             .map_err(|e| KafkaError::Setup(format!("state directory {}: {e}", cfg.state_dir.display())))?;
-        let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
-            .set("bootstrap.servers", &cfg.brokers)
-            .set("group.id", &cfg.group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true")
-            // Range assignment gives one member partition p of every input topic.
-            .set("partition.assignment.strategy", "range")
-            // Answer an empty fetch quickly: end-of-input is seen from fetch responses.
-            .set("fetch.wait.max.ms", "100")
-            .set("session.timeout.ms", "10000")
-            // Static membership: a restarted instance takes its partitions
-            // back at once instead of waiting out a rebalance.
-            .set("group.instance.id", cfg.transactional_id())
-            .set("heartbeat.interval.ms", "1000")
-            .create_with_context(GroupContext { rebalanced: AtomicBool::new(false) })
-            .map_err(|e| rd("consumer", e))?;
-        let producer: ThreadedProducer<DeliveryContext> = ClientConfig::new()
-            .set("bootstrap.servers", &cfg.brokers)
-            .set("transactional.id", cfg.transactional_id())
-            .set("transaction.timeout.ms", cfg.transaction_timeout_ms.to_string())
-            .set("enable.idempotence", "true")
-            // Keys land where the Java clients of the district put them.
-            .set("partitioner", "murmur2_random")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4")
-            .create_with_context(DeliveryContext {
-                changelog_next: Mutex::new(HashMap::new()),
-                failures: Mutex::new(Vec::new()),
-            })
-            .map_err(|e| rd("producer", e))?;
-        let calendars = crate::reader(&cfg.brokers, &format!("{}-calendars", cfg.group))?;
+        let (consumer, producer, calendars) = connect(&cfg)?;
         Ok(Processor {
             topics: cfg.topics(),
             cfg,
@@ -244,8 +215,35 @@ impl Processor {
         &self.stats
     }
 
-    /// Runs until stopped, or, with `exit_when_idle`, until every input is consumed.
+    /// Runs until stopped, or, with `exit_when_idle`, until every input is
+    /// consumed. When the Kafka clients fail (a broker that went away and
+    /// came back with the group or the transaction forgotten, a fenced or
+    /// fatal client), it starts again as after a crash: fresh clients, tasks
+    /// reopened from their committed state. It waits rather than stops.
     pub fn run(&mut self) -> Result<RunStats, KafkaError> {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match self.run_once() {
+                Ok(()) => return Ok(self.stats.clone()),
+                Err(KafkaError::Kafka(why)) if !self.stop.load(Ordering::SeqCst) => {
+                    warn!(error = %why, retry_in_s = backoff.as_secs(), "Kafka clients failed; reconnecting from the committed state");
+                    self.stats.reconnects += 1;
+                    self.tasks.clear();
+                    self.in_txn = false;
+                    self.calendars_at_end = false;
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    let (consumer, producer, calendars) = connect(&self.cfg)?;
+                    self.consumer = consumer;
+                    self.producer = producer;
+                    self.calendars = calendars;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn run_once(&mut self) -> Result<(), KafkaError> {
         let t = Duration::from_secs(30);
         self.producer.init_transactions(t).map_err(|e| rd("init transactions", e))?;
         self.start_calendar_feed()?;
@@ -253,15 +251,22 @@ impl Processor {
         info!(group = %self.cfg.group, transactional_id = %self.cfg.transactional_id(), "processor started");
         let mut idle_rounds = 0u32;
         while !self.stop.load(Ordering::SeqCst) {
+            for (what, client) in [("consumer", self.consumer.client().fatal_error()), ("producer", self.producer.client().fatal_error())] {
+                if let Some((code, reason)) = client {
+                    return Err(KafkaError::Kafka(format!("{what} failed fatally: {code:?}: {reason}")));
+                }
+            }
             self.poll_calendars()?;
             let fetched = self.fetch_batch()?;
             if self.consumer.context().rebalanced.swap(false, Ordering::SeqCst) {
                 self.on_rebalance()?;
                 continue;
             }
-            if fetched == 0 {
-                self.refresh_ends()?;
-            }
+            // End-of-partition events queue behind everything prefetched
+            // (the whole of a short topic's neighbours), so the ends are
+            // read from positions and the cached watermarks after every
+            // fetch: the replay horizon must not wait for those events.
+            self.refresh_ends()?;
             let idle = fetched == 0 && self.all_at_end();
             // Replay: once the inputs are consumed, every task (also one taken
             // over later) advances to the final instant; a task already there
@@ -282,7 +287,7 @@ impl Processor {
         if self.in_txn {
             let _ = self.producer.abort_transaction(t);
         }
-        Ok(self.stats.clone())
+        Ok(())
     }
 
     fn all_at_end(&self) -> bool {
@@ -387,6 +392,8 @@ impl Processor {
                     task.at_end.remove(&rec.topic);
                     task.broker_high.remove(&rec.topic);
                     if rec.offset >= task.positions.get(&rec.topic).copied().unwrap_or(0) {
+                        let next = task.fetched.entry(rec.topic.clone()).or_insert(0);
+                        *next = (*next).max(rec.offset + 1);
                         task.buffered.push(rec);
                         n += 1;
                     }
@@ -447,6 +454,7 @@ impl Processor {
                     committed.get(e.topic()).copied().unwrap_or(0) >= high
                 }
             };
+            tracing::trace!(topic = e.topic(), partition, position = ?e.offset(), cached = ?cached, at_end, "end check");
             if at_end {
                 ends.push(e.topic().to_string());
             }
@@ -486,7 +494,7 @@ impl Processor {
         }
         let positions = committed_positions(&engine)?;
         info!(restored, ?positions, "task opened");
-        Ok(Task { partition, engine, positions, buffered: Vec::new(), at_end: HashSet::new(), broker_high: HashMap::new(), caught_up: false, dirty: true })
+        Ok(Task { partition, engine, positions, buffered: Vec::new(), fetched: BTreeMap::new(), at_end: HashSet::new(), broker_high: HashMap::new(), caught_up: false, dirty: true })
     }
 
     /// Applies buffered records, advances clocks, and commits one transaction.
@@ -516,9 +524,19 @@ impl Processor {
                 if let Some(d) = apply_record(&mut task.engine, &rec, &self.topics)? {
                     dead.push(d);
                 }
-                task.positions.insert(rec.topic.clone(), rec.offset + 1);
                 task.dirty = true;
                 consumed += 1;
+            }
+            // Records are applied in timestamp order, and a topic's offsets
+            // need not follow it (absence reports arrive out of order): a
+            // position is the lowest offset not yet applied, so a restart
+            // fetches everything still waiting. What was applied beyond it
+            // comes again and is a duplicate the engine drops.
+            for topic in self.topics.keyed_inputs() {
+                let waiting = task.buffered.iter().filter(|r| r.topic == topic).map(|r| r.offset).min();
+                if let Some(next) = waiting.or_else(|| task.fetched.get(topic).copied()) {
+                    task.positions.insert(topic.to_string(), next);
+                }
             }
             task.caught_up |= task.at_end.len() == 3 && task.buffered.is_empty();
             let target = if replay { until } else { Some(now).filter(|_| task.caught_up) };
@@ -689,6 +707,7 @@ impl Processor {
             task.engine.reload().map_err(|e| KafkaError::State(e.to_string()))?;
             task.positions = committed_positions(&task.engine)?;
             task.buffered.clear();
+            task.fetched.clear();
             task.at_end.clear();
             task.broker_high.clear();
             for topic in self.topics.keyed_inputs() {
@@ -727,6 +746,55 @@ impl Processor {
         }
         Ok(())
     }
+}
+
+type Clients = (BaseConsumer<GroupContext>, ThreadedProducer<DeliveryContext>, BaseConsumer<crate::QuietContext>);
+
+/// The processor's Kafka clients: the group consumer, the transactional
+/// producer and the calendar reader.
+fn connect(cfg: &ProcessorConfig) -> Result<Clients, KafkaError> {
+    let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
+        .set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", &cfg.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        // Range assignment gives one member partition p of every input topic.
+        .set("partition.assignment.strategy", "range")
+        // Answer an empty fetch quickly: end-of-input is seen from fetch responses.
+        .set("fetch.wait.max.ms", "100")
+        // One consumer queue serves every partition in arrival order: a
+        // deep prefetch of one big activity partition would hold back the
+        // short roster and report partitions that the replay horizon
+        // waits for. Shallow per-partition fetches keep them interleaved.
+        .set("max.partition.fetch.bytes", "262144")
+        .set("queued.min.messages", "2000")
+        .set("queued.max.messages.kbytes", "4096")
+        .set("session.timeout.ms", "10000")
+        // Static membership: a restarted instance takes its partitions
+        // back at once instead of waiting out a rebalance.
+        .set("group.instance.id", cfg.transactional_id())
+        .set("heartbeat.interval.ms", "1000")
+        .create_with_context(GroupContext { rebalanced: AtomicBool::new(false) })
+        .map_err(|e| rd("consumer", e))?;
+    let producer: ThreadedProducer<DeliveryContext> = ClientConfig::new()
+        .set("bootstrap.servers", &cfg.brokers)
+        .set("transactional.id", cfg.transactional_id())
+        .set("transaction.timeout.ms", cfg.transaction_timeout_ms.to_string())
+        .set("enable.idempotence", "true")
+        // Keys land where the Java clients of the district put them.
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .create_with_context(DeliveryContext {
+            changelog_next: Mutex::new(HashMap::new()),
+            failures: Mutex::new(Vec::new()),
+        })
+        .map_err(|e| rd("producer", e))?;
+    let calendars = crate::reader(&cfg.brokers, &format!("{}-calendars", cfg.group))?;
+    Ok((consumer, producer, calendars))
 }
 
 /// What to do after a transactional call.
