@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building rollcall needs beyond a Rust toolchain: libclang
 # (RocksDB's bindings are generated at build time), a C++ compiler, cmake and
-# the curl headers librdkafka's build wants.
+# the curl headers librdkafka's build wants; and promtool for the tests.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
@@ -12,6 +12,9 @@ command -v cmake >/dev/null || need+=(cmake)
 # librdkafka (built from source by rdkafka's cmake-build) finds curl and
 # compiles it in; without the headers its build stops.
 [ -e /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -e /usr/include/curl/curl.h ] || need+=(libcurl4-openssl-dev)
+# promtool checks and unit-tests the Prometheus files in deploy/ (tests/deploy.rs);
+# Debian ships it in the prometheus package.
+command -v promtool >/dev/null || need+=(prometheus)
 command -v cargo >/dev/null || { echo "setup: cargo is not on PATH; install Rust (rustup) first" >&2; exit 1; }
 
 if ((${#need[@]})); then
@@ -20,5 +23,16 @@ if ((${#need[@]})); then
   [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  # The prometheus package is here for promtool only: leave no Prometheus
+  # server (nor the node exporter it recommends) running or starting at boot.
+  if [[ " ${need[*]} " == *" prometheus "* ]]; then
+    for svc in prometheus prometheus-node-exporter; do
+      if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+        $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+      elif [ -x "/etc/init.d/$svc" ]; then
+        $SUDO "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+      fi
+    done
+  fi
 fi
 echo "setup: build dependencies present"

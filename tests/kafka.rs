@@ -19,65 +19,15 @@ use rollcall_model::avro::AvroRecord;
 use rollcall_model::DeadLetter;
 use rollcall_scenario::{check, scenario_files, Arrival, Expect, Scenario};
 
-type TestResult = Result<(), String>;
+mod support;
+use support::*;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_rollcall")
-}
 
-/// A broker for the run: the given one, or one started here.
-struct Broker {
-    address: String,
-    run_dir: Option<PathBuf>,
-}
 
-impl Broker {
-    fn get() -> Result<Broker, String> {
-        if let Ok(b) = std::env::var("ROLLCALL_TEST_BROKERS") {
-            if !b.trim().is_empty() {
-                return Ok(Broker { address: b, run_dir: None });
-            }
-        }
-        let run_dir = std::env::temp_dir().join(format!("rollcall-kafka-test-{}", std::process::id()));
-        eprintln!("starting a Kafka broker with scripts/kafka.sh (run dir {})", run_dir.display());
-        let out = Command::new("bash")
-            .arg(repo().join("scripts/kafka.sh"))
-            .arg("start")
-            .env("ROLLCALL_KAFKA_RUN", &run_dir)
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("scripts/kafka.sh: {e}"))?;
-        if !out.status.success() {
-            return Err("scripts/kafka.sh start failed".into());
-        }
-        let address = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_string();
-        Ok(Broker { address, run_dir: Some(run_dir) })
-    }
-}
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(d) = &self.run_dir {
-            let _ = Command::new("bash").arg(repo().join("scripts/kafka.sh")).arg("stop").env("ROLLCALL_KAFKA_RUN", d).status();
-        }
-    }
-}
 
-fn unique(name: &str) -> String {
-    format!("t{}-{}-{name}.", std::process::id(), chrono::Utc::now().timestamp_millis())
-}
 
-fn ensure(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
-    if cond {
-        Ok(())
-    } else {
-        Err(msg())
-    }
-}
 
 /// Every scenario, shared and the project's own, passes through the broker.
 fn scenarios_pass_through_kafka(b: &str) -> TestResult {
@@ -159,6 +109,7 @@ fn bad_records_are_dead_lettered(b: &str) -> TestResult {
     let status = Command::new(bin())
         .args(["run", "--brokers", b, "--clock", "replay", "--exit-when-idle", "--instance-id", "dlq"])
         .args(["--until", &base.now.to_rfc3339(), "--topic-prefix", &prefix, "--group", &format!("{prefix}g")])
+        .args(["--metrics-addr", "127.0.0.1:0"])
         .arg("--state-dir")
         .arg(dir.path())
         .env("ROLLCALL_LOG", std::env::var("ROLLCALL_TEST_LOG").unwrap_or_else(|_| "error".into()))
@@ -191,22 +142,6 @@ fn bad_records_are_dead_lettered(b: &str) -> TestResult {
     ensure(diffs.is_empty(), || format!("good records not processed as expected: {diffs:?}"))
 }
 
-/// A simulated district as a scenario (no expectations).
-fn district(students: usize, days: u32, seed: u64) -> Scenario {
-    let w = rollcall_sim::generate(&rollcall_sim::SimConfig { students, days, seed, ..Default::default() });
-    Scenario {
-        file: "<district>".into(),
-        name: "district".into(),
-        policy: "mmsd".into(),
-        custom_policy: None,
-        calendars: w.calendars,
-        roster: w.roster,
-        absence_reports: w.absence_reports,
-        events: w.events.into_iter().map(|e| Arrival { event: e.event, arrives_at: e.arrives_at }).collect(),
-        now: w.end,
-        expect: Expect::default(),
-    }
-}
 
 static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -215,6 +150,8 @@ fn spawn_processor(b: &str, prefix: &str, state: &Path, instance: &str, until: &
     c.stderr(Stdio::piped());
     c.args(["run", "--brokers", b, "--clock", "replay", "--instance-id", instance, "--until", until])
         .args(["--topic-prefix", prefix, "--group", &format!("{prefix}g")])
+        // Instances run side by side: each serves its metrics on a free port.
+        .args(["--metrics-addr", "127.0.0.1:0"])
         .arg("--state-dir")
         .arg(state)
         .env("ROLLCALL_LOG", std::env::var("ROLLCALL_TEST_LOG").unwrap_or_else(|_| "error".into()))
@@ -396,7 +333,7 @@ fn quiet_night_closes_on_the_wall_clock(b: &str) -> TestResult {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut child = Command::new(bin())
         .args(["run", "--brokers", b, "--clock", "wall", "--instance-id", "wall", "--topic-prefix", &prefix])
-        .args(["--group", &format!("{prefix}g")])
+        .args(["--group", &format!("{prefix}g"), "--metrics-addr", "127.0.0.1:0"])
         .arg("--state-dir")
         .arg(dir.path())
         .env("ROLLCALL_LOG", std::env::var("ROLLCALL_TEST_LOG").unwrap_or_else(|_| "error".into()))

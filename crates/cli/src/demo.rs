@@ -34,9 +34,15 @@ pub struct DemoArgs {
     /// Feed the engine directly, without Kafka: the engine's own speed.
     #[arg(long)]
     engine_only: bool,
+    /// Serve the processor's /metrics, /healthz and /readyz here while it runs (IP:port).
+    #[arg(long, conflicts_with = "engine_only")]
+    metrics_addr: Option<String>,
 }
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    if let Some(a) = &args.metrics_addr {
+        rollcall_kafka::ProcessorConfig { metrics_addr: a.clone(), ..Default::default() }.validate()?;
+    }
     let cfg = SimConfig { students: args.students, days: args.days, seed: args.seed, ..SimConfig::default() };
     eprintln!(
         "rollcall demo: simulating {} students over {} days from {} (seed {})",
@@ -145,13 +151,21 @@ fn through_kafka(
         topic_prefix: prefix.clone(),
         ..ProcessorConfig::default()
     };
+    let metrics = std::sync::Arc::new(rollcall_kafka::metrics::Metrics::new());
+    let server = match &args.metrics_addr {
+        Some(a) => crate::kafka_cmd::serve_metrics(a, &metrics)?,
+        None => None,
+    };
+    if let Some(s) = &server {
+        eprintln!("metrics: http://{}/metrics", s.local_addr());
+    }
     let bar = ProgressBar::new_spinner();
     bar.set_message(format!("processing {produced} records through Kafka, exactly once"));
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let started = Instant::now();
     let stats = std::thread::scope(|sc| {
         sc.spawn(|| -> anyhow::Result<rollcall_kafka::RunStats> {
-            let mut p = Processor::new(cfg, std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)))?;
+            let mut p = Processor::with_metrics(cfg, std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)), metrics.clone())?;
             Ok(p.run()?)
         })
         .join()

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use rollcall_kafka::metrics::{Metrics, MetricsServer};
 use rollcall_kafka::{ClockMode, Processor, ProcessorConfig};
 
 #[derive(clap::Subcommand)]
@@ -54,6 +55,11 @@ pub struct RunArgs {
     /// A district policy file (repeatable).
     #[arg(long = "policy-file")]
     policy_files: Vec<PathBuf>,
+    /// Serve /metrics, /healthz and /readyz here: IP:port (port 0 picks a
+    /// free one), or `off` [default: 127.0.0.1:9464; config metrics_addr,
+    /// env ROLLCALL_METRICS_ADDR].
+    #[arg(long)]
+    metrics_addr: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -69,21 +75,38 @@ pub struct SimulateArgs {
     brokers: Option<String>,
     #[arg(long, default_value = "")]
     topic_prefix: String,
-    /// …or write it as a scenario file.
+    /// …or write it to this file: an Avro object container file
+    /// (schemas/simulation_entry.avsc) that `rollcall bench engine --file` replays.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// The file's format: `avro`, or `scenario` (a scenario file for
+    /// `rollcall scenario run`). Default: `scenario` for a name ending in
+    /// `.json`, else `avro`.
+    #[arg(long, requires = "out")]
+    format: Option<String>,
 }
 
-/// `rollcall simulate`: a deterministic district, to topics or to a scenario file.
+/// `rollcall simulate`: a deterministic district, to topics, to an Avro file or to a scenario file.
 pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let cfg = rollcall_sim::SimConfig { students: args.students, days: args.days, seed: args.seed, ..Default::default() };
-    let world = rollcall_sim::generate(&cfg);
     if let Some(out) = args.out {
+        let format = match args.format.as_deref() {
+            Some(f) => f.to_string(),
+            None if out.extension().is_some_and(|e| e == "json") => "scenario".into(),
+            None => "avro".into(),
+        };
+        match format.as_str() {
+            "avro" => return simulate_to_avro(&cfg, &out),
+            "scenario" => {}
+            other => anyhow::bail!("--format: `{other}` is neither `avro` nor `scenario`"),
+        }
+        let world = rollcall_sim::generate(&cfg);
         let v = world.to_scenario_json(&format!("simulated district (seed {})", args.seed), "mmsd");
         std::fs::write(&out, serde_json::to_string(&v)?).with_context(|| format!("writing {}", out.display()))?;
         eprintln!("wrote {} events to {}", world.events.len(), out.display());
         return Ok(ExitCode::SUCCESS);
     }
+    let world = rollcall_sim::generate(&cfg);
     let brokers = args.brokers.unwrap_or_default();
     let s = rollcall_scenario::Scenario {
         file: "<simulated>".into(),
@@ -100,6 +123,35 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let topics = rollcall_kafka::wire::Topics::with_prefix(&args.topic_prefix);
     let n = rollcall_kafka::replay::produce_scenario(&brokers, &topics, &s)?;
     println!("produced {n} records; replay with --clock replay --until {}", s.now.to_rfc3339());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Streams the district into an Avro object container file, with a progress bar.
+fn simulate_to_avro(cfg: &rollcall_sim::SimConfig, out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let f = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} writing {msg}: {pos} events  {per_sec}  {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(out.display().to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let n = rollcall_sim::file::write_simulation(cfg, std::io::BufWriter::with_capacity(1 << 20, f), |n| {
+        bar.set_position(n.events as u64)
+    })
+    .with_context(|| format!("writing {}", out.display()))?;
+    bar.finish_and_clear();
+    let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "wrote {}: {} calendars, {} students, {} absence reports, {} events ({} bytes, Avro object container file)",
+        out.display(),
+        n.calendars,
+        n.students,
+        n.reports,
+        n.events,
+        bytes
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -150,11 +202,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         cfg.topic_prefix = p;
     }
     cfg.policy_files.extend(args.policy_files);
+    if let Some(a) = args.metrics_addr {
+        cfg.metrics_addr = a;
+    }
     cfg.validate()?;
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     ctrlc_flag(s);
-    let mut p = Processor::new(cfg, stop.clone()).context("starting the processor")?;
+    let metrics = Arc::new(Metrics::new());
+    let _server = serve_metrics(&cfg.metrics_addr, &metrics)?;
+    let mut p = Processor::with_metrics(cfg, stop.clone(), metrics).context("starting the processor")?;
     let stats = p.run()?;
     eprintln!(
         "processed {} records in {} transactions: {} determinations, {} outreach, {} dead letters ({} state records restored)",
@@ -162,6 +219,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     let _ = stop.load(Ordering::SeqCst);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the HTTP endpoint (`off`: none). Failing to bind is an error: a
+/// processor that cannot be watched should not run unnoticed.
+pub fn serve_metrics(addr: &str, metrics: &Arc<Metrics>) -> anyhow::Result<Option<MetricsServer>> {
+    if addr == "off" {
+        return Ok(None);
+    }
+    let server = MetricsServer::start(addr, metrics.clone()).with_context(|| format!("serving metrics on {addr}"))?;
+    tracing::info!(address = %server.local_addr(), "serving /metrics, /healthz and /readyz");
+    Ok(Some(server))
 }
 
 /// Stops the loop cleanly on SIGINT/SIGTERM (the open transaction is aborted).

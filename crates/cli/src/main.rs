@@ -2,6 +2,7 @@
 //! and shows policies. Errors from the libraries surface here with their
 //! file, place and problem.
 
+mod bench;
 mod demo;
 mod kafka_cmd;
 mod scenario_cmd;
@@ -16,6 +17,19 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines on stderr as text for a person, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// Show student ids in log lines as they are. Without it they appear as
+    /// a keyed hash, `st:1a2b3c4d` (key: ROLLCALL_LOG_HASH_KEY, else random per process).
+    #[arg(long, global = true)]
+    log_student_ids: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -41,6 +55,11 @@ enum Command {
     Run(kafka_cmd::RunArgs),
     /// Generate a deterministic district and produce it to Kafka, or write it as a scenario file.
     Simulate(kafka_cmd::SimulateArgs),
+    /// Measure the engine and its state (BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -81,12 +100,23 @@ fn main() -> ExitCode {
     // commands print for a person and log only what went wrong.
     let default = if matches!(cli.command, Command::Run(_)) { "warn,rollcall_kafka=info" } else { "error" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLCALL_LOG").unwrap_or_else(|_| default.into());
+    rollcall_kafka::redact::configure(cli.log_student_ids, std::env::var("ROLLCALL_LOG_HASH_KEY").ok().as_deref());
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    match cli.log_format {
+        LogFormat::Human => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .init(),
+        // Each line carries the current span (partition, offsets, counts) and its parents.
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_writer(std::io::stderr)
+            .init(),
+    }
     let result = match cli.command {
         Command::Scenario { command: ScenarioCommand::Check { memory, brokers, files } } => {
             scenario_cmd::check(&files, memory, brokers.as_deref())
@@ -97,6 +127,7 @@ fn main() -> ExitCode {
         Command::Topics { command } => kafka_cmd::topics(command),
         Command::Run(args) => kafka_cmd::run(args),
         Command::Simulate(args) => kafka_cmd::simulate(args),
+        Command::Bench { command } => bench::run(command),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! The engine: applies world records and events to state, fires closes and
 //! timers from an explicit clock, versions determinations and raises outreach.
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use rollcall_model::{
 };
 use rollcall_policy::{Policy, Rule};
 
+use crate::cache::{FxHashMap, FxHashSet, RecordCache};
 use crate::codec::{self, CodecError};
 use crate::eval::{self, DayInput, Outcome};
 use crate::kv::{KvStore, StoreError, Table};
@@ -27,11 +29,13 @@ pub struct EngineConfig {
     pub max_clock_skew_days: i64,
     /// Cap on decoded roster records kept in memory.
     pub roster_cache_entries: usize,
+    /// Cap on decoded day and emitted records kept in memory between batches.
+    pub record_cache_entries: usize,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { max_clock_skew_days: 400, roster_cache_entries: 200_000 }
+        EngineConfig { max_clock_skew_days: 400, roster_cache_entries: 200_000, record_cache_entries: 400_000 }
     }
 }
 
@@ -126,6 +130,38 @@ pub struct EngineStats {
 
 const META_CLOCK: &[u8] = b"clock";
 
+/// Bound on the event-id hashes kept in memory (12 bytes and some each).
+const SEEN_IDS_CAP: usize = 4_000_000;
+
+/// The event ids of one student, by hash: the local date of the event
+/// (whose day record holds it), and for the rare hash shared by ids of
+/// different dates, the other dates.
+#[derive(Default)]
+struct SeenIds {
+    first: FxHashMap<u64, NaiveDate>,
+    more: Vec<(u64, NaiveDate)>,
+}
+
+impl SeenIds {
+    /// Returns whether an entry was added.
+    fn note(&mut self, hash: u64, date: NaiveDate) -> bool {
+        match self.first.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(date);
+                true
+            }
+            std::collections::hash_map::Entry::Occupied(o) => {
+                if *o.get() == date || self.more.contains(&(hash, date)) {
+                    false
+                } else {
+                    self.more.push((hash, date));
+                    true
+                }
+            }
+        }
+    }
+}
+
 /// The attendance engine over a key-value store.
 pub struct Engine<S: KvStore> {
     store: S,
@@ -135,11 +171,27 @@ pub struct Engine<S: KvStore> {
     /// Future school closes: (instant micros, school id, action).
     schedule: BTreeSet<(i64, String, SchoolAction)>,
     clock: Option<DateTime<Utc>>,
-    roster: HashMap<String, Arc<StudentRecord>>,
-    /// The earliest pending per-student timer, when known. Deleted timers
-    /// leave tombstones at the front of the table, so it is not scanned on
-    /// every event, only when a timer can be due.
-    next_timer: Option<Option<i64>>,
+    roster: FxHashMap<String, Arc<StudentRecord>>,
+    /// Decoded day windows and last emitted versions; changes reach the
+    /// store at `flush` and `stage`.
+    days: RecordCache<DayRecord>,
+    emitted: RecordCache<Emitted>,
+    /// Close instants already computed: (school, date, rule) → instant, and
+    /// (school, date) → end of the correction horizon. Cleared when a
+    /// calendar is (re)loaded.
+    finalize_memo: RefCell<FxHashMap<(usize, NaiveDate, FinalizeKey), DateTime<Utc>>>,
+    horizon_memo: RefCell<FxHashMap<(usize, NaiveDate), DateTime<Utc>>>,
+    /// The keys of the pending per-student timers, in due order: a copy of
+    /// the `Timer` table, read once (deleted timers leave tombstones at the
+    /// front of the table, which made every scan for the next one slow).
+    /// `None` until read; forgotten at `reload`.
+    timers: Option<BTreeSet<Vec<u8>>>,
+    /// Per student, the hash of every event id applied and kept, with the
+    /// local date under which its day record holds it (see `SeenIds`).
+    /// Loaded per student from the day records by one range read; forgotten
+    /// at `reload`, and when too large at a write-back.
+    seen: FxHashMap<String, SeenIds>,
+    seen_count: usize,
     /// Windows touched since the last flush: (student, date or Monday, is week).
     dirty: BTreeSet<(String, NaiveDate, bool)>,
     out: Vec<Output>,
@@ -156,8 +208,14 @@ impl<S: KvStore> Engine<S> {
             schools: HashMap::new(),
             schedule: BTreeSet::new(),
             clock: None,
-            roster: HashMap::new(),
-            next_timer: None,
+            roster: FxHashMap::default(),
+            days: RecordCache::default(),
+            emitted: RecordCache::default(),
+            finalize_memo: RefCell::default(),
+            horizon_memo: RefCell::default(),
+            timers: None,
+            seen: FxHashMap::default(),
+            seen_count: 0,
             dirty: BTreeSet::new(),
             out: Vec::new(),
             stats: EngineStats::default(),
@@ -183,6 +241,8 @@ impl<S: KvStore> Engine<S> {
         Ok(e)
     }
 
+    /// The store. Changed day and emitted records reach it at `flush`,
+    /// `stage` and `commit`; read it after one of those.
     pub fn store(&self) -> &S {
         &self.store
     }
@@ -222,6 +282,7 @@ impl<S: KvStore> Engine<S> {
     /// Writes the clock into the store's buffer without committing, so a
     /// runtime can copy the whole batch of writes elsewhere first.
     pub fn stage(&mut self) -> Result<(), EngineError> {
+        self.write_back()?;
         if let Some(c) = self.clock {
             self.store.put(Table::Meta, META_CLOCK, &codec::key_i64(c.timestamp_micros()))?;
         }
@@ -234,7 +295,11 @@ impl<S: KvStore> Engine<S> {
         self.out.clear();
         self.dirty.clear();
         self.roster.clear();
-        self.next_timer = None;
+        self.days.clear();
+        self.emitted.clear();
+        self.seen.clear();
+        self.seen_count = 0;
+        self.timers = None;
         self.clock = None;
         if let Some(b) = self.store.get(Table::Meta, META_CLOCK)? {
             self.clock = codec::i64_from_key(&b).and_then(DateTime::from_timestamp_micros);
@@ -308,6 +373,8 @@ impl<S: KvStore> Engine<S> {
             }
         }
         self.schools.insert(id, school);
+        self.finalize_memo.get_mut().clear();
+        self.horizon_memo.get_mut().clear();
         Ok(())
     }
 
@@ -380,26 +447,88 @@ impl<S: KvStore> Engine<S> {
         self.clock.unwrap_or(fallback)
     }
 
-    fn load_day(&self, student: &str, date: NaiveDate) -> Result<DayRecord, EngineError> {
-        let key = state::day_key(student, date);
-        match self.store.get(Table::Day, &key)? {
-            None => Ok(DayRecord::default()),
-            Some(b) => DayRecord::decode(&b).map_err(|source| EngineError::Corrupt {
-                table: Table::Day,
-                key: format!("{student}/{date}"),
-                source,
-            }),
+    /// Makes sure the day record under `key` is in the cache.
+    fn cache_day(&mut self, key: &[u8]) -> Result<(), EngineError> {
+        if self.days.get(key).is_some() {
+            return Ok(());
         }
+        let value = match self.store.get(Table::Day, key)? {
+            None => None,
+            Some(b) => Some(Arc::new(DayRecord::decode(&b).map_err(|source| EngineError::Corrupt {
+                table: Table::Day,
+                key: String::from_utf8_lossy(key).into_owned(),
+                source,
+            })?)),
+        };
+        self.days.insert_clean(key.to_vec(), value);
+        Ok(())
     }
 
-    fn save_day(&mut self, student: &str, date: NaiveDate, rec: &DayRecord) -> Result<(), EngineError> {
-        self.store.put(Table::Day, &state::day_key(student, date), &rec.encode())?;
+    /// A student's day record, if there is one.
+    fn day_record(&mut self, student: &str, date: NaiveDate) -> Result<Option<Arc<DayRecord>>, EngineError> {
+        let key = state::day_key(student, date);
+        self.cache_day(&key)?;
+        Ok(self.days.get(&key).flatten().cloned())
+    }
+
+    fn load_day(&mut self, student: &str, date: NaiveDate) -> Result<Arc<DayRecord>, EngineError> {
+        Ok(self.day_record(student, date)?.unwrap_or_default())
+    }
+
+    /// A student's day record to change; created empty when there is none.
+    fn day_mut(&mut self, key: &[u8]) -> Result<&mut DayRecord, EngineError> {
+        self.cache_day(key)?;
+        Ok(self.days.modify(key).expect("cached just now"))
+    }
+
+    /// Writes changed day and emitted records to the store's buffer, and
+    /// bounds the caches.
+    fn write_back(&mut self) -> Result<(), EngineError> {
+        let store = &mut self.store;
+        self.days.write_back(|k, v| match v {
+            Some(v) => store.put(Table::Day, k, &v.encode()),
+            None => store.delete(Table::Day, k),
+        })?;
+        self.emitted.write_back(|k, v| match v {
+            Some(v) => store.put(Table::Emitted, k, &v.encode()),
+            None => store.delete(Table::Emitted, k),
+        })?;
+        if self.days.len() + self.emitted.len() > self.config.record_cache_entries {
+            self.days.clear();
+            self.emitted.clear();
+        }
+        // Here, where every changed record is in the store (see `load_seen`).
+        if self.seen_count > SEEN_IDS_CAP {
+            self.seen.clear();
+            self.seen_count = 0;
+        }
         Ok(())
     }
 
     /// The last instant at which a window of `date` may still change: its
     /// latest finalization plus the correction horizon.
     fn correctable_until(&self, school: &School, date: NaiveDate) -> DateTime<Utc> {
+        let key = (school as *const School as usize, date);
+        if let Some(t) = self.horizon_memo.borrow().get(&key) {
+            return *t;
+        }
+        let t = self.compute_correctable_until(school, date);
+        self.horizon_memo.borrow_mut().insert(key, t);
+        t
+    }
+
+    /// When a window of `date` closed by `rule` becomes final.
+    fn finalize_instant(&self, school: &School, date: NaiveDate, rule: FinalizeKey) -> DateTime<Utc> {
+        let key = (school as *const School as usize, date, rule);
+        if let Some(t) = self.finalize_memo.borrow().get(&key) {
+            return *t;
+        }
+        let t = school.finalize_instant(date, rule);
+        self.finalize_memo.borrow_mut().insert(key, t);
+        t
+    }
+
+    fn compute_correctable_until(&self, school: &School, date: NaiveDate) -> DateTime<Utc> {
         let f = &school.policy.finalize;
         let last = [f.in_person_day, f.remote_day, f.offline_day, f.week]
             .into_iter()
@@ -409,21 +538,23 @@ impl<S: KvStore> Engine<S> {
         last + Duration::days(school.policy.correction_horizon_days as i64)
     }
 
-    fn check_time(&self, school: &School, at: DateTime<Utc>, what: &str) -> Result<NaiveDate, ApplyError> {
+    /// `what` names the record in a refusal; it is only built for one.
+    fn check_time(&self, school: &School, at: DateTime<Utc>, what: &dyn Fn() -> String) -> Result<NaiveDate, ApplyError> {
         let date = school.local_date(at);
         if let Some(now) = self.clock {
             let skew = Duration::days(self.config.max_clock_skew_days);
             if at > now + skew || at < now - skew {
                 return Err(reject(
                     RejectKind::TimestampOutOfRange,
-                    format!("{what} {at} is more than {} days from the processing clock {now}", self.config.max_clock_skew_days),
+                    format!("{} {at} is more than {} days from the processing clock {now}", what(), self.config.max_clock_skew_days),
                 ));
             }
             if now > self.correctable_until(school, date) {
                 return Err(reject(
                     RejectKind::TooLate,
                     format!(
-                        "{what} is for {date}, whose windows were final and past the {}-day correction horizon at {now}",
+                        "{} is for {date}, whose windows were final and past the {}-day correction horizon at {now}",
+                        what(),
                         school.policy.correction_horizon_days
                     ),
                 ));
@@ -432,39 +563,45 @@ impl<S: KvStore> Engine<S> {
         Ok(date)
     }
 
-    fn resolve(&mut self, student_id: &str, school_id: &str, what: &str) -> Result<(Arc<StudentRecord>, Arc<School>), ApplyError> {
+    fn resolve(
+        &mut self,
+        student_id: &str,
+        school_id: &str,
+        what: &dyn Fn() -> String,
+    ) -> Result<(Arc<StudentRecord>, Arc<School>), ApplyError> {
         let student = self
             .student(student_id)?
-            .ok_or_else(|| reject(RejectKind::UnknownStudent, format!("{what}: student `{student_id}` is not on the roster")))?;
+            .ok_or_else(|| reject(RejectKind::UnknownStudent, format!("{}: student `{student_id}` is not on the roster", what())))?;
         if !school_id.is_empty() && school_id != student.school_id {
             return Err(reject(
                 RejectKind::SchoolMismatch,
-                format!("{what}: school `{school_id}` but the roster has student `{student_id}` at `{}`", student.school_id),
+                format!("{}: school `{school_id}` but the roster has student `{student_id}` at `{}`", what(), student.school_id),
             ));
         }
         let school = self.schools.get(&student.school_id).cloned().ok_or_else(|| {
-            reject(RejectKind::UnknownSchool, format!("{what}: no calendar for school `{}`", student.school_id))
+            reject(RejectKind::UnknownSchool, format!("{}: no calendar for school `{}`", what(), student.school_id))
         })?;
         Ok((student, school))
     }
 
     /// Applies one activity event.
     pub fn apply_event(&mut self, ev: &ActivityEvent) -> Result<Applied, ApplyError> {
-        let what = format!("event `{}`", ev.event_id);
+        let what = || format!("event `{}`", ev.event_id);
         if ev.event_id.is_empty() {
             return Err(reject(RejectKind::InvalidRecord, "event: event_id is empty"));
         }
         let (student, school) = self.resolve(&ev.student_id, &ev.school_id, &what)?;
-        let date = self.check_time(&school, ev.occurred_at, &format!("{what} occurred_at"))?;
+        let date = self.check_time(&school, ev.occurred_at, &|| format!("{} occurred_at", what()))?;
         let at = self.now_or(ev.occurred_at);
         let sid = student.student_id.as_str();
-        let dedup = state::dedup_key(sid, &ev.event_id);
-        if self.store.get(Table::Dedup, &dedup).map_err(EngineError::from)?.is_some() {
+        let hash = xxhash_rust::xxh3::xxh3_64(ev.event_id.as_bytes());
+        if self.seen_before(sid, hash, &ev.event_id)? {
             self.stats.duplicates += 1;
             return Ok(Applied::Duplicate);
         }
-        self.store.put(Table::Dedup, &dedup, &codec::key_date(date)).map_err(EngineError::from)?;
-        let mut rec = self.load_day(sid, date)?;
+        if self.seen.get_mut(sid).expect("loaded by seen_before").note(hash, date) {
+            self.seen_count += 1;
+        }
         let fact = Fact {
             event_id: ev.event_id.clone(),
             kind: ev.kind,
@@ -483,13 +620,14 @@ impl<S: KvStore> Engine<S> {
             .filter(|_| matches!(ev.kind, ActivityKind::Submission | ActivityKind::OfflineWorkReturned))
             // Work for a day beyond the horizon still counts as activity on the day it was done.
             .filter(|a| self.clock.map(|now| now <= self.correctable_until(&school, *a)).unwrap_or(true));
-        rec.facts.push(fact.clone());
-        self.save_day(sid, date, &rec)?;
-        if let Some(a) = assigned {
-            let mut arec = self.load_day(sid, a)?;
-            if !arec.has_event(&ev.event_id) {
-                arec.facts.push(fact);
-                self.save_day(sid, a, &arec)?;
+        match assigned {
+            None => self.day_mut(&state::day_key(sid, date))?.facts.push(fact),
+            Some(a) => {
+                self.day_mut(&state::day_key(sid, date))?.facts.push(fact.clone());
+                let arec = self.day_mut(&state::day_key(sid, a))?;
+                if !arec.has_event(&ev.event_id) {
+                    arec.facts.push(fact);
+                }
             }
         }
         self.stats.events += 1;
@@ -507,22 +645,73 @@ impl<S: KvStore> Engine<S> {
         Ok(Applied::Accepted)
     }
 
+    /// Whether the student's day records hold this event id already: the
+    /// record of the date its hash points to (one record, usually cached)
+    /// is searched for the id itself, so a hash collision is never taken
+    /// for a duplicate.
+    fn seen_before(&mut self, sid: &str, hash: u64, event_id: &str) -> Result<bool, EngineError> {
+        if !self.seen.contains_key(sid) {
+            self.load_seen(sid)?;
+        }
+        let seen = &self.seen[sid];
+        let Some(first) = seen.first.get(&hash).copied() else { return Ok(false) };
+        let more: Vec<NaiveDate> = seen.more.iter().filter(|(h, _)| *h == hash).map(|(_, d)| *d).collect();
+        for date in std::iter::once(first).chain(more) {
+            let key = state::day_key(sid, date);
+            self.cache_day(&key)?;
+            if self.days.get(&key).flatten().is_some_and(|r| r.has_event(event_id)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Reads a student's day records (into the cache as well) to learn the
+    /// event ids they hold. Every record changed since the last write-back
+    /// that holds facts was changed by an event of a student whose ids were
+    /// in memory already, so the store has all of this student's facts.
+    fn load_seen(&mut self, sid: &str) -> Result<(), EngineError> {
+        let prefix = state::student_prefix(sid);
+        let mut seen = SeenIds::default();
+        for (k, v) in self.store.range(Table::Day, &prefix, &state::prefix_end(&prefix), usize::MAX)? {
+            let rec = match self.days.get(&k) {
+                Some(Some(r)) => r.clone(),
+                Some(None) => continue,
+                None => {
+                    let rec = Arc::new(DayRecord::decode(&v).map_err(|source| EngineError::Corrupt {
+                        table: Table::Day,
+                        key: String::from_utf8_lossy(&k).into_owned(),
+                        source,
+                    })?);
+                    self.days.insert_clean(k, Some(rec.clone()));
+                    rec
+                }
+            };
+            for f in &rec.facts {
+                seen.note(xxhash_rust::xxh3::xxh3_64(f.event_id.as_bytes()), f.local_date);
+            }
+        }
+        self.seen_count += seen.first.len() + seen.more.len();
+        self.seen.insert(sid.to_string(), seen);
+        Ok(())
+    }
+
     /// Applies one absence report.
     pub fn apply_report(&mut self, r: &AbsenceReport) -> Result<Applied, ApplyError> {
-        let what = format!("absence report `{}`", r.report_id);
+        let what = || format!("absence report `{}`", r.report_id);
         if r.report_id.is_empty() {
             return Err(reject(RejectKind::InvalidRecord, "absence report: report_id is empty"));
         }
         let (student, school) = self.resolve(&r.student_id, "", &what)?;
         let noon = school.instant(r.date, 12 * 60);
-        self.check_time(&school, noon, &format!("{what} date"))?;
-        let mut rec = self.load_day(&student.student_id, r.date)?;
-        if rec.reports.iter().any(|x| x.report_id == r.report_id) {
+        self.check_time(&school, noon, &|| format!("{} date", what()))?;
+        let key = state::day_key(&student.student_id, r.date);
+        self.cache_day(&key)?;
+        if self.days.get(&key).flatten().is_some_and(|rec| rec.reports.iter().any(|x| x.report_id == r.report_id)) {
             self.stats.duplicates += 1;
             return Ok(Applied::Duplicate);
         }
-        rec.reports.push(ReportFact { report_id: r.report_id.clone(), reason: r.reason });
-        self.save_day(&student.student_id, r.date, &rec)?;
+        self.day_mut(&key)?.reports.push(ReportFact { report_id: r.report_id.clone(), reason: r.reason });
         self.stats.reports += 1;
         self.dirty.insert((student.student_id.clone(), r.date, false));
         Ok(Applied::Accepted)
@@ -541,13 +730,19 @@ impl<S: KvStore> Engine<S> {
         } else {
             f.remote_day
         };
-        school.finalize_instant(date, rule.into())
+        self.finalize_instant(school, date, rule.into())
     }
 
     /// Evaluates every window that records applied since the last flush
-    /// touched, once, and emits what is news. `advance` flushes before it
-    /// moves the clock; a runtime flushes at the end of a batch.
+    /// touched, once, and emits what is news; then writes the changed state
+    /// records to the store's buffer. `advance` evaluates before it moves
+    /// the clock; a runtime flushes at the end of a batch.
     pub fn flush(&mut self) -> Result<(), EngineError> {
+        self.evaluate_touched()?;
+        self.write_back()
+    }
+
+    fn evaluate_touched(&mut self) -> Result<(), EngineError> {
         if self.dirty.is_empty() {
             return Ok(());
         }
@@ -574,7 +769,7 @@ impl<S: KvStore> Engine<S> {
         } else if self.clock.map(|c| now <= c).unwrap_or(false) {
             return Ok(());
         }
-        self.flush()?;
+        self.evaluate_touched()?;
         let now_us = now.timestamp_micros();
         loop {
             let next_school = self.schedule.first().filter(|(at, _, _)| *at <= now_us).cloned();
@@ -591,8 +786,7 @@ impl<S: KvStore> Engine<S> {
                 _ => {
                     let Some((key, _)) = next_timer else { break };
                     self.store.delete(Table::Timer, &key)?;
-                    // The next one is at or after this one.
-                    self.next_timer = timer_at.map(Some);
+                    self.pending_timers()?.remove(&key);
                     let Some((due, student, action)) = state::parse_timer_key(&key) else {
                         return Err(EngineError::CorruptRecord {
                             table: Table::Timer,
@@ -611,18 +805,19 @@ impl<S: KvStore> Engine<S> {
         Ok(())
     }
 
+    /// The pending timer keys (see `timers`).
+    fn pending_timers(&mut self) -> Result<&mut BTreeSet<Vec<u8>>, EngineError> {
+        if self.timers.is_none() {
+            let rows = self.store.range(Table::Timer, &[], &[0xff; 9], usize::MAX)?;
+            self.timers = Some(rows.into_iter().map(|(k, _)| k).collect());
+        }
+        Ok(self.timers.as_mut().expect("read above"))
+    }
+
     /// The earliest timer if it is due by `now_us`.
     fn due_timer(&mut self, now_us: i64) -> Result<Option<(Vec<u8>, Vec<u8>)>, EngineError> {
-        let from = match self.next_timer {
-            Some(None) => return Ok(None),
-            Some(Some(d)) if d > now_us => return Ok(None),
-            Some(Some(d)) => d,
-            None => i64::MIN,
-        };
-        let first = self.store.range(Table::Timer, &codec::key_i64(from), &[0xff; 9], 1)?.into_iter().next();
-        let due = first.as_ref().and_then(|(k, _)| codec::i64_from_key(k));
-        self.next_timer = Some(due);
-        Ok(first.filter(|_| due.map(|d| d <= now_us).unwrap_or(false)))
+        let first = self.pending_timers()?.first();
+        Ok(first.filter(|k| codec::i64_from_key(k).is_some_and(|d| d <= now_us)).map(|k| (k.clone(), Vec::new())))
     }
 
     fn set_clock(&mut self, t: DateTime<Utc>) {
@@ -639,6 +834,12 @@ impl<S: KvStore> Engine<S> {
 
     fn fire_school(&mut self, school_id: &str, action: &SchoolAction, at: DateTime<Utc>) -> Result<(), EngineError> {
         let Some(school) = self.schools.get(school_id).cloned() else { return Ok(()) };
+        if matches!(action, SchoolAction::CloseWeek { .. }) {
+            // Closing a week reads emitted versions by range and purges old
+            // state by range, in the store: it must hold every change.
+            self.write_back()?;
+        }
+        let mut closed: FxHashSet<String> = FxHashSet::default();
         for sid in self.school_students(school_id)? {
             let Some(student) = self.student(&sid)? else { continue };
             if student.school_id != school_id {
@@ -648,8 +849,24 @@ impl<S: KvStore> Engine<S> {
                 SchoolAction::CloseDays { date, rules } => {
                     self.reevaluate_day(&student, &school, *date, Some(rules), at)?;
                 }
-                SchoolAction::CloseWeek { monday } => self.close_week(&student, &school, *monday, at)?,
+                SchoolAction::CloseWeek { monday } => {
+                    self.close_week(&student, &school, *monday, at)?;
+                    closed.insert(sid);
+                }
             }
+        }
+        if let SchoolAction::CloseWeek { monday } = action {
+            // The cached records must not outlive what `purge_before` removed
+            // from the store: forget the purged dates of these students.
+            let keep_from = purge_horizon(&school, *monday);
+            let purged = |k: &[u8]| {
+                let Some(sep) = k.iter().position(|b| *b == 0) else { return false };
+                let date = codec::date_from_key(&k[sep + 1..]);
+                date.is_some_and(|d| d < keep_from)
+                    && std::str::from_utf8(&k[..sep]).is_ok_and(|s| closed.contains(s))
+            };
+            self.days.forget(purged);
+            self.emitted.forget(purged);
         }
         Ok(())
     }
@@ -697,23 +914,14 @@ impl<S: KvStore> Engine<S> {
         finalize: bool,
         at: DateTime<Utc>,
     ) -> Result<Vec<Outcome>, EngineError> {
-        let sid = &student.student_id;
-        let start = state::day_key(sid, monday);
-        let end = state::day_key(sid, monday + Duration::days(7));
-        let mut days = Vec::new();
-        for (k, v) in self.store.range(Table::Day, &start, &end, 7)? {
-            let date = codec::date_from_key(&k[sid.len() + 1..]).ok_or_else(|| EngineError::CorruptRecord {
-                table: Table::Day,
-                key: sid.clone(),
-                message: "bad date in key".into(),
-            })?;
-            let rec = DayRecord::decode(&v).map_err(|source| EngineError::Corrupt {
-                table: Table::Day,
-                key: format!("{sid}/{date}"),
-                source,
-            })?;
-            days.push((date, rec));
+        let mut records = Vec::with_capacity(7);
+        for d in 0..7 {
+            let date = monday + Duration::days(d);
+            if let Some(rec) = self.day_record(&student.student_id, date)? {
+                records.push((date, rec));
+            }
         }
+        let days: Vec<(NaiveDate, &DayRecord)> = records.iter().map(|(d, r)| (*d, &**r)).collect();
         let outcomes = eval::evaluate_week(school, student, monday, &days);
         for o in &outcomes {
             self.emit(student, school, o, finalize, at)?;
@@ -721,13 +929,20 @@ impl<S: KvStore> Engine<S> {
         Ok(outcomes)
     }
 
-    fn load_emitted(&self, key: &[u8]) -> Result<Option<Emitted>, EngineError> {
-        match self.store.get(Table::Emitted, key)? {
-            None => Ok(None),
-            Some(b) => Emitted::decode(&b)
-                .map(Some)
-                .map_err(|source| EngineError::Corrupt { table: Table::Emitted, key: String::from_utf8_lossy(key).into(), source }),
+    fn load_emitted(&mut self, key: &[u8]) -> Result<Option<Arc<Emitted>>, EngineError> {
+        if let Some(v) = self.emitted.get(key) {
+            return Ok(v.cloned());
         }
+        let value = match self.store.get(Table::Emitted, key)? {
+            None => None,
+            Some(b) => Some(Arc::new(Emitted::decode(&b).map_err(|source| EngineError::Corrupt {
+                table: Table::Emitted,
+                key: String::from_utf8_lossy(key).into(),
+                source,
+            })?)),
+        };
+        self.emitted.insert_clean(key.to_vec(), value.clone());
+        Ok(value)
     }
 
     /// Versions and emits an outcome if it is news. Returns (emitted, final).
@@ -785,7 +1000,7 @@ impl<S: KvStore> Engine<S> {
             contacts: o.contacts,
             finality,
         };
-        self.store.put(Table::Emitted, &key, &em.encode())?;
+        self.emitted.set(&key, em);
         let det_key = rollcall_model::determination_key(&student.student_id, o.scope, o.date, o.section.as_deref());
         self.out.push(Output::Determination(Determination {
             determination_id: format!("{det_key}#{version}"),
@@ -947,9 +1162,10 @@ impl<S: KvStore> Engine<S> {
         for b in blocks.iter().skip(1).filter(|b| !b.attended) {
             let due = input.school.instant(input.day.date, b.end.minutes()).timestamp_micros();
             let action = TimerAction::BlockEnded { date: input.day.date, section: b.section.clone() };
-            self.store.put(Table::Timer, &state::timer_key(due, &input.student.student_id, &action), &[])?;
-            if let Some(next) = self.next_timer {
-                self.next_timer = Some(Some(next.map_or(due, |n| n.min(due))));
+            let key = state::timer_key(due, &input.student.student_id, &action);
+            self.store.put(Table::Timer, &key, &[])?;
+            if let Some(t) = self.timers.as_mut() {
+                t.insert(key);
             }
         }
         Ok(())
@@ -1097,20 +1313,25 @@ impl<S: KvStore> Engine<S> {
     /// Drops what can no longer change: day windows, emitted versions and
     /// timers of dates past the correction horizon.
     fn purge_before(&mut self, student: &StudentRecord, school: &School, monday: NaiveDate) -> Result<(), EngineError> {
-        let keep_from = monday - Duration::days(school.policy.correction_horizon_days as i64 + 21);
+        let keep_from = purge_horizon(school, monday);
         let sid = &student.student_id;
         let start = state::student_prefix(sid);
         let end = state::day_key(sid, keep_from);
         self.store.delete_range(Table::Day, &start, &end)?;
         self.store.delete_range(Table::Emitted, &start, &end)?;
-        // Event ids are keyed by id, not date: read the student's and drop the old ones.
-        for (k, v) in self.store.range(Table::Dedup, &start, &state::prefix_end(&start), usize::MAX)? {
-            if codec::date_from_key(&v).map(|d| d < keep_from).unwrap_or(true) {
-                self.store.delete(Table::Dedup, &k)?;
-            }
+        if let Some(seen) = self.seen.get_mut(sid.as_str()) {
+            let before = seen.first.len() + seen.more.len();
+            seen.first.retain(|_, d| *d >= keep_from);
+            seen.more.retain(|(_, d)| *d >= keep_from);
+            self.seen_count = self.seen_count.saturating_sub(before) + seen.first.len() + seen.more.len();
         }
         Ok(())
     }
+}
+
+/// Closing the week of `monday` drops the state of the dates before this one.
+fn purge_horizon(school: &School, monday: NaiveDate) -> NaiveDate {
+    monday - Duration::days(school.policy.correction_horizon_days as i64 + 21)
 }
 
 /// The DAY determination keys of the year's marked days that match.
@@ -1135,4 +1356,115 @@ struct Raise<'a> {
     /// Distinguishes triggers of one kind and window that are separate events.
     discriminator: String,
     at: DateTime<Utc>,
+}
+
+/// Windows that have begun and not yet closed, counted per student.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenWindows {
+    pub day: u64,
+    pub week: u64,
+}
+
+impl<S: KvStore> Engine<S> {
+    /// For each school, the instructional dates and weeks that have begun
+    /// by the engine clock and whose close has not fired yet, times the
+    /// school's students in this store. Read from the in-memory close
+    /// schedule and one scan of the school index, not from window state: a
+    /// day already finalized by an earlier rule of its date (in-person days
+    /// close before remote ones) still counts until the date's last close.
+    pub fn open_windows(&self) -> Result<OpenWindows, EngineError> {
+        let Some(now) = self.clock else { return Ok(OpenWindows::default()) };
+        // A school-local date is at most a day ahead of the UTC date.
+        let latest = now.date_naive() + Duration::days(1);
+        let mut days: HashMap<&str, BTreeSet<NaiveDate>> = HashMap::new();
+        let mut weeks: HashMap<&str, BTreeSet<NaiveDate>> = HashMap::new();
+        for (_, school_id, action) in &self.schedule {
+            let (date, into) = match action {
+                SchoolAction::CloseDays { date, .. } => (*date, &mut days),
+                SchoolAction::CloseWeek { monday } => (*monday, &mut weeks),
+            };
+            if date > latest {
+                continue;
+            }
+            let Some(school) = self.schools.get(school_id) else { continue };
+            if school.start_of(date) <= now {
+                into.entry(school_id.as_str()).or_default().insert(date);
+            }
+        }
+        if days.is_empty() && weeks.is_empty() {
+            return Ok(OpenWindows::default());
+        }
+        let mut students: HashMap<Vec<u8>, u64> = HashMap::new();
+        for (k, _) in self.store.range(Table::SchoolStudents, &[], &[0xff], usize::MAX)? {
+            if let Some(sep) = k.iter().position(|b| *b == 0) {
+                *students.entry(k[..sep].to_vec()).or_default() += 1;
+            }
+        }
+        let count = |m: &HashMap<&str, BTreeSet<NaiveDate>>| -> u64 {
+            m.iter().map(|(s, d)| d.len() as u64 * students.get(s.as_bytes()).copied().unwrap_or(0)).sum()
+        };
+        Ok(OpenWindows { day: count(&days), week: count(&weeks) })
+    }
+
+    /// Schools whose calendar makes the local date of `at` instructional.
+    pub fn schools_in_session(&self, at: DateTime<Utc>) -> usize {
+        self.schools.values().filter(|s| s.instructional(s.local_date(at)).is_some()).count()
+    }
+}
+
+#[cfg(test)]
+mod open_window_tests {
+    use super::*;
+    use crate::kv::MemStore;
+    use rollcall_model::{CalendarDay, DayType, GradeLevel};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn open_windows_follow_the_close_schedule() {
+        let mut e = Engine::open(MemStore::default(), EngineConfig::default()).unwrap();
+        let day = |d: &str| CalendarDay {
+            date: d.parse().unwrap(),
+            instructional: true,
+            day_type: DayType::Full,
+            start: "08:00".parse().unwrap(),
+            end: "15:00".parse().unwrap(),
+        };
+        e.load_calendar(SchoolCalendar {
+            school_id: "sch".into(),
+            timezone: "America/Chicago".into(),
+            policy: "mmsd".into(),
+            days: vec![day("2020-10-05"), day("2020-10-06")],
+        })
+        .unwrap();
+        for id in ["a", "b", "c"] {
+            e.upsert_student(StudentRecord {
+                student_id: id.into(),
+                school_id: "sch".into(),
+                grade_level: GradeLevel::G3,
+                homeroom_section_id: None,
+                homeroom_staff_id: None,
+                groups: vec![],
+                enrollments: vec![],
+                modes: vec![],
+            })
+            .unwrap();
+        }
+        assert_eq!(e.open_windows().unwrap(), OpenWindows::default(), "no clock yet");
+        // Sunday before: nothing has begun.
+        e.advance(at("2020-10-04T12:00:00Z")).unwrap();
+        assert_eq!(e.open_windows().unwrap(), OpenWindows { day: 0, week: 0 });
+        assert_eq!(e.schools_in_session(at("2020-10-04T18:00:00Z")), 0);
+        // Monday noon in Chicago: Monday's day window and the week are open.
+        e.advance(at("2020-10-05T17:00:00Z")).unwrap();
+        assert_eq!(e.open_windows().unwrap(), OpenWindows { day: 3, week: 3 });
+        assert_eq!(e.schools_in_session(at("2020-10-05T17:00:00Z")), 1);
+        // Wednesday: both days closed (mmsd closes at the end of each day), the week is open.
+        e.advance(at("2020-10-07T17:00:00Z")).unwrap();
+        assert_eq!(e.open_windows().unwrap().day, 0);
+        assert_eq!(e.open_windows().unwrap().week, 3);
+        assert_eq!(e.schools_in_session(at("2020-10-07T17:00:00Z")), 0);
+    }
 }

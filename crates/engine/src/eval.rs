@@ -221,7 +221,9 @@ pub fn covered_minutes<'f>(
     window: (i64, i64),
 ) -> (i64, Vec<String>) {
     let mut evs: Vec<&Fact> = facts.filter(|f| f.kind == open_kind || f.kind == close_kind).collect();
-    let group = |f: &Fact| f.session.clone().or_else(|| f.section.clone()).unwrap_or_default();
+    fn group(f: &Fact) -> &str {
+        f.session.as_deref().or(f.section.as_deref()).unwrap_or_default()
+    }
     evs.sort_by(|a, b| {
         (group(a), a.at, a.kind != open_kind, &a.event_id).cmp(&(group(b), b.at, b.kind != open_kind, &b.event_id))
     });
@@ -640,7 +642,7 @@ pub fn evaluate_week(
     school: &School,
     student: &StudentRecord,
     monday: NaiveDate,
-    days: &[(NaiveDate, DayRecord)],
+    days: &[(NaiveDate, &DayRecord)],
 ) -> Vec<Outcome> {
     let Rule::WeeklyContacts(p) = &school.policy.rule else { return Vec::new() };
     let sunday = monday + Duration::days(6);

@@ -28,8 +28,8 @@ pub enum Table {
     Timer,
     /// trigger_id → (): outreach already raised.
     Trigger,
-    /// student_id \0 event_id → local date: events already applied, so a
-    /// re-sent event never counts twice, whatever timestamp it carries.
+    /// Not written: a re-sent event is recognised by its id in the day
+    /// records (the table stays so that the numbers of the others do not move).
     Dedup,
     /// name → value: the engine clock and the runtime's input positions.
     Meta,

@@ -12,6 +12,7 @@
 //! - `school`: calendars, time zones and close instants.
 //! - `kv`: the store interface and an in-memory store.
 
+mod cache;
 pub mod codec;
 pub mod engine;
 pub mod eval;
@@ -19,5 +20,5 @@ pub mod kv;
 pub mod school;
 pub mod state;
 
-pub use engine::{Applied, ApplyError, Engine, EngineConfig, EngineError, EngineStats, Output, RejectKind, Rejection};
+pub use engine::{Applied, ApplyError, Engine, EngineConfig, EngineError, EngineStats, OpenWindows, Output, RejectKind, Rejection};
 pub use kv::{KvStore, MemStore, StoreError, Table};

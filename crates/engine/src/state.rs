@@ -308,12 +308,6 @@ pub fn parse_emitted_key(student: &str, key: &[u8]) -> Option<(NaiveDate, Scope,
     Some((date, scope, section))
 }
 
-pub fn dedup_key(student: &str, event_id: &str) -> Vec<u8> {
-    let mut k = student_prefix(student);
-    k.extend_from_slice(event_id.as_bytes());
-    k
-}
-
 pub fn year_key(student: &str, school_year: i32) -> Vec<u8> {
     let mut k = student_prefix(student);
     k.extend_from_slice(&school_year.to_be_bytes());

@@ -47,6 +47,9 @@ pub struct ProcessorConfig {
     /// Put before every topic name (empty in production).
     pub topic_prefix: String,
     pub store: StoreConfig,
+    /// Where `rollcall run` serves /metrics, /healthz and /readyz: an
+    /// IP:port (port 0 picks a free one), or `off`.
+    pub metrics_addr: String,
 }
 
 impl Default for ProcessorConfig {
@@ -66,6 +69,7 @@ impl Default for ProcessorConfig {
             policy_files: Vec::new(),
             topic_prefix: String::new(),
             store: StoreConfig { sync_commits: true, ..StoreConfig::default() },
+            metrics_addr: "127.0.0.1:9464".into(),
         }
     }
 }
@@ -98,7 +102,8 @@ impl ProcessorConfig {
     }
 
     /// `ROLLCALL_BROKERS`, `ROLLCALL_GROUP`, `ROLLCALL_STATE_DIR`, `ROLLCALL_INSTANCE_ID`,
-    /// `ROLLCALL_CLOCK`, `ROLLCALL_BATCH_MAX_RECORDS`, `ROLLCALL_BATCH_MAX_MS`.
+    /// `ROLLCALL_CLOCK`, `ROLLCALL_BATCH_MAX_RECORDS`, `ROLLCALL_BATCH_MAX_MS`,
+    /// `ROLLCALL_METRICS_ADDR`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let num = |var: &str, v: String| -> Result<u64, ConfigError> {
             v.parse().map_err(|_| ConfigError::Env { var: var.into(), message: format!("`{v}` is not a whole number") })
@@ -133,6 +138,9 @@ impl ProcessorConfig {
         if let Some(v) = get("ROLLCALL_BATCH_MAX_MS") {
             self.batch_max_ms = num("ROLLCALL_BATCH_MAX_MS", v)?;
         }
+        if let Some(v) = get("ROLLCALL_METRICS_ADDR") {
+            self.metrics_addr = v;
+        }
         Ok(())
     }
 
@@ -156,6 +164,9 @@ impl ProcessorConfig {
         }
         if self.clock == ClockMode::Wall && self.until.is_some() {
             return invalid("until", "only the replay clock takes a final instant");
+        }
+        if self.metrics_addr != "off" && self.metrics_addr.parse::<std::net::SocketAddr>().is_err() {
+            return invalid("metrics_addr", &format!("`{}` is not an IP:port (such as 127.0.0.1:9464) nor `off`", self.metrics_addr));
         }
         Ok(())
     }
@@ -183,6 +194,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!((c.brokers.as_str(), c.clock), ("h:1", ClockMode::Replay));
+        c.apply_env(|k| (k == "ROLLCALL_METRICS_ADDR").then(|| "127.0.0.1:9999".to_string())).unwrap();
+        assert_eq!(c.metrics_addr, "127.0.0.1:9999");
         let e = c.apply_env(|k| (k == "ROLLCALL_BATCH_MAX_MS").then(|| "fast".to_string())).unwrap_err();
         assert!(e.to_string().contains("ROLLCALL_BATCH_MAX_MS") && e.to_string().contains("fast"));
     }
@@ -193,6 +206,20 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().starts_with("group:"));
         let c = ProcessorConfig { until: Some(Utc::now()), ..Default::default() };
         assert!(c.validate().unwrap_err().to_string().starts_with("until:"));
+        let c = ProcessorConfig { metrics_addr: "localhost".into(), ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().starts_with("metrics_addr:"));
+        for ok in ["off", "0.0.0.0:9464", "[::1]:0"] {
+            ProcessorConfig { metrics_addr: ok.into(), ..Default::default() }.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn metrics_address_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("rollcall.toml");
+        std::fs::write(&f, "metrics_addr = \"127.0.0.1:9500\"\n").unwrap();
+        let c = ProcessorConfig::load(Some(&f)).unwrap();
+        assert_eq!(c.metrics_addr, "127.0.0.1:9500");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! its determinations, outreach and dead letters back, in transactions.
 
 pub mod config;
+pub mod metrics;
 pub mod processor;
+pub mod redact;
 pub mod replay;
 pub mod topics;
 pub mod wire;

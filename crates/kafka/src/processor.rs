@@ -137,6 +137,8 @@ struct Record {
     timestamp: Option<i64>,
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
+    /// Wall-clock milliseconds when the processor received it (for metrics).
+    received_ms: i64,
 }
 
 fn encode_positions(p: &BTreeMap<String, i64>) -> Vec<u8> {
@@ -179,6 +181,7 @@ pub struct Processor {
     in_txn: bool,
     stats: RunStats,
     stop: Arc<AtomicBool>,
+    metrics: crate::metrics::Recorder,
 }
 
 fn rd(what: &str, e: RdError) -> KafkaError {
@@ -187,6 +190,11 @@ fn rd(what: &str, e: RdError) -> KafkaError {
 
 impl Processor {
     pub fn new(cfg: ProcessorConfig, stop: Arc<AtomicBool>) -> Result<Processor, KafkaError> {
+        Processor::with_metrics(cfg, stop, Arc::new(crate::metrics::Metrics::new()))
+    }
+
+    /// As [`Processor::new`], recording into `metrics` (which the caller may serve).
+    pub fn with_metrics(cfg: ProcessorConfig, stop: Arc<AtomicBool>, metrics: Arc<crate::metrics::Metrics>) -> Result<Processor, KafkaError> {
         cfg.validate().map_err(|e| KafkaError::Setup(e.to_string()))?;
         let mut policies = Vec::new();
         for f in &cfg.policy_files {
@@ -195,6 +203,8 @@ impl Processor {
         std::fs::create_dir_all(&cfg.state_dir)
             .map_err(|e| KafkaError::Setup(format!("state directory {}: {e}", cfg.state_dir.display())))?;
         let (consumer, producer, calendars) = connect(&cfg)?;
+        metrics.init_topics(&cfg.topics());
+        let metrics = crate::metrics::Recorder::new(metrics, cfg.clock == ClockMode::Replay);
         Ok(Processor {
             topics: cfg.topics(),
             cfg,
@@ -208,11 +218,16 @@ impl Processor {
             in_txn: false,
             stats: RunStats::default(),
             stop,
+            metrics,
         })
     }
 
     pub fn stats(&self) -> &RunStats {
         &self.stats
+    }
+
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.metrics.shared.clone()
     }
 
     /// Runs until stopped, or, with `exit_when_idle`, until every input is
@@ -228,6 +243,7 @@ impl Processor {
                 Err(KafkaError::Kafka(why)) if !self.stop.load(Ordering::SeqCst) => {
                     warn!(error = %why, retry_in_s = backoff.as_secs(), "Kafka clients failed; reconnecting from the committed state");
                     self.stats.reconnects += 1;
+                    self.metrics.shared.set_not_ready("reconnecting to Kafka");
                     self.tasks.clear();
                     self.in_txn = false;
                     self.calendars_at_end = false;
@@ -248,6 +264,7 @@ impl Processor {
         self.producer.init_transactions(t).map_err(|e| rd("init transactions", e))?;
         self.start_calendar_feed()?;
         self.consumer.subscribe(&self.topics.keyed_inputs()).map_err(|e| rd("subscribe", e))?;
+        self.metrics.shared.set_not_ready("waiting for the partition assignment");
         info!(group = %self.cfg.group, transactional_id = %self.cfg.transactional_id(), "processor started");
         let mut idle_rounds = 0u32;
         while !self.stop.load(Ordering::SeqCst) {
@@ -273,6 +290,7 @@ impl Processor {
             // does not move again.
             let until = if idle && self.cfg.clock == ClockMode::Replay { self.cfg.until } else { None };
             let worked = self.process_batch(until)?;
+            self.refresh_metrics();
             if idle && !worked {
                 idle_rounds += 1;
                 let finished = self.cfg.until.map(|u| self.tasks.values().all(|t| t.engine.clock() >= Some(u))).unwrap_or(true);
@@ -287,6 +305,7 @@ impl Processor {
         if self.in_txn {
             let _ = self.producer.abort_transaction(t);
         }
+        self.metrics.shared.set_not_ready("stopped");
         Ok(())
     }
 
@@ -336,6 +355,7 @@ impl Processor {
                 }
                 Some(Ok(m)) => match wire::decode_input(wire::CALENDAR, m.key(), m.payload()) {
                     Ok(Input::Calendar(c)) => {
+                        self.metrics.calendar_consumed(&self.topics.calendar);
                         for task in self.tasks.values_mut() {
                             if let Err(e) = task.engine.load_calendar(c.clone()) {
                                 warn!(school = %c.school_id, error = %e, "calendar refused");
@@ -346,7 +366,10 @@ impl Processor {
                     }
                     Ok(_) => {}
                     // Every instance reads the calendars; only the log says which was refused.
-                    Err(e) => warn!(offset = m.offset(), error = %e, "calendar record refused"),
+                    Err(e) => {
+                        self.metrics.calendar_consumed(&self.topics.calendar);
+                        warn!(offset = m.offset(), error = %e, "calendar record refused")
+                    }
                 },
             }
         }
@@ -387,6 +410,7 @@ impl Processor {
                         timestamp: m.timestamp().to_millis(),
                         key: m.key().map(<[u8]>::to_vec),
                         value: m.payload().map(<[u8]>::to_vec),
+                        received_ms: Utc::now().timestamp_millis(),
                     };
                     let task = self.task(rec.partition)?;
                     task.at_end.remove(&rec.topic);
@@ -480,7 +504,10 @@ impl Processor {
         let _g = span.enter();
         let dir = self.cfg.state_dir.join(format!("p{partition}"));
         let mut store = RocksStore::open(&dir, &self.cfg.store).map_err(|e| KafkaError::Setup(e.to_string()))?;
+        let restoring = self.metrics.shared.restore_started();
         let restored = restore_from_changelog(&self.cfg, partition, &mut store)?;
+        drop(restoring);
+        self.metrics.shared.restore_records.inc_by(restored);
         self.stats.restored_records += restored;
         let mut engine = Engine::open(store, EngineConfig { max_clock_skew_days: self.cfg.max_clock_skew_days, ..EngineConfig::default() })
             .map_err(|e| KafkaError::State(e.to_string()))?;
@@ -504,8 +531,17 @@ impl Processor {
         let now = Utc::now();
         let mut outputs: Vec<(i32, Vec<Output>, Vec<DeadLetter>)> = Vec::new();
         let mut consumed = 0u64;
+        self.metrics.begin_batch();
         for task in self.tasks.values_mut() {
-            let span = info_span!("batch", partition = task.partition);
+            let span = info_span!(
+                "batch",
+                partition = task.partition,
+                records = tracing::field::Empty,
+                first_offset = tracing::field::Empty,
+                last_offset = tracing::field::Empty,
+                outputs = tracing::field::Empty,
+                dead_letters = tracing::field::Empty
+            );
             let _g = span.enter();
             let mut ready = take_ready(task, replay, &self.topics);
             for r in &ready {
@@ -513,6 +549,11 @@ impl Processor {
             }
             let mut dead = Vec::new();
             let first = ready.first().map(|r| r.offset);
+            span.record("records", ready.len());
+            if let (Some(f), Some(l)) = (first, ready.last().map(|r| r.offset)) {
+                span.record("first_offset", f);
+                span.record("last_offset", l);
+            }
             for rec in ready.drain(..) {
                 // Who is enrolled is not an event in time: only activity and
                 // reports move the replay clock, so closes see the whole roster.
@@ -521,7 +562,9 @@ impl Processor {
                         task.engine.advance(ts).map_err(|e| KafkaError::State(e.to_string()))?;
                     }
                 }
-                if let Some(d) = apply_record(&mut task.engine, &rec, &self.topics)? {
+                let (dead_letter, kind) = apply_record(&mut task.engine, &rec, &self.topics)?;
+                self.metrics.consumed(&rec.topic, kind, rec.timestamp, rec.received_ms);
+                if let Some(d) = dead_letter {
                     dead.push(d);
                 }
                 task.dirty = true;
@@ -545,6 +588,8 @@ impl Processor {
             }
             task.engine.flush().map_err(|e| KafkaError::State(e.to_string()))?;
             let out = task.engine.take_outputs();
+            span.record("outputs", out.len());
+            span.record("dead_letters", dead.len());
             // A clock that moved without closing anything is not worth a
             // transaction: it is written with the next batch that is.
             if !out.is_empty() || !dead.is_empty() || task.engine.store().pending_writes().next().is_some() {
@@ -590,7 +635,14 @@ impl Processor {
     }
 
     fn commit_batch(&mut self, outputs: Vec<(i32, Vec<Output>, Vec<DeadLetter>)>, consumed: u64) -> Result<(), KafkaError> {
-        let span = info_span!("transaction", records = consumed);
+        let span = info_span!(
+            "transaction",
+            records = consumed,
+            partitions = outputs.len(),
+            outputs = outputs.iter().map(|o| o.1.len()).sum::<usize>(),
+            dead_letters = outputs.iter().map(|o| o.2.len()).sum::<usize>(),
+            offsets = tracing::field::Empty
+        );
         let _g = span.enter();
         self.begin()?;
         if let Ok(mut g) = self.producer.context().changelog_next.lock() {
@@ -603,11 +655,13 @@ impl Processor {
                         let v = d.to_single_object().map_err(|e| KafkaError::State(e.to_string()))?;
                         self.send(&self.topics.determinations, None, d.key().as_bytes(), Some(&v))?;
                         self.stats.determinations += 1;
+                        self.metrics.determination(d);
                     }
                     Output::Outreach(t) => {
                         let v = t.to_single_object().map_err(|e| KafkaError::State(e.to_string()))?;
                         self.send(&self.topics.outreach, None, t.student_id.as_bytes(), Some(&v))?;
                         self.stats.outreach += 1;
+                        self.metrics.outreach(t);
                     }
                 }
             }
@@ -615,6 +669,7 @@ impl Processor {
                 let v = d.to_single_object().map_err(|e| KafkaError::State(e.to_string()))?;
                 self.send(&self.topics.dlq, None, d.key.as_deref().unwrap_or("").as_bytes(), Some(&v))?;
                 self.stats.dead_letters += 1;
+                self.metrics.dead_letter(&d.topic, &d.error_kind);
             }
         }
         // The task positions and clock are state too: they travel in the changelog.
@@ -643,6 +698,7 @@ impl Processor {
                 self.send(&self.topics.changelog, Some(*p), k, v.as_deref())?;
             }
         }
+        span.record("offsets", self.offsets_field().as_str());
         if offsets.count() > 0 {
             let gm = self.consumer.group_metadata().ok_or_else(|| KafkaError::Kafka("no consumer group metadata".into()))?;
             let sent = retry_txn("send offsets", || self.producer.send_offsets_to_transaction(&offsets, &gm, Duration::from_secs(30)));
@@ -665,6 +721,7 @@ impl Processor {
             return Err(KafkaError::Kafka(format!("delivery failed in a committed transaction: {}", failures.join("; "))));
         }
         self.stats.transactions += 1;
+        self.metrics.committed(started.elapsed());
         self.stats.records += consumed;
         let next = self.producer.context().changelog_next.lock().map(|g| g.clone()).unwrap_or_default();
         for (p, task) in self.tasks.iter_mut() {
@@ -697,6 +754,7 @@ impl Processor {
                 TxnStep::Fatal(e) => return Err(e),
             }
             self.in_txn = false;
+            self.metrics.aborted();
         }
         Ok(())
     }
@@ -712,7 +770,7 @@ impl Processor {
             task.broker_high.clear();
             for topic in self.topics.keyed_inputs() {
                 let off = task.positions.get(topic).copied().map(Offset::Offset).unwrap_or(Offset::Beginning);
-                let _ = self.consumer.seek(topic, task.partition, off, Duration::from_secs(10));
+                seek(&self.consumer, topic, task.partition, off)?;
             }
         }
         Ok(())
@@ -720,6 +778,7 @@ impl Processor {
 
     fn on_rebalance(&mut self) -> Result<(), KafkaError> {
         self.abort_open_txn("abort on rebalance")?;
+        self.metrics.shared.set_not_ready("rebalancing: restoring the assigned partitions");
         let assignment = self.consumer.assignment().map_err(|e| rd("assignment", e))?;
         let assigned: HashSet<i32> = assignment.elements().iter().map(|e| e.partition()).collect();
         let before: Vec<i32> = self.tasks.keys().copied().collect();
@@ -727,6 +786,7 @@ impl Processor {
             if !assigned.contains(&p) {
                 info!(partition = p, "task closed (partition moved away)");
                 self.tasks.remove(&p);
+                self.metrics.forget_partition(&self.topics, p);
             }
         }
         // Uncommitted work is gone: every kept task is back at its last commit.
@@ -740,10 +800,9 @@ impl Processor {
         for e in assignment.elements() {
             let pos = self.tasks.get(&e.partition()).and_then(|t| t.positions.get(e.topic()).copied());
             let off = pos.map(Offset::Offset).unwrap_or(Offset::Beginning);
-            if let Err(err) = self.consumer.seek(e.topic(), e.partition(), off, Duration::from_secs(10)) {
-                warn!(topic = e.topic(), partition = e.partition(), error = %err, "seek after rebalance");
-            }
+            seek(&self.consumer, e.topic(), e.partition(), off)?;
         }
+        self.after_assignment();
         Ok(())
     }
 }
@@ -795,6 +854,25 @@ fn connect(cfg: &ProcessorConfig) -> Result<Clients, KafkaError> {
         .map_err(|e| rd("producer", e))?;
     let calendars = crate::reader(&cfg.brokers, &format!("{}-calendars", cfg.group))?;
     Ok((consumer, producer, calendars))
+}
+
+/// Moves the consumer to where a task's state ends. Right after an
+/// assignment a partition may not be fetching yet and refuses a seek
+/// ("erroneous state"); it is retried for a while, and then the failure
+/// goes up as a Kafka error, which makes the processor start again from its
+/// committed state rather than read from the wrong place.
+fn seek<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: i32, offset: Offset) -> Result<(), KafkaError> {
+    let started = Instant::now();
+    loop {
+        match consumer.seek(topic, partition, offset, Duration::from_secs(10)) {
+            Ok(()) => return Ok(()),
+            Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                debug!(topic, partition, error = %e, "seek refused; retrying");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(rd(&format!("seek {topic} [{partition}]"), e)),
+        }
+    }
 }
 
 /// What to do after a transactional call.
@@ -876,7 +954,8 @@ fn take_ready(task: &mut Task, replay: bool, topics: &Topics) -> Vec<Record> {
 }
 
 /// Applies one input record; a refused one comes back as a dead letter.
-fn apply_record(engine: &mut Engine<RocksStore>, rec: &Record, topics: &Topics) -> Result<Option<DeadLetter>, KafkaError> {
+/// Also returns the record's `kind` label for the metrics.
+fn apply_record(engine: &mut Engine<RocksStore>, rec: &Record, topics: &Topics) -> Result<(Option<DeadLetter>, &'static str), KafkaError> {
     let failed_at = engine.clock().unwrap_or_default();
     let dead = |kind: &str, message: String| DeadLetter {
         topic: rec.topic.clone(),
@@ -892,10 +971,12 @@ fn apply_record(engine: &mut Engine<RocksStore>, rec: &Record, topics: &Topics) 
     let input = match wire::decode_input(kind, rec.key.as_deref(), rec.value.as_deref()) {
         Ok(i) => i,
         Err(u) => {
-            warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, kind = u.kind, "dead letter");
-            return Ok(Some(dead(u.kind, u.message)));
+            let key = crate::redact::student_key(rec.key.as_deref());
+            warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, %key, kind = u.kind, "dead letter");
+            return Ok((Some(dead(u.kind, u.message)), crate::metrics::input_label(kind, None)));
         }
     };
+    let label = crate::metrics::input_label(kind, Some(&input));
     let result = match &input {
         Input::Activity(e) => engine.apply_event(e).map(|_| ()),
         Input::Report(r) => engine.apply_report(r).map(|_| ()),
@@ -903,10 +984,11 @@ fn apply_record(engine: &mut Engine<RocksStore>, rec: &Record, topics: &Topics) 
         Input::Calendar(c) => engine.load_calendar(c.clone()),
     };
     match result {
-        Ok(()) => Ok(None),
+        Ok(()) => Ok((None, label)),
         Err(ApplyError::Rejected(r)) => {
-            warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, kind = r.kind.as_str(), "dead letter");
-            Ok(Some(dead(r.kind.as_str(), r.message)))
+            let key = crate::redact::student_key(rec.key.as_deref());
+            warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, %key, kind = r.kind.as_str(), "dead letter");
+            Ok((Some(dead(r.kind.as_str(), r.message)), label))
         }
         Err(ApplyError::Fatal(e)) => Err(KafkaError::State(format!("{} [{}] @{}: {e}", rec.topic, rec.partition, rec.offset))),
     }
@@ -971,6 +1053,85 @@ fn restore_from_changelog(cfg: &ProcessorConfig, partition: i32, store: &mut Roc
     let secs = started.elapsed().as_secs_f64();
     info!(partition, records = n, seconds = secs, per_second = (n as f64 / secs.max(1e-9)) as u64, "restored from changelog");
     Ok(n)
+}
+
+/// The gauges the loop keeps current (counters are counted where things happen).
+impl Processor {
+    /// Every assigned partition has its task, restored: ready.
+    fn after_assignment(&mut self) {
+        self.metrics.shared.partitions_assigned.set(self.tasks.len() as i64);
+        self.metrics.shared.set_ready();
+        self.metrics.last_refresh = None;
+    }
+
+    /// The tasks' input positions for a transaction's span: `p<partition>=`
+    /// roster/reports/activity next offsets.
+    fn offsets_field(&self) -> String {
+        let mut out = String::new();
+        for (p, task) in &self.tasks {
+            let pos: Vec<String> =
+                self.topics.keyed_inputs().iter().map(|t| task.positions.get(*t).map_or("-".to_string(), |o| o.to_string())).collect();
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(&format!("p{p}={}", pos.join("/")));
+        }
+        out
+    }
+
+    /// Lag after every batch (from librdkafka's cached watermarks, no
+    /// request); RocksDB, windows and schools at most every 5 seconds.
+    fn refresh_metrics(&mut self) {
+        let m = self.metrics.shared.clone();
+        m.partitions_assigned.set(self.tasks.len() as i64);
+        for (p, task) in &self.tasks {
+            let part = p.to_string();
+            for topic in self.topics.keyed_inputs() {
+                if let Some(high) = cached_high_watermark(&self.consumer, topic, *p) {
+                    let pos = task.positions.get(topic).copied().unwrap_or(0);
+                    m.consumer_lag.with_label_values(&[topic, &part]).set((high - pos).max(0));
+                }
+            }
+        }
+        if self.metrics.last_refresh.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
+            return;
+        }
+        self.metrics.last_refresh = Some(Instant::now());
+        let gone: Vec<i32> = self.metrics.partitions.iter().filter(|p| !self.tasks.contains_key(p)).copied().collect();
+        for p in gone {
+            self.metrics.forget_partition(&self.topics, p);
+        }
+        let mut open = rollcall_engine::OpenWindows::default();
+        for (p, task) in &self.tasks {
+            let part = p.to_string();
+            let st = task.engine.store().rocks_stats();
+            m.rocksdb_live_data.with_label_values(&[&part]).set(st.live_data_bytes as i64);
+            m.rocksdb_block_cache.with_label_values(&[&part]).set(st.block_cache_usage_bytes as i64);
+            m.rocksdb_pending_compaction.with_label_values(&[&part]).set(st.pending_compaction_bytes as i64);
+            match task.engine.open_windows() {
+                Ok(w) => {
+                    open.day += w.day;
+                    open.week += w.week;
+                }
+                Err(e) => debug!(partition = p, error = %e, "open windows not counted"),
+            }
+            self.metrics.partitions.insert(*p);
+        }
+        m.open_windows.with_label_values(&["day"]).set(open.day as i64);
+        m.open_windows.with_label_values(&["week"]).set(open.week as i64);
+        let at = match self.cfg.clock {
+            ClockMode::Wall => Some(Utc::now()),
+            ClockMode::Replay => self.tasks.values().filter_map(|t| t.engine.clock()).max(),
+        };
+        if let (Some(at), Some(task)) = (at, self.tasks.values().next()) {
+            m.schools_in_session.set(task.engine.schools_in_session(at) as i64);
+        }
+        for c in self.known_calendars.values() {
+            if self.metrics.policies.insert(c.policy.clone()) {
+                m.init_policy(&c.policy);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 
 mod activity;
 mod district;
+pub mod file;
 mod plan;
 mod rng;
 mod stream;

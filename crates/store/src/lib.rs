@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
-use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions, WriteBatch, WriteOptions, DB};
 use rollcall_engine::{KvStore, StoreError, Table};
 use serde::{Deserialize, Serialize};
 
@@ -48,13 +48,37 @@ pub enum OpenError {
     Rocks { path: PathBuf, message: String },
 }
 
-type Pending = BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>;
+/// RocksDB figures of one store, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RocksStats {
+    pub live_data_bytes: u64,
+    pub block_cache_usage_bytes: u64,
+    pub pending_compaction_bytes: u64,
+}
+
+/// Bytes of state files on disk, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateFiles {
+    pub sst: u64,
+    /// Write-ahead log files (`NNNNNN.log`; not RocksDB's info `LOG`).
+    pub wal: u64,
+}
+
+/// Buffered writes, one ordered map per table (indexed by `Table as usize`),
+/// so a read looks a key up without building a (table, key) pair.
+type Pending = Vec<BTreeMap<Vec<u8>, Option<Vec<u8>>>>;
+
+fn no_pending() -> Pending {
+    Table::ALL.iter().map(|_| BTreeMap::new()).collect()
+}
 
 /// The engine's tables in one RocksDB database.
 pub struct RocksStore {
     db: DB,
     path: PathBuf,
     pending: Pending,
+    /// Entries in `pending`, over every table.
+    pending_len: usize,
     sync: bool,
     _cache: Cache,
 }
@@ -68,10 +92,18 @@ impl RocksStore {
             let mut b = BlockBasedOptions::default();
             b.set_block_cache(&cache);
             b.set_cache_index_and_filter_blocks(true);
-            if matches!(table, Table::Day | Table::Emitted | Table::Roster | Table::Trigger) {
+            let point_lookups = matches!(table, Table::Day | Table::Emitted | Table::Roster | Table::Trigger | Table::Dedup);
+            if point_lookups {
                 b.set_bloom_filter(10.0, false);
             }
             o.set_block_based_table_factory(&b);
+            if point_lookups {
+                // Most lookups miss (a new event id, a window seen for the
+                // first time): a bloom filter over the memtable answers them
+                // without walking its skip list.
+                o.set_memtable_whole_key_filtering(true);
+                o.set_memtable_prefix_bloom_ratio(0.05);
+            }
             o.set_write_buffer_size(cfg.write_buffer_bytes);
             o.set_max_write_buffer_number(cfg.max_write_buffers);
             o.set_compression_type(DBCompressionType::Lz4);
@@ -86,7 +118,7 @@ impl RocksStore {
         let cfs: Vec<_> = Table::ALL.iter().map(|t| cf_opts(*t)).collect();
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)
             .map_err(|e| OpenError::Rocks { path: path.to_path_buf(), message: e.to_string() })?;
-        Ok(RocksStore { db, path: path.to_path_buf(), pending: Pending::new(), sync: cfg.sync_commits, _cache: cache })
+        Ok(RocksStore { db, path: path.to_path_buf(), pending: no_pending(), pending_len: 0, sync: cfg.sync_commits, _cache: cache })
     }
 
     pub fn path(&self) -> &Path {
@@ -96,17 +128,32 @@ impl RocksStore {
     /// The writes buffered since the last commit, in (table, key) order;
     /// `None` is a delete. The Kafka runtime copies them to its changelog.
     pub fn pending_writes(&self) -> impl Iterator<Item = (Table, &[u8], Option<&[u8]>)> {
-        self.pending.iter().map(|((t, k), v)| (*t, k.as_slice(), v.as_deref()))
+        Table::ALL
+            .iter()
+            .zip(&self.pending)
+            .flat_map(|(t, m)| m.iter().map(move |(k, v)| (*t, k.as_slice(), v.as_deref())))
     }
 
     /// Forgets every buffered write: the state is again what was last committed.
     pub fn rollback(&mut self) {
-        self.pending.clear();
+        self.pending.iter_mut().for_each(BTreeMap::clear);
+        self.pending_len = 0;
     }
 
     /// Applies one write straight to the buffer (changelog restore).
     pub fn apply(&mut self, table: Table, key: &[u8], value: Option<&[u8]>) {
-        self.pending.insert((table, key.to_vec()), value.map(<[u8]>::to_vec));
+        self.buffer(table, key, value.map(<[u8]>::to_vec));
+    }
+
+    fn buffer(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
+        let m = &mut self.pending[table as usize];
+        match m.get_mut(key) {
+            Some(v) => *v = value,
+            None => {
+                m.insert(key.to_vec(), value);
+                self.pending_len += 1;
+            }
+        }
     }
 
     fn cf(&self, table: Table) -> Result<&rocksdb::ColumnFamily, StoreError> {
@@ -121,6 +168,55 @@ impl RocksStore {
             .filter_map(|t| self.db.cf_handle(t.name()))
             .filter_map(|cf| self.db.property_int_value_cf(cf, name).ok().flatten())
             .sum()
+    }
+
+    /// A RocksDB integer property's largest value over the column families:
+    /// for properties of something they share, such as the block cache.
+    pub fn property_max(&self, name: &str) -> u64 {
+        Table::ALL
+            .iter()
+            .filter_map(|t| self.db.cf_handle(t.name()))
+            .filter_map(|cf| self.db.property_int_value_cf(cf, name).ok().flatten())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The figures an operator watches: live data and pending compaction
+    /// summed over the column families, and the usage of the one block
+    /// cache they share (summing it would count it once per family).
+    pub fn rocks_stats(&self) -> RocksStats {
+        RocksStats {
+            live_data_bytes: self.property_sum("rocksdb.estimate-live-data-size"),
+            block_cache_usage_bytes: self.property_max("rocksdb.block-cache-usage"),
+            pending_compaction_bytes: self.property_sum("rocksdb.estimate-pending-compaction-bytes"),
+        }
+    }
+
+    /// A RocksDB integer property of one table (e.g. `rocksdb.total-sst-files-size`;
+    /// for the block cache, shared by every table, any table gives the whole).
+    pub fn table_property(&self, table: Table, name: &str) -> Option<u64> {
+        let cf = self.db.cf_handle(table.name())?;
+        self.db.property_int_value_cf(cf, name).ok().flatten()
+    }
+
+    /// Flushes every memtable, then counts the bytes of the SST files and of
+    /// the write-ahead log files in the state directory.
+    pub fn state_files(&self) -> Result<StateFiles, StoreError> {
+        for t in Table::ALL {
+            self.db.flush_cf(self.cf(t)?).map_err(|e| StoreError(e.to_string()))?;
+        }
+        let mut files = StateFiles::default();
+        let rd = std::fs::read_dir(&self.path).map_err(|e| StoreError(format!("{}: {e}", self.path.display())))?;
+        for e in rd.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+            if name.ends_with(".sst") {
+                files.sst += len;
+            } else if name.ends_with(".log") {
+                files.wal += len;
+            }
+        }
+        Ok(files)
     }
 
     /// Bytes of SST and WAL files on disk, after flushing memtables.
@@ -160,19 +256,19 @@ fn rocks_err(e: rocksdb::Error) -> StoreError {
 
 impl KvStore for RocksStore {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(v) = self.pending.get(&(table, key.to_vec())) {
+        if let Some(v) = self.pending[table as usize].get(key) {
             return Ok(v.clone());
         }
         self.db.get_cf(self.cf(table)?, key).map_err(rocks_err)
     }
 
     fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.pending.insert((table, key.to_vec()), Some(value.to_vec()));
+        self.buffer(table, key, Some(value.to_vec()));
         Ok(())
     }
 
     fn delete(&mut self, table: Table, key: &[u8]) -> Result<(), StoreError> {
-        self.pending.insert((table, key.to_vec()), None);
+        self.buffer(table, key, None);
         Ok(())
     }
 
@@ -180,46 +276,65 @@ impl KvStore for RocksStore {
         if start >= end || limit == 0 {
             return Ok(Vec::new());
         }
-        // Merge the committed keys with the buffered writes; a buffered write wins.
-        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        let lo = (table, start.to_vec());
-        let hi = (table, end.to_vec());
-        for ((_, k), v) in self.pending.range((Bound::Included(lo), Bound::Excluded(hi))) {
-            merged.insert(k.clone(), v.clone());
-        }
-        let mut taken = 0usize;
-        let iter = self.db.iterator_cf(self.cf(table)?, IteratorMode::From(start, Direction::Forward));
-        for item in iter {
-            let (k, v) = item.map_err(rocks_err)?;
-            if &*k >= end {
-                break;
+        // Merge the committed keys with the buffered writes in one ordered
+        // pass, stopping at `limit` live entries; a buffered write wins.
+        let mut out = Vec::new();
+        let mut pending = self.pending[table as usize].range::<[u8], _>((Bound::Included(start), Bound::Excluded(end))).peekable();
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(end.to_vec());
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(table)?, opts);
+        it.seek(start);
+        while out.len() < limit {
+            let committed = it.key();
+            let (from_pending, skip_committed) = match (pending.peek(), committed) {
+                (None, None) => break,
+                (Some(_), None) => (true, false),
+                (None, Some(_)) => (false, false),
+                (Some((pk, _)), Some(ck)) => match pk.as_slice().cmp(ck) {
+                    std::cmp::Ordering::Less => (true, false),
+                    std::cmp::Ordering::Equal => (true, true),
+                    std::cmp::Ordering::Greater => (false, false),
+                },
+            };
+            if from_pending {
+                let (k, v) = pending.next().expect("peeked");
+                if let Some(v) = v {
+                    out.push((k.clone(), v.clone()));
+                }
+                if skip_committed {
+                    it.next();
+                }
+            } else {
+                let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
+                out.push((k.to_vec(), v.to_vec()));
+                it.next();
             }
-            merged.entry(k.to_vec()).or_insert_with(|| Some(v.to_vec()));
-            taken += 1;
-            // Enough committed rows to fill `limit` even if every buffered one is a delete.
-            if taken >= limit.saturating_add(self.pending.len()) {
-                break;
-            }
         }
-        Ok(merged.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).take(limit).collect())
+        it.status().map_err(rocks_err)?;
+        Ok(out)
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {
-        if self.pending.is_empty() {
+        if self.pending_len == 0 {
             return Ok(());
         }
         let mut batch = WriteBatch::default();
-        for ((table, key), v) in &self.pending {
+        for (table, m) in Table::ALL.iter().zip(&self.pending) {
+            if m.is_empty() {
+                continue;
+            }
             let cf = self.cf(*table)?;
-            match v {
-                Some(v) => batch.put_cf(cf, key, v),
-                None => batch.delete_cf(cf, key),
+            for (key, v) in m {
+                match v {
+                    Some(v) => batch.put_cf(cf, key, v),
+                    None => batch.delete_cf(cf, key),
+                }
             }
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(self.sync);
         self.db.write_opt(batch, &wo).map_err(rocks_err)?;
-        self.pending.clear();
+        self.rollback();
         Ok(())
     }
 }
@@ -246,6 +361,21 @@ mod tests {
         assert_eq!(s.get(Table::Day, b"a").unwrap(), Some(b"1".to_vec()));
         assert_eq!(s.get(Table::Day, b"c").unwrap(), None);
         assert_eq!(s.get(Table::Emitted, b"a").unwrap(), None);
+    }
+
+    #[test]
+    fn rocks_stats_see_flushed_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = RocksStore::open(dir.path(), &StoreConfig::default()).unwrap();
+        for i in 0..2_000u32 {
+            s.put(Table::Day, &i.to_be_bytes(), &[7u8; 100]).unwrap();
+        }
+        s.commit().unwrap();
+        s.disk_bytes().unwrap();
+        let st = s.rocks_stats();
+        assert!(st.live_data_bytes > 0, "{st:?}");
+        assert!(s.get(Table::Day, &5u32.to_be_bytes()).unwrap().is_some());
+        assert!(s.rocks_stats().block_cache_usage_bytes > 0);
     }
 
     #[test]

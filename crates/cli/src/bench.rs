@@ -1,0 +1,383 @@
+//! `rollcall bench`: the measurements behind the targets of DESIGN.md
+//! section 6. Each sub-command prints what it did and ends with one line
+//! holding its figure (`engine: N events/s`, `state: N bytes per student-day`).
+//! BENCHMARKS.md records the figures and how they were taken.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
+use rollcall_engine::{ApplyError, Engine, EngineConfig, KvStore, Table};
+use rollcall_sim::file::{self, Entry, SimReader};
+use rollcall_sim::{SimConfig, Simulation};
+use rollcall_store::{RocksStore, StoreConfig};
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// Replay a simulated district through the engine on one thread, with
+    /// RocksDB state in a temporary directory. Last line: `engine: N events/s`.
+    Engine(EngineArgs),
+    /// Run about a month of a simulated district, compact, and measure the
+    /// state on disk per student-day and RocksDB's memory. Last line:
+    /// `state: N bytes per student-day`.
+    State(StateArgs),
+    /// Produce a simulated district to fresh topics, read it with a bare
+    /// read_committed consumer, then run the exactly-once processor over it.
+    /// Last line: `kafka: processor N records/s, bare consumer N records/s, ratio R`.
+    Kafka(KafkaArgs),
+    /// The wall-clock processor under a steady stream of deciding events:
+    /// from send to the provisional determination being visible
+    /// (read_committed). Last line: `latency: p50 S s, p99 S s over N determinations`.
+    Latency(LatencyArgs),
+    /// Fill the changelog with one processor run, then restore every
+    /// partition on an instance with an empty state directory. Last line:
+    /// `restore: N records/s (N records, N partitions)`.
+    Restore(RestoreArgs),
+    /// rollcall and the peer implementations in bench/peers (Kafka Streams,
+    /// Quix Streams) on the same input topic, under the daily-engagement
+    /// policy. Last line: `peers: rollcall N events/s, kafka-streams N events/s (Rx), quix ...`.
+    Peers(PeersArgs),
+}
+
+#[derive(clap::Args)]
+pub struct EngineArgs {
+    /// A file written by `rollcall simulate --out FILE`; without it, a district is simulated first.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    #[arg(long, default_value_t = 2000, conflicts_with = "file")]
+    students: usize,
+    /// Calendar days from Monday 2020-10-05.
+    #[arg(long, default_value_t = 14, conflicts_with = "file")]
+    days: u32,
+    #[arg(long, default_value_t = 42, conflicts_with = "file")]
+    seed: u64,
+    /// Commit the state store after this many input records (a runtime's batch).
+    #[arg(long, default_value_t = 5000)]
+    commit_every: usize,
+    /// Keep the RocksDB state here instead of a temporary directory (must be empty).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct StateArgs {
+    #[arg(long, default_value_t = 1000)]
+    students: usize,
+    /// Calendar days from Monday 2020-10-05 (four weeks: about a month of school days).
+    #[arg(long, default_value_t = 28)]
+    days: u32,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 5000)]
+    commit_every: usize,
+}
+
+#[derive(clap::Args)]
+pub struct KafkaArgs {
+    #[arg(long)]
+    brokers: String,
+    /// A file written by `rollcall simulate --out FILE`; without it, a district is simulated first.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    #[arg(long, default_value_t = 2000, conflicts_with = "file")]
+    students: usize,
+    /// Calendar days from Monday 2020-10-05.
+    #[arg(long, default_value_t = 5, conflicts_with = "file")]
+    days: u32,
+    #[arg(long, default_value_t = 42, conflicts_with = "file")]
+    seed: u64,
+    /// Partitions of the keyed topics.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+}
+
+#[derive(clap::Args)]
+pub struct LatencyArgs {
+    #[arg(long)]
+    brokers: String,
+    /// How long the deciding events are sent for.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Deciding events per second, each for a different student.
+    #[arg(long, default_value_t = 500)]
+    rate: u64,
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+}
+
+#[derive(clap::Args)]
+pub struct RestoreArgs {
+    #[arg(long)]
+    brokers: String,
+    #[arg(long, default_value_t = 2000)]
+    students: usize,
+    #[arg(long, default_value_t = 5)]
+    days: u32,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+}
+
+#[derive(clap::Args)]
+pub struct PeersArgs {
+    #[arg(long)]
+    brokers: String,
+    #[arg(long, default_value_t = 2000)]
+    students: usize,
+    #[arg(long, default_value_t = 5)]
+    days: u32,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// The directory of the peers' run.sh [default: bench/peers of this repository].
+    #[arg(long)]
+    peers_dir: Option<PathBuf>,
+    /// Give up on a peer after this many seconds.
+    #[arg(long, default_value_t = 1200)]
+    peer_timeout: u64,
+}
+
+pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BenchCommand::Engine(a) => engine(a),
+        BenchCommand::State(a) => state(a),
+        BenchCommand::Kafka(a) => broker::kafka(a),
+        BenchCommand::Latency(a) => broker::latency(a),
+        BenchCommand::Restore(a) => broker::restore(a),
+        BenchCommand::Peers(a) => broker::peers(a),
+    }
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(&format!("{{spinner}} {what} [{{bar:40}}] {{pos}}/{{len}}  {{per_sec}}  eta {{eta}}"))
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// A district in memory, in file order, and the instant after its last entry.
+struct Loaded {
+    entries: Vec<Entry>,
+    end: DateTime<Utc>,
+    source: String,
+}
+
+fn simulate(cfg: &SimConfig) -> Loaded {
+    eprintln!("simulating {} students over {} days from {} (seed {})", cfg.students, cfg.days, cfg.start, cfg.seed);
+    let sim = Simulation::new(cfg);
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_style(ProgressStyle::with_template("{spinner} simulating: {pos} records  {per_sec}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    let mut entries = Vec::new();
+    for e in file::entries(&sim) {
+        entries.push(e);
+        if entries.len() % 8192 == 0 {
+            spinner.set_position(entries.len() as u64);
+        }
+    }
+    spinner.finish_and_clear();
+    Loaded {
+        entries,
+        end: sim.end(),
+        source: format!("simulated: {} students, {} days, seed {}", cfg.students, cfg.days, cfg.seed),
+    }
+}
+
+fn load_or_simulate(file: &Option<PathBuf>, cfg: &SimConfig) -> anyhow::Result<Loaded> {
+    match file {
+        Some(f) => load(f),
+        None => Ok(simulate(cfg)),
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Loaded> {
+    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = bar(len, "reading");
+    let reader = SimReader::new(bar.wrap_read(BufReader::with_capacity(1 << 20, f)))
+        .with_context(|| format!("reading {}", path.display()))?;
+    let meta = reader.meta().clone();
+    let mut entries = Vec::new();
+    for e in reader {
+        entries.push(e.with_context(|| format!("reading {}", path.display()))?);
+    }
+    bar.finish_and_clear();
+    Ok(Loaded {
+        entries,
+        end: meta.end,
+        source: format!("{} ({} students, {} days, seed {})", path.display(), meta.students, meta.days, meta.seed),
+    })
+}
+
+/// What a replay did.
+struct Replayed {
+    /// Activity events and absence reports given to the engine (duplicates and refusals included).
+    inputs: u64,
+    refused: u64,
+    outputs: u64,
+    elapsed: Duration,
+}
+
+/// Loads the world (untimed), then applies every report and event in order,
+/// advancing the clock to each arrival, and finally to `end` (timed).
+fn replay<S: KvStore>(engine: &mut Engine<S>, data: &Loaded, commit_every: usize) -> anyhow::Result<Replayed> {
+    let mut timed_from = 0;
+    for (i, e) in data.entries.iter().enumerate() {
+        match e {
+            Entry::Calendar(c) => engine.load_calendar(c.clone()).map_err(|e| anyhow::anyhow!("calendar {}: {e}", c.school_id))?,
+            Entry::Student(s) => engine.upsert_student(s.clone()).map_err(|e| anyhow::anyhow!("student {}: {e}", s.student_id))?,
+            _ => {
+                timed_from = i;
+                break;
+            }
+        }
+        timed_from = i + 1;
+    }
+    engine.commit()?;
+    let timed = &data.entries[timed_from..];
+    let bar = bar(timed.len() as u64, "engine");
+    let mut r = Replayed { inputs: 0, refused: 0, outputs: 0, elapsed: Duration::ZERO };
+    let started = Instant::now();
+    for (i, e) in timed.iter().enumerate() {
+        let applied = match e {
+            Entry::Event { event, arrives_at } => {
+                engine.advance(*arrives_at)?;
+                engine.apply_event(event).map(|_| ())
+            }
+            Entry::Report { report, arrives_at } => {
+                engine.advance(*arrives_at)?;
+                engine.apply_report(report).map(|_| ())
+            }
+            Entry::Calendar(_) | Entry::Student(_) => anyhow::bail!("a calendar or roster record after the first event"),
+        };
+        r.inputs += 1;
+        match applied {
+            Ok(()) => {}
+            Err(ApplyError::Rejected(_)) => r.refused += 1,
+            Err(ApplyError::Fatal(e)) => return Err(e.into()),
+        }
+        if (i + 1) % commit_every.max(1) == 0 {
+            r.outputs += engine.take_outputs().len() as u64;
+            engine.commit()?;
+            bar.set_position(i as u64 + 1);
+        }
+    }
+    engine.advance(data.end)?;
+    engine.flush()?;
+    r.outputs += engine.take_outputs().len() as u64;
+    engine.commit()?;
+    r.elapsed = started.elapsed();
+    bar.finish_and_clear();
+    Ok(r)
+}
+
+fn temp_or(dir: &Option<PathBuf>) -> anyhow::Result<(Option<tempfile::TempDir>, PathBuf)> {
+    Ok(match dir {
+        Some(d) => (None, d.clone()),
+        None => {
+            let t = tempfile::tempdir().context("creating a temporary state directory")?;
+            let p = t.path().to_path_buf();
+            (Some(t), p)
+        }
+    })
+}
+
+fn engine(args: EngineArgs) -> anyhow::Result<ExitCode> {
+    let data = match &args.file {
+        Some(f) => load(f)?,
+        None => simulate(&SimConfig { students: args.students, days: args.days, seed: args.seed, ..SimConfig::default() }),
+    };
+    let (_tmp, dir) = temp_or(&args.state_dir)?;
+    let store = RocksStore::open(&dir, &StoreConfig::default())?;
+    let mut engine = Engine::open(store, EngineConfig::default())?;
+    let r = replay(&mut engine, &data, args.commit_every)?;
+    let stats = engine.stats().clone();
+    let secs = r.elapsed.as_secs_f64().max(1e-9);
+    println!("input: {}", data.source);
+    println!(
+        "{} inputs ({} events applied, {} duplicates, {} reports, {} refused) in {:.3} s, one thread, RocksDB state, commit every {}",
+        r.inputs, stats.events, stats.duplicates, stats.reports, r.refused, secs, args.commit_every
+    );
+    println!("{} outputs ({} determinations, {} outreach)", r.outputs, stats.determinations, stats.outreach);
+    println!("engine: {:.0} events/s", r.inputs as f64 / secs);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+}
+
+fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
+    let cfg = SimConfig { students: args.students, days: args.days, seed: args.seed, ..SimConfig::default() };
+    let data = simulate(&cfg);
+    // Student-days: each student's school's instructional days in the span.
+    let mut school_days = std::collections::HashMap::new();
+    let mut student_days = 0u64;
+    for e in &data.entries {
+        match e {
+            Entry::Calendar(c) => {
+                school_days.insert(c.school_id.clone(), c.days.iter().filter(|d| d.instructional).count() as u64);
+            }
+            Entry::Student(s) => student_days += school_days.get(&s.school_id).copied().unwrap_or(0),
+            _ => break,
+        }
+    }
+    let store_cfg = StoreConfig::default();
+    let tmp = tempfile::tempdir().context("creating a temporary state directory")?;
+    let store = RocksStore::open(tmp.path(), &store_cfg)?;
+    let mut engine = Engine::open(store, EngineConfig::default())?;
+    let r = replay(&mut engine, &data, args.commit_every)?;
+    let store = engine.into_store();
+    let block_cache = store.table_property(Table::Day, "rocksdb.block-cache-usage").unwrap_or(0);
+    let pinned = store.table_property(Table::Day, "rocksdb.block-cache-pinned-usage").unwrap_or(0);
+    let memtables = store.property_sum("rocksdb.cur-size-all-mem-tables");
+    let readers = store.property_sum("rocksdb.estimate-table-readers-mem");
+    store.compact()?;
+    let files = store.state_files()?;
+    println!("input: {} ({} inputs in {:.2} s)", data.source, r.inputs, r.elapsed.as_secs_f64());
+    println!(
+        "memory caps: block cache {} (shared by every table), write buffers {} x {} per table x {} tables = {}",
+        mib(store_cfg.block_cache_bytes as u64),
+        mib(store_cfg.write_buffer_bytes as u64),
+        store_cfg.max_write_buffers,
+        Table::ALL.len(),
+        mib(store_cfg.write_buffer_bytes as u64 * store_cfg.max_write_buffers as u64 * Table::ALL.len() as u64)
+    );
+    println!(
+        "memory measured after the run: block cache {} ({} pinned), memtables {}, table readers {}",
+        mib(block_cache),
+        mib(pinned),
+        mib(memtables),
+        mib(readers)
+    );
+    let mut per_table: Vec<String> = Vec::new();
+    for t in Table::ALL {
+        let b = store.table_property(t, "rocksdb.total-sst-files-size").unwrap_or(0);
+        if b > 0 {
+            per_table.push(format!("{} {}", t.name(), b));
+        }
+    }
+    println!("after compaction: SST bytes by table: {}", per_table.join(", "));
+    println!(
+        "state on disk: {} bytes ({} SST + {} WAL) for {} students x school days = {} student-days",
+        files.sst + files.wal,
+        files.sst,
+        files.wal,
+        args.students,
+        student_days
+    );
+    let per = (files.sst + files.wal) as f64 / student_days.max(1) as f64;
+    println!("state: {per:.0} bytes per student-day");
+    Ok(ExitCode::SUCCESS)
+}
+
+mod broker;

@@ -1,0 +1,121 @@
+//! Each `rollcall bench` sub-command and `rollcall simulate --out` run once
+//! on a tiny district: the figure is on the last line, in its format, and
+//! above zero. Nothing here is timed. The broker benches (kafka, latency,
+//! restore) need ROLLCALL_TEST_BROKERS and say they were skipped without it;
+//! `bench peers` also needs ROLLCALL_TEST_PEERS=1 (Maven, Java, a Python venv).
+
+use std::process::Command;
+
+fn rollcall(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_rollcall")).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "rollcall {args:?}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+/// The number in a last line `<prefix>N<suffix>`.
+fn figure(stdout: &str, prefix: &str, suffix: &str) -> f64 {
+    let last = stdout.lines().last().unwrap_or_default();
+    let n = last
+        .strip_prefix(prefix)
+        .and_then(|r| r.strip_suffix(suffix))
+        .unwrap_or_else(|| panic!("last line `{last}` is not `{prefix}N{suffix}`"));
+    assert!(n.chars().all(|c| c.is_ascii_digit()), "`{n}` in `{last}` is not a whole number");
+    n.parse().unwrap()
+}
+
+#[test]
+fn bench_engine_replays_a_simulated_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("district.avro");
+    let file = file.to_str().unwrap();
+    let out = rollcall(&["simulate", "--students", "30", "--days", "3", "--out", file]);
+    assert!(out.contains("events"), "{out}");
+    let out = rollcall(&["bench", "engine", "--file", file]);
+    assert!(figure(&out, "engine: ", " events/s") > 0.0, "{out}");
+    // Without a file, it simulates one first.
+    let out = rollcall(&["bench", "engine", "--students", "20", "--days", "2"]);
+    assert!(figure(&out, "engine: ", " events/s") > 0.0, "{out}");
+}
+
+#[test]
+fn bench_state_reports_bytes_per_student_day() {
+    let out = rollcall(&["bench", "state", "--students", "20", "--days", "7"]);
+    assert!(out.contains("memory caps: block cache"), "{out}");
+    assert!(figure(&out, "state: ", " bytes per student-day") > 0.0, "{out}");
+}
+
+/// The broker for the broker benches, or None (and a note) without one.
+fn test_brokers(what: &str) -> Option<String> {
+    match std::env::var("ROLLCALL_TEST_BROKERS") {
+        Ok(b) if !b.trim().is_empty() => Some(b),
+        _ => {
+            eprintln!("ROLLCALL_TEST_BROKERS is not set: skipped {what} (scripts/test.sh sets it)");
+            None
+        }
+    }
+}
+
+/// The numbers of a last line, in order (`0.95x` and `1.2` count; words do not).
+fn numbers(line: &str) -> Vec<f64> {
+    line.split([' ', ',', '(', ')']).filter_map(|w| w.trim_end_matches('x').parse::<f64>().ok()).collect()
+}
+
+fn last_line(stdout: &str) -> &str {
+    stdout.lines().last().unwrap_or_default()
+}
+
+#[test]
+fn bench_kafka_compares_the_processor_with_a_bare_consumer() {
+    let Some(b) = test_brokers("bench kafka") else { return };
+    let out = rollcall(&["bench", "kafka", "--brokers", &b, "--students", "20", "--days", "2", "--partitions", "2"]);
+    let last = last_line(&out);
+    assert!(
+        last.starts_with("kafka: processor ") && last.contains(" records/s, bare consumer ") && last.contains(" records/s, ratio "),
+        "{out}"
+    );
+    let n = numbers(last);
+    assert!(n.len() == 3 && n.iter().all(|x| *x > 0.0), "{out}");
+}
+
+#[test]
+fn bench_latency_reports_percentiles() {
+    let Some(b) = test_brokers("bench latency") else { return };
+    let out = rollcall(&["bench", "latency", "--brokers", &b, "--seconds", "2", "--rate", "20", "--partitions", "2"]);
+    let last = last_line(&out);
+    assert!(last.starts_with("latency: p50 ") && last.contains(" s, p99 ") && last.ends_with(" determinations"), "{out}");
+    let n = numbers(last);
+    assert!(n.len() == 3 && n.iter().all(|x| *x > 0.0), "{out}");
+    assert_eq!(n[2], 40.0, "every deciding event gives one provisional determination: {out}");
+}
+
+#[test]
+fn bench_restore_reports_records_per_second() {
+    let Some(b) = test_brokers("bench restore") else { return };
+    let out = rollcall(&["bench", "restore", "--brokers", &b, "--students", "20", "--days", "2", "--partitions", "2"]);
+    let last = last_line(&out);
+    assert!(last.starts_with("restore: ") && last.contains(" records/s (") && last.ends_with(" partitions)"), "{out}");
+    let n = numbers(last);
+    assert!(n.len() == 3 && n.iter().all(|x| *x > 0.0) && n[2] == 2.0, "{out}");
+}
+
+/// Needs Maven, Java and Python (a venv): only with ROLLCALL_TEST_PEERS=1.
+#[test]
+fn bench_peers_compares_with_kafka_streams_and_quix() {
+    if std::env::var("ROLLCALL_TEST_PEERS").as_deref() != Ok("1") {
+        eprintln!("ROLLCALL_TEST_PEERS is not 1: skipped bench peers");
+        return;
+    }
+    let Some(b) = test_brokers("bench peers") else { return };
+    let out = rollcall(&["bench", "peers", "--brokers", &b, "--students", "20", "--days", "2", "--partitions", "2"]);
+    let last = last_line(&out);
+    assert!(
+        last.starts_with("peers: rollcall ")
+            && last.contains(", kafka-streams ")
+            && last.contains(", quix ")
+            && !last.contains("not measured"),
+        "{out}"
+    );
+    let n = numbers(last);
+    assert!(n.len() == 5 && n.iter().all(|x| *x > 0.0), "{out}");
+}

@@ -1,0 +1,86 @@
+//! What the test binaries that run against a real broker share: the
+//! repository, the `rollcall` binary, a broker (the given one or one started
+//! with scripts/kafka.sh), unique topic prefixes and a simulated district.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use rollcall_scenario::{Arrival, Expect, Scenario};
+
+pub type TestResult = Result<(), String>;
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rollcall")
+}
+
+/// A broker for the run: the given one, or one started here.
+pub struct Broker {
+    address: String,
+    run_dir: Option<PathBuf>,
+}
+
+impl Broker {
+    pub fn get() -> Result<Broker, String> {
+        if let Ok(b) = std::env::var("ROLLCALL_TEST_BROKERS") {
+            if !b.trim().is_empty() {
+                return Ok(Broker { address: b, run_dir: None });
+            }
+        }
+        let run_dir = std::env::temp_dir().join(format!("rollcall-{}-test-{}", env!("CARGO_CRATE_NAME"), std::process::id()));
+        eprintln!("starting a Kafka broker with scripts/kafka.sh (run dir {})", run_dir.display());
+        let out = Command::new("bash")
+            .arg(repo().join("scripts/kafka.sh"))
+            .arg("start")
+            .env("ROLLCALL_KAFKA_RUN", &run_dir)
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("scripts/kafka.sh: {e}"))?;
+        if !out.status.success() {
+            return Err("scripts/kafka.sh start failed".into());
+        }
+        let address = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_string();
+        Ok(Broker { address, run_dir: Some(run_dir) })
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(d) = &self.run_dir {
+            let _ = Command::new("bash").arg(repo().join("scripts/kafka.sh")).arg("stop").env("ROLLCALL_KAFKA_RUN", d).status();
+        }
+    }
+}
+
+pub fn unique(name: &str) -> String {
+    format!("t{}-{}-{name}.", std::process::id(), chrono::Utc::now().timestamp_millis())
+}
+
+pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
+    if cond {
+        Ok(())
+    } else {
+        Err(msg())
+    }
+}
+
+/// A simulated district as a scenario (no expectations).
+pub fn district(students: usize, days: u32, seed: u64) -> Scenario {
+    let w = rollcall_sim::generate(&rollcall_sim::SimConfig { students, days, seed, ..Default::default() });
+    Scenario {
+        file: "<district>".into(),
+        name: "district".into(),
+        policy: "mmsd".into(),
+        custom_policy: None,
+        calendars: w.calendars,
+        roster: w.roster,
+        absence_reports: w.absence_reports,
+        events: w.events.into_iter().map(|e| Arrival { event: e.event, arrives_at: e.arrives_at }).collect(),
+        now: w.end,
+        expect: Expect::default(),
+    }
+}
