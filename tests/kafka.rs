@@ -6,7 +6,7 @@
 //! scripts/kafka.sh and stops it at the end. Runs without the libtest harness
 //! so that one broker serves every test; prints `N passed, N failed`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use rollcall_kafka::topics::create_topics;
 use rollcall_kafka::wire::Topics;
 use rollcall_model::avro::AvroRecord;
 use rollcall_model::DeadLetter;
-use rollcall_scenario::{check, scenario_files, Arrival, Expect, Scenario};
+use rollcall_scenario::{check, scenario_files, Expect, Scenario};
 
 mod support;
 use support::*;
@@ -444,17 +444,10 @@ fn main() -> ExitCode {
         if filter.as_deref().map(|p| !name.contains(p)).unwrap_or(false) {
             continue;
         }
-        eprintln!("test {name} ...");
-        let started = Instant::now();
-        match f(&broker.address) {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok ({:.0} s)", started.elapsed().as_secs_f64());
-            }
-            Err(e) => {
-                failed += 1;
-                println!("test {name} ... FAILED ({:.0} s)\n{e}", started.elapsed().as_secs_f64());
-            }
+        if run_one(name, || f(&broker.address)) {
+            passed += 1;
+        } else {
+            failed += 1;
         }
     }
     println!("{passed} passed, {failed} failed");

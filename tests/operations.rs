@@ -21,7 +21,7 @@ use rollcall_kafka::metrics::METRIC_NAMES;
 use rollcall_kafka::replay::{produce_scenario, read_outputs};
 use rollcall_kafka::topics::create_topics;
 use rollcall_kafka::wire::Topics;
-use rollcall_scenario::{Arrival, Expect, Scenario};
+
 use serde_json::Value;
 
 mod support;
@@ -316,20 +316,8 @@ fn main() -> ExitCode {
         println!("0 passed, 1 failed");
         std::process::exit(1);
     });
-    let (mut passed, mut failed) = (0, 0);
-    let name = "prometheus_scrapes_the_processor";
-    eprintln!("test {name} ...");
-    let started = Instant::now();
-    match prometheus_scrapes_the_processor(&broker.address, &prometheus) {
-        Ok(()) => {
-            passed += 1;
-            println!("test {name} ... ok ({:.0} s)", started.elapsed().as_secs_f64());
-        }
-        Err(e) => {
-            failed += 1;
-            println!("test {name} ... FAILED ({:.0} s)\n{e}", started.elapsed().as_secs_f64());
-        }
-    }
+    let ok = run_one("prometheus_scrapes_the_processor", || prometheus_scrapes_the_processor(&broker.address, &prometheus));
+    let (passed, failed) = if ok { (1, 0) } else { (0, 1) };
     println!("{passed} passed, {failed} failed");
     drop(broker);
     if failed == 0 {

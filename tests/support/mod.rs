@@ -20,7 +20,7 @@ pub fn bin() -> &'static str {
 
 /// A broker for the run: the given one, or one started here.
 pub struct Broker {
-    address: String,
+    pub address: String,
     run_dir: Option<PathBuf>,
 }
 
@@ -82,5 +82,22 @@ pub fn district(students: usize, days: u32, seed: u64) -> Scenario {
         events: w.events.into_iter().map(|e| Arrival { event: e.event, arrives_at: e.arrives_at }).collect(),
         now: w.end,
         expect: Expect::default(),
+    }
+}
+
+/// Runs one test, printing `test NAME ... ok|FAILED` as libtest does;
+/// returns whether it passed.
+pub fn run_one(name: &str, f: impl FnOnce() -> TestResult) -> bool {
+    eprintln!("test {name} ...");
+    let started = std::time::Instant::now();
+    match f() {
+        Ok(()) => {
+            println!("test {name} ... ok ({:.0} s)", started.elapsed().as_secs_f64());
+            true
+        }
+        Err(e) => {
+            println!("test {name} ... FAILED ({:.0} s)\n{e}", started.elapsed().as_secs_f64());
+            false
+        }
     }
 }
