@@ -1416,7 +1416,7 @@ impl<S: KvStore> Engine<S> {
 mod open_window_tests {
     use super::*;
     use crate::kv::MemStore;
-    use rollcall_model::{CalendarDay, DayType, GradeLevel};
+    use rollcall_model::{ActivityEvent, CalendarDay, DayType, GradeLevel};
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -1466,5 +1466,64 @@ mod open_window_tests {
         assert_eq!(e.open_windows().unwrap().day, 0);
         assert_eq!(e.open_windows().unwrap().week, 3);
         assert_eq!(e.schools_in_session(at("2020-10-07T17:00:00Z")), 0);
+    }
+
+    #[test]
+    fn a_resent_event_is_a_duplicate_after_a_reopen_and_a_reload() {
+        let mut e = Engine::open(MemStore::default(), EngineConfig::default()).unwrap();
+        let day = |d: &str| CalendarDay {
+            date: d.parse().unwrap(),
+            instructional: true,
+            day_type: DayType::Full,
+            start: "08:00".parse().unwrap(),
+            end: "15:00".parse().unwrap(),
+        };
+        e.load_calendar(SchoolCalendar {
+            school_id: "sch".into(),
+            timezone: "America/Chicago".into(),
+            policy: "mmsd".into(),
+            days: vec![day("2020-10-05"), day("2020-10-06")],
+        })
+        .unwrap();
+        e.upsert_student(StudentRecord {
+            student_id: "a".into(),
+            school_id: "sch".into(),
+            grade_level: GradeLevel::G3,
+            homeroom_section_id: None,
+            homeroom_staff_id: None,
+            groups: vec![],
+            enrollments: vec![],
+            modes: vec![],
+        })
+        .unwrap();
+        let ev = |id: &str, t: &str| ActivityEvent {
+            event_id: id.into(),
+            source: "lms".into(),
+            student_id: "a".into(),
+            school_id: "sch".into(),
+            section_id: None,
+            staff_id: None,
+            kind: ActivityKind::CheckIn,
+            direction: None,
+            occurred_at: at(t),
+            assigned_date: None,
+            live_session_id: None,
+            duration_seconds: None,
+            attributes: Default::default(),
+        };
+        e.advance(at("2020-10-05T14:00:00Z")).unwrap();
+        assert_eq!(e.apply_event(&ev("e1", "2020-10-05T14:00:00Z")).unwrap(), Applied::Accepted);
+        e.commit().unwrap();
+        // Reopened over the committed store: the id is known, whatever its timestamp.
+        let mut e = Engine::open(e.into_store(), EngineConfig::default()).unwrap();
+        e.register_policy(Policy::preset("mmsd").unwrap());
+        assert_eq!(e.apply_event(&ev("e1", "2020-10-06T14:00:00Z")).unwrap(), Applied::Duplicate);
+        assert_eq!(e.apply_event(&ev("e2", "2020-10-05T15:00:00Z")).unwrap(), Applied::Accepted);
+        // Never staged: after a reload the store has not seen e2.
+        e.reload().unwrap();
+        assert_eq!(e.apply_event(&ev("e2", "2020-10-05T15:00:00Z")).unwrap(), Applied::Accepted);
+        assert_eq!(e.apply_event(&ev("e2", "2020-10-06T15:00:00Z")).unwrap(), Applied::Duplicate);
+        assert_eq!(e.apply_event(&ev("e1", "2020-10-05T14:00:00Z")).unwrap(), Applied::Duplicate);
+        assert_eq!(e.stats().duplicates, 3);
     }
 }

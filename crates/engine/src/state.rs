@@ -50,32 +50,83 @@ impl DayRecord {
         self.facts.iter().any(|f| f.event_id == event_id)
     }
 
+    /// The facts share one table of strings (sections, staff, sessions and
+    /// the text before an event id's number), so each repeats as a small
+    /// index. An id ending in a number is stored as its prefix and the
+    /// difference from the previous such id; instants as the difference from
+    /// the previous fact's, in whole seconds when they are; the local date
+    /// only when it changes. Two bytes of kinds and flags per fact:
+    ///
+    /// - `head`: kind (bits 0–3), direction + 1 (bits 4–5), instant delta
+    ///   in whole seconds (bit 6), local date follows (bit 7);
+    /// - `flags`: section, staff, assigned date, session, duration (bits
+    ///   0–4), id as prefix and number (bit 5).
     pub fn encode(&self) -> Vec<u8> {
-        let mut e = Enc::new();
-        e.uvar(self.facts.len() as u64);
+        fn index<'a>(s: &'a str, strings: &mut Vec<&'a str>) -> u64 {
+            match strings.iter().position(|x| *x == s) {
+                Some(i) => i as u64,
+                None => {
+                    strings.push(s);
+                    (strings.len() - 1) as u64
+                }
+            }
+        }
+        let mut strings: Vec<&str> = Vec::new();
+        // First pass: the string table.
+        let mut refs: Vec<u64> = Vec::with_capacity(self.facts.len() * 2);
         for f in &self.facts {
-            // One flags byte says which optional parts follow.
-            let flags = f.direction.is_some() as u8
-                | (f.section.is_some() as u8) << 1
-                | (f.staff.is_some() as u8) << 2
-                | (f.assigned.is_some() as u8) << 3
-                | (f.session.is_some() as u8) << 4
-                | (f.duration_s.is_some() as u8) << 5;
-            e.str(&f.event_id).u8(f.kind.index()).u8(flags).ivar(f.at).date(f.local_date);
-            if let Some(d) = f.direction {
-                e.u8(d.index());
+            if let Some((prefix, _)) = split_id(&f.event_id) {
+                refs.push(index(prefix, &mut strings));
             }
-            if let Some(s) = &f.section {
-                e.str(s);
+            for s in [&f.section, &f.staff, &f.session].into_iter().flatten() {
+                refs.push(index(s, &mut strings));
             }
-            if let Some(s) = &f.staff {
-                e.str(s);
+        }
+        let mut e = Enc { buf: Vec::with_capacity(16 + self.facts.len() * 12) };
+        e.uvar(strings.len() as u64);
+        for s in &strings {
+            e.str(s);
+        }
+        e.uvar(self.facts.len() as u64);
+        let mut refs = refs.into_iter();
+        let (mut prev_num, mut prev_at, mut prev_date) = (0i64, 0i64, None);
+        for f in &self.facts {
+            let id = split_id(&f.event_id);
+            let delta = f.at.wrapping_sub(prev_at);
+            let secs = delta % 1_000_000 == 0;
+            let head = f.kind.index()
+                | f.direction.map_or(0, |d| d.index() + 1) << 4
+                | (secs as u8) << 6
+                | ((prev_date != Some(f.local_date)) as u8) << 7;
+            let flags = f.section.is_some() as u8
+                | (f.staff.is_some() as u8) << 1
+                | (f.assigned.is_some() as u8) << 2
+                | (f.session.is_some() as u8) << 3
+                | (f.duration_s.is_some() as u8) << 4
+                | (id.is_some() as u8) << 5;
+            e.u8(head).u8(flags);
+            match id {
+                Some((_, n)) => {
+                    e.uvar(refs.next().unwrap_or_default()).ivar(n.wrapping_sub(prev_num));
+                    prev_num = n;
+                }
+                None => {
+                    e.str(&f.event_id);
+                }
             }
-            if let Some(d) = f.assigned {
-                e.date(d);
+            e.ivar(if secs { delta / 1_000_000 } else { delta });
+            prev_at = f.at;
+            if prev_date != Some(f.local_date) {
+                e.date(f.local_date);
+                prev_date = Some(f.local_date);
             }
-            if let Some(s) = &f.session {
-                e.str(s);
+            if let Some(a) = f.assigned {
+                e.ivar(codec::day_number(a) as i64 - codec::day_number(f.local_date) as i64);
+            }
+            for s in [&f.section, &f.staff, &f.session] {
+                if s.is_some() {
+                    e.uvar(refs.next().unwrap_or_default());
+                }
             }
             if let Some(d) = f.duration_s {
                 e.ivar(d);
@@ -92,23 +143,56 @@ impl DayRecord {
         let bad = |what| CodecError { pos: 0, what };
         let mut d = Dec::new(b);
         let n = d.uvar()? as usize;
-        let mut facts = Vec::with_capacity(n.min(1024));
+        let mut strings = Vec::with_capacity(n.min(256));
         for _ in 0..n {
-            let event_id = d.str()?;
-            let kind = ActivityKind::from_index(d.u8()?).ok_or_else(|| bad("activity kind"))?;
+            strings.push(d.str()?);
+        }
+        let string = |d: &mut Dec| -> Result<&String, CodecError> {
+            let i = d.uvar()? as usize;
+            strings.get(i).ok_or_else(|| bad("string index"))
+        };
+        let n = d.uvar()? as usize;
+        let mut facts = Vec::with_capacity(n.min(1024));
+        let (mut prev_num, mut prev_at, mut prev_date) = (0i64, 0i64, None);
+        for _ in 0..n {
+            let head = d.u8()?;
             let flags = d.u8()?;
-            let at = d.ivar()?;
-            let local_date = d.date()?;
-            let direction = if flags & 1 != 0 {
-                Some(Direction::from_index(d.u8()?).ok_or_else(|| bad("direction"))?)
+            let kind = ActivityKind::from_index(head & 15).ok_or_else(|| bad("activity kind"))?;
+            let direction = match (head >> 4) & 3 {
+                0 => None,
+                i => Some(Direction::from_index(i - 1).ok_or_else(|| bad("direction"))?),
+            };
+            let event_id = if flags & 32 != 0 {
+                let prefix = string(&mut d)?;
+                let num = prev_num.wrapping_add(d.ivar()?);
+                prev_num = num;
+                let mut id = String::with_capacity(prefix.len() + 8);
+                id.push_str(prefix);
+                id.push_str(&num.to_string());
+                id
+            } else {
+                d.str()?
+            };
+            let delta = d.ivar()?;
+            let at = prev_at.wrapping_add(if head & 64 != 0 { delta.wrapping_mul(1_000_000) } else { delta });
+            prev_at = at;
+            let local_date = match (head & 128 != 0, prev_date) {
+                (true, _) => d.date()?,
+                (false, Some(p)) => p,
+                (false, None) => return Err(bad("local date missing")),
+            };
+            prev_date = Some(local_date);
+            let assigned = if flags & 4 != 0 {
+                let off = d.ivar()?;
+                let n = (codec::day_number(local_date) as i64).checked_add(off).and_then(|n| i32::try_from(n).ok());
+                Some(n.and_then(codec::date_from_number).ok_or_else(|| bad("assigned date"))?)
             } else {
                 None
             };
-            let section = if flags & 2 != 0 { Some(d.str()?) } else { None };
-            let staff = if flags & 4 != 0 { Some(d.str()?) } else { None };
-            let assigned = if flags & 8 != 0 { Some(d.date()?) } else { None };
-            let session = if flags & 16 != 0 { Some(d.str()?) } else { None };
-            let duration_s = if flags & 32 != 0 { Some(d.ivar()?) } else { None };
+            let section = if flags & 1 != 0 { Some(string(&mut d)?.clone()) } else { None };
+            let staff = if flags & 2 != 0 { Some(string(&mut d)?.clone()) } else { None };
+            let session = if flags & 8 != 0 { Some(string(&mut d)?.clone()) } else { None };
+            let duration_s = if flags & 16 != 0 { Some(d.ivar()?) } else { None };
             facts.push(Fact { event_id, kind, direction, section, staff, at, local_date, assigned, session, duration_s });
         }
         let n = d.uvar()? as usize;
@@ -120,6 +204,21 @@ impl DayRecord {
         }
         Ok(DayRecord { facts, reports })
     }
+}
+
+/// An event id ending in a decimal number, split into the text before the
+/// number and the number, when the number spells back exactly (no leading
+/// zero, at most 18 digits).
+fn split_id(id: &str) -> Option<(&str, i64)> {
+    let digits = id.bytes().rev().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 18 {
+        return None;
+    }
+    let (prefix, num) = id.split_at(id.len() - digits);
+    if num.len() > 1 && num.starts_with('0') {
+        return None;
+    }
+    Some((prefix, num.parse().ok()?))
 }
 
 /// The last record emitted for a determination key: enough to decide whether
@@ -346,6 +445,31 @@ mod tests {
     }
 
     #[test]
+    fn day_record_round_trips_ids_instants_and_dates() {
+        let fact = |id: &str, at: i64, date: &str| Fact {
+            event_id: id.into(),
+            kind: ActivityKind::OfflineWorkReturned,
+            direction: Some(Direction::FromStudent),
+            section: Some("sec-1".into()),
+            staff: None,
+            at,
+            local_date: d(date),
+            assigned: Some(d("2020-09-28")),
+            session: Some("sec-1".into()),
+            duration_s: None,
+        };
+        let ids = ["ev-10", "ev-9", "ev-007", "0", "x", "", "12345678901234567890", "ev-0", "a1b2", "ev-5", "é9"];
+        let ats = [i64::MIN, 0, 1_000_000, 1_000_001, i64::MAX, -3_000_000, 1_601_900_000_000_000, 1_601_900_000_000_000, 7, 8, 9];
+        let dates = ["2020-10-05", "2020-10-05", "2020-10-06", "1969-12-31", "2020-10-05", "2020-10-05", "2021-01-01", "2021-01-01", "2020-10-05", "2020-10-05", "2020-10-04"];
+        let r = DayRecord {
+            facts: ids.iter().zip(ats).zip(dates).map(|((id, at), date)| fact(id, at, date)).collect(),
+            reports: vec![],
+        };
+        assert_eq!(DayRecord::decode(&r.encode()).unwrap(), r);
+        assert_eq!(DayRecord::decode(&DayRecord::default().encode()).unwrap(), DayRecord::default());
+    }
+
+    #[test]
     fn day_record_round_trips() {
         let r = DayRecord {
             facts: vec![
@@ -409,5 +533,57 @@ mod tests {
         assert_eq!(parse_timer_key(&k), Some((-7, "s9".into(), a)));
         assert!(day_key("s1", d("2020-10-05")) < day_key("s1", d("2020-10-06")));
         assert!(day_key("s1", d("2020-10-06")) < prefix_end(&student_prefix("s1")));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn fact() -> impl Strategy<Value = Fact> {
+            let id = prop_oneof![
+                (0u64..2_000_000).prop_map(|n| format!("ev-{n}")),
+                "[a-z0-9-]{0,12}",
+                "[0-9]{1,22}",
+                Just("ev-007".to_string()),
+            ];
+            let name = prop_oneof![Just("sec-1".to_string()), Just("sec-2".to_string()), "[a-zé]{0,6}"];
+            let at = prop_oneof![any::<i64>(), (1_601_000_000i64..1_602_000_000).prop_map(|s| s * 1_000_000), 1_601_000_000_000_000i64..1_602_000_000_000_000];
+            (
+                (id, 0..ActivityKind::ALL.len(), proptest::option::of(0..Direction::ALL.len()), at),
+                (-20_000i32..40_000, proptest::option::of(-400i32..400)),
+                (proptest::option::of(name.clone()), proptest::option::of(name.clone()), proptest::option::of(name)),
+                proptest::option::of(any::<i64>()),
+            )
+                .prop_map(|((event_id, k, dir, at), (day, assigned), (section, staff, session), duration_s)| {
+                    let local_date = codec::date_from_number(day).unwrap();
+                    Fact {
+                        event_id,
+                        kind: ActivityKind::ALL[k],
+                        direction: dir.map(|i| Direction::ALL[i]),
+                        section,
+                        staff,
+                        at,
+                        local_date,
+                        assigned: assigned.map(|a| codec::date_from_number(day + a).unwrap()),
+                        session,
+                        duration_s,
+                    }
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn day_records_round_trip(facts in proptest::collection::vec(fact(), 0..40), same_day in any::<bool>()) {
+                let mut facts = facts;
+                if same_day {
+                    let d0 = facts.first().map(|f| f.local_date);
+                    for f in &mut facts {
+                        f.local_date = d0.unwrap();
+                    }
+                }
+                let r = DayRecord { facts, reports: vec![ReportFact { report_id: "r1".into(), reason: AbsenceReason::ALL[0] }] };
+                prop_assert_eq!(DayRecord::decode(&r.encode()).unwrap(), r);
+            }
+        }
     }
 }
