@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use rollcall_scenario::{Arrival, Expect, Scenario};
+use rollcall_scenario::Scenario;
 
 pub type TestResult = Result<(), String>;
 
@@ -71,18 +71,7 @@ pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
 /// A simulated district as a scenario (no expectations).
 pub fn district(students: usize, days: u32, seed: u64) -> Scenario {
     let w = rollcall_sim::generate(&rollcall_sim::SimConfig { students, days, seed, ..Default::default() });
-    Scenario {
-        file: "<district>".into(),
-        name: "district".into(),
-        policy: "mmsd".into(),
-        custom_policy: None,
-        calendars: w.calendars,
-        roster: w.roster,
-        absence_reports: w.absence_reports,
-        events: w.events.into_iter().map(|e| Arrival { event: e.event, arrives_at: e.arrives_at }).collect(),
-        now: w.end,
-        expect: Expect::default(),
-    }
+    Scenario::from_world(w, "district")
 }
 
 /// Runs one test, printing `test NAME ... ok|FAILED` as libtest does;

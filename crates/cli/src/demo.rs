@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use rollcall_model::{Determination, Scope};
-use rollcall_scenario::{run_with, Arrival, Expect, RunOptions, RunOutput, Scenario};
+use rollcall_scenario::{run_with, RunOptions, RunOutput, Scenario};
 use rollcall_sim::{generate, SimConfig};
 use rollcall_store::{RocksStore, StoreConfig};
 
@@ -49,21 +49,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         cfg.students, cfg.days, cfg.start, cfg.seed
     );
     let world = generate(&cfg);
-    let scenario = Scenario {
-        file: "<demo>".into(),
-        name: "demo district".into(),
-        policy: "mmsd".into(),
-        custom_policy: None,
-        calendars: world.calendars.clone(),
-        roster: world.roster.clone(),
-        absence_reports: world.absence_reports.clone(),
-        events: world.events.iter().map(|e| Arrival { event: e.event.clone(), arrives_at: e.arrives_at }).collect(),
-        now: world.end,
-        expect: Expect::default(),
-    };
+    let scenario = Scenario::from_world(world, "demo district");
 
     if !args.engine_only {
-        return through_kafka(args, &scenario, &world.calendars, &world.roster);
+        return through_kafka(args, &scenario, &scenario.calendars, &scenario.roster);
     }
     let tmp;
     let dir = match &args.state_dir {
@@ -88,7 +77,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let elapsed = started.elapsed();
     bar.finish_and_clear();
 
-    print_summary(&world.calendars, &world.roster, &out);
+    print_summary(&scenario.calendars, &scenario.roster, &out);
     let stats = engine.stats();
     let rate = stats.events as f64 / elapsed.as_secs_f64().max(1e-9);
     println!();

@@ -108,18 +108,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     }
     let world = rollcall_sim::generate(&cfg);
     let brokers = args.brokers.unwrap_or_default();
-    let s = rollcall_scenario::Scenario {
-        file: "<simulated>".into(),
-        name: "simulated".into(),
-        policy: "mmsd".into(),
-        custom_policy: None,
-        calendars: world.calendars,
-        roster: world.roster,
-        absence_reports: world.absence_reports,
-        events: world.events.into_iter().map(|e| rollcall_scenario::Arrival { event: e.event, arrives_at: e.arrives_at }).collect(),
-        now: world.end,
-        expect: Default::default(),
-    };
+    let s = rollcall_scenario::Scenario::from_world(world, "simulated");
     let topics = rollcall_kafka::wire::Topics::with_prefix(&args.topic_prefix);
     let n = rollcall_kafka::replay::produce_scenario(&brokers, &topics, &s)?;
     println!("produced {n} records; replay with --clock replay --until {}", s.now.to_rfc3339());

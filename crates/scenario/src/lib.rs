@@ -50,6 +50,25 @@ pub struct Scenario {
     pub expect: Expect,
 }
 
+impl Scenario {
+    /// A simulated district as a scenario with no expectations: the world,
+    /// its events in arrival order, and the simulation's end as `now`.
+    pub fn from_world(world: rollcall_sim::World, name: &str) -> Scenario {
+        Scenario {
+            file: format!("<{name}>"),
+            name: name.to_string(),
+            policy: "mmsd".into(),
+            custom_policy: None,
+            calendars: world.calendars,
+            roster: world.roster,
+            absence_reports: world.absence_reports,
+            events: world.events.into_iter().map(|e| Arrival { event: e.event, arrives_at: e.arrives_at }).collect(),
+            now: world.end,
+            expect: Expect::default(),
+        }
+    }
+}
+
 /// What a scenario expects. Determinations and outreach are partial records:
 /// each names only the fields that matter.
 #[derive(Debug, Clone, Default)]
