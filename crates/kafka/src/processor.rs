@@ -831,6 +831,10 @@ fn connect(cfg: &ProcessorConfig) -> Result<Clients, KafkaError> {
         .set("max.partition.fetch.bytes", "262144")
         .set("queued.min.messages", "2000")
         .set("queued.max.messages.kbytes", "4096")
+        // With a queue this shallow the thresholds are reached all the
+        // time, and librdkafka then postpones the partition's next fetch by
+        // this much (1 s by default): the loop sat idle for most of a replay.
+        .set("fetch.queue.backoff.ms", "10")
         .set("session.timeout.ms", "10000")
         // Static membership: a restarted instance takes its partitions
         // back at once instead of waiting out a rebalance.
