@@ -62,7 +62,7 @@ impl Default for ProcessorConfig {
             clock: ClockMode::Wall,
             until: None,
             exit_when_idle: false,
-            batch_max_records: 5_000,
+            batch_max_records: 20_000,
             batch_max_ms: 200,
             transaction_timeout_ms: 10_000,
             max_clock_skew_days: 400,

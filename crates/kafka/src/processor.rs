@@ -525,79 +525,56 @@ impl Processor {
     }
 
     /// Applies buffered records, advances clocks, and commits one transaction.
-    /// Returns whether anything was produced or committed.
+    /// Returns whether anything was produced or committed. The tasks share
+    /// nothing (each has its own engine and RocksDB), so they are applied on
+    /// up to [`apply_threads`] threads; the transaction is one, as before.
     fn process_batch(&mut self, until: Option<DateTime<Utc>>) -> Result<bool, KafkaError> {
         let replay = self.cfg.clock == ClockMode::Replay;
         let now = Utc::now();
+        self.metrics.begin_batch();
+        let topics = &self.topics;
+        let mut tasks: Vec<&mut Task> = self.tasks.values_mut().collect();
+        let busy = tasks.iter().filter(|t| !t.buffered.is_empty()).count();
+        let threads = apply_threads().min(busy);
+        let applied: Vec<Result<Applied, KafkaError>> = if threads <= 1 {
+            tasks.into_iter().map(|t| apply_task(t, replay, until, now, topics)).collect()
+        } else {
+            // Workers take tasks from a shared list, the busiest first.
+            tasks.sort_by_key(|t| std::cmp::Reverse(t.buffered.len()));
+            let queue = Mutex::new(tasks.into_iter().enumerate().rev().collect::<Vec<_>>());
+            let mut done: Vec<(usize, Result<Applied, KafkaError>)> = std::thread::scope(|s| {
+                let workers: Vec<_> = (0..threads)
+                    .map(|_| {
+                        s.spawn(|| {
+                            let mut done = Vec::new();
+                            loop {
+                                let next = queue.lock().map(|mut q| q.pop()).unwrap_or(None);
+                                let Some((i, task)) = next else { break };
+                                done.push((i, apply_task(task, replay, until, now, topics)));
+                            }
+                            done
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|w| w.join().unwrap_or_else(|_| vec![(usize::MAX, Err(KafkaError::State("an apply thread panicked".into())))]))
+                    .collect()
+            });
+            done.sort_by_key(|(i, _)| *i);
+            done.into_iter().map(|(_, r)| r).collect()
+        };
         let mut outputs: Vec<(i32, Vec<Output>, Vec<DeadLetter>)> = Vec::new();
         let mut consumed = 0u64;
-        self.metrics.begin_batch();
-        for task in self.tasks.values_mut() {
-            let span = info_span!(
-                "batch",
-                partition = task.partition,
-                records = tracing::field::Empty,
-                first_offset = tracing::field::Empty,
-                last_offset = tracing::field::Empty,
-                outputs = tracing::field::Empty,
-                dead_letters = tracing::field::Empty
-            );
-            let _g = span.enter();
-            let mut ready = take_ready(task, replay, &self.topics);
-            for r in &ready {
-                debug!(topic = %r.topic, offset = r.offset, ts = ?r.timestamp, "ready");
+        for a in applied {
+            let a = a?;
+            for (rank, kind, ts, received) in &a.consumed {
+                self.metrics.consumed(self.topics.keyed_inputs()[*rank], kind, *ts, *received);
             }
-            let mut dead = Vec::new();
-            let first = ready.first().map(|r| r.offset);
-            span.record("records", ready.len());
-            if let (Some(f), Some(l)) = (first, ready.last().map(|r| r.offset)) {
-                span.record("first_offset", f);
-                span.record("last_offset", l);
-            }
-            for rec in ready.drain(..) {
-                // Who is enrolled is not an event in time: only activity and
-                // reports move the replay clock, so closes see the whole roster.
-                if replay && rec.topic != self.topics.roster {
-                    if let Some(ts) = rec.timestamp.and_then(DateTime::from_timestamp_millis) {
-                        task.engine.advance(ts).map_err(|e| KafkaError::State(e.to_string()))?;
-                    }
-                }
-                let (dead_letter, kind) = apply_record(&mut task.engine, &rec, &self.topics)?;
-                self.metrics.consumed(&rec.topic, kind, rec.timestamp, rec.received_ms);
-                if let Some(d) = dead_letter {
-                    dead.push(d);
-                }
-                task.dirty = true;
-                consumed += 1;
-            }
-            // Records are applied in timestamp order, and a topic's offsets
-            // need not follow it (absence reports arrive out of order): a
-            // position is the lowest offset not yet applied, so a restart
-            // fetches everything still waiting. What was applied beyond it
-            // comes again and is a duplicate the engine drops.
-            for topic in self.topics.keyed_inputs() {
-                let waiting = task.buffered.iter().filter(|r| r.topic == topic).map(|r| r.offset).min();
-                if let Some(next) = waiting.or_else(|| task.fetched.get(topic).copied()) {
-                    task.positions.insert(topic.to_string(), next);
-                }
-            }
-            task.caught_up |= task.at_end.len() == 3 && task.buffered.is_empty();
-            let target = if replay { until } else { Some(now).filter(|_| task.caught_up) };
-            if let Some(t) = target {
-                task.engine.advance(t).map_err(|e| KafkaError::State(e.to_string()))?;
-            }
-            task.engine.flush().map_err(|e| KafkaError::State(e.to_string()))?;
-            let out = task.engine.take_outputs();
-            span.record("outputs", out.len());
-            span.record("dead_letters", dead.len());
-            // A clock that moved without closing anything is not worth a
-            // transaction: it is written with the next batch that is.
-            if !out.is_empty() || !dead.is_empty() || task.engine.store().pending_writes().next().is_some() {
-                task.dirty = true;
-            }
-            debug!(first_offset = ?first, records = consumed, outputs = out.len(), buffered = task.buffered.len(), at_end = ?task.at_end, "applied");
-            outputs.push((task.partition, out, dead));
+            consumed += a.consumed.len() as u64;
+            outputs.push((a.partition, a.outputs, a.dead));
         }
+        outputs.sort_by_key(|o| o.0);
         if !self.tasks.values().any(|t| t.dirty) {
             return Ok(false);
         }
@@ -831,6 +808,10 @@ fn connect(cfg: &ProcessorConfig) -> Result<Clients, KafkaError> {
         .set("max.partition.fetch.bytes", "262144")
         .set("queued.min.messages", "2000")
         .set("queued.max.messages.kbytes", "4096")
+        // With a queue this shallow the thresholds are reached all the
+        // time, and librdkafka then postpones the partition's next fetch by
+        // this much (1 s by default): the loop sat idle for most of a replay.
+        .set("fetch.queue.backoff.ms", "10")
         .set("session.timeout.ms", "10000")
         // Static membership: a restarted instance takes its partitions
         // back at once instead of waiting out a rebalance.
@@ -917,6 +898,89 @@ fn cached_high_watermark<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: 
         )
     };
     (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+}
+
+/// How many threads apply the tasks of a batch: the machine's cores.
+fn apply_threads() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+/// What one task's part of a batch produced.
+struct Applied {
+    partition: i32,
+    outputs: Vec<Output>,
+    dead: Vec<DeadLetter>,
+    /// Per record applied: input topic rank, metrics kind, timestamp, received.
+    consumed: Vec<(usize, &'static str, Option<i64>, i64)>,
+}
+
+/// Applies a task's ready records, advances its clock and flushes its engine.
+fn apply_task(task: &mut Task, replay: bool, until: Option<DateTime<Utc>>, now: DateTime<Utc>, topics: &Topics) -> Result<Applied, KafkaError> {
+    let span = info_span!(
+        "batch",
+        partition = task.partition,
+        records = tracing::field::Empty,
+        first_offset = tracing::field::Empty,
+        last_offset = tracing::field::Empty,
+        outputs = tracing::field::Empty,
+        dead_letters = tracing::field::Empty
+    );
+    let _g = span.enter();
+    let mut ready = take_ready(task, replay, topics);
+    for r in &ready {
+        debug!(topic = %r.topic, offset = r.offset, ts = ?r.timestamp, "ready");
+    }
+    let mut dead = Vec::new();
+    let mut consumed = Vec::with_capacity(ready.len());
+    let first = ready.first().map(|r| r.offset);
+    span.record("records", ready.len());
+    if let (Some(f), Some(l)) = (first, ready.last().map(|r| r.offset)) {
+        span.record("first_offset", f);
+        span.record("last_offset", l);
+    }
+    for rec in ready.drain(..) {
+        // Who is enrolled is not an event in time: only activity and
+        // reports move the replay clock, so closes see the whole roster.
+        if replay && rec.topic != topics.roster {
+            if let Some(ts) = rec.timestamp.and_then(DateTime::from_timestamp_millis) {
+                task.engine.advance(ts).map_err(|e| KafkaError::State(e.to_string()))?;
+            }
+        }
+        let (dead_letter, kind) = apply_record(&mut task.engine, &rec, topics)?;
+        consumed.push((topics.input_rank(&rec.topic), kind, rec.timestamp, rec.received_ms));
+        if let Some(d) = dead_letter {
+            dead.push(d);
+        }
+        task.dirty = true;
+    }
+    // Records are applied in timestamp order, and a topic's offsets
+    // need not follow it (absence reports arrive out of order): a
+    // position is the lowest offset not yet applied, so a restart
+    // fetches everything still waiting. What was applied beyond it
+    // comes again and is a duplicate the engine drops.
+    for topic in topics.keyed_inputs() {
+        let waiting = task.buffered.iter().filter(|r| r.topic == topic).map(|r| r.offset).min();
+        if let Some(next) = waiting.or_else(|| task.fetched.get(topic).copied()) {
+            task.positions.insert(topic.to_string(), next);
+        }
+    }
+    task.caught_up |= task.at_end.len() == 3 && task.buffered.is_empty();
+    let target = if replay { until } else { Some(now).filter(|_| task.caught_up) };
+    if let Some(t) = target {
+        task.engine.advance(t).map_err(|e| KafkaError::State(e.to_string()))?;
+    }
+    task.engine.flush().map_err(|e| KafkaError::State(e.to_string()))?;
+    let out = task.engine.take_outputs();
+    span.record("outputs", out.len());
+    span.record("dead_letters", dead.len());
+    // A clock that moved without closing anything is not worth a
+    // transaction: it is written with the next batch that is.
+    if !out.is_empty() || !dead.is_empty() || task.engine.store().pending_writes().next().is_some() {
+        task.dirty = true;
+    }
+    debug!(first_offset = ?first, records = consumed.len(), outputs = out.len(), buffered = task.buffered.len(), at_end = ?task.at_end, "applied");
+    Ok(Applied { partition: task.partition, outputs: out, dead, consumed })
 }
 
 /// The records of a task that can be applied now, in application order.
