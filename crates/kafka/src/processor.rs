@@ -15,7 +15,7 @@
 //! - an aborted transaction (fenced, failed, rebalanced) rolls the buffered
 //!   state back and rewinds the consumer to the task's positions.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -396,7 +396,8 @@ impl Processor {
             match msg {
                 Err(RdError::PartitionEOF(p)) => {
                     // The EOF error does not say which topic; ask for positions.
-                    self.mark_ends(Some(p))?;
+                    let positions = self.consumer.position().map_err(|e| rd("position", e))?;
+                    self.mark_ends(p, &positions)?;
                 }
                 Err(e) => {
                     warn!(error = %e, "consumer");
@@ -434,23 +435,16 @@ impl Processor {
     /// Re-derives which inputs are at their end, for every assigned partition:
     /// end-of-partition events are not repeated after a seek to the end.
     fn refresh_ends(&mut self) -> Result<(), KafkaError> {
-        let assigned: HashSet<i32> = self
-            .consumer
-            .assignment()
-            .map_err(|e| rd("assignment", e))?
-            .elements()
-            .iter()
-            .map(|e| e.partition())
-            .collect();
-        for p in assigned {
-            self.mark_ends(Some(p))?;
+        // One position() call (over the whole assignment) serves every partition.
+        let positions = self.consumer.position().map_err(|e| rd("position", e))?;
+        let partitions: BTreeSet<i32> = positions.elements().iter().map(|e| e.partition()).collect();
+        for p in partitions {
+            self.mark_ends(p, &positions)?;
         }
         Ok(())
     }
 
-    fn mark_ends(&mut self, partition: Option<i32>) -> Result<(), KafkaError> {
-        let Some(partition) = partition else { return Ok(()) };
-        let positions = self.consumer.position().map_err(|e| rd("position", e))?;
+    fn mark_ends(&mut self, partition: i32, positions: &TopicPartitionList) -> Result<(), KafkaError> {
         let committed = self.task(partition)?.positions.clone();
         let mut ends = Vec::new();
         for e in positions.elements().iter().filter(|e| e.partition() == partition) {
