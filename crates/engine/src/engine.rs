@@ -1422,8 +1422,9 @@ mod open_window_tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
-    #[test]
-    fn open_windows_follow_the_close_schedule() {
+    /// An mmsd school in Chicago in session Monday and Tuesday 2020-10-05/06,
+    /// 08:00–15:00, with these third graders.
+    fn chicago_school(students: &[&str]) -> Engine<MemStore> {
         let mut e = Engine::open(MemStore::default(), EngineConfig::default()).unwrap();
         let day = |d: &str| CalendarDay {
             date: d.parse().unwrap(),
@@ -1439,9 +1440,9 @@ mod open_window_tests {
             days: vec![day("2020-10-05"), day("2020-10-06")],
         })
         .unwrap();
-        for id in ["a", "b", "c"] {
+        for id in students {
             e.upsert_student(StudentRecord {
-                student_id: id.into(),
+                student_id: id.to_string(),
                 school_id: "sch".into(),
                 grade_level: GradeLevel::G3,
                 homeroom_section_id: None,
@@ -1452,6 +1453,12 @@ mod open_window_tests {
             })
             .unwrap();
         }
+        e
+    }
+
+    #[test]
+    fn open_windows_follow_the_close_schedule() {
+        let mut e = chicago_school(&["a", "b", "c"]);
         assert_eq!(e.open_windows().unwrap(), OpenWindows::default(), "no clock yet");
         // Sunday before: nothing has begun.
         e.advance(at("2020-10-04T12:00:00Z")).unwrap();
@@ -1470,32 +1477,7 @@ mod open_window_tests {
 
     #[test]
     fn a_resent_event_is_a_duplicate_after_a_reopen_and_a_reload() {
-        let mut e = Engine::open(MemStore::default(), EngineConfig::default()).unwrap();
-        let day = |d: &str| CalendarDay {
-            date: d.parse().unwrap(),
-            instructional: true,
-            day_type: DayType::Full,
-            start: "08:00".parse().unwrap(),
-            end: "15:00".parse().unwrap(),
-        };
-        e.load_calendar(SchoolCalendar {
-            school_id: "sch".into(),
-            timezone: "America/Chicago".into(),
-            policy: "mmsd".into(),
-            days: vec![day("2020-10-05"), day("2020-10-06")],
-        })
-        .unwrap();
-        e.upsert_student(StudentRecord {
-            student_id: "a".into(),
-            school_id: "sch".into(),
-            grade_level: GradeLevel::G3,
-            homeroom_section_id: None,
-            homeroom_staff_id: None,
-            groups: vec![],
-            enrollments: vec![],
-            modes: vec![],
-        })
-        .unwrap();
+        let mut e = chicago_school(&["a"]);
         let ev = |id: &str, t: &str| ActivityEvent {
             event_id: id.into(),
             source: "lms".into(),
