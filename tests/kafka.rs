@@ -416,14 +416,7 @@ fn broker_restart_loses_nothing(b: &str) -> TestResult {
 
 fn main() -> ExitCode {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let broker = match Broker::get() {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("no broker: {e}");
-            println!("0 passed, 1 failed");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
     let tests: Vec<(&str, fn(&str) -> TestResult)> = vec![
         ("scenarios_pass_through_kafka", scenarios_pass_through_kafka),
         ("bad_records_are_dead_lettered", bad_records_are_dead_lettered),

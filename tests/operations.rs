@@ -298,14 +298,7 @@ fn main() -> ExitCode {
         println!("0 passed, 0 failed, 1 skipped");
         return ExitCode::SUCCESS;
     };
-    let broker = match Broker::get() {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("no broker: {e}");
-            println!("0 passed, 1 failed");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
     // A hang is a failure, not a stalled suite; the processes started here go too.
     std::thread::spawn(|| {
         std::thread::sleep(Duration::from_secs(900));

@@ -37,7 +37,7 @@ pub enum BenchCommand {
     /// Fill the changelog with one processor run, then restore every
     /// partition on an instance with an empty state directory. Last line:
     /// `restore: N records/s (N records, N partitions)`.
-    Restore(RestoreArgs),
+    Restore(DistrictOnBroker),
     /// rollcall and the peer implementations in bench/peers (Kafka Streams,
     /// Quix Streams) on the same input topic, under the daily-engagement
     /// policy. Last line: `peers: rollcall N events/s, kafka-streams N events/s (Rx), quix ...`.
@@ -110,8 +110,9 @@ pub struct LatencyArgs {
     partitions: i32,
 }
 
+/// A simulated district on fresh topics of a broker (`bench restore`, `bench peers`).
 #[derive(clap::Args)]
-pub struct RestoreArgs {
+pub struct DistrictOnBroker {
     #[arg(long)]
     brokers: String,
     #[arg(long, default_value_t = 2000)]
@@ -124,18 +125,16 @@ pub struct RestoreArgs {
     partitions: i32,
 }
 
+impl DistrictOnBroker {
+    fn sim(&self) -> SimConfig {
+        SimConfig { students: self.students, days: self.days, seed: self.seed, ..SimConfig::default() }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct PeersArgs {
-    #[arg(long)]
-    brokers: String,
-    #[arg(long, default_value_t = 2000)]
-    students: usize,
-    #[arg(long, default_value_t = 5)]
-    days: u32,
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    #[arg(long, default_value_t = 6)]
-    partitions: i32,
+    #[command(flatten)]
+    district: DistrictOnBroker,
     /// The directory of the peers' run.sh [default: bench/peers of this repository].
     #[arg(long)]
     peers_dir: Option<PathBuf>,

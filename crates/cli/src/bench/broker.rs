@@ -29,7 +29,7 @@ use rollcall_model::{
 use rollcall_sim::file::Entry;
 use rollcall_sim::SimConfig;
 
-use super::{bar, load_or_simulate, simulate, KafkaArgs, LatencyArgs, Loaded, PeersArgs, RestoreArgs};
+use super::{bar, load_or_simulate, simulate, DistrictOnBroker, KafkaArgs, LatencyArgs, Loaded, PeersArgs};
 
 fn unique(name: &str) -> String {
     format!("bench{}-{}-{name}.", std::process::id(), Utc::now().timestamp_millis())
@@ -524,8 +524,8 @@ fn measure_latency(
     Ok(seen.iter().zip(sent.iter()).filter_map(|(v, s)| Some(v.as_ref()?.saturating_duration_since(*s.as_ref()?).as_secs_f64())).collect())
 }
 
-pub fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
-    let data = simulate(&SimConfig { students: a.students, days: a.days, seed: a.seed, ..SimConfig::default() });
+pub fn restore(a: DistrictOnBroker) -> anyhow::Result<ExitCode> {
+    let data = simulate(&a.sim());
     let prefix = unique("restore");
     let topics = create_topics(&a.brokers, &prefix, a.partitions)?;
     let keyed = produce(&a.brokers, &topics, &data, None)?;
@@ -669,16 +669,16 @@ fn run_peer(
 pub fn peers(a: PeersArgs) -> anyhow::Result<ExitCode> {
     let dir = peers_dir(&a);
     anyhow::ensure!(dir.join("run.sh").is_file(), "{}: no run.sh (give --peers-dir)", dir.display());
-    let data = simulate(&SimConfig { students: a.students, days: a.days, seed: a.seed, ..SimConfig::default() });
+    let data = simulate(&a.district.sim());
     let prefix = unique("peers");
-    let topics = create_topics(&a.brokers, &prefix, a.partitions)?;
-    let keyed = produce(&a.brokers, &topics, &data, Some("daily-engagement"))?;
-    let events: u64 = high_watermarks(&a.brokers, &[&topics.activity])?.values().sum::<i64>().max(0) as u64;
+    let topics = create_topics(&a.district.brokers, &prefix, a.district.partitions)?;
+    let keyed = produce(&a.district.brokers, &topics, &data, Some("daily-engagement"))?;
+    let events: u64 = high_watermarks(&a.district.brokers, &[&topics.activity])?.values().sum::<i64>().max(0) as u64;
     println!("input: {}, every school under daily-engagement; {events} records on {}", data.source, topics.activity);
 
     let state = tempfile::tempdir().context("creating a state directory")?;
     let r =
-        run_processor(processor_config(&a.brokers, &prefix, "rollcall", state.path().to_path_buf(), Some(data.end)), keyed, "rollcall")?;
+        run_processor(processor_config(&a.district.brokers, &prefix, "rollcall", state.path().to_path_buf(), Some(data.end)), keyed, "rollcall")?;
     let from = r.watched.ready.unwrap_or_default();
     let secs = (r.wall - from).as_secs_f64();
     let ours = rate(events, secs);
@@ -692,7 +692,7 @@ pub fn peers(a: PeersArgs) -> anyhow::Result<ExitCode> {
     let mut results = Vec::new();
     for name in ["kafka-streams", "quix"] {
         let output = format!("{prefix}{name}.daily.v1");
-        let res = run_peer(&dir, name, &a.brokers, &topics.activity, &output, events, timeout);
+        let res = run_peer(&dir, name, &a.district.brokers, &topics.activity, &output, events, timeout);
         match &res {
             Ok((_, line)) => println!("{line}"),
             Err(why) => println!("{name}: {why}"),
