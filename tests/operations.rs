@@ -152,16 +152,7 @@ fn tail(path: &Path, lines: usize) -> String {
 
 fn prometheus_scrapes_the_processor(b: &str, prometheus: &Path) -> TestResult {
     let s = district(120, 3, 17);
-    let mut ids: HashSet<String> = HashSet::new();
-    for r in &s.roster {
-        ids.insert(r.student_id.clone());
-        ids.extend(r.homeroom_section_id.clone());
-        ids.extend(r.homeroom_staff_id.clone());
-        for e in &r.enrollments {
-            ids.insert(e.section_id.clone());
-            ids.insert(e.staff_id.clone());
-        }
-    }
+    let mut ids: HashSet<String> = s.roster.iter().flat_map(|r| r.identifiers().map(str::to_string)).collect();
     let student_ids: BTreeSet<String> = s.roster.iter().map(|r| r.student_id.clone()).chain(s.events.iter().map(|a| a.event.student_id.clone())).collect();
     ids.extend(student_ids.iter().cloned());
     let prefix = unique("ops");

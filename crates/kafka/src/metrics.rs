@@ -676,15 +676,7 @@ mod tests {
         let (mut corrections, mut too_late, mut outreach) = (0, 0, 0);
         for f in files {
             let s = Scenario::load(&repo().join(f)).unwrap();
-            for r in &s.roster {
-                ids.insert(r.student_id.clone());
-                ids.extend(r.homeroom_section_id.clone());
-                ids.extend(r.homeroom_staff_id.clone());
-                for e in &r.enrollments {
-                    ids.insert(e.section_id.clone());
-                    ids.insert(e.staff_id.clone());
-                }
-            }
+            ids.extend(s.roster.iter().flat_map(|r| r.identifiers().map(str::to_string)));
             rec.begin_batch();
             for a in &s.events {
                 ids.insert(a.event.student_id.clone());

@@ -343,6 +343,16 @@ pub struct StudentRecord {
 }
 
 impl StudentRecord {
+    /// Every person and class id this record names: the student, the
+    /// homeroom section and teacher, each enrolled section and its teacher.
+    /// None of them may ever be a metric label value.
+    pub fn identifiers(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.student_id.as_str())
+            .chain(self.homeroom_section_id.as_deref())
+            .chain(self.homeroom_staff_id.as_deref())
+            .chain(self.enrollments.iter().flat_map(|e| [e.section_id.as_str(), e.staff_id.as_str()]))
+    }
+
     /// The mode on `date`: the first matching span, else SYNC_ONLINE.
     pub fn mode_on(&self, date: NaiveDate) -> Mode {
         let wd = Weekday::of(date);
