@@ -223,7 +223,24 @@ struct Replayed {
     inputs: u64,
     refused: u64,
     outputs: u64,
+    /// Every output's Avro datum, in emission order, folded into one hash
+    /// (not timed): a faster engine must give the same digest.
+    digest: u64,
     elapsed: Duration,
+}
+
+/// Folds a batch of outputs into `digest`; returns how long that took.
+fn fold_outputs(digest: &mut u64, outputs: Vec<rollcall_engine::Output>) -> anyhow::Result<Duration> {
+    use rollcall_model::avro::AvroRecord;
+    let t = Instant::now();
+    for o in outputs {
+        let bytes = match &o {
+            rollcall_engine::Output::Determination(d) => d.to_avro_datum()?,
+            rollcall_engine::Output::Outreach(t) => t.to_avro_datum()?,
+        };
+        *digest = xxhash_rust::xxh3::xxh3_64_with_seed(&bytes, *digest);
+    }
+    Ok(t.elapsed())
 }
 
 /// Loads the world (untimed), then applies every report and event in order,
@@ -244,7 +261,8 @@ fn replay<S: KvStore>(engine: &mut Engine<S>, data: &Loaded, commit_every: usize
     engine.commit()?;
     let timed = &data.entries[timed_from..];
     let bar = bar(timed.len() as u64, "engine");
-    let mut r = Replayed { inputs: 0, refused: 0, outputs: 0, elapsed: Duration::ZERO };
+    let mut r = Replayed { inputs: 0, refused: 0, outputs: 0, digest: 0, elapsed: Duration::ZERO };
+    let mut untimed = Duration::ZERO;
     let started = Instant::now();
     for (i, e) in timed.iter().enumerate() {
         let applied = match e {
@@ -265,16 +283,20 @@ fn replay<S: KvStore>(engine: &mut Engine<S>, data: &Loaded, commit_every: usize
             Err(ApplyError::Fatal(e)) => return Err(e.into()),
         }
         if (i + 1) % commit_every.max(1) == 0 {
-            r.outputs += engine.take_outputs().len() as u64;
+            let outputs = engine.take_outputs();
+            r.outputs += outputs.len() as u64;
+            untimed += fold_outputs(&mut r.digest, outputs)?;
             engine.commit()?;
             bar.set_position(i as u64 + 1);
         }
     }
     engine.advance(data.end)?;
     engine.flush()?;
-    r.outputs += engine.take_outputs().len() as u64;
+    let outputs = engine.take_outputs();
+    r.outputs += outputs.len() as u64;
+    untimed += fold_outputs(&mut r.digest, outputs)?;
     engine.commit()?;
-    r.elapsed = started.elapsed();
+    r.elapsed = started.elapsed().saturating_sub(untimed);
     bar.finish_and_clear();
     Ok(r)
 }
@@ -306,7 +328,10 @@ fn engine(args: EngineArgs) -> anyhow::Result<ExitCode> {
         "{} inputs ({} events applied, {} duplicates, {} reports, {} refused) in {:.3} s, one thread, RocksDB state, commit every {}",
         r.inputs, stats.events, stats.duplicates, stats.reports, r.refused, secs, args.commit_every
     );
-    println!("{} outputs ({} determinations, {} outreach)", r.outputs, stats.determinations, stats.outreach);
+    println!(
+        "{} outputs ({} determinations, {} outreach), digest {:016x}",
+        r.outputs, stats.determinations, stats.outreach, r.digest
+    );
     println!("engine: {:.0} events/s", r.inputs as f64 / secs);
     Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// The engine allocates and frees many small records per event (facts,
+// outcomes, keys); glibc's allocator spent about a fifth of the engine's
+// time on them (BENCHMARKS.md, engine step 9).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "rollcall", version, about = "Attendance from learning activity, under each district's written policy")]
 struct Cli {

@@ -17,7 +17,7 @@ use rollcall_policy::{Policy, Rule};
 
 use crate::cache::{FxHashMap, FxHashSet, RecordCache};
 use crate::codec::{self, CodecError};
-use crate::eval::{self, DayInput, Outcome};
+use crate::eval::{self, BlockAttendance, DayInput, Outcome};
 use crate::kv::{KvStore, StoreError, Table};
 use crate::school::{monday_of, FinalizeKey, School, SchoolAction};
 use crate::state::{self, DayMark, DayRecord, Emitted, Fact, ReportFact, TimerAction, YearRecord};
@@ -884,14 +884,14 @@ impl<S: KvStore> Engine<S> {
         let Some(day) = school.instructional(date) else { return Ok(()) };
         let record = self.load_day(&student.student_id, date)?;
         let input = DayInput { school, day, student, record: &record };
-        let outcomes = eval::evaluate_day(&input);
-        if closing.is_none() {
-            if let Rule::Blocks(p) = &school.policy.rule {
-                if p.teacher_follow_up {
-                    self.schedule_follow_ups(&input)?;
-                }
+        let outcomes = match &school.policy.rule {
+            Rule::Blocks(p) if p.teacher_follow_up && closing.is_none() => {
+                let blocks = eval::block_attendance(&input);
+                self.schedule_follow_ups(&input, &blocks)?;
+                eval::blocks_day(&input, p, &blocks).into_iter().collect()
             }
-        }
+            _ => eval::evaluate_day(&input),
+        };
         let mut all_final = !outcomes.is_empty();
         let mut changed_final = false;
         for o in &outcomes {
@@ -913,7 +913,7 @@ impl<S: KvStore> Engine<S> {
         monday: NaiveDate,
         finalize: bool,
         at: DateTime<Utc>,
-    ) -> Result<Vec<Outcome>, EngineError> {
+    ) -> Result<Vec<(String, u32)>, EngineError> {
         let mut records = Vec::with_capacity(7);
         for d in 0..7 {
             let date = monday + Duration::days(d);
@@ -926,7 +926,8 @@ impl<S: KvStore> Engine<S> {
         for o in &outcomes {
             self.emit(student, school, o, finalize, at)?;
         }
-        Ok(outcomes)
+        // (section, contacts): what the low-contact check reads.
+        Ok(outcomes.iter().filter_map(|o| Some((o.section?.to_string(), o.contacts.unwrap_or(0) as u32))).collect())
     }
 
     fn load_emitted(&mut self, key: &[u8]) -> Result<Option<Arc<Emitted>>, EngineError> {
@@ -954,12 +955,12 @@ impl<S: KvStore> Engine<S> {
         finalize: bool,
         at: DateTime<Utc>,
     ) -> Result<(bool, bool), EngineError> {
-        let key = state::emitted_key(&student.student_id, o.date, o.scope, o.section.as_deref());
+        let key = state::emitted_key(&student.student_id, o.date, o.scope, o.section);
         let prev = self.load_emitted(&key)?;
         let differs = |p: &Emitted| {
             p.status != o.status
                 || p.code != o.code
-                || p.category != o.category
+                || p.category.as_deref() != o.category
                 || p.minutes != o.minutes
                 || p.contacts != o.contacts
         };
@@ -994,30 +995,30 @@ impl<S: KvStore> Engine<S> {
         let em = Emitted {
             version,
             status: o.status,
-            code: o.code.clone(),
-            category: o.category.clone(),
+            code: o.code.to_string(),
+            category: o.category.map(str::to_string),
             minutes: o.minutes,
             contacts: o.contacts,
             finality,
         };
         self.emitted.set(&key, em);
-        let det_key = rollcall_model::determination_key(&student.student_id, o.scope, o.date, o.section.as_deref());
+        let det_key = rollcall_model::determination_key(&student.student_id, o.scope, o.date, o.section);
         self.out.push(Output::Determination(Determination {
             determination_id: format!("{det_key}#{version}"),
             student_id: student.student_id.clone(),
             school_id: student.school_id.clone(),
             scope: o.scope,
             date: o.date,
-            section_id: o.section.clone(),
+            section_id: o.section.map(str::to_string),
             policy: school.policy.id.clone(),
             status: o.status,
-            code: o.code.clone(),
+            code: o.code.to_string(),
             attendance_type: o.attendance_type,
             minutes: o.minutes,
             contacts: o.contacts,
-            category: o.category.clone(),
-            rule: o.rule.clone(),
-            evidence: o.evidence.clone(),
+            category: o.category.map(str::to_string),
+            rule: o.rule.to_string(),
+            evidence: o.evidence.iter().map(|e| e.to_string()).collect(),
             version: version as i32,
             finality,
             decided_at: at,
@@ -1153,15 +1154,14 @@ impl<S: KvStore> Engine<S> {
         Ok(())
     }
 
-    fn schedule_follow_ups(&mut self, input: &DayInput) -> Result<(), EngineError> {
-        let blocks = eval::block_attendance(input);
+    fn schedule_follow_ups(&mut self, input: &DayInput, blocks: &[BlockAttendance]) -> Result<(), EngineError> {
         let Some(first) = blocks.first() else { return Ok(()) };
         if !first.attended {
             return Ok(());
         }
         for b in blocks.iter().skip(1).filter(|b| !b.attended) {
             let due = input.school.instant(input.day.date, b.end.minutes()).timestamp_micros();
-            let action = TimerAction::BlockEnded { date: input.day.date, section: b.section.clone() };
+            let action = TimerAction::BlockEnded { date: input.day.date, section: b.section.to_string() };
             let key = state::timer_key(due, &input.student.student_id, &action);
             self.store.put(Table::Timer, &key, &[])?;
             if let Some(t) = self.timers.as_mut() {
@@ -1189,14 +1189,14 @@ impl<S: KvStore> Engine<S> {
                         policy: &policy,
                         kind: OutreachKind::TeacherFollowUp,
                         role: RecipientRole::Teacher,
-                        staff: Some(b.staff.clone()),
-                        section: Some(b.section.clone()),
+                        staff: Some(b.staff.to_string()),
+                        section: Some(b.section.to_string()),
                         window: (date, date),
                         reason: format!(
                             "present at the morning session ({} {}) but missed {} at {}–{}",
                             m.section, m.start, b.section, b.start, b.end
                         ),
-                        evidence: m.evidence.clone(),
+                        evidence: m.evidence.iter().map(|e| e.to_string()).collect(),
                         discriminator: b.start.to_string(),
                         at,
                     })?;
@@ -1212,8 +1212,9 @@ impl<S: KvStore> Engine<S> {
             Rule::WeeklyContacts(p) => {
                 let outcomes = self.reevaluate_week(student, school, monday, true, at)?;
                 if p.low_contact_weeks > 0 {
-                    for o in &outcomes {
-                        self.check_low_contact(student, school, &policy, p.low_contact_weeks, p.low_contact_max, o, at)?;
+                    for (section, contacts) in &outcomes {
+                        let (weeks, max) = (p.low_contact_weeks, p.low_contact_max);
+                        self.check_low_contact(student, school, &policy, (weeks, max), monday, section, *contacts, at)?;
                     }
                 }
             }
@@ -1264,20 +1265,20 @@ impl<S: KvStore> Engine<S> {
         student: &StudentRecord,
         school: &School,
         policy: &Policy,
-        weeks: u32,
-        max: u32,
-        o: &Outcome,
+        (weeks, max): (u32, u32),
+        week: NaiveDate,
+        section: &str,
+        contacts: u32,
         at: DateTime<Utc>,
     ) -> Result<(), EngineError> {
-        let Some(section) = o.section.as_deref() else { return Ok(()) };
-        let mut total = o.contacts.unwrap_or(0) as u32;
+        let mut total = contacts;
         let mut evidence = vec![format!(
             "{}#contacts={}",
-            rollcall_model::determination_key(&student.student_id, Scope::Week, o.date, Some(section)),
+            rollcall_model::determination_key(&student.student_id, Scope::Week, week, Some(section)),
             total
         )];
         for back in 1..weeks {
-            let monday = o.date - Duration::days(7 * back as i64);
+            let monday = week - Duration::days(7 * back as i64);
             if !school.week_has_instruction(monday) {
                 return Ok(());
             }
@@ -1294,7 +1295,7 @@ impl<S: KvStore> Engine<S> {
             return Ok(());
         }
         let staff = student.enrollment(section).map(|e| e.staff_id.clone());
-        let first = o.date - Duration::days(7 * (weeks as i64 - 1));
+        let first = week - Duration::days(7 * (weeks as i64 - 1));
         self.raise(Raise {
             student,
             policy,
@@ -1302,7 +1303,7 @@ impl<S: KvStore> Engine<S> {
             role: RecipientRole::AttendanceTeam,
             staff,
             section: Some(section.to_string()),
-            window: (first, o.date + Duration::days(6)),
+            window: (first, week + Duration::days(6)),
             reason: format!("{total} contact day(s) over {weeks} consecutive weeks (at most {max})"),
             evidence,
             discriminator: String::new(),

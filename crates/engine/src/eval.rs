@@ -2,6 +2,8 @@
 //! week) in, outcomes out. No state, no clock: what is decided here depends
 //! only on the facts, so the order in which they arrived cannot matter.
 
+use std::borrow::Cow;
+
 use chrono::{Duration, NaiveDate};
 use rollcall_model::{
     ActivityKind, AttendanceType, CalendarDay, CourseType, DayType, Direction, Enrollment, LocalTime, Meeting, Mode,
@@ -12,25 +14,27 @@ use rollcall_policy::{AnyEvidence, BandScope, Blocks, ByMode, HalfDay, Policy, R
 use crate::school::{monday_of, FinalizeKey, School};
 use crate::state::{DayRecord, Fact};
 
-/// One evaluated determination, before versioning.
+/// One evaluated determination, before versioning. It borrows its strings
+/// from the policy, the roster record and the facts: most evaluations find
+/// nothing new to emit, and then nothing is copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct Outcome<'a> {
     pub scope: Scope,
     pub date: NaiveDate,
-    pub section: Option<String>,
+    pub section: Option<&'a str>,
     pub status: Status,
-    pub code: String,
+    pub code: &'a str,
     pub attendance_type: Option<AttendanceType>,
     pub minutes: Option<i64>,
     pub contacts: Option<i32>,
-    pub category: Option<String>,
-    pub rule: String,
-    pub evidence: Vec<String>,
+    pub category: Option<&'a str>,
+    pub rule: Cow<'a, str>,
+    pub evidence: Vec<&'a str>,
     /// Which close finalizes this window.
     pub closes_by: FinalizeKey,
 }
 
-impl Outcome {
+impl Outcome<'_> {
     /// Decided before its window closes: a positive outcome can only be
     /// overturned by a correction, so it may be emitted at once.
     pub fn decided(&self) -> bool {
@@ -57,7 +61,7 @@ impl<'a> DayInput<'a> {
     fn date(&self) -> NaiveDate {
         self.day.date
     }
-    fn policy(&self) -> &Policy {
+    fn policy(&self) -> &'a Policy {
         &self.school.policy
     }
     fn mode(&self) -> Mode {
@@ -122,13 +126,13 @@ impl<'a> DayInput<'a> {
     /// Evidence of two-way communication on the date with `staff` (or with
     /// any staff member when `None`): a two-way contact, or a message from the
     /// student or guardian and one back from that staff member.
-    fn two_way(&self, staff: Option<&str>) -> Option<Vec<String>> {
+    fn two_way(&self, staff: Option<&str>) -> Option<Vec<&'a str>> {
         let matches = |f: &'a Fact| staff.is_none() || self.staff_of(f) == staff;
         let mut inbound: Vec<&Fact> = Vec::new();
         let mut outbound: Vec<&Fact> = Vec::new();
         for f in self.on_day().filter(|f| matches(f)) {
             match (f.kind, f.direction) {
-                (ActivityKind::TwoWayContact, _) => return Some(vec![f.event_id.clone()]),
+                (ActivityKind::TwoWayContact, _) => return Some(vec![f.event_id.as_str()]),
                 (ActivityKind::Message, Some(Direction::FromStudent | Direction::FromGuardian)) => inbound.push(f),
                 (ActivityKind::Message, Some(Direction::FromStaff)) => outbound.push(f),
                 _ => {}
@@ -137,42 +141,50 @@ impl<'a> DayInput<'a> {
         for i in &inbound {
             let who = self.staff_of(i);
             if let Some(o) = outbound.iter().find(|o| self.staff_of(o) == who && who.is_some()) {
-                return Some(vec![i.event_id.clone(), o.event_id.clone()]);
+                return Some(vec![i.event_id.as_str(), o.event_id.as_str()]);
             }
         }
         None
     }
-    fn absence(&self) -> (Status, String, String, Vec<String>) {
+    fn absence(&self) -> (Status, &'a str, Cow<'a, str>, Vec<&'a str>) {
         let p = self.policy();
         let excused = self.record.reports.iter().find(|r| p.excused_reasons.contains(&r.reason));
         match excused {
             Some(r) => (
                 Status::AbsentExcused,
-                p.codes.absent_excused.clone(),
-                format!("absent, excused: {} reported", r.reason),
-                vec![r.report_id.clone()],
+                &p.codes.absent_excused,
+                format!("absent, excused: {} reported", r.reason).into(),
+                vec![r.report_id.as_str()],
             ),
             None => (
                 Status::AbsentUnexcused,
-                p.codes.absent_unexcused.clone(),
+                &p.codes.absent_unexcused,
                 "absent: no qualifying activity and no excusing report".into(),
                 vec![],
             ),
         }
     }
-    fn present_code(&self) -> (Status, String) {
+    fn present_code(&self) -> (Status, &'a str) {
         let c = &self.policy().codes;
         if self.mode() == Mode::InPerson {
-            (Status::Present, c.present.clone())
+            (Status::Present, &c.present)
         } else {
-            (c.remote_status, c.present_remote.clone())
+            (c.remote_status, &c.present_remote)
         }
     }
-    fn outcome(&self, scope: Scope, section: Option<&str>, status: Status, code: String, rule: String, evidence: Vec<String>) -> Outcome {
+    fn outcome(
+        &self,
+        scope: Scope,
+        section: Option<&'a str>,
+        status: Status,
+        code: &'a str,
+        rule: Cow<'a, str>,
+        evidence: Vec<&'a str>,
+    ) -> Outcome<'a> {
         Outcome {
             scope,
             date: self.date(),
-            section: section.map(str::to_string),
+            section,
             status,
             code,
             attendance_type: Some(self.attendance_type()),
@@ -184,7 +196,7 @@ impl<'a> DayInput<'a> {
             closes_by: self.closes_by(),
         }
     }
-    fn present_or_absent(&self, scope: Scope, section: Option<&str>, found: Option<(String, Vec<String>)>) -> Outcome {
+    fn present_or_absent(&self, scope: Scope, section: Option<&'a str>, found: Option<Found<'a>>) -> Outcome<'a> {
         match found {
             Some((rule, evidence)) => {
                 let (status, code) = self.present_code();
@@ -205,6 +217,9 @@ impl<'a> DayInput<'a> {
     }
 }
 
+/// Why a window counts as attended, and the events that show it.
+type Found<'a> = (Cow<'a, str>, Vec<&'a str>);
+
 fn is_engagement(f: &Fact) -> bool {
     f.kind.is_engagement_kind() && (f.kind != ActivityKind::Message || f.direction == Some(Direction::FromStudent))
 }
@@ -219,7 +234,7 @@ pub fn covered_minutes<'f>(
     open_kind: ActivityKind,
     close_kind: ActivityKind,
     window: (i64, i64),
-) -> (i64, Vec<String>) {
+) -> (i64, Vec<&'f str>) {
     let mut evs: Vec<&Fact> = facts.filter(|f| f.kind == open_kind || f.kind == close_kind).collect();
     fn group(f: &Fact) -> &str {
         f.session.as_deref().or(f.section.as_deref()).unwrap_or_default()
@@ -227,7 +242,7 @@ pub fn covered_minutes<'f>(
     evs.sort_by(|a, b| {
         (group(a), a.at, a.kind != open_kind, &a.event_id).cmp(&(group(b), b.at, b.kind != open_kind, &b.event_id))
     });
-    let mut intervals: Vec<(i64, i64, &str, Option<&str>)> = Vec::new();
+    let mut intervals: Vec<(i64, i64, &'f str, Option<&'f str>)> = Vec::new();
     let mut i = 0;
     while i < evs.len() {
         let g = group(evs[i]);
@@ -255,9 +270,9 @@ pub fn covered_minutes<'f>(
         let (a, b) = (a.max(window.0), b.min(window.1));
         if a < b {
             clipped.push((a, b));
-            evidence.push(e1.to_string());
+            evidence.push(e1);
             if let Some(e) = e2 {
-                evidence.push(e.to_string());
+                evidence.push(e);
             }
         }
     }
@@ -283,7 +298,7 @@ pub fn covered_minutes<'f>(
 }
 
 /// Every DAY and SECTION outcome of one student's instructional day.
-pub fn evaluate_day(input: &DayInput) -> Vec<Outcome> {
+pub fn evaluate_day<'a>(input: &DayInput<'a>) -> Vec<Outcome<'a>> {
     let policy = input.policy();
     let Some(band) = policy.band(input.student.grade_level) else { return Vec::new() };
     match (&policy.rule, band.scope) {
@@ -302,7 +317,7 @@ pub fn evaluate_day(input: &DayInput) -> Vec<Outcome> {
             let sections: Vec<Outcome> = input.blocks().iter().map(|b| half_day(input, p, Some(b))).collect();
             with_derived_day(input, sections)
         }
-        (Rule::Blocks(p), _) => blocks_day(input, p).into_iter().collect(),
+        (Rule::Blocks(p), _) => blocks_day(input, p, &block_attendance(input)).into_iter().collect(),
         (Rule::WeeklyContacts(p), _) => {
             // Remote days are decided per week; in-person days daily.
             if input.mode() == Mode::InPerson {
@@ -312,7 +327,7 @@ pub fn evaluate_day(input: &DayInput) -> Vec<Outcome> {
             }
         }
         (Rule::DailyEngagement, _) => {
-            let found = input.on_day().find(|f| is_engagement(f)).map(|f| ("engagement event on the day".to_string(), vec![f.event_id.clone()]));
+            let found = input.on_day().find(|f| is_engagement(f)).map(|f| ("engagement event on the day".into(), vec![f.event_id.as_str()]));
             vec![input.present_or_absent(Scope::Day, None, found)]
         }
         (_, BandScope::WeekSection) => Vec::new(),
@@ -321,7 +336,7 @@ pub fn evaluate_day(input: &DayInput) -> Vec<Outcome> {
 
 /// DESIGN.md section 4: the DAY code derived from periods is present when the
 /// student is present in at least half of the periods scheduled that day.
-fn with_derived_day(input: &DayInput, mut sections: Vec<Outcome>) -> Vec<Outcome> {
+fn with_derived_day<'a>(input: &DayInput<'a>, mut sections: Vec<Outcome<'a>>) -> Vec<Outcome<'a>> {
     if sections.is_empty() {
         return sections;
     }
@@ -329,13 +344,13 @@ fn with_derived_day(input: &DayInput, mut sections: Vec<Outcome>) -> Vec<Outcome
     let present: Vec<&Outcome> = sections.iter().filter(|o| o.status.is_present()).collect();
     let found = (2 * present.len() >= n).then(|| {
         (
-            format!("present in {} of {} scheduled periods (at least half)", present.len(), n),
-            present.iter().flat_map(|o| o.evidence.iter().cloned()).collect::<Vec<_>>(),
+            format!("present in {} of {} scheduled periods (at least half)", present.len(), n).into(),
+            present.iter().flat_map(|o| o.evidence.iter().copied()).collect::<Vec<_>>(),
         )
     });
     let mut day = input.present_or_absent(Scope::Day, None, found);
     if !day.status.is_present() && day.status == Status::AbsentUnexcused {
-        day.rule = format!("absent: present in {} of {} scheduled periods (fewer than half)", present.len(), n);
+        day.rule = format!("absent: present in {} of {} scheduled periods (fewer than half)", present.len(), n).into();
     }
     sections.push(day);
     sections
@@ -345,7 +360,7 @@ fn live_allowed(input: &DayInput, p: &AnyEvidence) -> bool {
     !p.no_live_weekdays.contains(&Weekday::of(input.date())) && !p.no_live_day_types.contains(&input.day.day_type)
 }
 
-fn any_evidence_day(input: &DayInput, p: &AnyEvidence) -> Outcome {
+fn any_evidence_day<'a>(input: &DayInput<'a>, p: &AnyEvidence) -> Outcome<'a> {
     let date = input.date();
     let blocks = input.blocks();
     let scheduled = |s: &str| {
@@ -358,13 +373,13 @@ fn any_evidence_day(input: &DayInput, p: &AnyEvidence) -> Outcome {
             })
         })
         .flatten()
-        .map(|f| ("(a) live session on the day".to_string(), vec![f.event_id.clone()]));
+        .map(|f| -> Found<'a> { ("(a) live session on the day".into(), vec![f.event_id.as_str()]) });
     let by = date + Duration::days(p.submission_allowance_days as i64);
     let submission = || {
         input
             .for_day(by)
             .find(|f| f.kind == ActivityKind::Submission)
-            .map(|f| ("(b) task for the day submitted on time".to_string(), vec![f.event_id.clone()]))
+            .map(|f| -> Found<'a> { ("(b) task for the day submitted on time".into(), vec![f.event_id.as_str()]) })
     };
     let two_way = || {
         let homeroom = input.student.homeroom_staff_id.as_deref()?;
@@ -376,19 +391,19 @@ fn any_evidence_day(input: &DayInput, p: &AnyEvidence) -> Outcome {
         for s in &specials {
             evidence.extend(input.two_way(Some(s))?);
         }
-        Some(("(c) two-way communication with the homeroom teacher and every specials teacher of the day".to_string(), evidence))
+        Some(("(c) two-way communication with the homeroom teacher and every specials teacher of the day".into(), evidence))
     };
     let found = live.or_else(submission).or_else(two_way);
     input.present_or_absent(Scope::Day, None, found)
 }
 
-fn any_evidence_section(input: &DayInput, p: &AnyEvidence, b: &Block) -> Outcome {
-    let section = b.enrollment.section_id.as_str();
+fn any_evidence_section<'a>(input: &DayInput<'a>, p: &AnyEvidence, b: &Block<'a>) -> Outcome<'a> {
+    let section: &'a str = b.enrollment.section_id.as_str();
     let in_section = |f: &&Fact| f.section.as_deref() == Some(section);
     let live = live_allowed(input, p)
         .then(|| input.on_day().filter(in_section).find(|f| f.kind == ActivityKind::LiveJoin))
         .flatten()
-        .map(|f| ("live session of the class on the day".to_string(), vec![f.event_id.clone()]));
+        .map(|f| -> Found<'a> { ("live session of the class on the day".into(), vec![f.event_id.as_str()]) });
     let by = input.date() + Duration::days(p.submission_allowance_days as i64);
     let found = live
         .or_else(|| {
@@ -396,17 +411,17 @@ fn any_evidence_section(input: &DayInput, p: &AnyEvidence, b: &Block) -> Outcome
                 .for_day(by)
                 .filter(in_section)
                 .find(|f| f.kind == ActivityKind::Submission)
-                .map(|f| ("task for the class submitted on time".to_string(), vec![f.event_id.clone()]))
+                .map(|f| -> Found<'a> { ("task for the class submitted on time".into(), vec![f.event_id.as_str()]) })
         })
         .or_else(|| {
             input
                 .two_way(Some(&b.enrollment.staff_id))
-                .map(|e| ("two-way communication with the class teacher".to_string(), e))
+                .map(|e| -> Found<'a> { ("two-way communication with the class teacher".into(), e) })
         });
     input.present_or_absent(Scope::Section, Some(section), found)
 }
 
-fn by_mode_day(input: &DayInput, p: &ByMode) -> Outcome {
+fn by_mode_day<'a>(input: &DayInput<'a>, p: &ByMode) -> Outcome<'a> {
     let policy = input.policy();
     let blocks = input.blocks();
     let mode = input.mode();
@@ -415,21 +430,21 @@ fn by_mode_day(input: &DayInput, p: &ByMode) -> Outcome {
             Scope::Day,
             None,
             Status::Exempt,
-            policy.codes.exempt.clone(),
+            &policy.codes.exempt,
             "exempt: every scheduled section is dual enrollment".into(),
             vec![],
         );
     }
     let date = input.date();
-    let found = match mode {
+    let found: Option<Found<'a>> = match mode {
         Mode::InPerson => input
             .on_day()
             .find(|f| f.kind == ActivityKind::CheckIn)
-            .map(|f| ("in person: checked in on campus".to_string(), vec![f.event_id.clone()])),
+            .map(|f| ("in person: checked in on campus".into(), vec![f.event_id.as_str()])),
         m if m.is_offline() => {
             let week_end = monday_of(date) + Duration::days(6);
             input.for_day(week_end).next().map(|f| {
-                (format!("{}: work for the day returned by the end of its week", mode), vec![f.event_id.clone()])
+                (format!("{}: work for the day returned by the end of its week", mode).into(), vec![f.event_id.as_str()])
             })
         }
         _ if p.lms => {
@@ -437,8 +452,8 @@ fn by_mode_day(input: &DayInput, p: &ByMode) -> Outcome {
             let engaged = input.on_day().find(|f| is_engagement(f));
             match (login, engaged) {
                 (Some(l), Some(e)) => Some((
-                    "virtual: authenticated (login) and engaged on the day".to_string(),
-                    vec![l.event_id.clone(), e.event_id.clone()],
+                    "virtual: authenticated (login) and engaged on the day".into(),
+                    vec![l.event_id.as_str(), e.event_id.as_str()],
                 )),
                 _ => None,
             }
@@ -446,7 +461,7 @@ fn by_mode_day(input: &DayInput, p: &ByMode) -> Outcome {
         _ => input
             .on_day()
             .find(|f| f.kind == ActivityKind::TwoWayContact)
-            .map(|f| ("virtual without an LMS: two-way contact on the day".to_string(), vec![f.event_id.clone()])),
+            .map(|f| ("virtual without an LMS: two-way contact on the day".into(), vec![f.event_id.as_str()])),
     };
     let mut o = input.present_or_absent(Scope::Day, None, found);
     let window = input.day_window();
@@ -459,9 +474,9 @@ fn by_mode_day(input: &DayInput, p: &ByMode) -> Outcome {
     o
 }
 
-fn half_day(input: &DayInput, p: &HalfDay, block: Option<&Block>) -> Outcome {
+fn half_day<'a>(input: &DayInput<'a>, p: &HalfDay, block: Option<&Block<'a>>) -> Outcome<'a> {
     let policy = input.policy();
-    let section = block.map(|b| b.enrollment.section_id.as_str());
+    let section: Option<&'a str> = block.map(|b| b.enrollment.section_id.as_str());
     let scope = if block.is_some() { Scope::Section } else { Scope::Day };
     let in_scope = |f: &&Fact| section.is_none() || f.section.as_deref() == section;
     let window = match block {
@@ -474,12 +489,12 @@ fn half_day(input: &DayInput, p: &HalfDay, block: Option<&Block>) -> Outcome {
     let date = input.date();
 
     let mut minutes = 0;
-    let found = if mode == Mode::InPerson {
+    let found: Option<Found<'a>> = if mode == Mode::InPerson {
         // On site: presence on campus, whichever section the door saw.
         let (m, ev) = covered_minutes(input.on_day(), ActivityKind::CheckIn, ActivityKind::CheckOut, window);
         minutes = m;
         if m as f64 >= needed && m > 0 {
-            Some((format!("on site {m} of {} minutes of {what} (at least {}%)", needed / p.fraction, p.fraction * 100.0), ev))
+            Some((format!("on site {m} of {} minutes of {what} (at least {}%)", needed / p.fraction, p.fraction * 100.0).into(), ev))
         } else {
             None
         }
@@ -488,12 +503,12 @@ fn half_day(input: &DayInput, p: &HalfDay, block: Option<&Block>) -> Outcome {
             .on_day()
             .filter(in_scope)
             .find(|f| is_engagement(f))
-            .map(|f| ("asynchronous-only course: engaged with the course on the day".to_string(), vec![f.event_id.clone()]))
+            .map(|f| ("asynchronous-only course: engaged with the course on the day".into(), vec![f.event_id.as_str()]))
     } else {
         let (m, ev) = covered_minutes(input.on_day().filter(in_scope), ActivityKind::LiveJoin, ActivityKind::LiveLeave, window);
         minutes = m;
         if m as f64 >= needed && m > 0 {
-            Some((format!("live {m} of {} minutes of {what} (at least {}%)", needed / p.fraction, p.fraction * 100.0), ev))
+            Some((format!("live {m} of {} minutes of {what} (at least {}%)", needed / p.fraction, p.fraction * 100.0).into(), ev))
         } else {
             None
         }
@@ -504,14 +519,14 @@ fn half_day(input: &DayInput, p: &HalfDay, block: Option<&Block>) -> Outcome {
         o.minutes = Some(minutes);
         return o;
     }
-    let remote = |rule: String, evidence: Vec<String>| {
-        let mut o = input.outcome(scope, section, policy.codes.remote_status, policy.codes.present_remote.clone(), rule, evidence);
+    let remote = |rule: String, evidence: Vec<&'a str>| {
+        let mut o = input.outcome(scope, section, policy.codes.remote_status, &policy.codes.present_remote, rule.into(), evidence);
         o.minutes = Some(minutes);
         o
     };
     if mode == Mode::InPerson {
         if let Some(r) = input.record.reports.iter().find(|r| p.remote_present_reasons.contains(&r.reason)) {
-            return remote(format!("present off-site: {} reported", r.reason), vec![r.report_id.clone()]);
+            return remote(format!("present off-site: {} reported", r.reason), vec![r.report_id.as_str()]);
         }
     } else if let Some(r) = input.record.reports.iter().find(|r| p.hardship_reasons.contains(&r.reason)) {
         let by = date + Duration::days(p.submission_allowance_days as i64);
@@ -520,13 +535,13 @@ fn half_day(input: &DayInput, p: &HalfDay, block: Option<&Block>) -> Outcome {
             .for_day(by)
             .filter(in_scope)
             .find(|f| f.kind == ActivityKind::Submission)
-            .map(|f| ("work for the day submitted within the allowance", vec![f.event_id.clone()]))
+            .map(|f| ("work for the day submitted within the allowance", vec![f.event_id.as_str()]))
             .or_else(|| {
                 input
                     .on_day()
                     .filter(in_scope)
                     .find(|f| is_engagement(f))
-                    .map(|f| ("engaged with course content on the day", vec![f.event_id.clone()]))
+                    .map(|f| ("engaged with course content on the day", vec![f.event_id.as_str()]))
             })
             .or_else(|| input.two_way(teacher).map(|e| ("two-way communication with a teacher on the day", e)))
             .or_else(|| {
@@ -534,10 +549,10 @@ fn half_day(input: &DayInput, p: &HalfDay, block: Option<&Block>) -> Outcome {
                     .on_day()
                     .filter(in_scope)
                     .find(|f| f.kind == ActivityKind::RecordingView)
-                    .map(|f| ("watched the recording of instruction", vec![f.event_id.clone()]))
+                    .map(|f| ("watched the recording of instruction", vec![f.event_id.as_str()]))
             });
         if let Some((why, mut evidence)) = path {
-            evidence.insert(0, r.report_id.clone());
+            evidence.insert(0, r.report_id.as_str());
             return remote(format!("present off-site by hardship ({} reported): {why}", r.reason), evidence);
         }
     }
@@ -549,18 +564,18 @@ fn half_day(input: &DayInput, p: &HalfDay, block: Option<&Block>) -> Outcome {
 
 /// A block of the instruction-partners day and whether it was attended.
 #[derive(Debug, Clone)]
-pub struct BlockAttendance {
-    pub section: String,
-    pub staff: String,
+pub struct BlockAttendance<'a> {
+    pub section: &'a str,
+    pub staff: &'a str,
     pub start: LocalTime,
     pub end: LocalTime,
     pub attended: bool,
     pub minutes: i64,
-    pub evidence: Vec<String>,
+    pub evidence: Vec<&'a str>,
 }
 
 /// The blocks of the day in start order, each with its attendance.
-pub fn block_attendance(input: &DayInput) -> Vec<BlockAttendance> {
+pub fn block_attendance<'a>(input: &DayInput<'a>) -> Vec<BlockAttendance<'a>> {
     let in_person = input.mode() == Mode::InPerson;
     input
         .blocks()
@@ -573,8 +588,8 @@ pub fn block_attendance(input: &DayInput) -> Vec<BlockAttendance> {
                 covered_minutes(input.on_day(), ActivityKind::LiveJoin, ActivityKind::LiveLeave, w)
             };
             BlockAttendance {
-                section: b.enrollment.section_id.clone(),
-                staff: b.enrollment.staff_id.clone(),
+                section: &b.enrollment.section_id,
+                staff: &b.enrollment.staff_id,
                 start: b.meeting.start,
                 end: b.meeting.end,
                 attended: !evidence.is_empty(),
@@ -585,8 +600,8 @@ pub fn block_attendance(input: &DayInput) -> Vec<BlockAttendance> {
         .collect()
 }
 
-fn blocks_day(input: &DayInput, p: &Blocks) -> Option<Outcome> {
-    let blocks = block_attendance(input);
+/// The instruction-partners DAY outcome from the day's block attendance.
+pub fn blocks_day<'a>(input: &DayInput<'a>, p: &Blocks, blocks: &[BlockAttendance<'a>]) -> Option<Outcome<'a>> {
     if blocks.is_empty() {
         return None;
     }
@@ -603,47 +618,47 @@ fn blocks_day(input: &DayInput, p: &Blocks) -> Option<Outcome> {
         "PARTIAL"
     };
     let rule = format!("{category}: attended {attended} of {} blocks (morning session {})", blocks.len(), if morning { "attended" } else { "missed" });
-    let evidence: Vec<String> = blocks.iter().flat_map(|b| b.evidence.iter().cloned()).collect();
+    let evidence: Vec<&'a str> = blocks.iter().flat_map(|b| b.evidence.iter().copied()).collect();
     // DESIGN.md: status PRESENT unless ABSENT, whatever the mode.
     let status = if attended == 0 { input.absence().0 } else { Status::Present };
-    let mut o = input.outcome(Scope::Day, None, status, category.to_string(), rule, evidence);
+    let mut o = input.outcome(Scope::Day, None, status, category, rule.into(), evidence);
     if attended == 0 {
         o.evidence = input.absence().3;
     }
-    o.category = Some(category.to_string());
+    o.category = Some(category);
     o.minutes = Some(blocks.iter().map(|b| b.minutes).sum());
     if input.day.day_type == DayType::Async {
-        o.rule.push_str(" on an asynchronous day");
+        o.rule.to_mut().push_str(" on an asynchronous day");
     }
     Some(o)
 }
 
-fn weekly_in_person_day(input: &DayInput, p: &WeeklyContacts) -> Outcome {
+fn weekly_in_person_day<'a>(input: &DayInput<'a>, p: &'a WeeklyContacts) -> Outcome<'a> {
     let found = input.on_day().find(|f| f.kind == ActivityKind::CheckIn);
     match found {
         Some(f) => input.outcome(
             Scope::Day,
             None,
             Status::Present,
-            p.in_person_present.clone(),
+            &p.in_person_present,
             "in person: checked in on campus".into(),
-            vec![f.event_id.clone()],
+            vec![f.event_id.as_str()],
         ),
         None => {
             let (status, _, rule, evidence) = input.absence();
-            input.outcome(Scope::Day, None, status, p.in_person_absent.clone(), rule, evidence)
+            input.outcome(Scope::Day, None, status, &p.in_person_absent, rule, evidence)
         }
     }
 }
 
 /// nmped: the WEEK outcome per class for the week starting `monday`.
 /// `days` holds the student's day records of that week (any order).
-pub fn evaluate_week(
-    school: &School,
-    student: &StudentRecord,
+pub fn evaluate_week<'a>(
+    school: &'a School,
+    student: &'a StudentRecord,
     monday: NaiveDate,
-    days: &[(NaiveDate, &DayRecord)],
-) -> Vec<Outcome> {
+    days: &[(NaiveDate, &'a DayRecord)],
+) -> Vec<Outcome<'a>> {
     let Rule::WeeklyContacts(p) = &school.policy.rule else { return Vec::new() };
     let sunday = monday + Duration::days(6);
     // Remote instructional days of this week decide whether there is a WEEK determination at all.
@@ -670,7 +685,7 @@ pub fn evaluate_week(
     sections
         .into_iter()
         .map(|e| {
-            let mut dates: Vec<(NaiveDate, &str)> = Vec::new();
+            let mut dates: Vec<(NaiveDate, &'a str)> = Vec::new();
             for (date, rec) in days {
                 if *date < monday || *date > sunday {
                     continue;
@@ -689,19 +704,19 @@ pub fn evaluate_week(
             }
             dates.sort();
             let contacts = dates.len() as u32;
-            let code = p.codes.iter().rev().find(|c| contacts >= c.min).map(|c| c.code.clone()).unwrap_or_default();
+            let code = p.codes.iter().rev().find(|c| contacts >= c.min).map(|c| c.code.as_str()).unwrap_or_default();
             Outcome {
                 scope: Scope::Week,
                 date: monday,
-                section: Some(e.section_id.clone()),
+                section: Some(e.section_id.as_str()),
                 status: Status::Contacts,
-                code: code.clone(),
+                code,
                 attendance_type: Some(AttendanceType::Virtual),
                 minutes: None,
                 contacts: Some(contacts as i32),
                 category: None,
-                rule: format!("{contacts} day(s) with contact for the class, Monday to Sunday: {code}"),
-                evidence: dates.into_iter().map(|(_, e)| e.to_string()).collect(),
+                rule: format!("{contacts} day(s) with contact for the class, Monday to Sunday: {code}").into(),
+                evidence: dates.into_iter().map(|(_, e)| e).collect(),
                 closes_by: school.policy.finalize.week.into(),
             }
         })
