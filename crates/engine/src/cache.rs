@@ -10,7 +10,7 @@
 //! changed record per batch.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
 /// The Firefox/rustc hash: a multiply and a rotate per word. Not DoS
@@ -80,54 +80,48 @@ struct Slot<T> {
 }
 
 /// Decoded records of one table, by key, with the keys changed since the
-/// last write-back.
-pub struct RecordCache<T> {
-    map: FxHashMap<Vec<u8>, Slot<T>>,
-    dirty: Vec<Vec<u8>>,
+/// last write-back. Keys are small fixed-size values (engine-local numbers
+/// for ids, see `engine::Names`): the store's byte keys are built only when
+/// a record is read from or written to the store.
+pub struct RecordCache<K, T> {
+    map: FxHashMap<K, Slot<T>>,
+    dirty: Vec<K>,
 }
 
-impl<T> Default for RecordCache<T> {
+impl<K, T> Default for RecordCache<K, T> {
     fn default() -> Self {
         RecordCache { map: FxHashMap::default(), dirty: Vec::new() }
     }
 }
 
-impl<T: Clone> RecordCache<T> {
+impl<K: Copy + Eq + Hash, T: Clone> RecordCache<K, T> {
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
     /// `None`: not cached; `Some(None)`: cached as absent.
-    pub fn get(&self, key: &[u8]) -> Option<Option<&Arc<T>>> {
+    pub fn get(&self, key: &K) -> Option<Option<&Arc<T>>> {
         self.map.get(key).map(|s| s.value.as_ref())
     }
 
     /// Caches what the store holds.
-    pub fn insert_clean(&mut self, key: Vec<u8>, value: Option<Arc<T>>) {
+    pub fn insert_clean(&mut self, key: K, value: Option<Arc<T>>) {
         self.map.insert(key, Slot { value, dirty: false });
     }
 
-
     /// Replaces a record (cached or not) and marks it changed.
-    pub fn set(&mut self, key: &[u8], value: T) {
-        match self.map.get_mut(key) {
-            Some(slot) => {
-                slot.value = Some(Arc::new(value));
-                if !slot.dirty {
-                    slot.dirty = true;
-                    self.dirty.push(key.to_vec());
-                }
-            }
-            None => {
-                self.map.insert(key.to_vec(), Slot { value: Some(Arc::new(value)), dirty: true });
-                self.dirty.push(key.to_vec());
-            }
+    pub fn set(&mut self, key: K, value: T) {
+        let slot = self.map.entry(key).or_insert(Slot { value: None, dirty: false });
+        slot.value = Some(Arc::new(value));
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(key);
         }
     }
 
     /// Hands every changed record to `write` (in the order they were first
     /// changed) and marks it clean.
-    pub fn write_back<E>(&mut self, mut write: impl FnMut(&[u8], Option<&T>) -> Result<(), E>) -> Result<(), E> {
+    pub fn write_back<E>(&mut self, mut write: impl FnMut(&K, Option<&T>) -> Result<(), E>) -> Result<(), E> {
         for key in std::mem::take(&mut self.dirty) {
             if let Some(slot) = self.map.get_mut(&key).filter(|s| s.dirty) {
                 slot.dirty = false;
@@ -144,7 +138,7 @@ impl<T: Clone> RecordCache<T> {
 
     /// Forgets the records whose key `drop` picks, changed or not (their
     /// keys were removed from the store).
-    pub fn forget(&mut self, mut drop: impl FnMut(&[u8]) -> bool) {
+    pub fn forget(&mut self, mut drop: impl FnMut(&K) -> bool) {
         self.map.retain(|k, _| !drop(k));
     }
 
@@ -156,14 +150,14 @@ impl<T: Clone> RecordCache<T> {
     }
 }
 
-impl<T: Clone + Default> RecordCache<T> {
+impl<K: Copy + Eq + Hash, T: Clone + Default> RecordCache<K, T> {
     /// A cached record to change (created empty when absent); it is written
     /// back at the next write-back. The key must be cached already.
-    pub fn modify(&mut self, key: &[u8]) -> Option<&mut T> {
+    pub fn modify(&mut self, key: &K) -> Option<&mut T> {
         let slot = self.map.get_mut(key)?;
         if !slot.dirty {
             slot.dirty = true;
-            self.dirty.push(key.to_vec());
+            self.dirty.push(*key);
         }
         Some(Arc::make_mut(slot.value.get_or_insert_with(Default::default)))
     }
@@ -175,20 +169,20 @@ mod tests {
 
     #[test]
     fn changes_are_written_back_once() {
-        let mut c: RecordCache<Vec<u8>> = RecordCache::default();
-        c.insert_clean(b"a".to_vec(), None);
-        c.modify(b"a").unwrap().push(1);
-        c.modify(b"a").unwrap().push(2);
-        c.set(b"b", vec![9]);
+        let mut c: RecordCache<u32, Vec<u8>> = RecordCache::default();
+        c.insert_clean(1, None);
+        c.modify(&1).unwrap().push(1);
+        c.modify(&1).unwrap().push(2);
+        c.set(2, vec![9]);
         let mut seen = Vec::new();
         c.write_back(|k, v| -> Result<(), ()> {
-            seen.push((k.to_vec(), v.cloned()));
+            seen.push((*k, v.cloned()));
             Ok(())
         })
         .unwrap();
-        assert_eq!(seen, vec![(b"a".to_vec(), Some(vec![1, 2])), (b"b".to_vec(), Some(vec![9]))]);
+        assert_eq!(seen, vec![(1, Some(vec![1, 2])), (2, Some(vec![9]))]);
         assert!(!c.has_changes());
-        assert_eq!(c.get(b"a").unwrap().map(|v| v.as_slice()), Some(&[1u8, 2][..]));
-        assert!(c.get(b"z").is_none());
+        assert_eq!(c.get(&1).unwrap().map(|v| v.as_slice()), Some(&[1u8, 2][..]));
+        assert!(c.get(&3).is_none());
     }
 }

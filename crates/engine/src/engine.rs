@@ -162,6 +162,53 @@ impl SeenIds {
     }
 }
 
+/// Engine-local numbers for the student and section ids the engine has
+/// met, so that the caches' keys are a few integers: hashing and comparing
+/// them costs no string work, and a lookup builds no byte key. The numbers
+/// never reach the store or the outputs, and differ between processes.
+#[derive(Default)]
+struct Names {
+    numbers: FxHashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+}
+
+impl Names {
+    fn number(&mut self, name: &str) -> u32 {
+        if let Some(n) = self.numbers.get(name) {
+            return *n;
+        }
+        let n = self.names.len() as u32;
+        self.names.push(name.into());
+        self.numbers.insert(name.into(), n);
+        n
+    }
+    fn get(&self, name: &str) -> Option<u32> {
+        self.numbers.get(name).copied()
+    }
+    fn name(&self, n: u32) -> &str {
+        &self.names[n as usize]
+    }
+}
+
+/// A student's day record in the cache (`state::day_key` in the store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct DayKey {
+    student: u32,
+    date: NaiveDate,
+}
+
+/// An emitted version in the cache (`state::emitted_key` in the store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct EmittedKey {
+    student: u32,
+    date: NaiveDate,
+    scope: Scope,
+    /// The section's number, or `NO_SECTION`.
+    section: u32,
+}
+
+const NO_SECTION: u32 = u32::MAX;
+
 /// The attendance engine over a key-value store.
 pub struct Engine<S: KvStore> {
     store: S,
@@ -171,11 +218,13 @@ pub struct Engine<S: KvStore> {
     /// Future school closes: (instant micros, school id, action).
     schedule: BTreeSet<(i64, String, SchoolAction)>,
     clock: Option<DateTime<Utc>>,
-    roster: FxHashMap<String, Arc<StudentRecord>>,
+    names: Names,
+    /// Roster records by student number.
+    roster: FxHashMap<u32, Arc<StudentRecord>>,
     /// Decoded day windows and last emitted versions; changes reach the
     /// store at `flush` and `stage`.
-    days: RecordCache<DayRecord>,
-    emitted: RecordCache<Emitted>,
+    days: RecordCache<DayKey, DayRecord>,
+    emitted: RecordCache<EmittedKey, Emitted>,
     /// Close instants already computed: (school, date, rule) → instant, and
     /// (school, date) → end of the correction horizon. Cleared when a
     /// calendar is (re)loaded.
@@ -190,10 +239,11 @@ pub struct Engine<S: KvStore> {
     /// local date under which its day record holds it (see `SeenIds`).
     /// Loaded per student from the day records by one range read; forgotten
     /// at `reload`, and when too large at a write-back.
-    seen: FxHashMap<String, SeenIds>,
+    seen: FxHashMap<u32, SeenIds>,
     seen_count: usize,
-    /// Windows touched since the last flush: (student, date or Monday, is week).
-    dirty: BTreeSet<(String, NaiveDate, bool)>,
+    /// Windows touched since the last flush: (student number, date or
+    /// Monday, is week); evaluated in the order of the student ids.
+    dirty: Vec<(u32, NaiveDate, bool)>,
     out: Vec<Output>,
     stats: EngineStats,
 }
@@ -208,6 +258,7 @@ impl<S: KvStore> Engine<S> {
             schools: HashMap::new(),
             schedule: BTreeSet::new(),
             clock: None,
+            names: Names::default(),
             roster: FxHashMap::default(),
             days: RecordCache::default(),
             emitted: RecordCache::default(),
@@ -216,7 +267,7 @@ impl<S: KvStore> Engine<S> {
             timers: None,
             seen: FxHashMap::default(),
             seen_count: 0,
-            dirty: BTreeSet::new(),
+            dirty: Vec::new(),
             out: Vec::new(),
             stats: EngineStats::default(),
         };
@@ -421,13 +472,21 @@ impl<S: KvStore> Engine<S> {
         if self.roster.len() >= self.config.roster_cache_entries {
             self.roster.clear();
         }
-        self.roster.insert(rec.student_id.clone(), Arc::new(rec));
+        let no = self.names.number(&rec.student_id);
+        self.roster.insert(no, Arc::new(rec));
         Ok(())
     }
 
     fn student(&mut self, id: &str) -> Result<Option<Arc<StudentRecord>>, EngineError> {
-        if let Some(s) = self.roster.get(id) {
-            return Ok(Some(s.clone()));
+        Ok(self.student_no(id)?.map(|(_, s)| s))
+    }
+
+    /// A student's roster record and number.
+    fn student_no(&mut self, id: &str) -> Result<Option<(u32, Arc<StudentRecord>)>, EngineError> {
+        if let Some(no) = self.names.get(id) {
+            if let Some(s) = self.roster.get(&no) {
+                return Ok(Some((no, s.clone())));
+            }
         }
         let Some(bytes) = self.store.get(Table::Roster, id.as_bytes())? else { return Ok(None) };
         let rec = StudentRecord::from_avro_datum(&bytes).map_err(|e| EngineError::CorruptRecord {
@@ -439,8 +498,18 @@ impl<S: KvStore> Engine<S> {
         if self.roster.len() >= self.config.roster_cache_entries {
             self.roster.clear();
         }
-        self.roster.insert(id.to_string(), rec.clone());
-        Ok(Some(rec))
+        let no = self.names.number(id);
+        self.roster.insert(no, rec.clone());
+        Ok(Some((no, rec)))
+    }
+
+    /// The roster record of a student number.
+    fn student_by_no(&mut self, no: u32) -> Result<Option<Arc<StudentRecord>>, EngineError> {
+        if let Some(s) = self.roster.get(&no) {
+            return Ok(Some(s.clone()));
+        }
+        let id = self.names.name(no).to_string();
+        self.student(&id)
     }
 
     fn now_or(&self, fallback: DateTime<Utc>) -> DateTime<Utc> {
@@ -448,50 +517,60 @@ impl<S: KvStore> Engine<S> {
     }
 
     /// Makes sure the day record under `key` is in the cache.
-    fn cache_day(&mut self, key: &[u8]) -> Result<(), EngineError> {
-        if self.days.get(key).is_some() {
+    fn cache_day(&mut self, key: DayKey) -> Result<(), EngineError> {
+        if self.days.get(&key).is_some() {
             return Ok(());
         }
-        let value = match self.store.get(Table::Day, key)? {
+        let store_key = state::day_key(self.names.name(key.student), key.date);
+        let value = match self.store.get(Table::Day, &store_key)? {
             None => None,
             Some(b) => Some(Arc::new(DayRecord::decode(&b).map_err(|source| EngineError::Corrupt {
                 table: Table::Day,
-                key: String::from_utf8_lossy(key).into_owned(),
+                key: String::from_utf8_lossy(&store_key).into_owned(),
                 source,
             })?)),
         };
-        self.days.insert_clean(key.to_vec(), value);
+        self.days.insert_clean(key, value);
         Ok(())
     }
 
     /// A student's day record, if there is one.
-    fn day_record(&mut self, student: &str, date: NaiveDate) -> Result<Option<Arc<DayRecord>>, EngineError> {
-        let key = state::day_key(student, date);
-        self.cache_day(&key)?;
+    fn day_record(&mut self, student: u32, date: NaiveDate) -> Result<Option<Arc<DayRecord>>, EngineError> {
+        let key = DayKey { student, date };
+        self.cache_day(key)?;
         Ok(self.days.get(&key).flatten().cloned())
     }
 
-    fn load_day(&mut self, student: &str, date: NaiveDate) -> Result<Arc<DayRecord>, EngineError> {
+    fn load_day(&mut self, student: u32, date: NaiveDate) -> Result<Arc<DayRecord>, EngineError> {
         Ok(self.day_record(student, date)?.unwrap_or_default())
     }
 
     /// A student's day record to change; created empty when there is none.
-    fn day_mut(&mut self, key: &[u8]) -> Result<&mut DayRecord, EngineError> {
+    fn day_mut(&mut self, student: u32, date: NaiveDate) -> Result<&mut DayRecord, EngineError> {
+        let key = DayKey { student, date };
         self.cache_day(key)?;
-        Ok(self.days.modify(key).expect("cached just now"))
+        Ok(self.days.modify(&key).expect("cached just now"))
     }
 
     /// Writes changed day and emitted records to the store's buffer, and
     /// bounds the caches.
     fn write_back(&mut self) -> Result<(), EngineError> {
         let store = &mut self.store;
-        self.days.write_back(|k, v| match v {
-            Some(v) => store.put(Table::Day, k, &v.encode()),
-            None => store.delete(Table::Day, k),
+        let names = &self.names;
+        self.days.write_back(|k, v| {
+            let key = state::day_key(names.name(k.student), k.date);
+            match v {
+                Some(v) => store.put(Table::Day, &key, &v.encode()),
+                None => store.delete(Table::Day, &key),
+            }
         })?;
-        self.emitted.write_back(|k, v| match v {
-            Some(v) => store.put(Table::Emitted, k, &v.encode()),
-            None => store.delete(Table::Emitted, k),
+        self.emitted.write_back(|k, v| {
+            let section = (k.section != NO_SECTION).then(|| names.name(k.section));
+            let key = state::emitted_key(names.name(k.student), k.date, k.scope, section);
+            match v {
+                Some(v) => store.put(Table::Emitted, &key, &v.encode()),
+                None => store.delete(Table::Emitted, &key),
+            }
         })?;
         if self.days.len() + self.emitted.len() > self.config.record_cache_entries {
             self.days.clear();
@@ -568,9 +647,9 @@ impl<S: KvStore> Engine<S> {
         student_id: &str,
         school_id: &str,
         what: &dyn Fn() -> String,
-    ) -> Result<(Arc<StudentRecord>, Arc<School>), ApplyError> {
-        let student = self
-            .student(student_id)?
+    ) -> Result<(u32, Arc<StudentRecord>, Arc<School>), ApplyError> {
+        let (no, student) = self
+            .student_no(student_id)?
             .ok_or_else(|| reject(RejectKind::UnknownStudent, format!("{}: student `{student_id}` is not on the roster", what())))?;
         if !school_id.is_empty() && school_id != student.school_id {
             return Err(reject(
@@ -581,7 +660,7 @@ impl<S: KvStore> Engine<S> {
         let school = self.schools.get(&student.school_id).cloned().ok_or_else(|| {
             reject(RejectKind::UnknownSchool, format!("{}: no calendar for school `{}`", what(), student.school_id))
         })?;
-        Ok((student, school))
+        Ok((no, student, school))
     }
 
     /// Applies one activity event.
@@ -590,16 +669,15 @@ impl<S: KvStore> Engine<S> {
         if ev.event_id.is_empty() {
             return Err(reject(RejectKind::InvalidRecord, "event: event_id is empty"));
         }
-        let (student, school) = self.resolve(&ev.student_id, &ev.school_id, &what)?;
+        let (no, student, school) = self.resolve(&ev.student_id, &ev.school_id, &what)?;
         let date = self.check_time(&school, ev.occurred_at, &|| format!("{} occurred_at", what()))?;
         let at = self.now_or(ev.occurred_at);
-        let sid = student.student_id.as_str();
         let hash = xxhash_rust::xxh3::xxh3_64(ev.event_id.as_bytes());
-        if self.seen_before(sid, hash, &ev.event_id)? {
+        if self.seen_before(no, hash, &ev.event_id)? {
             self.stats.duplicates += 1;
             return Ok(Applied::Duplicate);
         }
-        if self.seen.get_mut(sid).expect("loaded by seen_before").note(hash, date) {
+        if self.seen.get_mut(&no).expect("loaded by seen_before").note(hash, date) {
             self.seen_count += 1;
         }
         let fact = Fact {
@@ -621,10 +699,10 @@ impl<S: KvStore> Engine<S> {
             // Work for a day beyond the horizon still counts as activity on the day it was done.
             .filter(|a| self.clock.map(|now| now <= self.correctable_until(&school, *a)).unwrap_or(true));
         match assigned {
-            None => self.day_mut(&state::day_key(sid, date))?.facts.push(fact),
+            None => self.day_mut(no, date)?.facts.push(fact),
             Some(a) => {
-                self.day_mut(&state::day_key(sid, date))?.facts.push(fact.clone());
-                let arec = self.day_mut(&state::day_key(sid, a))?;
+                self.day_mut(no, date)?.facts.push(fact.clone());
+                let arec = self.day_mut(no, a)?;
                 if !arec.has_event(&ev.event_id) {
                     arec.facts.push(fact);
                 }
@@ -635,12 +713,12 @@ impl<S: KvStore> Engine<S> {
             self.stats.late_events += 1;
         }
         // Evaluated at the next flush, once for everything that arrived together.
-        self.dirty.insert((sid.to_string(), date, false));
+        self.dirty.push((no, date, false));
         if let Some(a) = assigned {
-            self.dirty.insert((sid.to_string(), a, false));
+            self.dirty.push((no, a, false));
         }
         if matches!(school.policy.rule, Rule::WeeklyContacts(_)) {
-            self.dirty.insert((sid.to_string(), monday_of(date), true));
+            self.dirty.push((no, monday_of(date), true));
         }
         Ok(Applied::Accepted)
     }
@@ -649,16 +727,16 @@ impl<S: KvStore> Engine<S> {
     /// record of the date its hash points to (one record, usually cached)
     /// is searched for the id itself, so a hash collision is never taken
     /// for a duplicate.
-    fn seen_before(&mut self, sid: &str, hash: u64, event_id: &str) -> Result<bool, EngineError> {
-        if !self.seen.contains_key(sid) {
-            self.load_seen(sid)?;
+    fn seen_before(&mut self, no: u32, hash: u64, event_id: &str) -> Result<bool, EngineError> {
+        if !self.seen.contains_key(&no) {
+            self.load_seen(no)?;
         }
-        let seen = &self.seen[sid];
+        let seen = &self.seen[&no];
         let Some(first) = seen.first.get(&hash).copied() else { return Ok(false) };
         let more: Vec<NaiveDate> = seen.more.iter().filter(|(h, _)| *h == hash).map(|(_, d)| *d).collect();
         for date in std::iter::once(first).chain(more) {
-            let key = state::day_key(sid, date);
-            self.cache_day(&key)?;
+            let key = DayKey { student: no, date };
+            self.cache_day(key)?;
             if self.days.get(&key).flatten().is_some_and(|r| r.has_event(event_id)) {
                 return Ok(true);
             }
@@ -670,11 +748,19 @@ impl<S: KvStore> Engine<S> {
     /// event ids they hold. Every record changed since the last write-back
     /// that holds facts was changed by an event of a student whose ids were
     /// in memory already, so the store has all of this student's facts.
-    fn load_seen(&mut self, sid: &str) -> Result<(), EngineError> {
-        let prefix = state::student_prefix(sid);
+    fn load_seen(&mut self, no: u32) -> Result<(), EngineError> {
+        let prefix = state::student_prefix(self.names.name(no));
         let mut seen = SeenIds::default();
         for (k, v) in self.store.range(Table::Day, &prefix, &state::prefix_end(&prefix), usize::MAX)? {
-            let rec = match self.days.get(&k) {
+            let Some(date) = codec::date_from_key(&k[prefix.len()..]) else {
+                return Err(EngineError::CorruptRecord {
+                    table: Table::Day,
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    message: "the key does not end in a date".into(),
+                });
+            };
+            let key = DayKey { student: no, date };
+            let rec = match self.days.get(&key) {
                 Some(Some(r)) => r.clone(),
                 Some(None) => continue,
                 None => {
@@ -683,7 +769,7 @@ impl<S: KvStore> Engine<S> {
                         key: String::from_utf8_lossy(&k).into_owned(),
                         source,
                     })?);
-                    self.days.insert_clean(k, Some(rec.clone()));
+                    self.days.insert_clean(key, Some(rec.clone()));
                     rec
                 }
             };
@@ -692,7 +778,7 @@ impl<S: KvStore> Engine<S> {
             }
         }
         self.seen_count += seen.first.len() + seen.more.len();
-        self.seen.insert(sid.to_string(), seen);
+        self.seen.insert(no, seen);
         Ok(())
     }
 
@@ -702,18 +788,18 @@ impl<S: KvStore> Engine<S> {
         if r.report_id.is_empty() {
             return Err(reject(RejectKind::InvalidRecord, "absence report: report_id is empty"));
         }
-        let (student, school) = self.resolve(&r.student_id, "", &what)?;
+        let (no, _, school) = self.resolve(&r.student_id, "", &what)?;
         let noon = school.instant(r.date, 12 * 60);
         self.check_time(&school, noon, &|| format!("{} date", what()))?;
-        let key = state::day_key(&student.student_id, r.date);
-        self.cache_day(&key)?;
+        let key = DayKey { student: no, date: r.date };
+        self.cache_day(key)?;
         if self.days.get(&key).flatten().is_some_and(|rec| rec.reports.iter().any(|x| x.report_id == r.report_id)) {
             self.stats.duplicates += 1;
             return Ok(Applied::Duplicate);
         }
-        self.day_mut(&key)?.reports.push(ReportFact { report_id: r.report_id.clone(), reason: r.reason });
+        self.day_mut(no, r.date)?.reports.push(ReportFact { report_id: r.report_id.clone(), reason: r.reason });
         self.stats.reports += 1;
-        self.dirty.insert((student.student_id.clone(), r.date, false));
+        self.dirty.push((no, r.date, false));
         Ok(Applied::Accepted)
     }
 
@@ -747,13 +833,19 @@ impl<S: KvStore> Engine<S> {
             return Ok(());
         }
         let at = self.clock.unwrap_or_default();
-        for (sid, date, week) in std::mem::take(&mut self.dirty) {
-            let Some(student) = self.student(&sid)? else { continue };
+        let mut dirty = std::mem::take(&mut self.dirty);
+        // In the order of the ids, as before numbers: outputs must not
+        // depend on the order in which this process met its students.
+        let names = &self.names;
+        dirty.sort_unstable_by(|a, b| (names.name(a.0), a.1, a.2).cmp(&(names.name(b.0), b.1, b.2)));
+        dirty.dedup();
+        for (no, date, week) in dirty {
+            let Some(student) = self.student_by_no(no)? else { continue };
             let Some(school) = self.schools.get(&student.school_id).cloned() else { continue };
             if week {
-                self.reevaluate_week(&student, &school, date, false, at)?;
+                self.reevaluate_week(no, &student, &school, date, false, at)?;
             } else {
-                self.reevaluate_day(&student, &school, date, None, at)?;
+                self.reevaluate_day(no, &student, &school, date, None, at)?;
             }
         }
         Ok(())
@@ -839,19 +931,19 @@ impl<S: KvStore> Engine<S> {
             // state by range, in the store: it must hold every change.
             self.write_back()?;
         }
-        let mut closed: FxHashSet<String> = FxHashSet::default();
+        let mut closed: FxHashSet<u32> = FxHashSet::default();
         for sid in self.school_students(school_id)? {
-            let Some(student) = self.student(&sid)? else { continue };
+            let Some((no, student)) = self.student_no(&sid)? else { continue };
             if student.school_id != school_id {
                 continue;
             }
             match action {
                 SchoolAction::CloseDays { date, rules } => {
-                    self.reevaluate_day(&student, &school, *date, Some(rules), at)?;
+                    self.reevaluate_day(no, &student, &school, *date, Some(rules), at)?;
                 }
                 SchoolAction::CloseWeek { monday } => {
-                    self.close_week(&student, &school, *monday, at)?;
-                    closed.insert(sid);
+                    self.close_week(no, &student, &school, *monday, at)?;
+                    closed.insert(no);
                 }
             }
         }
@@ -859,14 +951,8 @@ impl<S: KvStore> Engine<S> {
             // The cached records must not outlive what `purge_before` removed
             // from the store: forget the purged dates of these students.
             let keep_from = purge_horizon(&school, *monday);
-            let purged = |k: &[u8]| {
-                let Some(sep) = k.iter().position(|b| *b == 0) else { return false };
-                let date = codec::date_from_key(&k[sep + 1..]);
-                date.is_some_and(|d| d < keep_from)
-                    && std::str::from_utf8(&k[..sep]).is_ok_and(|s| closed.contains(s))
-            };
-            self.days.forget(purged);
-            self.emitted.forget(purged);
+            self.days.forget(|k| k.date < keep_from && closed.contains(&k.student));
+            self.emitted.forget(|k| k.date < keep_from && closed.contains(&k.student));
         }
         Ok(())
     }
@@ -875,6 +961,7 @@ impl<S: KvStore> Engine<S> {
     /// windows closed by one of those rules become FINAL.
     fn reevaluate_day(
         &mut self,
+        no: u32,
         student: &StudentRecord,
         school: &School,
         date: NaiveDate,
@@ -882,7 +969,7 @@ impl<S: KvStore> Engine<S> {
         at: DateTime<Utc>,
     ) -> Result<(), EngineError> {
         let Some(day) = school.instructional(date) else { return Ok(()) };
-        let record = self.load_day(&student.student_id, date)?;
+        let record = self.load_day(no, date)?;
         let input = DayInput { school, day, student, record: &record };
         let outcomes = match &school.policy.rule {
             Rule::Blocks(p) if p.teacher_follow_up && closing.is_none() => {
@@ -896,7 +983,7 @@ impl<S: KvStore> Engine<S> {
         let mut changed_final = false;
         for o in &outcomes {
             let finalize = closing.map(|rules| rules.contains(&o.closes_by)).unwrap_or(false);
-            let (emitted, now_final) = self.emit(student, school, o, finalize, at)?;
+            let (emitted, now_final) = self.emit(no, student, school, o, finalize, at)?;
             all_final &= now_final;
             changed_final |= emitted && now_final;
         }
@@ -908,6 +995,7 @@ impl<S: KvStore> Engine<S> {
 
     fn reevaluate_week(
         &mut self,
+        no: u32,
         student: &StudentRecord,
         school: &School,
         monday: NaiveDate,
@@ -917,46 +1005,54 @@ impl<S: KvStore> Engine<S> {
         let mut records = Vec::with_capacity(7);
         for d in 0..7 {
             let date = monday + Duration::days(d);
-            if let Some(rec) = self.day_record(&student.student_id, date)? {
+            if let Some(rec) = self.day_record(no, date)? {
                 records.push((date, rec));
             }
         }
         let days: Vec<(NaiveDate, &DayRecord)> = records.iter().map(|(d, r)| (*d, &**r)).collect();
         let outcomes = eval::evaluate_week(school, student, monday, &days);
         for o in &outcomes {
-            self.emit(student, school, o, finalize, at)?;
+            self.emit(no, student, school, o, finalize, at)?;
         }
         // (section, contacts): what the low-contact check reads.
         Ok(outcomes.iter().filter_map(|o| Some((o.section?.to_string(), o.contacts.unwrap_or(0) as u32))).collect())
     }
 
-    fn load_emitted(&mut self, key: &[u8]) -> Result<Option<Arc<Emitted>>, EngineError> {
-        if let Some(v) = self.emitted.get(key) {
+    fn emitted_key(&mut self, student: u32, date: NaiveDate, scope: Scope, section: Option<&str>) -> EmittedKey {
+        let section = section.map(|s| self.names.number(s)).unwrap_or(NO_SECTION);
+        EmittedKey { student, date, scope, section }
+    }
+
+    fn load_emitted(&mut self, key: EmittedKey) -> Result<Option<Arc<Emitted>>, EngineError> {
+        if let Some(v) = self.emitted.get(&key) {
             return Ok(v.cloned());
         }
-        let value = match self.store.get(Table::Emitted, key)? {
+        let section = (key.section != NO_SECTION).then(|| self.names.name(key.section));
+        let store_key = state::emitted_key(self.names.name(key.student), key.date, key.scope, section);
+        let value = match self.store.get(Table::Emitted, &store_key)? {
             None => None,
             Some(b) => Some(Arc::new(Emitted::decode(&b).map_err(|source| EngineError::Corrupt {
                 table: Table::Emitted,
-                key: String::from_utf8_lossy(key).into(),
+                key: String::from_utf8_lossy(&store_key).into(),
                 source,
             })?)),
         };
-        self.emitted.insert_clean(key.to_vec(), value.clone());
+        self.emitted.insert_clean(key, value.clone());
         Ok(value)
     }
 
     /// Versions and emits an outcome if it is news. Returns (emitted, final).
     fn emit(
         &mut self,
+        no: u32,
         student: &StudentRecord,
         school: &School,
         o: &Outcome,
         finalize: bool,
         at: DateTime<Utc>,
     ) -> Result<(bool, bool), EngineError> {
-        let key = state::emitted_key(&student.student_id, o.date, o.scope, o.section);
-        let prev = self.load_emitted(&key)?;
+        let key = self.emitted_key(no, o.date, o.scope, o.section);
+        let prev = self.load_emitted(key)?;
         let differs = |p: &Emitted| {
             p.status != o.status
                 || p.code != o.code
@@ -1001,7 +1097,7 @@ impl<S: KvStore> Engine<S> {
             contacts: o.contacts,
             finality,
         };
-        self.emitted.set(&key, em);
+        self.emitted.set(key, em);
         let det_key = rollcall_model::determination_key(&student.student_id, o.scope, o.date, o.section);
         self.out.push(Output::Determination(Determination {
             determination_id: format!("{det_key}#{version}"),
@@ -1172,12 +1268,12 @@ impl<S: KvStore> Engine<S> {
     }
 
     fn fire_timer(&mut self, student_id: &str, action: TimerAction, at: DateTime<Utc>) -> Result<(), EngineError> {
-        let Some(student) = self.student(student_id)? else { return Ok(()) };
+        let Some((no, student)) = self.student_no(student_id)? else { return Ok(()) };
         let Some(school) = self.schools.get(&student.school_id).cloned() else { return Ok(()) };
         match action {
             TimerAction::BlockEnded { date, section } => {
                 let Some(day) = school.instructional(date) else { return Ok(()) };
-                let record = self.load_day(student_id, date)?;
+                let record = self.load_day(no, date)?;
                 let input = DayInput { school: &school, day, student: &student, record: &record };
                 let blocks = eval::block_attendance(&input);
                 let morning = blocks.first().filter(|b| b.attended);
@@ -1206,15 +1302,22 @@ impl<S: KvStore> Engine<S> {
         Ok(())
     }
 
-    fn close_week(&mut self, student: &StudentRecord, school: &School, monday: NaiveDate, at: DateTime<Utc>) -> Result<(), EngineError> {
+    fn close_week(
+        &mut self,
+        no: u32,
+        student: &StudentRecord,
+        school: &School,
+        monday: NaiveDate,
+        at: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
         let policy = school.policy.clone();
         match &policy.rule {
             Rule::WeeklyContacts(p) => {
-                let outcomes = self.reevaluate_week(student, school, monday, true, at)?;
+                let outcomes = self.reevaluate_week(no, student, school, monday, true, at)?;
                 if p.low_contact_weeks > 0 {
                     for (section, contacts) in &outcomes {
                         let (weeks, max) = (p.low_contact_weeks, p.low_contact_max);
-                        self.check_low_contact(student, school, &policy, (weeks, max), monday, section, *contacts, at)?;
+                        self.check_low_contact(no, student, school, &policy, (weeks, max), monday, section, *contacts, at)?;
                     }
                 }
             }
@@ -1256,12 +1359,13 @@ impl<S: KvStore> Engine<S> {
             }
             _ => {}
         }
-        self.purge_before(student, school, monday)
+        self.purge_before(no, student, school, monday)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn check_low_contact(
         &mut self,
+        no: u32,
         student: &StudentRecord,
         school: &School,
         policy: &Policy,
@@ -1282,8 +1386,8 @@ impl<S: KvStore> Engine<S> {
             if !school.week_has_instruction(monday) {
                 return Ok(());
             }
-            let key = state::emitted_key(&student.student_id, monday, Scope::Week, Some(section));
-            let Some(prev) = self.load_emitted(&key)? else { return Ok(()) };
+            let key = self.emitted_key(no, monday, Scope::Week, Some(section));
+            let Some(prev) = self.load_emitted(key)? else { return Ok(()) };
             let c = prev.contacts.unwrap_or(0) as u32;
             total += c;
             evidence.push(format!(
@@ -1313,14 +1417,14 @@ impl<S: KvStore> Engine<S> {
 
     /// Drops what can no longer change: day windows, emitted versions and
     /// timers of dates past the correction horizon.
-    fn purge_before(&mut self, student: &StudentRecord, school: &School, monday: NaiveDate) -> Result<(), EngineError> {
+    fn purge_before(&mut self, no: u32, student: &StudentRecord, school: &School, monday: NaiveDate) -> Result<(), EngineError> {
         let keep_from = purge_horizon(school, monday);
         let sid = &student.student_id;
         let start = state::student_prefix(sid);
         let end = state::day_key(sid, keep_from);
         self.store.delete_range(Table::Day, &start, &end)?;
         self.store.delete_range(Table::Emitted, &start, &end)?;
-        if let Some(seen) = self.seen.get_mut(sid.as_str()) {
+        if let Some(seen) = self.seen.get_mut(&no) {
             let before = seen.first.len() + seen.more.len();
             seen.first.retain(|_, d| *d >= keep_from);
             seen.more.retain(|(_, d)| *d >= keep_from);
