@@ -4,10 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use rollcall_model::{CalendarDay, LocalTime, SchoolCalendar};
 use rollcall_policy::{FinalizeAt, Policy, Rule};
+
+use crate::cache::FxHashMap;
 
 /// What happens to a school's students at one of its close instants.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,6 +47,17 @@ pub struct School {
     pub tz: Tz,
     pub policy: Arc<Policy>,
     days: BTreeMap<NaiveDate, CalendarDay>,
+    /// Per calendar date, the UTC offset (seconds) when it holds all day,
+    /// as on every date without a DST change: then a wall-clock time of the
+    /// date converts with one subtraction instead of a time-zone lookup
+    /// (every evaluation converts the school day's and the meetings' times).
+    offsets: FxHashMap<NaiveDate, i64>,
+}
+
+const MINUTES_PER_DAY: i64 = 24 * 60;
+
+fn local(date: NaiveDate, minutes: i64) -> NaiveDateTime {
+    NaiveDateTime::new(date, chrono::NaiveTime::MIN) + Duration::minutes(minutes)
 }
 
 /// Monday of the week containing `d`.
@@ -54,8 +67,19 @@ pub fn monday_of(d: NaiveDate) -> NaiveDate {
 
 impl School {
     pub fn new(calendar: SchoolCalendar, tz: Tz, policy: Arc<Policy>) -> School {
-        let days = calendar.days.iter().map(|d| (d.date, d.clone())).collect();
-        School { calendar, tz, policy, days }
+        let days: BTreeMap<NaiveDate, CalendarDay> = calendar.days.iter().map(|d| (d.date, d.clone())).collect();
+        let offset = |date: NaiveDate, minutes: i64| match tz.from_local_datetime(&local(date, minutes)) {
+            LocalResult::Single(t) => Some(t.offset().fix().local_minus_utc() as i64),
+            _ => None,
+        };
+        let offsets = days
+            .keys()
+            .filter_map(|d| match (offset(*d, 0), offset(*d, MINUTES_PER_DAY - 1)) {
+                (Some(a), Some(b)) if a == b => Some((*d, a)),
+                _ => None,
+            })
+            .collect();
+        School { calendar, tz, policy, days, offsets }
     }
 
     /// The calendar entry of an instructional date.
@@ -80,7 +104,16 @@ impl School {
     /// jumps forward, so the first instant after the gap is used; in an
     /// overlap, the earlier one.
     pub fn instant(&self, date: NaiveDate, minutes: u32) -> DateTime<Utc> {
-        let base = NaiveDateTime::new(date, chrono::NaiveTime::MIN) + Duration::minutes(minutes as i64);
+        if (minutes as i64) < MINUTES_PER_DAY {
+            if let Some(offset) = self.offsets.get(&date) {
+                return Utc.from_utc_datetime(&(local(date, minutes as i64) - Duration::seconds(*offset)));
+            }
+        }
+        self.instant_by_zone(date, minutes)
+    }
+
+    fn instant_by_zone(&self, date: NaiveDate, minutes: u32) -> DateTime<Utc> {
+        let base = local(date, minutes as i64);
         for shift in 0..=4 {
             match self.tz.from_local_datetime(&(base + Duration::minutes(30 * shift))) {
                 LocalResult::Single(t) => return t.with_timezone(&Utc),
@@ -197,5 +230,25 @@ mod tests {
             .map(|(t, _)| t.to_rfc3339())
             .collect();
         assert_eq!(closes, vec!["2020-10-07T04:00:00+00:00", "2020-10-08T04:00:00+00:00"]);
+    }
+
+    #[test]
+    fn wall_clock_times_convert_alike_with_and_without_the_day_offset() {
+        // Every date of a year (DST changes and Lord Howe's half-hour one
+        // included), every quarter hour: the offset kept per date must give
+        // the instant the zone lookup gives.
+        for tz in [chrono_tz::America::Chicago, chrono_tz::Europe::London, chrono_tz::Australia::Lord_Howe, chrono_tz::Asia::Kolkata] {
+            let first: NaiveDate = "2020-01-01".parse().unwrap();
+            let dates: Vec<String> = (0..366).map(|i| (first + Duration::days(i)).to_string()).collect();
+            let refs: Vec<&str> = dates.iter().map(String::as_str).collect();
+            let s = school(tz, "mmsd", &refs);
+            assert!(s.offsets.len() >= 360, "{tz}: {} dates with one offset", s.offsets.len());
+            for d in &dates {
+                let date: NaiveDate = d.parse().unwrap();
+                for minutes in (0..24 * 60).step_by(15) {
+                    assert_eq!(s.instant(date, minutes), s.instant_by_zone(date, minutes), "{tz} {d} +{minutes} min");
+                }
+            }
+        }
     }
 }
