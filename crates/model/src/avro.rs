@@ -103,6 +103,13 @@ pub trait AvroRecord: Sized {
         Self::from_avro_value(Self::compiled().decode(bytes)?)
     }
 
+    /// Decodes the datum at the front of `input` and moves `input` past it,
+    /// for datums that follow one another (in an object container file's
+    /// block, say).
+    fn read_avro_datum(input: &mut &[u8]) -> Result<Self, AvroError> {
+        Self::from_avro_value(Self::compiled().decode_prefix(input)?)
+    }
+
     /// Avro single-object encoding: `C3 01`, the schema fingerprint as 8
     /// little-endian bytes, then the datum.
     fn to_single_object(&self) -> Result<Vec<u8>, AvroError> {
@@ -294,8 +301,7 @@ impl CompiledSchema {
     /// Decodes exactly one datum: the input must end where the datum does.
     fn decode(&self, bytes: &[u8]) -> Result<Value, AvroError> {
         let mut input = bytes;
-        let value = decode_value(self, &self.schema, &None, &mut input)
-            .map_err(|e| AvroError::Decode(format!("{}: {e}", self.record)))?;
+        let value = self.decode_prefix(&mut input)?;
         if !input.is_empty() {
             return Err(AvroError::Decode(format!(
                 "{}: {} unexpected bytes after the end of the datum",
@@ -304,6 +310,11 @@ impl CompiledSchema {
             )));
         }
         Ok(value)
+    }
+
+    /// Decodes the datum at the front of `input`, leaving the rest.
+    fn decode_prefix(&self, input: &mut &[u8]) -> Result<Value, AvroError> {
+        decode_value(self, &self.schema, &None, input).map_err(|e| AvroError::Decode(format!("{}: {e}", self.record)))
     }
 
     fn resolve<'a>(&'a self, schema: &'a Schema, ns: &Namespace) -> Result<&'a Schema, CodecError> {

@@ -7,6 +7,10 @@
 //! the state store and the runtimes agree on one set of types.
 
 pub mod avro;
+/// Checks of the decoders on arbitrary input, for the fuzz targets and the
+/// corpus tests.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod types;
 
 pub use types::*;

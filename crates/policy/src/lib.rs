@@ -14,6 +14,11 @@ use std::path::Path;
 use rollcall_model::{AbsenceReason, ActivityKind, DayType, GradeLevel, LocalTime, Status, Weekday};
 use serde::{Deserialize, Serialize};
 
+/// The check of the decoder on arbitrary input, for the fuzz target and the
+/// corpus test.
+#[doc(hidden)]
+pub mod fuzzing;
+
 /// Why a policy could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {

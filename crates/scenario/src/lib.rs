@@ -16,6 +16,11 @@ use rollcall_policy::Policy;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+/// The check of the decoder on arbitrary input, for the fuzz target and the
+/// corpus test.
+#[doc(hidden)]
+pub mod fuzzing;
+
 /// Why a scenario could not be run.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {

@@ -22,6 +22,10 @@
 mod activity;
 mod district;
 pub mod file;
+/// The check of the file reader on arbitrary input, for the fuzz target and
+/// the corpus test.
+#[doc(hidden)]
+pub mod fuzzing;
 mod plan;
 mod rng;
 mod stream;
