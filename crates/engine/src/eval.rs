@@ -17,7 +17,7 @@ use crate::state::{DayRecord, Fact};
 /// One evaluated determination, before versioning. It borrows its strings
 /// from the policy, the roster record and the facts: most evaluations find
 /// nothing new to emit, and then nothing is copied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outcome<'a> {
     pub scope: Scope,
     pub date: NaiveDate,
@@ -28,10 +28,67 @@ pub struct Outcome<'a> {
     pub minutes: Option<i64>,
     pub contacts: Option<i32>,
     pub category: Option<&'a str>,
-    pub rule: Cow<'a, str>,
+    pub rule: Why<'a>,
     pub evidence: Vec<&'a str>,
     /// Which close finalizes this window.
     pub closes_by: FinalizeKey,
+}
+
+/// Why an outcome was reached, in words for the people who read a
+/// determination. Kept as its numbers and written out only when the outcome
+/// is emitted: most evaluations emit nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Why<'a> {
+    Text(Cow<'a, str>),
+    /// Enough minutes of the day or the period, on site or live.
+    Minutes { on_site: bool, minutes: i64, of: f64, what: &'static str, percent: f64 },
+    /// The DAY derived from periods: present in at least half, or not.
+    Periods { present: usize, of: usize, enough: bool },
+    /// The instruction-partners day category.
+    Blocks { category: &'static str, attended: usize, of: usize, morning: bool, async_day: bool },
+    /// Contact days of a class in a week.
+    Contacts { contacts: u32, code: &'a str },
+}
+
+impl std::fmt::Display for Why<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::Text(t) => f.write_str(t),
+            Why::Minutes { on_site, minutes, of, what, percent } => {
+                let how = if *on_site { "on site" } else { "live" };
+                write!(f, "{how} {minutes} of {of} minutes of {what} (at least {percent}%)")
+            }
+            Why::Periods { present, of, enough: true } => {
+                write!(f, "present in {present} of {of} scheduled periods (at least half)")
+            }
+            Why::Periods { present, of, enough: false } => {
+                write!(f, "absent: present in {present} of {of} scheduled periods (fewer than half)")
+            }
+            Why::Blocks { category, attended, of, morning, async_day } => {
+                let morning = if *morning { "attended" } else { "missed" };
+                write!(f, "{category}: attended {attended} of {of} blocks (morning session {morning})")?;
+                if *async_day {
+                    f.write_str(" on an asynchronous day")?;
+                }
+                Ok(())
+            }
+            Why::Contacts { contacts, code } => {
+                write!(f, "{contacts} day(s) with contact for the class, Monday to Sunday: {code}")
+            }
+        }
+    }
+}
+
+impl<'a> From<&'a str> for Why<'a> {
+    fn from(s: &'a str) -> Self {
+        Why::Text(Cow::Borrowed(s))
+    }
+}
+
+impl From<String> for Why<'_> {
+    fn from(s: String) -> Self {
+        Why::Text(Cow::Owned(s))
+    }
 }
 
 impl Outcome<'_> {
@@ -146,7 +203,7 @@ impl<'a> DayInput<'a> {
         }
         None
     }
-    fn absence(&self) -> (Status, &'a str, Cow<'a, str>, Vec<&'a str>) {
+    fn absence(&self) -> (Status, &'a str, Why<'a>, Vec<&'a str>) {
         let p = self.policy();
         let excused = self.record.reports.iter().find(|r| p.excused_reasons.contains(&r.reason));
         match excused {
@@ -178,7 +235,7 @@ impl<'a> DayInput<'a> {
         section: Option<&'a str>,
         status: Status,
         code: &'a str,
-        rule: Cow<'a, str>,
+        rule: Why<'a>,
         evidence: Vec<&'a str>,
     ) -> Outcome<'a> {
         Outcome {
@@ -218,7 +275,7 @@ impl<'a> DayInput<'a> {
 }
 
 /// Why a window counts as attended, and the events that show it.
-type Found<'a> = (Cow<'a, str>, Vec<&'a str>);
+type Found<'a> = (Why<'a>, Vec<&'a str>);
 
 fn is_engagement(f: &Fact) -> bool {
     f.kind.is_engagement_kind() && (f.kind != ActivityKind::Message || f.direction == Some(Direction::FromStudent))
@@ -235,6 +292,16 @@ pub fn covered_minutes<'f>(
     close_kind: ActivityKind,
     window: (i64, i64),
 ) -> (i64, Vec<&'f str>) {
+    covered_in(&intervals(facts, open_kind, close_kind), window)
+}
+
+/// An interval of presence: start, end (`None` while left open), the
+/// opening event and the closing one.
+type Interval<'f> = (i64, Option<i64>, &'f str, Option<&'f str>);
+
+/// The intervals of `covered_minutes`, before any window: the same for
+/// every block of a day, so the blocks pair their events once.
+fn intervals<'f>(facts: impl Iterator<Item = &'f Fact>, open_kind: ActivityKind, close_kind: ActivityKind) -> Vec<Interval<'f>> {
     let mut evs: Vec<&Fact> = facts.filter(|f| f.kind == open_kind || f.kind == close_kind).collect();
     fn group(f: &Fact) -> &str {
         f.session.as_deref().or(f.section.as_deref()).unwrap_or_default()
@@ -242,7 +309,7 @@ pub fn covered_minutes<'f>(
     evs.sort_by(|a, b| {
         (group(a), a.at, a.kind != open_kind, &a.event_id).cmp(&(group(b), b.at, b.kind != open_kind, &b.event_id))
     });
-    let mut intervals: Vec<(i64, i64, &'f str, Option<&'f str>)> = Vec::new();
+    let mut intervals: Vec<Interval<'f>> = Vec::new();
     let mut i = 0;
     while i < evs.len() {
         let g = group(evs[i]);
@@ -254,19 +321,26 @@ pub fn covered_minutes<'f>(
                     open = Some(f);
                 }
             } else if let Some(o) = open.take() {
-                intervals.push((o.at, f.at, &o.event_id, Some(&f.event_id)));
+                intervals.push((o.at, Some(f.at), &o.event_id, Some(&f.event_id)));
             } else if let Some(d) = f.duration_s {
-                intervals.push((f.at - d.max(0) * 1_000_000, f.at, &f.event_id, None));
+                intervals.push((f.at - d.max(0) * 1_000_000, Some(f.at), &f.event_id, None));
             }
             i += 1;
         }
         if let Some(o) = open {
-            intervals.push((o.at, window.1.max(o.at), &o.event_id, None));
+            intervals.push((o.at, None, &o.event_id, None));
         }
     }
+    intervals
+}
+
+/// Minutes of `window` covered by the union of `intervals` (an open one
+/// ends at the window's end), and the events of the intervals that count.
+fn covered_in<'f>(intervals: &[Interval<'f>], window: (i64, i64)) -> (i64, Vec<&'f str>) {
     let mut clipped: Vec<(i64, i64)> = Vec::new();
     let mut evidence = Vec::new();
-    for (a, b, e1, e2) in intervals {
+    for &(a, b, e1, e2) in intervals {
+        let b = b.unwrap_or(window.1.max(a));
         let (a, b) = (a.max(window.0), b.min(window.1));
         if a < b {
             clipped.push((a, b));
@@ -344,13 +418,13 @@ fn with_derived_day<'a>(input: &DayInput<'a>, mut sections: Vec<Outcome<'a>>) ->
     let present: Vec<&Outcome> = sections.iter().filter(|o| o.status.is_present()).collect();
     let found = (2 * present.len() >= n).then(|| {
         (
-            format!("present in {} of {} scheduled periods (at least half)", present.len(), n).into(),
+            Why::Periods { present: present.len(), of: n, enough: true },
             present.iter().flat_map(|o| o.evidence.iter().copied()).collect::<Vec<_>>(),
         )
     });
     let mut day = input.present_or_absent(Scope::Day, None, found);
     if !day.status.is_present() && day.status == Status::AbsentUnexcused {
-        day.rule = format!("absent: present in {} of {} scheduled periods (fewer than half)", present.len(), n).into();
+        day.rule = Why::Periods { present: present.len(), of: n, enough: false };
     }
     sections.push(day);
     sections
@@ -494,7 +568,7 @@ fn half_day<'a>(input: &DayInput<'a>, p: &HalfDay, block: Option<&Block<'a>>) ->
         let (m, ev) = covered_minutes(input.on_day(), ActivityKind::CheckIn, ActivityKind::CheckOut, window);
         minutes = m;
         if m as f64 >= needed && m > 0 {
-            Some((format!("on site {m} of {} minutes of {what} (at least {}%)", needed / p.fraction, p.fraction * 100.0).into(), ev))
+            Some((Why::Minutes { on_site: true, minutes: m, of: needed / p.fraction, what, percent: p.fraction * 100.0 }, ev))
         } else {
             None
         }
@@ -508,7 +582,7 @@ fn half_day<'a>(input: &DayInput<'a>, p: &HalfDay, block: Option<&Block<'a>>) ->
         let (m, ev) = covered_minutes(input.on_day().filter(in_scope), ActivityKind::LiveJoin, ActivityKind::LiveLeave, window);
         minutes = m;
         if m as f64 >= needed && m > 0 {
-            Some((format!("live {m} of {} minutes of {what} (at least {}%)", needed / p.fraction, p.fraction * 100.0).into(), ev))
+            Some((Why::Minutes { on_site: false, minutes: m, of: needed / p.fraction, what, percent: p.fraction * 100.0 }, ev))
         } else {
             None
         }
@@ -576,17 +650,16 @@ pub struct BlockAttendance<'a> {
 
 /// The blocks of the day in start order, each with its attendance.
 pub fn block_attendance<'a>(input: &DayInput<'a>) -> Vec<BlockAttendance<'a>> {
-    let in_person = input.mode() == Mode::InPerson;
+    let present = if input.mode() == Mode::InPerson {
+        intervals(input.on_day(), ActivityKind::CheckIn, ActivityKind::CheckOut)
+    } else {
+        intervals(input.on_day(), ActivityKind::LiveJoin, ActivityKind::LiveLeave)
+    };
     input
         .blocks()
         .into_iter()
         .map(|b| {
-            let w = input.meeting_window(b.meeting);
-            let (minutes, evidence) = if in_person {
-                covered_minutes(input.on_day(), ActivityKind::CheckIn, ActivityKind::CheckOut, w)
-            } else {
-                covered_minutes(input.on_day(), ActivityKind::LiveJoin, ActivityKind::LiveLeave, w)
-            };
+            let (minutes, evidence) = covered_in(&present, input.meeting_window(b.meeting));
             BlockAttendance {
                 section: &b.enrollment.section_id,
                 staff: &b.enrollment.staff_id,
@@ -617,19 +690,22 @@ pub fn blocks_day<'a>(input: &DayInput<'a>, p: &Blocks, blocks: &[BlockAttendanc
     } else {
         "PARTIAL"
     };
-    let rule = format!("{category}: attended {attended} of {} blocks (morning session {})", blocks.len(), if morning { "attended" } else { "missed" });
+    let rule = Why::Blocks {
+        category,
+        attended,
+        of: blocks.len(),
+        morning,
+        async_day: input.day.day_type == DayType::Async,
+    };
     let evidence: Vec<&'a str> = blocks.iter().flat_map(|b| b.evidence.iter().copied()).collect();
     // DESIGN.md: status PRESENT unless ABSENT, whatever the mode.
     let status = if attended == 0 { input.absence().0 } else { Status::Present };
-    let mut o = input.outcome(Scope::Day, None, status, category, rule.into(), evidence);
+    let mut o = input.outcome(Scope::Day, None, status, category, rule, evidence);
     if attended == 0 {
         o.evidence = input.absence().3;
     }
     o.category = Some(category);
     o.minutes = Some(blocks.iter().map(|b| b.minutes).sum());
-    if input.day.day_type == DayType::Async {
-        o.rule.to_mut().push_str(" on an asynchronous day");
-    }
     Some(o)
 }
 
@@ -715,7 +791,7 @@ pub fn evaluate_week<'a>(
                 minutes: None,
                 contacts: Some(contacts as i32),
                 category: None,
-                rule: format!("{contacts} day(s) with contact for the class, Monday to Sunday: {code}").into(),
+                rule: Why::Contacts { contacts, code },
                 evidence: dates.into_iter().map(|(_, e)| e).collect(),
                 closes_by: school.policy.finalize.week.into(),
             }
