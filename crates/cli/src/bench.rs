@@ -56,8 +56,9 @@ pub struct EngineArgs {
     days: u32,
     #[arg(long, default_value_t = 42, conflicts_with = "file")]
     seed: u64,
-    /// Commit the state store after this many input records (a runtime's batch).
-    #[arg(long, default_value_t = 5000)]
+    /// Commit the state store after this many input records: the Kafka
+    /// processor's batch (`batch_max_records`, 20,000 by default).
+    #[arg(long, default_value_t = 20_000)]
     commit_every: usize,
     /// Keep the RocksDB state here instead of a temporary directory (must be empty).
     #[arg(long)]

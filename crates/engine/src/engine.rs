@@ -213,8 +213,8 @@ const NO_SECTION: u32 = u32::MAX;
 pub struct Engine<S: KvStore> {
     store: S,
     config: EngineConfig,
-    policies: HashMap<String, Arc<Policy>>,
-    schools: HashMap<String, Arc<School>>,
+    policies: FxHashMap<String, Arc<Policy>>,
+    schools: FxHashMap<String, Arc<School>>,
     /// Future school closes: (instant micros, school id, action).
     schedule: BTreeSet<(i64, String, SchoolAction)>,
     clock: Option<DateTime<Utc>>,
@@ -254,8 +254,8 @@ impl<S: KvStore> Engine<S> {
         let mut e = Engine {
             store,
             config,
-            policies: HashMap::new(),
-            schools: HashMap::new(),
+            policies: FxHashMap::default(),
+            schools: FxHashMap::default(),
             schedule: BTreeSet::new(),
             clock: None,
             names: Names::default(),
