@@ -1256,7 +1256,7 @@ impl<S: KvStore> Engine<S> {
             return Ok(());
         }
         for b in blocks.iter().skip(1).filter(|b| !b.attended) {
-            let due = input.school.instant(input.day.date, b.end.minutes()).timestamp_micros();
+            let due = input.school.micros(input.day.date, b.end.minutes());
             let action = TimerAction::BlockEnded { date: input.day.date, section: b.section.to_string() };
             let key = state::timer_key(due, &input.student.student_id, &action);
             self.store.put(Table::Timer, &key, &[])?;

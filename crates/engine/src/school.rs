@@ -47,14 +47,16 @@ pub struct School {
     pub tz: Tz,
     pub policy: Arc<Policy>,
     days: BTreeMap<NaiveDate, CalendarDay>,
-    /// Per calendar date, the UTC offset (seconds) when it holds all day,
-    /// as on every date without a DST change: then a wall-clock time of the
-    /// date converts with one subtraction instead of a time-zone lookup
-    /// (every evaluation converts the school day's and the meetings' times).
-    offsets: FxHashMap<NaiveDate, i64>,
+    /// Per calendar date whose UTC offset holds all day (every date without
+    /// a DST change), its local midnight in UTC microseconds: a wall-clock
+    /// time of the date is then one addition, and an instant's local date a
+    /// comparison, instead of a time-zone lookup. Every event and every
+    /// evaluation converts times (the school day's, the meetings').
+    midnights: FxHashMap<NaiveDate, i64>,
 }
 
 const MINUTES_PER_DAY: i64 = 24 * 60;
+const MICROS_PER_MINUTE: i64 = 60_000_000;
 
 fn local(date: NaiveDate, minutes: i64) -> NaiveDateTime {
     NaiveDateTime::new(date, chrono::NaiveTime::MIN) + Duration::minutes(minutes)
@@ -72,14 +74,14 @@ impl School {
             LocalResult::Single(t) => Some(t.offset().fix().local_minus_utc() as i64),
             _ => None,
         };
-        let offsets = days
+        let midnights = days
             .keys()
             .filter_map(|d| match (offset(*d, 0), offset(*d, MINUTES_PER_DAY - 1)) {
-                (Some(a), Some(b)) if a == b => Some((*d, a)),
+                (Some(a), Some(b)) if a == b => Some((*d, (local(*d, 0).and_utc().timestamp() - a) * 1_000_000)),
                 _ => None,
             })
             .collect();
-        School { calendar, tz, policy, days, offsets }
+        School { calendar, tz, policy, days, midnights }
     }
 
     /// The calendar entry of an instructional date.
@@ -97,6 +99,21 @@ impl School {
 
     /// The school-local date of an instant.
     pub fn local_date(&self, at: DateTime<Utc>) -> NaiveDate {
+        let t = at.timestamp_micros();
+        let utc = at.date_naive();
+        for date in [utc.pred_opt(), Some(utc), utc.succ_opt()].into_iter().flatten() {
+            // Up to 23:59 local the offset is the date's own; the last
+            // minute may meet a change at midnight, so it takes the lookup.
+            if let Some(m) = self.midnights.get(&date) {
+                if *m <= t && t < m + (MINUTES_PER_DAY - 1) * MICROS_PER_MINUTE {
+                    return date;
+                }
+            }
+        }
+        self.local_date_by_zone(at)
+    }
+
+    fn local_date_by_zone(&self, at: DateTime<Utc>) -> NaiveDate {
         at.with_timezone(&self.tz).date_naive()
     }
 
@@ -104,12 +121,22 @@ impl School {
     /// jumps forward, so the first instant after the gap is used; in an
     /// overlap, the earlier one.
     pub fn instant(&self, date: NaiveDate, minutes: u32) -> DateTime<Utc> {
-        if (minutes as i64) < MINUTES_PER_DAY {
-            if let Some(offset) = self.offsets.get(&date) {
-                return Utc.from_utc_datetime(&(local(date, minutes as i64) - Duration::seconds(*offset)));
-            }
+        match self.fast_micros(date, minutes).and_then(DateTime::from_timestamp_micros) {
+            Some(t) => t,
+            None => self.instant_by_zone(date, minutes),
         }
-        self.instant_by_zone(date, minutes)
+    }
+
+    /// `instant` in UTC microseconds.
+    pub fn micros(&self, date: NaiveDate, minutes: u32) -> i64 {
+        self.fast_micros(date, minutes).unwrap_or_else(|| self.instant_by_zone(date, minutes).timestamp_micros())
+    }
+
+    fn fast_micros(&self, date: NaiveDate, minutes: u32) -> Option<i64> {
+        if minutes as i64 >= MINUTES_PER_DAY {
+            return None;
+        }
+        self.midnights.get(&date).map(|m| m + minutes as i64 * MICROS_PER_MINUTE)
     }
 
     fn instant_by_zone(&self, date: NaiveDate, minutes: u32) -> DateTime<Utc> {
@@ -131,10 +158,7 @@ impl School {
 
     /// The UTC span of a local time range on `date`.
     pub fn span(&self, date: NaiveDate, start: LocalTime, end: LocalTime) -> (i64, i64) {
-        (
-            self.instant(date, start.minutes()).timestamp_micros(),
-            self.instant(date, end.minutes()).timestamp_micros(),
-        )
+        (self.micros(date, start.minutes()), self.micros(date, end.minutes()))
     }
 
     /// When a window of `date` closed by `rule` becomes final.
@@ -233,7 +257,7 @@ mod tests {
     }
 
     #[test]
-    fn wall_clock_times_convert_alike_with_and_without_the_day_offset() {
+    fn wall_clock_times_and_local_dates_convert_alike_with_and_without_the_kept_midnights() {
         // Every date of a year (DST changes and Lord Howe's half-hour one
         // included), every quarter hour: the offset kept per date must give
         // the instant the zone lookup gives.
@@ -242,11 +266,19 @@ mod tests {
             let dates: Vec<String> = (0..366).map(|i| (first + Duration::days(i)).to_string()).collect();
             let refs: Vec<&str> = dates.iter().map(String::as_str).collect();
             let s = school(tz, "mmsd", &refs);
-            assert!(s.offsets.len() >= 360, "{tz}: {} dates with one offset", s.offsets.len());
+            assert!(s.midnights.len() >= 360, "{tz}: {} dates with one offset", s.midnights.len());
             for d in &dates {
                 let date: NaiveDate = d.parse().unwrap();
                 for minutes in (0..24 * 60).step_by(15) {
                     assert_eq!(s.instant(date, minutes), s.instant_by_zone(date, minutes), "{tz} {d} +{minutes} min");
+                    assert_eq!(s.micros(date, minutes), s.instant_by_zone(date, minutes).timestamp_micros());
+                }
+                // Instants every 7 minutes and 13 seconds of the UTC day
+                // (every minute of the local clock is met over the year).
+                let midnight = date.and_hms_opt(0, 0, 0).unwrap().and_utc();
+                for k in 0..200 {
+                    let at = midnight + Duration::seconds(k * 433);
+                    assert_eq!(s.local_date(at), s.local_date_by_zone(at), "{tz} {at}");
                 }
             }
         }
