@@ -27,6 +27,14 @@ fn assert_round_trip<T: AvroRecord + PartialEq + Debug>(
 }
 
 fn datum<T: AvroRecord + PartialEq + Debug>(bytes: &[u8]) -> bool {
+    // The direct decoder, where a type has one, must agree with the generic
+    // one on everything it accepts.
+    if let Some(direct) = T::decode_direct(bytes) {
+        match T::from_avro_datum_generic(bytes) {
+            Ok(generic) => assert_eq!(direct, generic, "the direct and generic {} decoders disagree", T::SCHEMA_FILE),
+            Err(e) => panic!("the direct {} decoder accepted a datum the generic one refuses: {e}", T::SCHEMA_FILE),
+        }
+    }
     match T::from_avro_datum(bytes) {
         Ok(x) => {
             assert_round_trip(&x, T::to_avro_datum, T::from_avro_datum);
@@ -43,7 +51,12 @@ pub fn avro_datum(data: &[u8]) -> bool {
         return false;
     };
     match which % 7 {
-        0 => datum::<ActivityEvent>(bytes),
+        0 => {
+            let decoded = datum::<ActivityEvent>(bytes);
+            // Every valid event takes the direct path.
+            assert_eq!(ActivityEvent::decode_direct(bytes).is_some(), decoded, "the direct event decoder declined a valid datum");
+            decoded
+        }
         1 => datum::<StudentRecord>(bytes),
         2 => datum::<SchoolCalendar>(bytes),
         3 => datum::<AbsenceReport>(bytes),

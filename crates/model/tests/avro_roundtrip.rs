@@ -320,6 +320,8 @@ fn round_trip<T: AvroRecord + PartialEq + Debug + Serialize + DeserializeOwned>(
     assert_eq!(so[10..], datum[..], "{name}: single object = header + datum");
     assert_eq!(&T::from_single_object(&so).unwrap(), r, "{name}: single object");
 
+    assert_eq!(&T::from_avro_datum_generic(&datum).unwrap(), r, "{name}: datum, generic decoder");
+
     // Deterministic: the same record always gives the same bytes.
     assert_eq!(r.to_avro_datum().unwrap(), datum, "{name}");
 
@@ -878,4 +880,38 @@ fn decoding_arbitrary_bytes_never_panics() {
     // Some damage (a flipped bit inside a string, say) still decodes; that
     // the count is non-zero shows the fuzzing reaches past the first field.
     assert!(decoded > 0);
+}
+
+#[test]
+fn the_direct_event_decoder_reads_the_schema_in_its_order() {
+    // activity_event_direct reads the fields and enum symbols in this order.
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../../schemas/activity_event.avsc")).unwrap();
+    let fields: Vec<&str> = schema["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        fields,
+        [
+            "event_id", "source", "student_id", "school_id", "section_id", "staff_id", "kind", "direction",
+            "occurred_at", "assigned_date", "live_session_id", "duration_seconds", "attributes"
+        ]
+    );
+    let symbols = |v: &serde_json::Value| -> Vec<String> {
+        v["symbols"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(symbols(&schema["fields"][6]["type"]), ActivityKind::SYMBOLS);
+    assert_eq!(symbols(&schema["fields"][7]["type"][1]), Direction::SYMBOLS);
+    for e in [activity_full(), activity_min()] {
+        let datum = e.to_avro_datum().unwrap();
+        assert_eq!(ActivityEvent::decode_direct(&datum), Some(e.clone()));
+        // Anything short of the whole datum, or with a byte more, is declined
+        // (and refused by the generic decoder, which says why).
+        for cut in 0..datum.len() {
+            assert_eq!(ActivityEvent::decode_direct(&datum[..cut]), None, "cut at {cut}");
+            assert!(ActivityEvent::from_avro_datum(&datum[..cut]).is_err());
+        }
+        let mut longer = datum.clone();
+        longer.push(0);
+        assert_eq!(ActivityEvent::decode_direct(&longer), None);
+        assert!(ActivityEvent::from_avro_datum(&longer).is_err());
+    }
 }
