@@ -37,6 +37,13 @@ fn datum<T: AvroRecord + PartialEq + Debug>(bytes: &[u8]) -> bool {
     }
     match T::from_avro_datum(bytes) {
         Ok(x) => {
+            // So does the direct encoder with the generic one.
+            assert_eq!(
+                x.to_avro_datum().ok(),
+                x.to_avro_datum_generic().ok(),
+                "the direct and generic {} encoders disagree",
+                T::SCHEMA_FILE
+            );
             assert_round_trip(&x, T::to_avro_datum, T::from_avro_datum);
             true
         }

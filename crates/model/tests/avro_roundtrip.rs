@@ -321,6 +321,7 @@ fn round_trip<T: AvroRecord + PartialEq + Debug + Serialize + DeserializeOwned>(
     assert_eq!(&T::from_single_object(&so).unwrap(), r, "{name}: single object");
 
     assert_eq!(&T::from_avro_datum_generic(&datum).unwrap(), r, "{name}: datum, generic decoder");
+    assert_eq!(r.to_avro_datum_generic().unwrap(), datum, "{name}: datum, generic encoder");
 
     // Deterministic: the same record always gives the same bytes.
     assert_eq!(r.to_avro_datum().unwrap(), datum, "{name}");
