@@ -494,28 +494,35 @@ impl Processor {
     }
 
     fn open_task(&mut self, partition: i32) -> Result<Task, KafkaError> {
-        let span = info_span!("restore", partition);
-        let _g = span.enter();
-        let dir = self.cfg.state_dir.join(format!("p{partition}"));
-        let mut store = RocksStore::open(&dir, &self.cfg.store).map_err(|e| KafkaError::Setup(e.to_string()))?;
-        let restoring = self.metrics.shared.restore_started();
-        let restored = restore_from_changelog(&self.cfg, partition, &mut store)?;
-        drop(restoring);
-        self.metrics.shared.restore_records.inc_by(restored);
+        let (task, restored) = open_task(&self.cfg, &self.metrics.shared, &self.policies, &self.known_calendars, partition)?;
         self.stats.restored_records += restored;
-        let mut engine = Engine::open(store, EngineConfig { max_clock_skew_days: self.cfg.max_clock_skew_days, ..EngineConfig::default() })
-            .map_err(|e| KafkaError::State(e.to_string()))?;
-        for p in &self.policies {
-            engine.register_policy(p.clone());
-        }
-        for c in self.known_calendars.values() {
-            if let Err(e) = engine.load_calendar(c.clone()) {
-                warn!(school = %c.school_id, error = %e, "calendar refused");
+        Ok(task)
+    }
+
+    /// Opens (and restores) the tasks of these partitions side by side: a
+    /// task's opening is mostly waiting (RocksDB files, a changelog reader,
+    /// broker round trips), and a takeover should not wait for each in turn.
+    fn open_tasks(&mut self, partitions: &[i32]) -> Result<(), KafkaError> {
+        const AT_ONCE: usize = 8;
+        for chunk in partitions.chunks(AT_ONCE) {
+            let (cfg, metrics, policies, calendars) = (&self.cfg, &self.metrics.shared, &self.policies, &self.known_calendars);
+            let opened: Vec<Result<(Task, u64), KafkaError>> = std::thread::scope(|s| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|p| s.spawn(move || open_task(cfg, metrics, policies, calendars, *p)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Err(KafkaError::State("a task-opening thread panicked".into()))))
+                    .collect()
+            });
+            for o in opened {
+                let (task, restored) = o?;
+                self.stats.restored_records += restored;
+                self.tasks.insert(task.partition, task);
             }
         }
-        let positions = committed_positions(&engine)?;
-        info!(restored, ?positions, "task opened");
-        Ok(Task { partition, engine, positions, buffered: Vec::new(), fetched: BTreeMap::new(), at_end: HashSet::new(), broker_high: HashMap::new(), caught_up: false, dirty: true })
+        Ok(())
     }
 
     /// Applies buffered records, advances clocks, and commits one transaction.
@@ -765,9 +772,9 @@ impl Processor {
         // Open (and restore) the new ones now, and fetch every partition from
         // where its task's state ends; records polled around the rebalance
         // were dropped and come again.
-        for p in &assigned {
-            self.task(*p)?;
-        }
+        let mut new: Vec<i32> = assigned.iter().copied().filter(|p| !self.tasks.contains_key(p)).collect();
+        new.sort_unstable();
+        self.open_tasks(&new)?;
         for e in assignment.elements() {
             let pos = self.tasks.get(&e.partition()).and_then(|t| t.positions.get(e.topic()).copied());
             let off = pos.map(Offset::Offset).unwrap_or(Offset::Beginning);
@@ -1054,6 +1061,50 @@ fn apply_record(engine: &mut Engine<RocksStore>, rec: &Record, topics: &Topics) 
 
 /// Brings a task's local store up to the committed changelog; returns the
 /// number of records read.
+/// Opens a partition's task: its RocksDB state, brought up to date from the
+/// changelog, under an engine with the policies and calendars known so far.
+/// Returns the task and how many changelog records were restored.
+fn open_task(
+    cfg: &ProcessorConfig,
+    metrics: &Arc<crate::metrics::Metrics>,
+    policies: &[Policy],
+    calendars: &BTreeMap<String, SchoolCalendar>,
+    partition: i32,
+) -> Result<(Task, u64), KafkaError> {
+    let span = info_span!("restore", partition);
+    let _g = span.enter();
+    let dir = cfg.state_dir.join(format!("p{partition}"));
+    let mut store = RocksStore::open(&dir, &cfg.store).map_err(|e| KafkaError::Setup(e.to_string()))?;
+    let restoring = metrics.restore_started();
+    let restored = restore_from_changelog(cfg, partition, &mut store)?;
+    drop(restoring);
+    metrics.restore_records.inc_by(restored);
+    let mut engine = Engine::open(store, EngineConfig { max_clock_skew_days: cfg.max_clock_skew_days, ..EngineConfig::default() })
+        .map_err(|e| KafkaError::State(e.to_string()))?;
+    for p in policies {
+        engine.register_policy(p.clone());
+    }
+    for c in calendars.values() {
+        if let Err(e) = engine.load_calendar(c.clone()) {
+            warn!(school = %c.school_id, error = %e, "calendar refused");
+        }
+    }
+    let positions = committed_positions(&engine)?;
+    info!(restored, ?positions, "task opened");
+    let task = Task {
+        partition,
+        engine,
+        positions,
+        buffered: Vec::new(),
+        fetched: BTreeMap::new(),
+        at_end: HashSet::new(),
+        broker_high: HashMap::new(),
+        caught_up: false,
+        dirty: true,
+    };
+    Ok((task, restored))
+}
+
 fn restore_from_changelog(cfg: &ProcessorConfig, partition: i32, store: &mut RocksStore) -> Result<u64, KafkaError> {
     let from = store
         .get(Table::Meta, META_CHANGELOG_POS)
