@@ -282,8 +282,7 @@ fn main() -> ExitCode {
     let Some(prometheus) = on_path("prometheus") else {
         if std::env::var_os("CI").is_some() {
             println!("the `prometheus` binary is not on PATH (apt-get install prometheus; scripts/setup.sh)");
-            println!("0 passed, 1 failed");
-            return ExitCode::FAILURE;
+            return summary(0, 1);
         }
         println!("note: the `prometheus` binary is not on PATH: skipping (apt-get install prometheus)");
         println!("0 passed, 0 failed, 1 skipped");
@@ -301,12 +300,10 @@ fn main() -> ExitCode {
         std::process::exit(1);
     });
     let ok = run_one("prometheus_scrapes_the_processor", || prometheus_scrapes_the_processor(&broker.address, &prometheus));
-    let (passed, failed) = if ok { (1, 0) } else { (0, 1) };
-    println!("{passed} passed, {failed} failed");
     drop(broker);
-    if failed == 0 {
-        ExitCode::SUCCESS
+    if ok {
+        summary(1, 0)
     } else {
-        ExitCode::FAILURE
+        summary(0, 1)
     }
 }

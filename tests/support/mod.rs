@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 
 use rollcall_scenario::Scenario;
 
@@ -101,5 +101,15 @@ pub fn run_one(name: &str, f: impl FnOnce() -> TestResult) -> bool {
             println!("test {name} ... FAILED ({:.0} s)\n{e}", started.elapsed().as_secs_f64());
             false
         }
+    }
+}
+
+/// Prints the summary line libtest prints and gives the binary's exit code.
+pub fn summary(passed: usize, failed: usize) -> ExitCode {
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

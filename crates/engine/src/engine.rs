@@ -522,15 +522,8 @@ impl<S: KvStore> Engine<S> {
             return Ok(());
         }
         let store_key = state::day_key(self.names.name(key.student), key.date);
-        let value = match self.store.get(Table::Day, &store_key)? {
-            None => None,
-            Some(b) => Some(Arc::new(DayRecord::decode(&b).map_err(|source| EngineError::Corrupt {
-                table: Table::Day,
-                key: String::from_utf8_lossy(&store_key).into_owned(),
-                source,
-            })?)),
-        };
-        self.days.insert_clean(key, value);
+        let value = self.store.get(Table::Day, &store_key)?.map(|b| decode_stored(Table::Day, &store_key, &b, DayRecord::decode));
+        self.days.insert_clean(key, value.transpose()?.map(Arc::new));
         Ok(())
     }
 
@@ -764,11 +757,7 @@ impl<S: KvStore> Engine<S> {
                 Some(Some(r)) => r.clone(),
                 Some(None) => continue,
                 None => {
-                    let rec = Arc::new(DayRecord::decode(&v).map_err(|source| EngineError::Corrupt {
-                        table: Table::Day,
-                        key: String::from_utf8_lossy(&k).into_owned(),
-                        source,
-                    })?);
+                    let rec = Arc::new(decode_stored(Table::Day, &k, &v, DayRecord::decode)?);
                     self.days.insert_clean(key, Some(rec.clone()));
                     rec
                 }
@@ -1029,14 +1018,8 @@ impl<S: KvStore> Engine<S> {
         }
         let section = (key.section != NO_SECTION).then(|| self.names.name(key.section));
         let store_key = state::emitted_key(self.names.name(key.student), key.date, key.scope, section);
-        let value = match self.store.get(Table::Emitted, &store_key)? {
-            None => None,
-            Some(b) => Some(Arc::new(Emitted::decode(&b).map_err(|source| EngineError::Corrupt {
-                table: Table::Emitted,
-                key: String::from_utf8_lossy(&store_key).into(),
-                source,
-            })?)),
-        };
+        let value = self.store.get(Table::Emitted, &store_key)?.map(|b| decode_stored(Table::Emitted, &store_key, &b, Emitted::decode));
+        let value = value.transpose()?.map(Arc::new);
         self.emitted.insert_clean(key, value.clone());
         Ok(value)
     }
@@ -1434,6 +1417,12 @@ impl<S: KvStore> Engine<S> {
     }
 }
 
+/// Decodes a record read from the store under `key`; a failure names the
+/// table and the key.
+fn decode_stored<T>(table: Table, key: &[u8], bytes: &[u8], decode: fn(&[u8]) -> Result<T, CodecError>) -> Result<T, EngineError> {
+    decode(bytes).map_err(|source| EngineError::Corrupt { table, key: String::from_utf8_lossy(key).into_owned(), source })
+}
+
 /// Closing the week of `monday` drops the state of the dates before this one.
 fn purge_horizon(school: &School, monday: NaiveDate) -> NaiveDate {
     monday - Duration::days(school.policy.correction_horizon_days as i64 + 21)
@@ -1546,17 +1535,7 @@ mod open_window_tests {
         })
         .unwrap();
         for id in students {
-            e.upsert_student(StudentRecord {
-                student_id: id.to_string(),
-                school_id: "sch".into(),
-                grade_level: GradeLevel::G3,
-                homeroom_section_id: None,
-                homeroom_staff_id: None,
-                groups: vec![],
-                enrollments: vec![],
-                modes: vec![],
-            })
-            .unwrap();
+            e.upsert_student(StudentRecord::new(*id, "sch", GradeLevel::G3)).unwrap();
         }
         e
     }

@@ -343,6 +343,21 @@ pub struct StudentRecord {
 }
 
 impl StudentRecord {
+    /// A student with a grade and nothing more: no homeroom, groups,
+    /// enrollments or mode spans (so SYNC_ONLINE every day).
+    pub fn new(student_id: impl Into<String>, school_id: impl Into<String>, grade_level: GradeLevel) -> StudentRecord {
+        StudentRecord {
+            student_id: student_id.into(),
+            school_id: school_id.into(),
+            grade_level,
+            homeroom_section_id: None,
+            homeroom_staff_id: None,
+            groups: vec![],
+            enrollments: vec![],
+            modes: vec![],
+        }
+    }
+
     /// Every person and class id this record names: the student, the
     /// homeroom section and teacher, each enrolled section and its teacher.
     /// None of them may ever be a metric label value.

@@ -123,16 +123,7 @@ fn student_full() -> StudentRecord {
 }
 
 fn student_min() -> StudentRecord {
-    StudentRecord {
-        student_id: "s".into(),
-        school_id: "x".into(),
-        grade_level: GradeLevel::G12,
-        homeroom_section_id: None,
-        homeroom_staff_id: None,
-        groups: vec![],
-        enrollments: vec![],
-        modes: vec![],
-    }
+    StudentRecord::new("s", "x", GradeLevel::G12)
 }
 
 fn calendar_full() -> SchoolCalendar {

@@ -354,16 +354,7 @@ pub fn latency(a: LatencyArgs) -> anyhow::Result<ExitCode> {
     let now = Utc::now();
     rollcall_kafka::replay::send(&p, &topics.calendar, &cal.school_id, &cal.to_single_object()?, now)?;
     for i in 0..total {
-        let s = StudentRecord {
-            student_id: student(i),
-            school_id: cal.school_id.clone(),
-            grade_level: GradeLevel::G3,
-            homeroom_section_id: None,
-            homeroom_staff_id: None,
-            groups: vec![],
-            enrollments: vec![],
-            modes: vec![],
-        };
+        let s = StudentRecord::new(student(i), cal.school_id.clone(), GradeLevel::G3);
         rollcall_kafka::replay::send(&p, &topics.roster, &s.student_id, &s.to_single_object()?, now)?;
     }
     p.flush(Duration::from_secs(60)).context("flushing the roster")?;
