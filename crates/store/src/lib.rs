@@ -163,22 +163,21 @@ impl RocksStore {
     /// A RocksDB integer property summed over every column family
     /// (e.g. `rocksdb.estimate-live-data-size`, `rocksdb.block-cache-usage`).
     pub fn property_sum(&self, name: &str) -> u64 {
-        Table::ALL
-            .iter()
-            .filter_map(|t| self.db.cf_handle(t.name()))
-            .filter_map(|cf| self.db.property_int_value_cf(cf, name).ok().flatten())
-            .sum()
+        self.property_values(name).sum()
     }
 
     /// A RocksDB integer property's largest value over the column families:
     /// for properties of something they share, such as the block cache.
     pub fn property_max(&self, name: &str) -> u64 {
+        self.property_values(name).max().unwrap_or(0)
+    }
+
+    /// An integer property's value in each column family that has it.
+    fn property_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = u64> + 'a {
         Table::ALL
             .iter()
             .filter_map(|t| self.db.cf_handle(t.name()))
-            .filter_map(|cf| self.db.property_int_value_cf(cf, name).ok().flatten())
-            .max()
-            .unwrap_or(0)
+            .filter_map(move |cf| self.db.property_int_value_cf(cf, name).ok().flatten())
     }
 
     /// The figures an operator watches: live data and pending compaction
