@@ -112,10 +112,17 @@ pub trait AvroRecord: Sized {
     /// The raw binary datum, without any header.
     fn to_avro_datum(&self) -> Result<Vec<u8>, AvroError> {
         let mut out = Vec::with_capacity(128);
-        if !self.encode_direct(&mut out) {
-            Self::compiled().encode(&self.to_avro_value(), &mut out)?;
-        }
+        self.write_datum(&mut out)?;
         Ok(out)
+    }
+
+    /// Appends the datum: by the direct encoder where the type has one.
+    #[doc(hidden)]
+    fn write_datum(&self, out: &mut Vec<u8>) -> Result<(), AvroError> {
+        if !self.encode_direct(out) {
+            Self::compiled().encode(&self.to_avro_value(), out)?;
+        }
+        Ok(())
     }
 
     /// `to_avro_datum` through the generic value tree only.
@@ -153,9 +160,7 @@ pub trait AvroRecord: Sized {
         let mut out = Vec::with_capacity(128);
         out.extend_from_slice(&SINGLE_OBJECT_MARKER);
         out.extend_from_slice(&c.fingerprint.to_le_bytes());
-        if !self.encode_direct(&mut out) {
-            c.encode(&self.to_avro_value(), &mut out)?;
-        }
+        self.write_datum(&mut out)?;
         Ok(out)
     }
 
