@@ -131,10 +131,15 @@ def _string(buf: bytes, pos: int):
     return buf[pos:end].decode("utf-8"), end
 
 
-def _opt_string(buf: bytes, pos: int):
+def _opt(read, buf: bytes, pos: int):
+    """A ["null", T] union: branch 0 is null, branch 1 is read by `read`."""
     if buf[pos] == 0:
         return None, pos + 1
-    return _string(buf, pos + 1)
+    return read(buf, pos + 1)
+
+
+def _opt_string(buf: bytes, pos: int):
+    return _opt(_string, buf, pos)
 
 
 def decode_datum(buf: bytes, pos: int = 10) -> dict:
@@ -147,24 +152,12 @@ def decode_datum(buf: bytes, pos: int = 10) -> dict:
     staff_id, pos = _opt_string(buf, pos)
     k, pos = _long(buf, pos)
     kind = KINDS[k]
-    if buf[pos] == 0:
-        direction = None
-        pos += 1
-    else:
-        d, pos = _long(buf, pos + 1)
-        direction = DIRECTIONS[d]
+    d, pos = _opt(_long, buf, pos)
+    direction = None if d is None else DIRECTIONS[d]
     occurred_at, pos = _long(buf, pos)
-    if buf[pos] == 0:
-        assigned_date = None
-        pos += 1
-    else:
-        assigned_date, pos = _long(buf, pos + 1)
+    assigned_date, pos = _opt(_long, buf, pos)
     live_session_id, pos = _opt_string(buf, pos)
-    if buf[pos] == 0:
-        duration_seconds = None
-        pos += 1
-    else:
-        duration_seconds, pos = _long(buf, pos + 1)
+    duration_seconds, pos = _opt(_long, buf, pos)
     attributes = {}
     while True:
         count, pos = _long(buf, pos)
