@@ -13,7 +13,7 @@ use rollcall_model::{
     AbsenceReport, ActivityEvent, ActivityKind, Determination, Finality, OutreachKind, OutreachTrigger, RecipientRole,
     SchoolCalendar, Scope, Status, StudentRecord,
 };
-use rollcall_policy::{Policy, Rule};
+use rollcall_policy::{ContactThreshold, Policy, Rule};
 
 use crate::cache::{FxHashMap, FxHashSet, RecordCache};
 use crate::codec::{self, CodecError};
@@ -713,6 +713,11 @@ impl<S: KvStore> Engine<S> {
         if matches!(school.policy.rule, Rule::WeeklyContacts(_)) {
             self.dirty.push((no, monday_of(date), true));
         }
+        if eval::reads_next_day(&school.policy) && matches!(ev.kind, ActivityKind::Message | ActivityKind::TwoWayContact) {
+            if let Some(prev) = date.pred_opt() {
+                self.dirty.push((no, prev, false));
+            }
+        }
         Ok(Applied::Accepted)
     }
 
@@ -786,7 +791,11 @@ impl<S: KvStore> Engine<S> {
             self.stats.duplicates += 1;
             return Ok(Applied::Duplicate);
         }
-        self.day_mut(no, r.date)?.reports.push(ReportFact { report_id: r.report_id.clone(), reason: r.reason });
+        self.day_mut(no, r.date)?.reports.push(ReportFact {
+            report_id: r.report_id.clone(),
+            reason: r.reason,
+            reporter: r.reporter,
+        });
         self.stats.reports += 1;
         self.dirty.push((no, r.date, false));
         Ok(Applied::Accepted)
@@ -930,6 +939,7 @@ impl<S: KvStore> Engine<S> {
                 SchoolAction::CloseDays { date, rules } => {
                     self.reevaluate_day(no, &student, &school, *date, Some(rules), at)?;
                 }
+                SchoolAction::DayStarts { date } => self.schedule_morning_check(&student, &school, *date)?,
                 SchoolAction::CloseWeek { monday } => {
                     self.close_week(no, &student, &school, *monday, at)?;
                     closed.insert(no);
@@ -959,7 +969,16 @@ impl<S: KvStore> Engine<S> {
     ) -> Result<(), EngineError> {
         let Some(day) = school.instructional(date) else { return Ok(()) };
         let record = self.load_day(no, date)?;
-        let input = DayInput { school, day, student, record: &record };
+        let next = match date.succ_opt() {
+            Some(d1) if eval::reads_next_day(&school.policy) => self.day_record(no, d1)?,
+            _ => None,
+        };
+        let input = DayInput { school, day, student, record: &record, next: next.as_deref() };
+        if closing.is_none() && at <= self.closes_at(school, student, date) {
+            if let Some(r) = input.unverified_hardship() {
+                self.ask_to_verify_hardship(student, school, date, r, at)?;
+            }
+        }
         let outcomes = match &school.policy.rule {
             Rule::Blocks(p) if p.teacher_follow_up && closing.is_none() => {
                 let blocks = eval::block_attendance(&input);
@@ -1257,7 +1276,7 @@ impl<S: KvStore> Engine<S> {
             TimerAction::BlockEnded { date, section } => {
                 let Some(day) = school.instructional(date) else { return Ok(()) };
                 let record = self.load_day(no, date)?;
-                let input = DayInput { school: &school, day, student: &student, record: &record };
+                let input = DayInput { school: &school, day, student: &student, record: &record, next: None };
                 let blocks = eval::block_attendance(&input);
                 let morning = blocks.first().filter(|b| b.attended);
                 let missed = blocks.iter().skip(1).find(|b| b.section == section && !b.attended);
@@ -1281,8 +1300,80 @@ impl<S: KvStore> Engine<S> {
                     })?;
                 }
             }
+            TimerAction::MorningEnded { date } => {
+                let Some(day) = school.instructional(date) else { return Ok(()) };
+                let record = self.load_day(no, date)?;
+                let input = DayInput { school: &school, day, student: &student, record: &record, next: None };
+                let blocks = eval::block_attendance(&input);
+                let Some(morning) = blocks.first().filter(|b| !b.attended) else { return Ok(()) };
+                let policy = school.policy.clone();
+                self.raise(Raise {
+                    student: &student,
+                    policy: &policy,
+                    kind: OutreachKind::FamilyOutreach,
+                    role: RecipientRole::AttendanceTeam,
+                    staff: None,
+                    section: Some(morning.section.to_string()),
+                    window: (date, date),
+                    reason: format!(
+                        "missed the morning session ({} {}–{}): contact the family",
+                        morning.section, morning.start, morning.end
+                    ),
+                    evidence: Vec::new(),
+                    discriminator: "morning".into(),
+                    at,
+                })?;
+            }
         }
         Ok(())
+    }
+
+    /// instruction-partners: a timer at the end of the student's morning
+    /// session of `date`, so that a missed morning reaches the family-outreach
+    /// person as soon as it is over, even for a student with no events at all.
+    fn schedule_morning_check(&mut self, student: &StudentRecord, school: &School, date: NaiveDate) -> Result<(), EngineError> {
+        let Some(day) = school.instructional(date) else { return Ok(()) };
+        let record = DayRecord::default();
+        let input = DayInput { school, day, student, record: &record, next: None };
+        let Some(morning) = eval::block_attendance(&input).into_iter().next() else { return Ok(()) };
+        let due = school.micros(date, morning.end.minutes());
+        let key = state::timer_key(due, &student.student_id, &TimerAction::MorningEnded { date });
+        self.store.put(Table::Timer, &key, &[])?;
+        if let Some(t) = self.timers.as_mut() {
+            t.insert(key);
+        }
+        Ok(())
+    }
+
+    /// cms: one TEACHER_FOLLOW_UP to the homeroom teacher for a guardian's
+    /// hardship report that no teacher has verified yet, while the day is
+    /// open, so that the verification can happen within the D+1 window.
+    fn ask_to_verify_hardship(
+        &mut self,
+        student: &StudentRecord,
+        school: &School,
+        date: NaiveDate,
+        report: &ReportFact,
+        at: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let policy = school.policy.clone();
+        self.raise(Raise {
+            student,
+            policy: &policy,
+            kind: OutreachKind::TeacherFollowUp,
+            role: RecipientRole::Teacher,
+            staff: student.homeroom_staff_id.clone(),
+            section: student.homeroom_section_id.clone(),
+            window: (date, date),
+            reason: format!(
+                "verify the hardship: the family reported {} for {date}; the student counts as present by other \
+                 evidence only once a teacher has two-way contact with the student or family on {date} or the next day",
+                report.reason
+            ),
+            evidence: vec![report.report_id.clone()],
+            discriminator: "verify-hardship".into(),
+            at,
+        })
     }
 
     fn close_week(
@@ -1297,10 +1388,9 @@ impl<S: KvStore> Engine<S> {
         match &policy.rule {
             Rule::WeeklyContacts(p) => {
                 let outcomes = self.reevaluate_week(no, student, school, monday, true, at)?;
-                if p.low_contact_weeks > 0 {
+                for threshold in &p.low_contact {
                     for (section, contacts) in &outcomes {
-                        let (weeks, max) = (p.low_contact_weeks, p.low_contact_max);
-                        self.check_low_contact(no, student, school, &policy, (weeks, max), monday, section, *contacts, at)?;
+                        self.check_low_contact(no, student, school, &policy, threshold, monday, section, *contacts, at)?;
                     }
                 }
             }
@@ -1352,12 +1442,13 @@ impl<S: KvStore> Engine<S> {
         student: &StudentRecord,
         school: &School,
         policy: &Policy,
-        (weeks, max): (u32, u32),
+        threshold: &ContactThreshold,
         week: NaiveDate,
         section: &str,
         contacts: u32,
         at: DateTime<Utc>,
     ) -> Result<(), EngineError> {
+        let (weeks, max) = (threshold.weeks, threshold.max_contacts);
         let mut total = contacts;
         let mut evidence = vec![format!(
             "{}#contacts={}",
@@ -1387,13 +1478,14 @@ impl<S: KvStore> Engine<S> {
             student,
             policy,
             kind: OutreachKind::LowContact,
-            role: RecipientRole::AttendanceTeam,
+            role: threshold.recipient_role,
             staff,
             section: Some(section.to_string()),
             window: (first, week + Duration::days(6)),
             reason: format!("{total} contact day(s) over {weeks} consecutive weeks (at most {max})"),
             evidence,
-            discriminator: String::new(),
+            // Thresholds of one length differ by their bound and recipient.
+            discriminator: format!("{max}-{}", threshold.recipient_role),
             at,
         })
     }
@@ -1476,6 +1568,7 @@ impl<S: KvStore> Engine<S> {
             let (date, into) = match action {
                 SchoolAction::CloseDays { date, .. } => (*date, &mut days),
                 SchoolAction::CloseWeek { monday } => (*monday, &mut weeks),
+                SchoolAction::DayStarts { .. } => continue,
             };
             if date > latest {
                 continue;

@@ -7,12 +7,12 @@ use std::borrow::Cow;
 use chrono::{Duration, NaiveDate};
 use rollcall_model::{
     ActivityKind, AttendanceType, CalendarDay, CourseType, DayType, Direction, Enrollment, LocalTime, Meeting, Mode,
-    Scope, Status, StudentRecord, Weekday,
+    Reporter, Scope, Status, StudentRecord, Weekday,
 };
 use rollcall_policy::{AnyEvidence, BandScope, Blocks, ByMode, HalfDay, Policy, Rule, WeeklyContacts};
 
 use crate::school::{monday_of, FinalizeKey, School};
-use crate::state::{DayRecord, Fact};
+use crate::state::{DayRecord, Fact, ReportFact};
 
 /// One evaluated determination, before versioning. It borrows its strings
 /// from the policy, the roster record and the facts: most evaluations find
@@ -44,6 +44,9 @@ pub enum Why<'a> {
     Minutes { on_site: bool, minutes: i64, of: f64, what: &'static str, percent: f64 },
     /// The DAY derived from periods: present in at least half, or not.
     Periods { present: usize, of: usize, enough: bool },
+    /// An in-person DAY derived from periods, present in at least half but
+    /// on site in fewer than half: present off site.
+    PeriodsOffSite { on_site: usize, present: usize, of: usize },
     /// The instruction-partners day category.
     Blocks { category: &'static str, attended: usize, of: usize, morning: bool, async_day: bool },
     /// Contact days of a class in a week.
@@ -64,6 +67,11 @@ impl std::fmt::Display for Why<'_> {
             Why::Periods { present, of, enough: false } => {
                 write!(f, "absent: present in {present} of {of} scheduled periods (fewer than half)")
             }
+            Why::PeriodsOffSite { on_site, present, of } => write!(
+                f,
+                "present off site: on site in {on_site} of {of} scheduled periods (fewer than half), \
+                 present in {present} of {of} (at least half)"
+            ),
             Why::Blocks { category, attended, of, morning, async_day } => {
                 let morning = if *morning { "attended" } else { "missed" };
                 write!(f, "{category}: attended {attended} of {of} blocks (morning session {morning})")?;
@@ -105,6 +113,15 @@ pub struct DayInput<'a> {
     pub day: &'a CalendarDay,
     pub student: &'a StudentRecord,
     pub record: &'a DayRecord,
+    /// The record of the next calendar date, where a rule reads D+1
+    /// (cms: a hardship verified on the day after); see [`reads_next_day`].
+    pub next: Option<&'a DayRecord>,
+}
+
+/// Whether a policy's rules read the record of D+1 when deciding D: the
+/// runtime then loads it, and re-decides D when D+1 changes.
+pub fn reads_next_day(policy: &Policy) -> bool {
+    matches!(&policy.rule, Rule::HalfDay(h) if h.verify_hardship)
 }
 
 /// A scheduled section meeting on a date.
@@ -184,10 +201,14 @@ impl<'a> DayInput<'a> {
     /// any staff member when `None`): a two-way contact, or a message from the
     /// student or guardian and one back from that staff member.
     fn two_way(&self, staff: Option<&str>) -> Option<Vec<&'a str>> {
+        self.two_way_among(self.on_day(), staff)
+    }
+    /// `two_way` over the facts of one date.
+    fn two_way_among(&self, facts: impl Iterator<Item = &'a Fact>, staff: Option<&str>) -> Option<Vec<&'a str>> {
         let matches = |f: &'a Fact| staff.is_none() || self.staff_of(f) == staff;
         let mut inbound: Vec<&Fact> = Vec::new();
         let mut outbound: Vec<&Fact> = Vec::new();
-        for f in self.on_day().filter(|f| matches(f)) {
+        for f in facts.filter(|f| matches(f)) {
             match (f.kind, f.direction) {
                 (ActivityKind::TwoWayContact, _) => return Some(vec![f.event_id.as_str()]),
                 (ActivityKind::Message, Some(Direction::FromStudent | Direction::FromGuardian)) => inbound.push(f),
@@ -202,6 +223,33 @@ impl<'a> DayInput<'a> {
             }
         }
         None
+    }
+    /// Whether staff have verified a hardship report, and the events that
+    /// show it: reported by STAFF, or two-way communication between a
+    /// teacher and the student or guardian on D or D+1.
+    fn hardship_verified(&self, r: &ReportFact) -> Option<Vec<&'a str>> {
+        if r.reporter == Reporter::Staff {
+            return Some(Vec::new());
+        }
+        let d1 = self.date().succ_opt()?;
+        self.two_way(None).or_else(|| {
+            let next = self.next?;
+            self.two_way_among(next.facts.iter().filter(move |f| f.local_date == d1), None)
+        })
+    }
+    /// cms: a guardian's hardship report for a remote day that no teacher
+    /// has verified yet (the engine asks the homeroom teacher to verify it).
+    pub fn unverified_hardship(&self) -> Option<&'a ReportFact> {
+        let Rule::HalfDay(p) = &self.policy().rule else { return None };
+        if !p.verify_hardship || self.mode() == Mode::InPerson {
+            return None;
+        }
+        let hardship: Vec<&'a ReportFact> =
+            self.record.reports.iter().filter(|r| p.hardship_reasons.contains(&r.reason)).collect();
+        if hardship.iter().any(|r| self.hardship_verified(r).is_some()) {
+            return None;
+        }
+        hardship.into_iter().find(|r| r.reporter == Reporter::Guardian)
     }
     fn absence(&self) -> (Status, &'a str, Why<'a>, Vec<&'a str>) {
         let p = self.policy();
@@ -408,20 +456,30 @@ pub fn evaluate_day<'a>(input: &DayInput<'a>) -> Vec<Outcome<'a>> {
     }
 }
 
-/// DESIGN.md section 4: the DAY code derived from periods is present when the
-/// student is present in at least half of the periods scheduled that day.
+/// The DAY code derived from periods is present when the student is present
+/// in at least half of the periods scheduled that day. For the half-day rule
+/// an in-person day is present on site only when the student was on site in
+/// at least half of them, and otherwise present off site (cms: "attend school
+/// for at least half of the day to be marked Present On-Site").
 fn with_derived_day<'a>(input: &DayInput<'a>, mut sections: Vec<Outcome<'a>>) -> Vec<Outcome<'a>> {
     if sections.is_empty() {
         return sections;
     }
     let n = sections.len();
     let present: Vec<&Outcome> = sections.iter().filter(|o| o.status.is_present()).collect();
-    let found = (2 * present.len() >= n).then(|| {
-        (
-            Why::Periods { present: present.len(), of: n, enough: true },
-            present.iter().flat_map(|o| o.evidence.iter().copied()).collect::<Vec<_>>(),
-        )
-    });
+    let evidence = |of: &[&Outcome<'a>]| of.iter().flat_map(|o| o.evidence.iter().copied()).collect::<Vec<_>>();
+    if matches!(input.policy().rule, Rule::HalfDay(_)) && input.mode() == Mode::InPerson && 2 * present.len() >= n {
+        let on_site: Vec<&Outcome> =
+            present.iter().copied().filter(|o| matches!(o.rule, Why::Minutes { on_site: true, .. })).collect();
+        if 2 * on_site.len() < n {
+            let codes = &input.policy().codes;
+            let rule = Why::PeriodsOffSite { on_site: on_site.len(), present: present.len(), of: n };
+            let day = input.outcome(Scope::Day, None, codes.remote_status, &codes.present_remote, rule, evidence(&present));
+            sections.push(day);
+            return sections;
+        }
+    }
+    let found = (2 * present.len() >= n).then(|| (Why::Periods { present: present.len(), of: n, enough: true }, evidence(&present)));
     let mut day = input.present_or_absent(Scope::Day, None, found);
     if !day.status.is_present() && day.status == Status::AbsentUnexcused {
         day.rule = Why::Periods { present: present.len(), of: n, enough: false };
@@ -511,10 +569,7 @@ fn by_mode_day<'a>(input: &DayInput<'a>, p: &ByMode) -> Outcome<'a> {
     }
     let date = input.date();
     let found: Option<Found<'a>> = match mode {
-        Mode::InPerson => input
-            .on_day()
-            .find(|f| f.kind == ActivityKind::CheckIn)
-            .map(|f| ("in person: checked in on campus".into(), vec![f.event_id.as_str()])),
+        Mode::InPerson => on_site_share(input, &blocks, p.min_present_fraction),
         m if m.is_offline() => {
             let week_end = monday_of(date) + Duration::days(6);
             input.for_day(week_end).next().map(|f| {
@@ -546,6 +601,42 @@ fn by_mode_day<'a>(input: &DayInput<'a>, p: &ByMode) -> Outcome<'a> {
     };
     o.minutes = Some(minutes);
     o
+}
+
+/// mississippi in person: on-site minutes of at least `fraction` of the day's
+/// instructional minutes, with the scheduled dual-enrollment periods taken
+/// out of both (the student is at the college then, not absent).
+fn on_site_share<'a>(input: &DayInput<'a>, blocks: &[Block<'a>], fraction: f64) -> Option<Found<'a>> {
+    let day = input.day_window();
+    let present = intervals(input.on_day(), ActivityKind::CheckIn, ActivityKind::CheckOut);
+    let (on_site, evidence) = covered_in(&present, day);
+    // The dual-enrollment periods inside the school day, merged.
+    let mut dual: Vec<(i64, i64)> = blocks
+        .iter()
+        .filter(|b| b.enrollment.dual_enrollment)
+        .map(|b| input.meeting_window(b.meeting))
+        .map(|(a, b)| (a.max(day.0), b.min(day.1)))
+        .filter(|(a, b)| a < b)
+        .collect();
+    dual.sort();
+    let mut merged: Vec<(i64, i64)> = Vec::new();
+    for (a, b) in dual {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    let dual_minutes: i64 = merged.iter().map(|(a, b)| (b - a) / 60_000_000).sum();
+    let on_site_in_dual: i64 = merged.iter().map(|w| covered_in(&present, *w).0).sum();
+    let day_minutes = (day.1 - day.0) / 60_000_000 - dual_minutes;
+    let counted = on_site - on_site_in_dual;
+    let needed = day_minutes as f64 * fraction;
+    if counted > 0 && counted as f64 >= needed {
+        let what = if dual_minutes > 0 { "the day outside dual-enrollment periods" } else { "the day" };
+        Some((Why::Minutes { on_site: true, minutes: counted, of: day_minutes as f64, what, percent: fraction * 100.0 }, evidence))
+    } else {
+        None
+    }
 }
 
 fn half_day<'a>(input: &DayInput<'a>, p: &HalfDay, block: Option<&Block<'a>>) -> Outcome<'a> {
@@ -602,7 +693,15 @@ fn half_day<'a>(input: &DayInput<'a>, p: &HalfDay, block: Option<&Block<'a>>) ->
         if let Some(r) = input.record.reports.iter().find(|r| p.remote_present_reasons.contains(&r.reason)) {
             return remote(format!("present off-site: {} reported", r.reason), vec![r.report_id.as_str()]);
         }
-    } else if let Some(r) = input.record.reports.iter().find(|r| p.hardship_reasons.contains(&r.reason)) {
+    } else if let Some((r, verified_by)) = input.record.reports.iter().find_map(|r| {
+        if !p.hardship_reasons.contains(&r.reason) {
+            return None;
+        }
+        if !p.verify_hardship {
+            return Some((r, Vec::new()));
+        }
+        input.hardship_verified(r).map(|e| (r, e))
+    }) {
         let by = date + Duration::days(p.submission_allowance_days as i64);
         let teacher = block.map(|b| b.enrollment.staff_id.as_str());
         let path = input
@@ -625,9 +724,19 @@ fn half_day<'a>(input: &DayInput<'a>, p: &HalfDay, block: Option<&Block<'a>>) ->
                     .find(|f| f.kind == ActivityKind::RecordingView)
                     .map(|f| ("watched the recording of instruction", vec![f.event_id.as_str()]))
             });
-        if let Some((why, mut evidence)) = path {
-            evidence.insert(0, r.report_id.as_str());
-            return remote(format!("present off-site by hardship ({} reported): {why}", r.reason), evidence);
+        if let Some((why, evidence)) = path {
+            let verified = match (p.verify_hardship, r.reporter) {
+                (false, _) => "",
+                (true, Reporter::Staff) => ", reported by staff",
+                (true, Reporter::Guardian) => ", verified by a teacher",
+            };
+            let mut all = vec![r.report_id.as_str()];
+            for e in verified_by.into_iter().chain(evidence) {
+                if !all.contains(&e) {
+                    all.push(e);
+                }
+            }
+            return remote(format!("present off-site by hardship ({} reported{verified}): {why}", r.reason), all);
         }
     }
     let (status, code, rule, evidence) = input.absence();
@@ -658,6 +767,9 @@ pub fn block_attendance<'a>(input: &DayInput<'a>) -> Vec<BlockAttendance<'a>> {
     input
         .blocks()
         .into_iter()
+        // Attendance is taken "at the start of each synchronous block": an
+        // asynchronous-only section is not a block.
+        .filter(|b| b.enrollment.course_type == CourseType::Live)
         .map(|b| {
             let (minutes, evidence) = covered_in(&present, input.meeting_window(b.meeting));
             BlockAttendance {
@@ -768,7 +880,7 @@ pub fn evaluate_week<'a>(
                 }
                 let contact = rec.facts.iter().find(|f| {
                     f.local_date == *date
-                        && p.indicators.contains(&f.kind)
+                        && p.is_indicator(f.kind, f.direction)
                         && match f.section.as_deref() {
                             Some(s) => s == e.section_id,
                             None => homeroom == Some(e.section_id.as_str()),

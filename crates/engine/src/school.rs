@@ -16,6 +16,9 @@ use crate::cache::FxHashMap;
 pub enum SchoolAction {
     /// Finalize the day windows of `date` whose finalization rule is one of `rules`.
     CloseDays { date: NaiveDate, rules: Vec<FinalizeKey> },
+    /// The school day starts: the engine sets each student's timers of the
+    /// day (instruction-partners: the end of the morning session).
+    DayStarts { date: NaiveDate },
     /// Close the Monday–Sunday week starting `monday`.
     CloseWeek { monday: NaiveDate },
 }
@@ -193,10 +196,17 @@ impl School {
             let week_rule = if weekly_rule { f.week.into() } else { FinalizeKey::WeekEnd };
             weeks.insert(monday, self.finalize_instant(monday, week_rule));
         }
+        let day_starts = matches!(&self.policy.rule, Rule::Blocks(b) if b.family_outreach);
+        let starts = self
+            .days
+            .values()
+            .filter(|d| day_starts && d.instructional)
+            .map(|d| (self.start_of(d.date), SchoolAction::DayStarts { date: d.date }));
         let mut out: Vec<(DateTime<Utc>, SchoolAction)> = by_instant
             .into_iter()
             .map(|((at, date), rules)| (at, SchoolAction::CloseDays { date, rules }))
             .chain(weeks.into_iter().map(|(monday, at)| (at, SchoolAction::CloseWeek { monday })))
+            .chain(starts)
             .collect();
         // Days close before the week they belong to when both fall at one instant.
         out.sort();

@@ -6,7 +6,7 @@
 //! key order is time order.
 
 use chrono::NaiveDate;
-use rollcall_model::{AbsenceReason, ActivityKind, Direction, Finality, Scope, Status};
+use rollcall_model::{AbsenceReason, ActivityKind, Direction, Finality, Reporter, Scope, Status};
 
 use crate::codec::{self, CodecError, Dec, Enc};
 
@@ -34,7 +34,12 @@ pub struct Fact {
 pub struct ReportFact {
     pub report_id: String,
     pub reason: AbsenceReason,
+    pub reporter: Reporter,
 }
+
+/// The reporter rides in the top bit of the reason's byte: records written
+/// before it was kept decode as a guardian's report.
+const STAFF_REPORTER: u8 = 0x80;
 
 /// Everything known about one student on one school-local date: the events
 /// that happened that day, the submissions assigned for it (stored under the
@@ -134,7 +139,8 @@ impl DayRecord {
         }
         e.uvar(self.reports.len() as u64);
         for r in &self.reports {
-            e.str(&r.report_id).u8(r.reason.index());
+            let by = if r.reporter == Reporter::Staff { STAFF_REPORTER } else { 0 };
+            e.str(&r.report_id).u8(r.reason.index() | by);
         }
         e.buf
     }
@@ -199,8 +205,10 @@ impl DayRecord {
         let mut reports = Vec::with_capacity(n.min(64));
         for _ in 0..n {
             let report_id = d.str()?;
-            let reason = AbsenceReason::from_index(d.u8()?).ok_or_else(|| bad("absence reason"))?;
-            reports.push(ReportFact { report_id, reason });
+            let b = d.u8()?;
+            let reason = AbsenceReason::from_index(b & !STAFF_REPORTER).ok_or_else(|| bad("absence reason"))?;
+            let reporter = if b & STAFF_REPORTER != 0 { Reporter::Staff } else { Reporter::Guardian };
+            reports.push(ReportFact { report_id, reason, reporter });
         }
         Ok(DayRecord { facts, reports })
     }
@@ -341,6 +349,8 @@ impl YearRecord {
 pub enum TimerAction {
     /// instruction-partners: check whether the block of `section` on `date` was missed.
     BlockEnded { date: NaiveDate, section: String },
+    /// instruction-partners: check whether the morning session of `date` was missed.
+    MorningEnded { date: NaiveDate },
 }
 
 impl TimerAction {
@@ -348,6 +358,7 @@ impl TimerAction {
         let mut e = Enc::new();
         match self {
             TimerAction::BlockEnded { date, section } => e.u8(1).date(*date).str(section),
+            TimerAction::MorningEnded { date } => e.u8(2).date(*date),
         };
         e.buf
     }
@@ -356,6 +367,7 @@ impl TimerAction {
         let mut d = Dec::new(b);
         match d.u8()? {
             1 => Ok(TimerAction::BlockEnded { date: d.date()?, section: d.str()? }),
+            2 => Ok(TimerAction::MorningEnded { date: d.date()? }),
             _ => Err(CodecError { pos: 0, what: "timer action" }),
         }
     }
@@ -498,7 +510,10 @@ mod tests {
                     duration_s: None,
                 },
             ],
-            reports: vec![ReportFact { report_id: "r".into(), reason: AbsenceReason::Covid }],
+            reports: vec![
+                ReportFact { report_id: "r".into(), reason: AbsenceReason::Covid, reporter: Reporter::Guardian },
+                ReportFact { report_id: "r2".into(), reason: AbsenceReason::Hardship, reporter: Reporter::Staff },
+            ],
         };
         assert_eq!(DayRecord::decode(&r.encode()).unwrap(), r);
     }
@@ -581,7 +596,7 @@ mod tests {
                         f.local_date = d0.unwrap();
                     }
                 }
-                let r = DayRecord { facts, reports: vec![ReportFact { report_id: "r1".into(), reason: AbsenceReason::ALL[0] }] };
+                let r = DayRecord { facts, reports: vec![ReportFact { report_id: "r1".into(), reason: AbsenceReason::ALL[0], reporter: Reporter::Staff }] };
                 prop_assert_eq!(DayRecord::decode(&r.encode()).unwrap(), r);
             }
         }

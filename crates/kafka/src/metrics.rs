@@ -146,6 +146,7 @@ fn outreach_label(k: OutreachKind) -> &'static str {
         OutreachKind::LowContact => "low_contact",
         OutreachKind::TruancyReferral => "truancy_referral",
         OutreachKind::ChronicAbsence => "chronic_absence",
+        OutreachKind::FamilyOutreach => "family_outreach",
     }
 }
 

@@ -202,6 +202,8 @@ wire_enum!(
     OutreachKind {
         TeacherFollowUp = "TEACHER_FOLLOW_UP", SocialWorker = "SOCIAL_WORKER", LowContact = "LOW_CONTACT",
         TruancyReferral = "TRUANCY_REFERRAL", ChronicAbsence = "CHRONIC_ABSENCE",
+        // Last, so that the indices of the older symbols stay as they were.
+        FamilyOutreach = "FAMILY_OUTREACH",
     }
 );
 

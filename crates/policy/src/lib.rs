@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use rollcall_model::{AbsenceReason, ActivityKind, DayType, GradeLevel, LocalTime, Status, Weekday};
+use rollcall_model::{AbsenceReason, ActivityKind, DayType, Direction, GradeLevel, LocalTime, RecipientRole, Status, Weekday};
 use serde::{Deserialize, Serialize};
 
 /// The check of the decoder on arbitrary input, for the fuzz target and the
@@ -184,11 +184,15 @@ pub struct ByMode {
     pub dual_enrollment_exempt: bool,
     /// Unexcused absences in the school year that raise one TRUANCY_REFERRAL (0: never).
     pub truancy_referral_after: u32,
+    /// An in-person day is present when on-site minutes reach this fraction
+    /// of the day's instructional minutes, scheduled dual-enrollment periods
+    /// taken out of both sides (Mississippi: 63% of the instructional day).
+    pub min_present_fraction: f64,
 }
 
 impl Default for ByMode {
     fn default() -> Self {
-        ByMode { lms: true, dual_enrollment_exempt: true, truancy_referral_after: 5 }
+        ByMode { lms: true, dual_enrollment_exempt: true, truancy_referral_after: 5, min_present_fraction: 0.63 }
     }
 }
 
@@ -204,6 +208,12 @@ pub struct HalfDay {
     pub hardship_reasons: Vec<AbsenceReason>,
     /// A submission for D counts on the hardship path when made by the end of D plus this many days.
     pub submission_allowance_days: u8,
+    /// A hardship report opens the path only once staff have verified it:
+    /// reported by STAFF, or reported by the guardian and followed by
+    /// two-way communication between a teacher and the student or guardian
+    /// on D or D+1. An unverified guardian report raises one
+    /// TEACHER_FOLLOW_UP to the homeroom teacher while the day is open.
+    pub verify_hardship: bool,
 }
 
 impl Default for HalfDay {
@@ -213,6 +223,7 @@ impl Default for HalfDay {
             remote_present_reasons: vec![AbsenceReason::Quarantine, AbsenceReason::Covid, AbsenceReason::Disciplinary],
             hardship_reasons: vec![AbsenceReason::Hardship, AbsenceReason::Connectivity],
             submission_allowance_days: 1,
+            verify_hardship: true,
         }
     }
 }
@@ -229,6 +240,9 @@ pub struct Blocks {
     pub social_worker_categories: Vec<String>,
     /// How many such days (0: never).
     pub social_worker_after_days: u32,
+    /// Raise FAMILY_OUTREACH to the attendance team, as soon as the morning
+    /// session has ended, for a student who missed it.
+    pub family_outreach: bool,
 }
 
 impl Default for Blocks {
@@ -238,6 +252,7 @@ impl Default for Blocks {
             teacher_follow_up: true,
             social_worker_categories: vec!["ABSENT".into(), "PARTIAL".into(), "MORNING_ONLY".into()],
             social_worker_after_days: 2,
+            family_outreach: true,
         }
     }
 }
@@ -250,37 +265,126 @@ pub struct ContactCode {
     pub code: String,
 }
 
+/// A kind of event that counts as a contact, and for a MESSAGE, from whom.
+///
+/// In a policy file either a kind (`"LOGIN"`: any event of the kind) or a
+/// table (`{ kind = "MESSAGE", directions = ["FROM_STUDENT", "FROM_GUARDIAN"] }`:
+/// only a message sent in one of those directions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Indicator {
+    pub kind: ActivityKind,
+    /// `None`: any direction (or none).
+    pub directions: Option<Vec<Direction>>,
+}
+
+impl Indicator {
+    pub fn kind(kind: ActivityKind) -> Indicator {
+        Indicator { kind, directions: None }
+    }
+
+    /// Whether an event of `kind` sent in `direction` is this indicator.
+    pub fn matches(&self, kind: ActivityKind, direction: Option<Direction>) -> bool {
+        self.kind == kind
+            && match &self.directions {
+                None => true,
+                Some(ds) => direction.is_some_and(|d| ds.contains(&d)),
+            }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum IndicatorForm {
+    Kind(ActivityKind),
+    Directed(DirectedIndicator),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectedIndicator {
+    kind: ActivityKind,
+    directions: Vec<Direction>,
+}
+
+impl Serialize for Indicator {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.directions {
+            None => IndicatorForm::Kind(self.kind),
+            Some(d) => IndicatorForm::Directed(DirectedIndicator { kind: self.kind, directions: d.clone() }),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Indicator {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // An untagged enum's own error says only "did not match any variant":
+        // name the two accepted forms instead.
+        let v = toml::Value::deserialize(d)?;
+        let form = IndicatorForm::deserialize(v.clone()).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "indicator {v}: expected an event kind such as \"LOGIN\" (one of {}), or a table \
+                 {{ kind = \"MESSAGE\", directions = [\"FROM_STUDENT\", \"FROM_GUARDIAN\"] }} with directions among {}",
+                ActivityKind::SYMBOLS.join(", "),
+                Direction::SYMBOLS.join(", ")
+            ))
+        })?;
+        Ok(match form {
+            IndicatorForm::Kind(kind) => Indicator { kind, directions: None },
+            IndicatorForm::Directed(d) => Indicator { kind: d.kind, directions: Some(d.directions) },
+        })
+    }
+}
+
+/// One outreach threshold of the weekly-contacts rule: LOW_CONTACT when a
+/// class's contacts over `weeks` consecutive weeks with instruction add up to
+/// at most `max_contacts`, addressed to `recipient_role`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactThreshold {
+    pub weeks: u32,
+    pub max_contacts: u32,
+    pub recipient_role: RecipientRole,
+}
+
 /// nmped: weekly contact counts per class.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WeeklyContacts {
-    pub indicators: Vec<ActivityKind>,
+    pub indicators: Vec<Indicator>,
     /// Ascending by `min`; the last step whose `min` is reached gives the code.
     pub codes: Vec<ContactCode>,
-    /// LOW_CONTACT when a class's contacts over this many consecutive instructional weeks…
-    pub low_contact_weeks: u32,
-    /// …add up to at most this many (0 weeks disables the trigger).
-    pub low_contact_max: u32,
+    /// The low-contact thresholds, each raising its own LOW_CONTACT (empty: none).
+    pub low_contact: Vec<ContactThreshold>,
     /// Daily codes on in-person days.
     pub in_person_present: String,
     pub in_person_absent: String,
 }
 
+impl WeeklyContacts {
+    /// Whether an event counts as a contact.
+    pub fn is_indicator(&self, kind: ActivityKind, direction: Option<Direction>) -> bool {
+        self.indicators.iter().any(|i| i.matches(kind, direction))
+    }
+}
+
 impl Default for WeeklyContacts {
     fn default() -> Self {
         use ActivityKind::*;
+        let mut indicators: Vec<Indicator> =
+            [Login, LiveJoin, ContentAccess, Submission].into_iter().map(Indicator::kind).collect();
+        // A message the teacher sent alone shows nothing the student did.
+        indicators.push(Indicator { kind: Message, directions: Some(vec![Direction::FromStudent, Direction::FromGuardian]) });
+        indicators.extend([TwoWayContact, RecordingView, OfflineWorkReturned].into_iter().map(Indicator::kind));
         WeeklyContacts {
-            indicators: vec![
-                Login, LiveJoin, ContentAccess, Submission, Message, TwoWayContact, RecordingView, OfflineWorkReturned,
-            ],
+            indicators,
             codes: vec![
                 ContactCode { min: 0, code: "CNC".into() },
                 ContactCode { min: 1, code: "C1".into() },
                 ContactCode { min: 2, code: "C23".into() },
                 ContactCode { min: 4, code: "C45".into() },
             ],
-            low_contact_weeks: 2,
-            low_contact_max: 5,
+            low_contact: vec![ContactThreshold { weeks: 2, max_contacts: 5, recipient_role: RecipientRole::AttendanceTeam }],
             in_person_present: "P".into(),
             in_person_absent: "A".into(),
         }
@@ -425,6 +529,12 @@ impl Policy {
             Rule::HalfDay(h) if !(h.fraction > 0.0 && h.fraction <= 1.0) => {
                 return Err(invalid("rule.fraction", format!("must be in (0, 1], got {}", h.fraction)));
             }
+            Rule::ByMode(b) if !(b.min_present_fraction > 0.0 && b.min_present_fraction <= 1.0) => {
+                return Err(invalid(
+                    "rule.min_present_fraction",
+                    format!("must be in (0, 1], got {}", b.min_present_fraction),
+                ));
+            }
             Rule::WeeklyContacts(w) => {
                 if w.codes.is_empty() || w.codes[0].min != 0 {
                     return Err(invalid("rule.codes", "the first step must have min = 0 so that every count has a code".into()));
@@ -434,6 +544,25 @@ impl Policy {
                 }
                 if w.indicators.is_empty() {
                     return Err(invalid("rule.indicators", "at least one contact indicator is needed".into()));
+                }
+                for (i, ind) in w.indicators.iter().enumerate() {
+                    if ind.directions.as_ref().is_some_and(|d| d.is_empty()) {
+                        return Err(invalid(
+                            &format!("rule.indicators[{i}].directions"),
+                            "must name at least one direction (leave the table out to count every direction)".into(),
+                        ));
+                    }
+                    if ind.directions.is_some() && ind.kind != ActivityKind::Message {
+                        return Err(invalid(
+                            &format!("rule.indicators[{i}]"),
+                            format!("only MESSAGE events have a direction, not {}", ind.kind),
+                        ));
+                    }
+                }
+                for (i, t) in w.low_contact.iter().enumerate() {
+                    if t.weeks == 0 {
+                        return Err(invalid(&format!("rule.low_contact[{i}].weeks"), "must be at least 1".into()));
+                    }
                 }
             }
             _ => {}
@@ -485,6 +614,81 @@ mod tests {
         let text = Policy::preset_text("mmsd").unwrap().replace("\"6\",", "\"5\", \"6\",");
         let e = Policy::from_toml(&text, "p.toml").unwrap_err().to_string();
         assert!(e.contains("grade 5 is already in bands[0]"), "{e}");
+    }
+
+    #[test]
+    fn nmped_counts_messages_from_the_student_or_guardian_only() {
+        let Rule::WeeklyContacts(w) = Policy::preset("nmped").unwrap().rule else { panic!("nmped is weekly_contacts") };
+        assert!(w.is_indicator(ActivityKind::Message, Some(Direction::FromStudent)));
+        assert!(w.is_indicator(ActivityKind::Message, Some(Direction::FromGuardian)));
+        assert!(!w.is_indicator(ActivityKind::Message, Some(Direction::FromStaff)));
+        assert!(!w.is_indicator(ActivityKind::Message, None));
+        assert!(w.is_indicator(ActivityKind::Login, None));
+        assert!(!w.is_indicator(ActivityKind::CheckIn, None));
+        assert_eq!(w, WeeklyContacts::default(), "the preset states the default reading");
+    }
+
+    #[test]
+    fn a_plain_message_indicator_counts_every_direction() {
+        let text = Policy::preset_text("nmped")
+            .unwrap()
+            .replace(r#"{ kind = "MESSAGE", directions = ["FROM_STUDENT", "FROM_GUARDIAN"] }"#, r#""MESSAGE""#);
+        let Rule::WeeklyContacts(w) = Policy::from_toml(&text, "p.toml").unwrap().rule else { panic!() };
+        assert!(w.is_indicator(ActivityKind::Message, Some(Direction::FromStaff)));
+    }
+
+    #[test]
+    fn indicator_mistakes_are_named() {
+        let nmped = Policy::preset_text("nmped").unwrap();
+        let cases = [
+            (r#"kind = "MESSAGE", directions = ["FROM_STUDENT", "FROM_GUARDIAN"]"#, r#"kind = "MESSAGE", directions = []"#, "rule.indicators[4].directions"),
+            (r#"kind = "MESSAGE", directions"#, r#"kind = "LOGIN", directions"#, "only MESSAGE events have a direction"),
+            (r#""FROM_GUARDIAN""#, r#""FROM_TEACHER""#, "expected an event kind"),
+            (r#""TWO_WAY_CONTACT""#, r#""TWO_WAY""#, "indicator"),
+        ];
+        for (from, to, want) in cases {
+            let e = Policy::from_toml(&nmped.replace(from, to), "d.toml").unwrap_err().to_string();
+            assert!(e.starts_with("d.toml:") && e.contains(want), "{to}: {e}");
+        }
+    }
+
+    #[test]
+    fn contact_thresholds_are_a_list() {
+        let text = Policy::preset_text("nmped").unwrap().replace(
+            r#"{ weeks = 2, max_contacts = 5, recipient_role = "ATTENDANCE_TEAM" },"#,
+            r#"{ weeks = 1, max_contacts = 0, recipient_role = "TEACHER" }, { weeks = 3, max_contacts = 8, recipient_role = "SOCIAL_WORKER" },"#,
+        );
+        let Rule::WeeklyContacts(w) = Policy::from_toml(&text, "p.toml").unwrap().rule else { panic!() };
+        assert_eq!(
+            w.low_contact,
+            vec![
+                ContactThreshold { weeks: 1, max_contacts: 0, recipient_role: RecipientRole::Teacher },
+                ContactThreshold { weeks: 3, max_contacts: 8, recipient_role: RecipientRole::SocialWorker },
+            ]
+        );
+        let zero = text.replace("weeks = 1,", "weeks = 0,");
+        let e = Policy::from_toml(&zero, "p.toml").unwrap_err().to_string();
+        assert!(e.contains("rule.low_contact[0].weeks"), "{e}");
+    }
+
+    #[test]
+    fn presets_state_their_readings() {
+        let excusable = |id: &str| Policy::preset(id).unwrap().excused_reasons;
+        for id in ["mississippi", "cms"] {
+            assert!(excusable(id).contains(&AbsenceReason::Quarantine) && excusable(id).contains(&AbsenceReason::Covid), "{id}");
+        }
+        for id in ["mmsd", "instruction-partners", "nmped"] {
+            assert_eq!(excusable(id), default_excused(), "{id}");
+        }
+        let Rule::ByMode(ms) = Policy::preset("mississippi").unwrap().rule else { panic!() };
+        assert_eq!(ms.min_present_fraction, 0.63);
+        let Rule::HalfDay(cms) = Policy::preset("cms").unwrap().rule else { panic!() };
+        assert!(cms.verify_hardship);
+        let Rule::Blocks(ip) = Policy::preset("instruction-partners").unwrap().rule else { panic!() };
+        assert!(ip.family_outreach);
+        let text = Policy::preset_text("mississippi").unwrap().replace("min_present_fraction = 0.63", "min_present_fraction = 63");
+        let e = Policy::from_toml(&text, "p.toml").unwrap_err().to_string();
+        assert!(e.contains("rule.min_present_fraction") && e.contains("(0, 1]"), "{e}");
     }
 
     #[test]

@@ -80,7 +80,10 @@ impl Scenario {
 pub struct Expect {
     pub determinations: Vec<Map<String, Value>>,
     pub outreach: Vec<Map<String, Value>>,
+    /// Every trigger raised is matched by a distinct expected entry.
     pub no_other_outreach: bool,
+    /// Every determination key emitted is named by an expected entry.
+    pub no_other_determinations: bool,
     /// When given, exactly these records are refused (`source`, `event_id`, `error_kind`).
     pub dead_letters: Option<Vec<Map<String, Value>>>,
 }
@@ -223,7 +226,7 @@ fn parse_expect(
     mut e: Map<String, Value>,
     invalid: &dyn Fn(&str, String) -> ScenarioError,
 ) -> Result<Expect, ScenarioError> {
-    const KEYS: &[&str] = &["determinations", "outreach", "no_other_outreach", "dead_letters"];
+    const KEYS: &[&str] = &["determinations", "outreach", "no_other_outreach", "no_other_determinations", "dead_letters"];
     if let Some(k) = e.keys().find(|k| !KEYS.contains(&k.as_str())) {
         return Err(invalid(&format!("expect.{k}"), format!("unknown field (expected one of {})", KEYS.join(", "))));
     }
@@ -255,16 +258,18 @@ fn parse_expect(
         }
     }
     let outreach = entries(e.remove("outreach"), "outreach", OUTREACH_FIELDS)?;
-    let no_other_outreach = match e.remove("no_other_outreach") {
-        None => false,
-        Some(Value::Bool(b)) => b,
-        Some(_) => return Err(invalid("expect.no_other_outreach", "must be true or false".into())),
+    let mut flag = |key: &str| match e.remove(key) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(b),
+        Some(_) => Err(invalid(&format!("expect.{key}"), "must be true or false".into())),
     };
+    let no_other_outreach = flag("no_other_outreach")?;
+    let no_other_determinations = flag("no_other_determinations")?;
     let dead_letters = match e.remove("dead_letters") {
         None => None,
         v => Some(entries(v, "dead_letters", DEAD_LETTER_FIELDS)?),
     };
-    Ok(Expect { determinations, outreach, no_other_outreach, dead_letters })
+    Ok(Expect { determinations, outreach, no_other_outreach, no_other_determinations, dead_letters })
 }
 
 /// A record the engine refused during a run.
@@ -424,14 +429,36 @@ fn show(v: &Value) -> String {
     }
 }
 
+/// The fields on which `actual` differs from `expected`: (field, expected,
+/// actual). `evidence` is a set of ids: its order is not part of the contract.
 fn matches(expected: &Map<String, Value>, actual: &Value) -> Vec<(String, String, String)> {
     expected
         .iter()
         .filter_map(|(k, want)| {
             let got = actual.get(k).unwrap_or(&Value::Null);
-            (got != want).then(|| (k.clone(), show(want), show(got)))
+            let same = if k == "evidence" { as_set(got) == as_set(want) } else { got == want };
+            (!same).then(|| (k.clone(), show(want), show(got)))
         })
         .collect()
+}
+
+/// An array's items as a sorted set of their texts (`None` if not an array).
+fn as_set(v: &Value) -> Option<Vec<String>> {
+    let mut items: Vec<String> = v.as_array()?.iter().map(show).collect();
+    items.sort();
+    items.dedup();
+    Some(items)
+}
+
+/// The determination key an expected entry names.
+fn expected_key(exp: &Map<String, Value>) -> String {
+    let student = exp.get("student_id").map(show).unwrap_or_default();
+    let scope = exp.get("scope").map(show).unwrap_or_default();
+    let date = exp.get("date").map(show).unwrap_or_default();
+    match exp.get("section_id") {
+        Some(Value::String(sec)) => format!("{student}|{scope}|{date}|{sec}"),
+        _ => format!("{student}|{scope}|{date}"),
+    }
 }
 
 /// Compares a run's output with the scenario's expectations.
@@ -439,13 +466,7 @@ pub fn check(s: &Scenario, out: &RunOutput) -> Vec<Difference> {
     let mut diffs = Vec::new();
     let latest = out.latest();
     for exp in &s.expect.determinations {
-        let student = exp.get("student_id").map(show).unwrap_or_default();
-        let scope = exp.get("scope").map(show).unwrap_or_default();
-        let date = exp.get("date").map(show).unwrap_or_default();
-        let key = match exp.get("section_id") {
-            Some(Value::String(sec)) => format!("{student}|{scope}|{date}|{sec}"),
-            _ => format!("{student}|{scope}|{date}"),
-        };
+        let key = expected_key(exp);
         match latest.get(&key) {
             None => diffs.push(Difference {
                 key,
@@ -458,6 +479,16 @@ pub fn check(s: &Scenario, out: &RunOutput) -> Vec<Difference> {
                     diffs.push(Difference { key: format!("{key} {field}"), expected: want, actual: got });
                 }
             }
+        }
+    }
+    if s.expect.no_other_determinations {
+        let named: std::collections::HashSet<String> = s.expect.determinations.iter().map(expected_key).collect();
+        for (k, d) in latest.iter().filter(|(k, _)| !named.contains(*k)) {
+            diffs.push(Difference {
+                key: k.clone(),
+                expected: "no other determinations".into(),
+                actual: format!("{} {}", d.code, d.finality),
+            });
         }
     }
     let triggers: Vec<Value> = out.outreach.iter().map(|t| serde_json::to_value(t).unwrap_or(Value::Null)).collect();
@@ -480,9 +511,9 @@ pub fn check(s: &Scenario, out: &RunOutput) -> Vec<Difference> {
         }
     }
     if s.expect.no_other_outreach {
+        // One to one: a trigger raised twice is matched once, and the second is news.
         for (t, u) in triggers.iter().zip(&used) {
-            let matched = *u || s.expect.outreach.iter().any(|e| matches(e, t).is_empty());
-            if !matched {
+            if !*u {
                 diffs.push(Difference {
                     key: format!("outreach {}", brief_trigger(t)),
                     expected: "no other outreach".into(),
@@ -552,4 +583,94 @@ pub fn scenario_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .collect();
     v.sort();
     Ok(v)
+}
+
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scenario(expect: Value) -> Scenario {
+        let text = json!({
+            "name": "t", "policy": "mmsd", "calendars": [], "roster": [], "events": [],
+            "now": "2020-10-07T00:00:00Z", "expect": expect,
+        });
+        Scenario::parse(&text.to_string(), "t.json", None).expect("a valid scenario")
+    }
+
+    fn det(student: &str, date: &str, code: &str, evidence: &[&str]) -> Determination {
+        serde_json::from_value(json!({
+            "determination_id": format!("{student}|DAY|{date}#1"), "student_id": student, "school_id": "x",
+            "scope": "DAY", "date": date, "policy": "mmsd", "status": "PRESENT", "code": code, "rule": "r",
+            "evidence": evidence, "version": 1, "finality": "FINAL", "decided_at": "2020-10-06T05:00:00Z",
+        }))
+        .expect("a valid determination")
+    }
+
+    fn trigger(student: &str, kind: &str) -> OutreachTrigger {
+        serde_json::from_value(json!({
+            "trigger_id": format!("{kind}-{student}"), "student_id": student, "school_id": "x", "kind": kind,
+            "recipient_role": "ATTENDANCE_TEAM", "window_start": "2020-10-05", "window_end": "2020-10-05",
+            "reason": "r", "policy": "mmsd", "created_at": "2020-10-06T05:00:00Z",
+        }))
+        .expect("a valid trigger")
+    }
+
+    fn out(determinations: Vec<Determination>, outreach: Vec<OutreachTrigger>) -> RunOutput {
+        RunOutput { determinations, outreach, dead_letters: vec![], events_applied: 0 }
+    }
+
+    #[test]
+    fn a_trigger_raised_twice_fails_no_other_outreach() {
+        let s = scenario(json!({"outreach": [{"student_id": "s1", "kind": "CHRONIC_ABSENCE"}], "no_other_outreach": true}));
+        let once = out(vec![], vec![trigger("s1", "CHRONIC_ABSENCE")]);
+        assert!(check(&s, &once).is_empty());
+        let twice = out(vec![], vec![trigger("s1", "CHRONIC_ABSENCE"), trigger("s1", "CHRONIC_ABSENCE")]);
+        let d = check(&s, &twice);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].expected, "no other outreach");
+        // Without the flag the second one is not a difference.
+        let lax = scenario(json!({"outreach": [{"student_id": "s1", "kind": "CHRONIC_ABSENCE"}]}));
+        assert!(check(&lax, &twice).is_empty());
+    }
+
+    #[test]
+    fn two_expected_entries_need_two_triggers() {
+        let s = scenario(json!({"outreach": [{"student_id": "s1"}, {"student_id": "s1"}]}));
+        assert_eq!(check(&s, &out(vec![], vec![trigger("s1", "LOW_CONTACT")])).len(), 1);
+        assert!(check(&s, &out(vec![], vec![trigger("s1", "LOW_CONTACT"), trigger("s1", "SOCIAL_WORKER")])).is_empty());
+    }
+
+    #[test]
+    fn no_other_determinations_names_every_other_key() {
+        let s = scenario(json!({
+            "determinations": [{"student_id": "s1", "scope": "DAY", "date": "2020-10-05", "code": "P"}],
+            "no_other_determinations": true,
+        }));
+        let run = out(vec![det("s1", "2020-10-05", "P", &[]), det("s2", "2020-10-05", "AU", &[])], vec![]);
+        let d = check(&s, &run);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].key, "s2|DAY|2020-10-05");
+        assert!(check(&s, &out(vec![det("s1", "2020-10-05", "P", &[])], vec![])).is_empty());
+    }
+
+    #[test]
+    fn evidence_is_compared_as_a_set() {
+        let s = scenario(json!({
+            "determinations": [{"student_id": "s1", "scope": "DAY", "date": "2020-10-05", "evidence": ["b", "a"]}],
+        }));
+        assert!(check(&s, &out(vec![det("s1", "2020-10-05", "P", &["a", "b"])], vec![])).is_empty());
+        assert_eq!(check(&s, &out(vec![det("s1", "2020-10-05", "P", &["a"])], vec![])).len(), 1);
+        assert_eq!(check(&s, &out(vec![det("s1", "2020-10-05", "P", &["a", "b", "c"])], vec![])).len(), 1);
+    }
+
+    #[test]
+    fn the_flags_must_be_booleans() {
+        let text = json!({
+            "name": "t", "policy": "mmsd", "calendars": [], "roster": [], "events": [],
+            "now": "2020-10-07T00:00:00Z", "expect": {"no_other_determinations": "yes"},
+        });
+        let e = Scenario::parse(&text.to_string(), "t.json", None).unwrap_err().to_string();
+        assert!(e.contains("expect.no_other_determinations") && e.contains("true or false"), "{e}");
+    }
 }
