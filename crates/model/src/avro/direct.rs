@@ -1,0 +1,128 @@
+//! The direct fast paths: the ActivityEvent datum decoded and the
+//! Determination datum encoded straight between bytes and struct, skipping
+//! the generic `Value` tree, because these two records are most of the
+//! traffic. Each must agree exactly with the generic codec: the decoder
+//! declines (`None`) on anything unusual and leaves the answer to the
+//! generic one, and tests and the fuzz checks compare the two paths.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, NaiveDate};
+
+use super::binary::{read_block_count, read_int, read_long, read_string, write_bytes, write_long};
+use super::value::{WireEnum, UNIX_EPOCH_DAYS_FROM_CE};
+use crate::types::*;
+
+/// ActivityEvent straight from its datum, in the schema's field order,
+/// without the generic value tree (which names every field and allocates
+/// for each): events are nearly every record the processor reads. A test
+/// checks the order against the schema file, and the fuzz target
+/// `single_object` that this agrees with the generic decoder.
+pub(super) fn activity_event_direct(datum: &[u8]) -> Option<ActivityEvent> {
+    fn string(input: &mut &[u8]) -> Option<String> {
+        read_string(input).ok()
+    }
+    fn branch(input: &mut &[u8]) -> Option<bool> {
+        match read_long(input).ok()? {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        }
+    }
+    fn opt<T>(input: &mut &[u8], read: impl FnOnce(&mut &[u8]) -> Option<T>) -> Option<Option<T>> {
+        if branch(input)? {
+            read(input).map(Some)
+        } else {
+            Some(None)
+        }
+    }
+    fn symbol<E: WireEnum>(input: &mut &[u8], from: fn(u8) -> Option<E>) -> Option<E> {
+        from(u8::try_from(read_long(input).ok()?).ok()?)
+    }
+    let input = &mut &datum[..];
+    let event_id = string(input)?;
+    let source = string(input)?;
+    let student_id = string(input)?;
+    let school_id = string(input)?;
+    let section_id = opt(input, string)?;
+    let staff_id = opt(input, string)?;
+    let kind = symbol(input, ActivityKind::from_index)?;
+    let direction = opt(input, |i| symbol(i, Direction::from_index))?;
+    let occurred_at = DateTime::from_timestamp_micros(read_long(input).ok()?)?;
+    let assigned_date = opt(input, |i| {
+        read_int(i).ok()?.checked_add(UNIX_EPOCH_DAYS_FROM_CE).and_then(NaiveDate::from_num_days_from_ce_opt)
+    })?;
+    let live_session_id = opt(input, string)?;
+    let duration_seconds = opt(input, |i| read_long(i).ok())?;
+    let mut attributes = BTreeMap::new();
+    while let Some(count) = read_block_count(input, "map").ok()? {
+        for _ in 0..count {
+            let key = string(input)?;
+            let value = string(input)?;
+            if attributes.insert(key, value).is_some() {
+                return None;
+            }
+        }
+    }
+    if !input.is_empty() {
+        return None;
+    }
+    Some(ActivityEvent {
+        event_id,
+        source,
+        student_id,
+        school_id,
+        section_id,
+        staff_id,
+        kind,
+        direction,
+        occurred_at,
+        assigned_date,
+        live_session_id,
+        duration_seconds,
+        attributes,
+    })
+}
+
+/// A determination's datum written straight from the struct, in the
+/// schema's field order, as the generic encoder writes it (a test and the
+/// `avro_datum` fuzz check compare the two byte for byte): every decided
+/// window emits one, and the value tree cost as much as deciding it.
+pub(super) fn determination_direct(d: &Determination, out: &mut Vec<u8>) {
+    fn string(s: &str, out: &mut Vec<u8>) {
+        write_bytes(s.as_bytes(), out)
+    }
+    fn opt<T>(v: Option<T>, out: &mut Vec<u8>, write: impl FnOnce(T, &mut Vec<u8>)) {
+        match v {
+            None => write_long(0, out),
+            Some(v) => {
+                write_long(1, out);
+                write(v, out)
+            }
+        }
+    }
+    string(&d.determination_id, out);
+    string(&d.student_id, out);
+    string(&d.school_id, out);
+    write_long(d.scope.position() as i64, out);
+    write_long((d.date.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE) as i64, out);
+    opt(d.section_id.as_deref(), out, string);
+    string(&d.policy, out);
+    write_long(d.status.position() as i64, out);
+    string(&d.code, out);
+    opt(d.attendance_type, out, |t, out| write_long(t.position() as i64, out));
+    opt(d.minutes, out, write_long);
+    opt(d.contacts, out, |n, out| write_long(n as i64, out));
+    opt(d.category.as_deref(), out, string);
+    string(&d.rule, out);
+    if !d.evidence.is_empty() {
+        write_long(d.evidence.len() as i64, out);
+        for e in &d.evidence {
+            string(e, out);
+        }
+    }
+    out.push(0);
+    write_long(d.version as i64, out);
+    write_long(d.finality.position() as i64, out);
+    write_long(d.decided_at.timestamp_micros(), out);
+}
