@@ -15,6 +15,9 @@ command -v cmake >/dev/null || need+=(cmake)
 # promtool checks and unit-tests the Prometheus files in deploy/ (tests/deploy.rs);
 # Debian ships it in the prometheus package.
 command -v promtool >/dev/null || need+=(prometheus)
+# docker-compose.yml is validated by `docker compose config` (tests/deploy.rs);
+# Debian's docker-compose does that on the client, with no Docker engine.
+docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v cargo >/dev/null || { echo "setup: cargo is not on PATH; install Rust (rustup) first" >&2; exit 1; }
 
 if ((${#need[@]})); then
@@ -22,7 +25,8 @@ if ((${#need[@]})); then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  # No recommends: docker-compose would bring a Docker engine, prometheus its node exporter.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   # The prometheus package is here for promtool only: leave no Prometheus
   # server (nor the node exporter it recommends) running or starting at boot.
   if [[ " ${need[*]} " == *" prometheus "* ]]; then

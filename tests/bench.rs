@@ -1,10 +1,14 @@
 //! Each `rollcall bench` sub-command and `rollcall simulate --out` run once
 //! on a tiny district: the figure is on the last line, in its format, and
 //! above zero. Nothing here is timed. The broker benches (kafka, latency,
-//! restore) need ROLLCALL_TEST_BROKERS and say they were skipped without it;
-//! `bench peers` also needs ROLLCALL_TEST_PEERS=1 (Maven, Java, a Python venv).
+//! restore) need ROLLCALL_TEST_BROKERS (scripts/test.sh sets it) and are
+//! recorded as skipped without it; `bench peers` also needs
+//! ROLLCALL_TEST_PEERS=1 (Maven, Java, a Python venv).
 
 use std::process::Command;
+
+#[path = "support/skip.rs"]
+mod skip;
 
 fn rollcall(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_rollcall")).args(args).output().unwrap();
@@ -45,12 +49,12 @@ fn bench_state_reports_bytes_per_student_day() {
     assert!(figure(&out, "state: ", " bytes per student-day") > 0.0, "{out}");
 }
 
-/// The broker for the broker benches, or None (and a note) without one.
-fn test_brokers(what: &str) -> Option<String> {
+/// The broker for the broker benches, or None (and a recorded skip) without one.
+fn test_brokers(test: &str) -> Option<String> {
     match std::env::var("ROLLCALL_TEST_BROKERS") {
         Ok(b) if !b.trim().is_empty() => Some(b),
         _ => {
-            eprintln!("ROLLCALL_TEST_BROKERS is not set: skipped {what} (scripts/test.sh sets it)");
+            skip::skip(test, "ROLLCALL_TEST_BROKERS is not set (scripts/test.sh starts a broker and sets it)");
             None
         }
     }
@@ -67,7 +71,7 @@ fn last_line(stdout: &str) -> &str {
 
 #[test]
 fn bench_kafka_compares_the_processor_with_a_bare_consumer() {
-    let Some(b) = test_brokers("bench kafka") else { return };
+    let Some(b) = test_brokers("bench_kafka_compares_the_processor_with_a_bare_consumer") else { return };
     let out = rollcall(&["bench", "kafka", "--brokers", &b, "--students", "20", "--days", "2", "--partitions", "2"]);
     let last = last_line(&out);
     assert!(
@@ -80,7 +84,7 @@ fn bench_kafka_compares_the_processor_with_a_bare_consumer() {
 
 #[test]
 fn bench_latency_reports_percentiles() {
-    let Some(b) = test_brokers("bench latency") else { return };
+    let Some(b) = test_brokers("bench_latency_reports_percentiles") else { return };
     let out = rollcall(&["bench", "latency", "--brokers", &b, "--seconds", "2", "--rate", "20", "--partitions", "2"]);
     let last = last_line(&out);
     assert!(last.starts_with("latency: p50 ") && last.contains(" s, p99 ") && last.ends_with(" determinations"), "{out}");
@@ -91,7 +95,7 @@ fn bench_latency_reports_percentiles() {
 
 #[test]
 fn bench_restore_reports_records_per_second() {
-    let Some(b) = test_brokers("bench restore") else { return };
+    let Some(b) = test_brokers("bench_restore_reports_records_per_second") else { return };
     let out = rollcall(&["bench", "restore", "--brokers", &b, "--students", "20", "--days", "2", "--partitions", "2"]);
     let last = last_line(&out);
     assert!(last.starts_with("restore: ") && last.contains(" records/s (") && last.ends_with(" partitions)"), "{out}");
@@ -102,11 +106,12 @@ fn bench_restore_reports_records_per_second() {
 /// Needs Maven, Java and Python (a venv): only with ROLLCALL_TEST_PEERS=1.
 #[test]
 fn bench_peers_compares_with_kafka_streams_and_quix() {
+    const TEST: &str = "bench_peers_compares_with_kafka_streams_and_quix";
     if std::env::var("ROLLCALL_TEST_PEERS").as_deref() != Ok("1") {
-        eprintln!("ROLLCALL_TEST_PEERS is not 1: skipped bench peers");
+        skip::skip(TEST, "ROLLCALL_TEST_PEERS is not 1 (the peers need Maven, Java and a Python venv)");
         return;
     }
-    let Some(b) = test_brokers("bench peers") else { return };
+    let Some(b) = test_brokers(TEST) else { return };
     let out = rollcall(&["bench", "peers", "--brokers", &b, "--students", "20", "--days", "2", "--partitions", "2"]);
     let last = last_line(&out);
     assert!(

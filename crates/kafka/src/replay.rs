@@ -156,7 +156,7 @@ pub fn read_outputs(brokers: &str, topics: &Topics) -> Result<RunOutput, KafkaEr
         Ok(())
     })?;
     // Output partitions interleave; within a key, versions are in order.
-    out.determinations.sort_by(|a, b| (a.key(), a.version).cmp(&(b.key(), b.version)));
+    out.determinations.sort_by_key(|d| (d.key(), d.version));
     Ok(out)
 }
 

@@ -312,6 +312,7 @@ pub fn run<S: KvStore>(s: &Scenario, store: S) -> Result<(RunOutput, Engine<S>),
 }
 
 /// How a long run reports progress and bounds its buffered state.
+#[derive(Default)]
 pub struct RunOptions<'a> {
     /// Commit the store after this many events (0: only at the end).
     pub commit_every: usize,
@@ -319,11 +320,6 @@ pub struct RunOptions<'a> {
     pub progress: Option<&'a mut dyn FnMut(usize, usize)>,
 }
 
-impl Default for RunOptions<'_> {
-    fn default() -> Self {
-        RunOptions { commit_every: 0, progress: None }
-    }
-}
 
 /// [`run`], with progress and periodic commits.
 pub fn run_with<S: KvStore>(s: &Scenario, store: S, opts: &mut RunOptions) -> Result<(RunOutput, Engine<S>), ScenarioError> {

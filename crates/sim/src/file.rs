@@ -31,11 +31,19 @@ const STUDENT: u32 = 1;
 const REPORT: u32 = 2;
 const EVENT: u32 = 3;
 
+impl From<apache_avro::Error> for FileError {
+    fn from(e: apache_avro::Error) -> Self {
+        FileError::Avro(Box::new(e))
+    }
+}
+
 /// Why a simulation file could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
+    /// Boxed: apache-avro's error is large, and every result of this
+    /// module would carry its size.
     #[error("Avro: {0}")]
-    Avro(#[from] apache_avro::Error),
+    Avro(#[source] Box<apache_avro::Error>),
     #[error("{0}")]
     Record(#[from] rollcall_model::avro::AvroError),
     #[error("not a rollcall simulation file: {0}")]
