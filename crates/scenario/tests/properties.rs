@@ -13,6 +13,17 @@
 //!    same output, every version, as every event sent once.
 //! 3. Replay: re-applying every event to the engine that already saw them
 //!    emits nothing.
+//!
+//! Across finalization, events spread over the world's first instructional
+//! dates (up to three) and arriving late, each at its own delay of up to
+//! three days, so that PROVISIONAL, FINAL and CORRECTION interact:
+//!
+//! 4. Late arrivals converge: once every window is final, the latest
+//!    outcome per key (status, code, minutes, contacts, category, type) is
+//!    the one the same events give when they all arrive at once.
+//! 5. Late duplicates: a copy of each event arriving later still (up to five
+//!    more days, after the window has closed) changes no record, every
+//!    version and trigger included.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,6 +54,8 @@ struct World {
     /// All events arrive at this instant.
     arrival: DateTime<Utc>,
     now: DateTime<Utc>,
+    /// The first instructional dates (up to three), for events spread over days.
+    dates: Vec<NaiveDate>,
 }
 
 fn scenarios_dir() -> PathBuf {
@@ -74,13 +87,10 @@ fn world(file: &str) -> World {
     base.expect = Expect::default();
     let cal = base.calendars.first().unwrap_or_else(|| panic!("{file}: no calendar")).clone();
     let tz: Tz = cal.timezone.parse().unwrap_or_else(|e| panic!("{file}: timezone {}: {e}", cal.timezone));
-    let day = cal
-        .days
-        .iter()
-        .filter(|d| d.instructional)
-        .min_by_key(|d| d.date)
-        .unwrap_or_else(|| panic!("{file}: no instructional day"))
-        .clone();
+    let mut days: Vec<_> = cal.days.iter().filter(|d| d.instructional).cloned().collect();
+    days.sort_by_key(|d| d.date);
+    let day = days.first().unwrap_or_else(|| panic!("{file}: no instructional day")).clone();
+    let dates: Vec<NaiveDate> = days.iter().take(3).map(|d| d.date).collect();
     let students: Vec<StudentRecord> = base.roster.iter().filter(|s| s.school_id == cal.school_id).cloned().collect();
     assert!(!students.is_empty(), "{file}: no students at {}", cal.school_id);
     let arrival = local(tz, day.date, day.end.minutes() + 1);
@@ -93,6 +103,7 @@ fn world(file: &str) -> World {
         students,
         arrival,
         now: arrival + Duration::days(10),
+        dates,
     }
 }
 
@@ -179,6 +190,42 @@ impl World {
         let w = self.clone();
         prop::collection::vec(self.draw(), 1..=40)
             .prop_map(move |draws| draws.iter().enumerate().map(|(i, d)| w.event(i, d)).collect())
+    }
+
+    /// 1–40 events spread over the world's dates, each with its arrival:
+    /// its own time plus a delay of up to three days, in arrival order.
+    fn late_events(&self) -> impl Strategy<Value = Vec<Arrival>> {
+        let w = self.clone();
+        prop::collection::vec((self.draw(), any::<Index>(), 0u32..=3 * 24 * 60), 1..=40).prop_map(move |draws| {
+            let mut v: Vec<Arrival> = draws
+                .iter()
+                .enumerate()
+                .map(|(i, (d, date, delay))| {
+                    let mut e = w.event(i, d);
+                    let date = *date.get(&w.dates);
+                    e.occurred_at = local(w.tz, date, w.start_min + d.minute);
+                    e.assigned_date = e.assigned_date.map(|_| date);
+                    e.live_session_id = e.live_session_id.map(|_| format!("{}-{date}", e.section_id.clone().unwrap_or_default()));
+                    let arrives_at = e.occurred_at + Duration::minutes(*delay as i64);
+                    Arrival { event: e, arrives_at }
+                })
+                .collect();
+            v.sort_by_key(|a| a.arrives_at);
+            v
+        })
+    }
+
+    /// The last date's close, plus ten days: every window is final.
+    fn late_now(&self) -> DateTime<Utc> {
+        let last = *self.dates.last().expect("a date");
+        local(self.tz, last, self.end_min) + Duration::days(14)
+    }
+
+    fn run_arrivals(&self, arrivals: Vec<Arrival>) -> RunOutput {
+        let mut s = self.base.clone();
+        s.events = arrivals;
+        s.now = self.late_now();
+        run(&s, MemStore::new()).unwrap_or_else(|e| panic!("{e}")).0
     }
 
     fn scenario(&self, events: &[ActivityEvent]) -> Scenario {
@@ -337,6 +384,54 @@ fn replay_emits_nothing(w: &World, events: &[ActivityEvent]) -> Result<(), TestC
     Ok(())
 }
 
+fn outcome_summary(out: &RunOutput) -> BTreeMap<String, (Status, String, Option<i64>, Option<i32>, Option<String>, Option<AttendanceType>)> {
+    out.latest()
+        .into_iter()
+        .map(|(k, d)| (k, (d.status, d.code.clone(), d.minutes, d.contacts, d.category.clone(), d.attendance_type)))
+        .collect()
+}
+
+fn brief_arrivals(v: &[Arrival]) -> String {
+    v.iter()
+        .map(|a| format!("arrives {} {}", a.arrives_at.format("%m-%d %H:%MZ"), brief(std::slice::from_ref(&a.event))))
+        .collect::<Vec<_>>()
+        .join("\n  ")
+}
+
+fn late_arrivals_converge(w: &World, late: &[Arrival]) -> Result<(), TestCaseError> {
+    let a = w.run_arrivals(late.to_vec());
+    let at_once = w.late_now() - Duration::days(1);
+    let b = w.run_arrivals(late.iter().map(|x| Arrival { event: x.event.clone(), arrives_at: at_once }).collect());
+    prop_assert!(a.dead_letters.is_empty(), "generated events refused: {:?}", a.dead_letters);
+    prop_assert!(b.dead_letters.is_empty(), "generated events refused: {:?}", b.dead_letters);
+    prop_assert!(
+        a.latest().values().all(|d| d.finality != Finality::Provisional),
+        "a window is still open at the end\n  {}",
+        brief_arrivals(late)
+    );
+    let (sa, sb) = (outcome_summary(&a), outcome_summary(&b));
+    prop_assert_eq!(sa.keys().collect::<Vec<_>>(), sb.keys().collect::<Vec<_>>(), "keys differ\n  {}", brief_arrivals(late));
+    for (k, va) in &sa {
+        prop_assert_eq!(va, &sb[k], "the outcome of {} differs from all-at-once\n  {}", k, brief_arrivals(late));
+    }
+    Ok(())
+}
+
+fn late_duplicates_change_nothing(w: &World, late: &[Arrival], extra: &[u32]) -> Result<(), TestCaseError> {
+    let a = w.run_arrivals(late.to_vec());
+    let mut twice: Vec<Arrival> = late.to_vec();
+    for (x, more) in late.iter().zip(extra) {
+        twice.push(Arrival { event: x.event.clone(), arrives_at: x.arrives_at + Duration::minutes(*more as i64) });
+    }
+    // Stable: a copy with no extra delay stays after its original.
+    twice.sort_by_key(|x| x.arrives_at);
+    let b = w.run_arrivals(twice.clone());
+    let ((da, oa), (db, ob)) = (json_all(&a), json_all(&b));
+    prop_assert_eq!(da, db, "determinations differ\n  {}", brief_arrivals(&twice));
+    prop_assert_eq!(oa, ob, "outreach differs\n  {}", brief_arrivals(&twice));
+    Ok(())
+}
+
 // ------------------------------------------------------------------ tests --
 
 /// Cases per property and world; `ROLLCALL_PROP_CASES` overrides (for longer hunts).
@@ -378,6 +473,21 @@ macro_rules! world_properties {
                 #[test]
                 fn replay_is_silent(events in w().events()) {
                     replay_emits_nothing(w(), &events)?;
+                }
+
+                #[test]
+                fn late_arrivals_converge_on_the_all_at_once_outcome(late in w().late_events()) {
+                    late_arrivals_converge(w(), &late)?;
+                }
+
+                #[test]
+                fn late_duplicates_count_once(
+                    (late, extra) in w().late_events().prop_flat_map(|v| {
+                        let n = v.len();
+                        (Just(v), prop::collection::vec(0u32..=5 * 24 * 60, n))
+                    })
+                ) {
+                    late_duplicates_change_nothing(w(), &late, &extra)?;
                 }
             }
         }
