@@ -1,5 +1,5 @@
-//! `rollcall bench`: the measurements behind the targets of DESIGN.md
-//! section 6. Each sub-command prints what it did and ends with one line
+//! `rollcall bench`: the measurements behind the targets of docs/targets.md.
+//! Each sub-command prints what it did and ends with one line
 //! holding its figure (`engine: N events/s`, `state: N bytes per student-day`).
 //! BENCHMARKS.md records the figures and how they were taken.
 

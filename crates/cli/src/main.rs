@@ -40,7 +40,7 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run and check scenario files (DESIGN.md section 5).
+    /// Run and check scenario files (docs/scenarios.md).
     Scenario {
         #[command(subcommand)]
         command: ScenarioCommand,

@@ -810,7 +810,7 @@ pub fn blocks_day<'a>(input: &DayInput<'a>, p: &Blocks, blocks: &[BlockAttendanc
         async_day: input.day.day_type == DayType::Async,
     };
     let evidence: Vec<&'a str> = blocks.iter().flat_map(|b| b.evidence.iter().copied()).collect();
-    // DESIGN.md: status PRESENT unless ABSENT, whatever the mode.
+    // docs/policies/instruction-partners.md: status PRESENT unless ABSENT, whatever the mode.
     let status = if attended == 0 { input.absence().0 } else { Status::Present };
     let mut o = input.outcome(Scope::Day, None, status, category, rule, evidence);
     if attended == 0 {

@@ -1,4 +1,4 @@
-//! `rollcall topics create`: the topics of DESIGN.md, idempotently.
+//! `rollcall topics create`: the topics of docs/data-model.md, idempotently.
 
 use std::time::Duration;
 

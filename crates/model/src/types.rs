@@ -1,4 +1,4 @@
-//! The records of DESIGN.md section 2, in their canonical JSON form.
+//! The records of docs/data-model.md, in their canonical JSON form.
 //!
 //! Field names and enum spellings are the wire names: the same identifiers
 //! appear in the Avro schemas under `schemas/`. Unknown fields are refused so
@@ -82,7 +82,7 @@ wire_enum!(
 );
 
 impl ActivityKind {
-    /// DESIGN.md section 4: the engagement events. A MESSAGE counts only
+    /// docs/policies/README.md: the engagement events. A MESSAGE counts only
     /// when it is from the student, which the caller checks.
     pub fn is_engagement_kind(self) -> bool {
         matches!(

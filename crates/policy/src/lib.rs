@@ -3,7 +3,7 @@
 //! A policy file (TOML) names the rule family a district uses and every number,
 //! code and list that family reads: grade bands and their scope, thresholds,
 //! codes, indicator lists, finalization times, outreach settings. The five
-//! presets of DESIGN.md section 4 ship as files under `policies/` in this crate
+//! presets of docs/policies/ ship as files under `policies/` in this crate
 //! and are compiled in; a district can point at its own file with the same
 //! schema. Loading validates the whole file and reports the file, the place
 //! and the problem.
@@ -32,7 +32,7 @@ pub enum PolicyError {
     Unknown(String),
 }
 
-/// The preset ids, in DESIGN.md order.
+/// The preset ids, in the order of docs/policies/README.md.
 pub const PRESET_IDS: &[&str] = &["mmsd", "mississippi", "cms", "instruction-partners", "nmped"];
 
 const PRESET_FILES: &[(&str, &str)] = &[

@@ -1,4 +1,4 @@
-//! Scenarios: the executable examples of DESIGN.md section 5.
+//! Scenarios: the executable examples of docs/scenarios.md.
 //!
 //! A scenario file holds a world (calendars, roster, absence reports), events
 //! in arrival order, a final clock and the expected outcome. This crate parses

@@ -1,5 +1,6 @@
 //! Property tests of the engine through the scenario runner, over the five
-//! shared example worlds (DESIGN.md section 5; shared/scenarios/*.json).
+//! shared example worlds (scenario files of docs/scenarios.md, kept in the
+//! shared/scenarios/ folder beside the repository).
 //!
 //! Each world keeps its calendars, roster and absence reports; its events and
 //! expectations are replaced by generated activity for the rostered students

@@ -102,7 +102,7 @@ pub fn generate(cfg: &SimConfig) -> World {
 }
 
 impl World {
-    /// The world as a DESIGN.md section 5 scenario, with empty expectations:
+    /// The world as a scenario (docs/scenarios.md), with empty expectations:
     /// `rollcall scenario run` prints what the engine makes of it.
     pub fn to_scenario_json(&self, name: &str, policy: &str) -> Value {
         json!({
