@@ -135,3 +135,92 @@ fn shipped_presets_check_clean() {
         assert!(out.status.success(), "{id}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+fn rollcall(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rollcall")).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn an_out_of_range_year_names_its_field() {
+    let mut v = base();
+    v["events"][1]["occurred_at"] = json!("+275760-01-01T00:00:00Z");
+    v["calendars"][0]["days"][0]["date"] = json!("99999-10-05");
+    let (code, out, _, _d) = check("far.json", &v);
+    assert_eq!(code, Some(1), "{out}");
+    // The calendar is read first: its field is the one named.
+    assert!(out.contains("calendars[0].days[0].date:"), "{out}");
+    let mut v = base();
+    v["events"][1]["occurred_at"] = json!("+275760-01-01T00:00:00Z");
+    let (_, out, _, _d) = check("far.json", &v);
+    assert!(out.contains("events[1].occurred_at: input is out of range"), "{out}");
+}
+
+#[test]
+fn a_scenario_with_a_byte_order_mark_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bom.json");
+    std::fs::write(&path, format!("\u{feff}{}", serde_json::to_string_pretty(&base()).unwrap())).unwrap();
+    let (code, out, err) = rollcall(&["scenario", "check", "--memory", path.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("1 passed, 0 failed"), "{out}");
+}
+
+#[test]
+fn an_empty_scenario_directory_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = rollcall(&["scenario", "check", dir.path().to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains("no scenario files") && err.contains(&dir.path().display().to_string()), "{err}");
+}
+
+#[test]
+fn a_missing_file_says_its_os_error_once() {
+    let (code, _, err) = rollcall(&["policy", "check", "/nonexistent/district.toml"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+    let (code, out, _) = rollcall(&["scenario", "check", "/nonexistent/s.json"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(out.matches("No such file").count(), 1, "{out}");
+}
+
+#[test]
+fn policy_show_says_to_change_the_id_and_checks_clean() {
+    let (code, out, _) = rollcall(&["policy", "show", "cms"]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("# The `cms` preset. To make a district policy of it, give it an id of its own"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("district.toml");
+    std::fs::write(&path, out.replace("id = \"cms\"", "id = \"cms-district\"")).unwrap();
+    let (code, out, err) = rollcall(&["policy", "check", path.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("policy `cms-district`"), "{out}");
+}
+
+#[test]
+fn policy_check_refuses_codes_an_sis_could_not_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let cms = rollcall(&["policy", "show", "cms"]).1.replace("id = \"cms\"", "id = \"d\"");
+    for (from, to, want) in [
+        ("absent_unexcused = \"AU\"", "absent_unexcused = \"\"", "codes.absent_unexcused: must not be empty"),
+        ("present_remote = \"1R\"", "present_remote = \"P\"", "codes.present_remote: is `P`, the same code as codes.present"),
+    ] {
+        let path = dir.path().join("d.toml");
+        std::fs::write(&path, cms.replace(from, to)).unwrap();
+        let (code, _, err) = rollcall(&["policy", "check", path.to_str().unwrap()]);
+        assert_eq!(code, Some(2), "{to}: {err}");
+        assert!(err.contains(want) && err.contains("d.toml"), "{to}: {err}");
+    }
+}
+
+#[test]
+fn a_mistake_in_the_rule_table_points_at_its_line_on_lines_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = rollcall(&["policy", "show", "cms"]).1.replace("fraction = 0.5", "fraction = \"half\"");
+    let line = text.lines().position(|l| l.contains("fraction = \"half\"")).unwrap() + 1;
+    let path = dir.path().join("d.toml");
+    std::fs::write(&path, text).unwrap();
+    let (code, _, err) = rollcall(&["policy", "check", path.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains(&format!("line {line}")) && err.lines().count() > 2, "{err}");
+}

@@ -154,7 +154,15 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             }
         }
         PolicyCommand::Show { id } => match Policy::preset_text(&id) {
-            Some(t) => print!("{t}"),
+            Some(t) => {
+                // The output is the usual start of a district's own file: a copy
+                // that keeps the preset's id would stand in for the preset.
+                println!("# The `{id}` preset. To make a district policy of it, give it an id of its own");
+                println!("# (id = \"{id}-district\", say): a file that keeps the id `{id}` is refused by");
+                println!("# `rollcall run` unless --replace-preset {id} is given, so that it cannot replace");
+                println!("# the preset for every school that names it by accident.");
+                print!("{t}")
+            }
             None => anyhow::bail!("no preset `{id}` (presets: {})", PRESET_IDS.join(", ")),
         },
         PolicyCommand::Check { file } => {

@@ -12,7 +12,10 @@ fn expand(files: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for f in files {
         if f.is_dir() {
-            out.extend(rollcall_scenario::scenario_files(f).with_context(|| format!("{}: cannot list", f.display()))?);
+            let found = rollcall_scenario::scenario_files(f).with_context(|| format!("{}: cannot list", f.display()))?;
+            // An empty directory is a wrong path far more often than a suite with nothing in it.
+            anyhow::ensure!(!found.is_empty(), "{}: no scenario files (*.json) in this directory", f.display());
+            out.extend(found);
         } else {
             out.push(f.clone());
         }
@@ -56,7 +59,7 @@ pub fn check(files: &[PathBuf], memory: bool, brokers: Option<&str>) -> anyhow::
             }
             Err(e) => {
                 failed += 1;
-                println!("FAIL  {e}");
+                println!("FAIL  {}", rollcall_model::error_chain(&e));
             }
         }
     }

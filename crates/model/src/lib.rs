@@ -14,3 +14,17 @@ pub mod fuzzing;
 pub mod types;
 
 pub use types::*;
+
+/// An error and its sources, outermost first, joined by `: ` (as anyhow's
+/// `{:#}` prints them). Errors here keep their cause as a source rather
+/// than in their own message, so this is how a person is shown both.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -22,7 +22,7 @@ pub mod fuzzing;
 /// Why a policy could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("{file}: cannot read policy file: {source}")]
+    #[error("{file}: cannot read policy file")]
     Io { file: String, source: std::io::Error },
     #[error("{file}: {message}")]
     Parse { file: String, message: String },
@@ -431,6 +431,52 @@ pub struct Policy {
     pub notes: BTreeMap<String, String>,
 }
 
+impl Policy {
+    /// Codes are what an SIS stores: each must be there, and an absence must
+    /// never read as a presence.
+    fn validate_codes(&self, file: &str) -> Result<(), PolicyError> {
+        let invalid = |field: &str, message: String| PolicyError::Invalid {
+            file: file.to_string(),
+            field: field.to_string(),
+            message,
+        };
+        let c = &self.codes;
+        let mut present: Vec<(&str, &str)> = vec![("codes.present", &c.present), ("codes.present_remote", &c.present_remote)];
+        let mut absent: Vec<(&str, &str)> =
+            vec![("codes.absent_excused", &c.absent_excused), ("codes.absent_unexcused", &c.absent_unexcused)];
+        if let Rule::WeeklyContacts(w) = &self.rule {
+            present.push(("rule.in_person_present", &w.in_person_present));
+            absent.push(("rule.in_person_absent", &w.in_person_absent));
+            for (i, step) in w.codes.iter().enumerate() {
+                if step.code.trim().is_empty() {
+                    return Err(invalid(&format!("rule.codes[{i}].code"), "must not be empty".into()));
+                }
+            }
+        }
+        for (field, code) in present.iter().chain(&absent).chain([&("codes.exempt", c.exempt.as_str())]) {
+            if code.trim().is_empty() {
+                return Err(invalid(field, "must not be empty: it is the code the SIS records".into()));
+            }
+        }
+        for (pf, p) in &present {
+            if let Some((af, _)) = absent.iter().find(|(_, a)| a == p) {
+                return Err(invalid(af, format!("is `{p}`, the same code as {pf}: an absence would read as a presence")));
+            }
+        }
+        if c.remote_status == Status::PresentRemote && c.present_remote == c.present {
+            return Err(invalid(
+                "codes.present_remote",
+                format!(
+                    "is `{}`, the same code as codes.present, while remote_status = \"PRESENT_REMOTE\" says an off-site day \
+                     has a code of its own; give it one (cms: \"1R\") or set remote_status = \"PRESENT\"",
+                    c.present
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn default_excused() -> Vec<AbsenceReason> {
     vec![AbsenceReason::Illness, AbsenceReason::Medical, AbsenceReason::Bereavement, AbsenceReason::Religious]
 }
@@ -483,8 +529,11 @@ impl Policy {
 
     /// Parses and validates policy text; `file` names it in errors.
     pub fn from_toml(text: &str, file: &str) -> Result<Policy, PolicyError> {
-        let p: Policy =
-            toml::from_str(text).map_err(|e| PolicyError::Parse { file: file.to_string(), message: one_line(&e) })?;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let p: Policy = toml::from_str(text).map_err(|e| PolicyError::Parse {
+            file: file.to_string(),
+            message: rule_error(text).unwrap_or_else(|| e.to_string().trim_end().to_string()),
+        })?;
         p.validate(file)?;
         Ok(p)
     }
@@ -520,6 +569,7 @@ impl Policy {
                 ));
             }
         }
+        self.validate_codes(file)?;
         let ca = &self.chronic_absence;
         let t = ca.tiers_percent;
         if !(t[0] > 0.0 && t[0] < t[1] && t[1] < t[2] && t[2] <= 100.0) {
@@ -574,9 +624,40 @@ impl Policy {
     }
 }
 
-fn one_line(e: &toml::de::Error) -> String {
-    // toml's message spans several lines with a source excerpt; keep it but fold it.
-    e.to_string().lines().map(str::trim_end).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ")
+/// The `[rule]` table is read by its `type` (an internally tagged enum),
+/// which makes serde buffer it and lose the place of a mistake inside it:
+/// toml then points at the `[rule]` header. This reads the table again as
+/// the family its `type` names, so that the error points at the bad line.
+/// `None` when the table reads cleanly that way or has no usable `type`.
+fn rule_error(text: &str) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let header = lines.iter().position(|l| l.trim() == "[rule]")?;
+    let end = lines[header + 1..].iter().position(|l| l.trim_start().starts_with('[')).map_or(lines.len(), |i| header + 1 + i);
+    // The table's own lines at their own line numbers; `type` blanked, since
+    // each family's struct refuses unknown keys.
+    let mut sub = String::new();
+    let mut family = None;
+    for (i, l) in lines.iter().enumerate() {
+        if i > header && i < end {
+            if let Some(v) = l.trim().strip_prefix("type").map(str::trim_start).and_then(|r| r.strip_prefix('=')) {
+                family = Some(v.trim().trim_matches('"').to_string());
+                sub.push('\n');
+                continue;
+            }
+            sub.push_str(l);
+        }
+        sub.push('\n');
+    }
+    let err = match family?.as_str() {
+        "any_evidence" => toml::from_str::<AnyEvidence>(&sub).err(),
+        "by_mode" => toml::from_str::<ByMode>(&sub).err(),
+        "half_day" => toml::from_str::<HalfDay>(&sub).err(),
+        "blocks" => toml::from_str::<Blocks>(&sub).err(),
+        "weekly_contacts" => toml::from_str::<WeeklyContacts>(&sub).err(),
+        _ => None,
+    }?;
+    // The same lines at the same numbers: toml's own excerpt is right.
+    Some(format!("in [rule]: {}", err.to_string().trim_end()))
 }
 
 #[cfg(test)]
@@ -600,6 +681,54 @@ mod tests {
         let e = Policy::from_toml(&text, "district.toml").unwrap_err().to_string();
         assert!(e.starts_with("district.toml:"), "{e}");
         assert!(e.contains("fraktion") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn a_mistake_inside_rule_points_at_its_own_line() {
+        for (preset, from, to) in [
+            ("cms", "fraction = 0.5", "fraktion = 0.5"),
+            ("cms", "submission_allowance_days = 1", "submission_allowance_days = \"one\""),
+            ("nmped", "{ min = 2, code = \"C23\" }", "{ min = 2, kode = \"C23\" }"),
+            ("mississippi", "lms = true", "lms = \"yes\""),
+        ] {
+            let text = Policy::preset_text(preset).unwrap().replace(from, to);
+            let line = text.lines().position(|l| l.contains(to)).unwrap() + 1;
+            let e = Policy::from_toml(&text, "district.toml").unwrap_err().to_string();
+            assert!(e.contains(&format!("line {line}")), "{to}: expected line {line}:\n{e}");
+            // The excerpt with its caret is kept on lines of its own.
+            assert!(e.lines().count() > 2 && e.contains('^') && e.contains(to), "{to}:\n{e}");
+        }
+    }
+
+    #[test]
+    fn codes_must_be_there_and_distinct() {
+        let cms = Policy::preset_text("cms").unwrap();
+        let cases = [
+            (cms.replace("absent_unexcused = \"AU\"", "absent_unexcused = \"\""), "codes.absent_unexcused: must not be empty"),
+            (cms.replace("present_remote = \"1R\"", "present_remote = \"P\""), "codes.present_remote: is `P`, the same code"),
+            (cms.replace("absent_excused = \"AE\"", "absent_excused = \"1R\""), "codes.absent_excused: is `1R`, the same code as codes.present_remote"),
+        ];
+        for (text, want) in cases {
+            let e = Policy::from_toml(&text, "d.toml").unwrap_err().to_string();
+            assert!(e.contains(want), "expected `{want}`: {e}");
+        }
+        // mmsd has one present code for both, and says so with remote_status PRESENT.
+        let mmsd = Policy::preset("mmsd").unwrap();
+        assert_eq!(mmsd.codes.present, mmsd.codes.present_remote);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_read_past() {
+        let text = format!("\u{feff}{}", Policy::preset_text("mmsd").unwrap());
+        assert_eq!(Policy::from_toml(&text, "p.toml").unwrap(), Policy::preset("mmsd").unwrap());
+    }
+
+    #[test]
+    fn a_missing_file_says_so_once() {
+        let e = Policy::load(Path::new("/nonexistent/district.toml")).unwrap_err();
+        let chain = rollcall_model::error_chain(&e);
+        assert_eq!(chain.matches("No such file").count(), 1, "{chain}");
+        assert!(chain.starts_with("/nonexistent/district.toml: cannot read policy file: "), "{chain}");
     }
 
     #[test]

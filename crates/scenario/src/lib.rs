@@ -24,12 +24,22 @@ pub mod fuzzing;
 /// Why a scenario could not be run.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    #[error("{file}: cannot read: {source}")]
+    #[error("{file}: cannot read")]
     Io { file: String, source: std::io::Error },
     #[error("{file}: {place}: {message}")]
     Invalid { file: String, place: String, message: String },
-    #[error("{file}: engine failure: {source}")]
+    #[error("{file}: engine failure")]
     Engine { file: String, source: EngineError },
+}
+
+/// Deserializes `v`, naming the field that failed (`.occurred_at`,
+/// `.days[2].date`) beside serde's message, which alone does not say where.
+fn from_value_at<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." { String::new() } else if path.starts_with('[') { path } else { format!(".{path}") };
+        (at, e.into_inner().to_string())
+    })
 }
 
 /// An event with its arrival (processing) time.
@@ -113,6 +123,9 @@ impl Scenario {
             place: place.to_string(),
             message,
         };
+        // A byte-order mark is not JSON, but editors write one: policy files
+        // with one are read too.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let root: Value = serde_json::from_str(text)
             .map_err(|e| invalid(&format!("line {}, column {}", e.line(), e.column()), format!("not valid JSON: {e}")))?;
         let Value::Object(mut root) = root else { return Err(invalid("top level", "must be a JSON object".into())) };
@@ -132,7 +145,7 @@ impl Scenario {
         let custom_policy = if Policy::preset(&policy).is_some() {
             None
         } else {
-            Some(Policy::resolve(&policy, base).map_err(|e| invalid("policy", e.to_string()))?)
+            Some(Policy::resolve(&policy, base).map_err(|e| invalid("policy", rollcall_model::error_chain(&e)))?)
         };
         let now_text = take_str(&mut root, "now")?;
         let now = DateTime::parse_from_rfc3339(&now_text)
@@ -155,7 +168,7 @@ impl Scenario {
                 .map(|(i, v)| {
                     let place = format!("{key}[{i}]");
                     let Value::Object(obj) = v else { return Err(invalid(&place, "must be an object".into())) };
-                    let t = serde_json::from_value(Value::Object(obj.clone())).map_err(|e| invalid(&place, e.to_string()))?;
+                    let t = from_value_at(Value::Object(obj.clone())).map_err(|(at, e)| invalid(&format!("{place}{at}"), e))?;
                     Ok((place, obj, t))
                 })
                 .collect()
@@ -173,7 +186,7 @@ impl Scenario {
                 let Value::Object(mut obj) = v else { return Err(invalid(&place, "must be an object".into())) };
                 let arrives = obj.remove("arrives_at");
                 let event: ActivityEvent =
-                    serde_json::from_value(Value::Object(obj)).map_err(|e| invalid(&place, e.to_string()))?;
+                    from_value_at(Value::Object(obj)).map_err(|(at, e)| invalid(&format!("{place}{at}"), e))?;
                 let arrives_at = match arrives {
                     None | Some(Value::Null) => event.occurred_at,
                     Some(Value::String(s)) => DateTime::parse_from_rfc3339(&s)
