@@ -49,11 +49,13 @@ pub struct EngineArgs {
     /// A file written by `rollcall simulate --out FILE`; without it, a district is simulated first.
     #[arg(long)]
     file: Option<PathBuf>,
+    /// Students in the simulated district.
     #[arg(long, default_value_t = 2000, conflicts_with = "file")]
     students: usize,
     /// Calendar days from Monday 2020-10-05.
     #[arg(long, default_value_t = 14, conflicts_with = "file")]
     days: u32,
+    /// The simulation seed: the same seed, the same district.
     #[arg(long, default_value_t = 42, conflicts_with = "file")]
     seed: u64,
     /// Commit the state store after this many input records: the Kafka
@@ -67,29 +69,35 @@ pub struct EngineArgs {
 
 #[derive(clap::Args)]
 pub struct StateArgs {
+    /// Students in the simulated district.
     #[arg(long, default_value_t = 1000)]
     students: usize,
     /// Calendar days from Monday 2020-10-05 (four weeks: about a month of school days).
     #[arg(long, default_value_t = 28)]
     days: u32,
+    /// The simulation seed: the same seed, the same district.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Commit the state store after this many input records.
     #[arg(long, default_value_t = 5000)]
     commit_every: usize,
 }
 
 #[derive(clap::Args)]
 pub struct KafkaArgs {
+    /// Kafka bootstrap servers, host:port[,host:port...] (the bench makes topics of its own).
     #[arg(long)]
     brokers: String,
     /// A file written by `rollcall simulate --out FILE`; without it, a district is simulated first.
     #[arg(long)]
     file: Option<PathBuf>,
+    /// Students in the simulated district.
     #[arg(long, default_value_t = 2000, conflicts_with = "file")]
     students: usize,
     /// Calendar days from Monday 2020-10-05.
     #[arg(long, default_value_t = 5, conflicts_with = "file")]
     days: u32,
+    /// The simulation seed: the same seed, the same district.
     #[arg(long, default_value_t = 42, conflicts_with = "file")]
     seed: u64,
     /// Partitions of the keyed topics.
@@ -99,6 +107,7 @@ pub struct KafkaArgs {
 
 #[derive(clap::Args)]
 pub struct LatencyArgs {
+    /// Kafka bootstrap servers, host:port[,host:port...] (the bench makes topics of its own).
     #[arg(long)]
     brokers: String,
     /// How long the deciding events are sent for.
@@ -107,6 +116,7 @@ pub struct LatencyArgs {
     /// Deciding events per second, each for a different student.
     #[arg(long, default_value_t = 500)]
     rate: u64,
+    /// Partitions of the keyed topics.
     #[arg(long, default_value_t = 6)]
     partitions: i32,
 }
@@ -114,14 +124,19 @@ pub struct LatencyArgs {
 /// A simulated district on fresh topics of a broker (`bench restore`, `bench peers`).
 #[derive(clap::Args)]
 pub struct DistrictOnBroker {
+    /// Kafka bootstrap servers, host:port[,host:port...] (the bench makes topics of its own).
     #[arg(long)]
     brokers: String,
+    /// Students in the simulated district.
     #[arg(long, default_value_t = 2000)]
     students: usize,
+    /// Calendar days from Monday 2020-10-05.
     #[arg(long, default_value_t = 5)]
     days: u32,
+    /// The simulation seed: the same seed, the same district.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Partitions of the keyed topics.
     #[arg(long, default_value_t = 6)]
     partitions: i32,
 }

@@ -27,10 +27,14 @@ pub struct DemoArgs {
     /// Keep the RocksDB state here instead of a temporary directory.
     #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// Run through this Kafka cluster (topics are created under a fresh prefix).
+    /// Run through this Kafka cluster (topics are created under a fresh
+    /// prefix `demo-<ms>.` and deleted at the end, unless --keep-topics).
     /// Without it, an in-process mock cluster is used.
     #[arg(long, conflicts_with = "engine_only")]
     brokers: Option<String>,
+    /// With --brokers: leave the demo's topics on the cluster, to read them afterwards.
+    #[arg(long, requires = "brokers")]
+    keep_topics: bool,
     /// Feed the engine directly, without Kafka: the engine's own speed.
     #[arg(long)]
     engine_only: bool,
@@ -163,6 +167,14 @@ fn through_kafka(
     let elapsed = started.elapsed();
     bar.finish_and_clear();
     let out = replay::read_outputs(&brokers, &names)?;
+    if let Some(b) = &args.brokers {
+        if args.keep_topics {
+            eprintln!("Kafka: the demo's topics stay on {b} under the prefix `{prefix}` (--keep-topics)");
+        } else {
+            let deleted = topics::delete_topics(b, &names)?;
+            eprintln!("Kafka: deleted the demo's {} topics under `{prefix}` (--keep-topics keeps them)", deleted.len());
+        }
+    }
     print_summary(calendars, roster, &out);
     println!();
     println!(

@@ -14,15 +14,17 @@ use rollcall_kafka::{ClockMode, Processor, ProcessorConfig};
 pub enum TopicsCommand {
     /// Create every topic rollcall reads and writes (running it again is fine).
     Create {
+        /// Kafka bootstrap servers, host:port[,host:port...].
         #[arg(long, env = "ROLLCALL_BROKERS")]
         brokers: String,
         /// Partitions of the keyed topics (the inputs must agree).
         #[arg(long, default_value_t = 6)]
         partitions: i32,
+        /// Replicas of every partition (at most the number of brokers).
         #[arg(long, default_value_t = 1)]
         replication: i32,
-        /// Put before every topic name.
-        #[arg(long, default_value = "")]
+        /// Put before every topic name (`trial.` gives trial.lms.activity.v1, ...).
+        #[arg(long = "topic-prefix", visible_alias = "prefix", default_value = "")]
         prefix: String,
     },
 }
@@ -32,10 +34,15 @@ pub struct RunArgs {
     /// Settings file (TOML); environment variables ROLLCALL_* and these flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Kafka bootstrap servers, host:port[,host:port...] [env ROLLCALL_BROKERS].
     #[arg(long)]
     brokers: Option<String>,
+    /// Where this instance keeps its RocksDB state, one directory per
+    /// partition it owns; a restart resumes from it [env ROLLCALL_STATE_DIR].
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// The consumer group: instances with one group share the partitions
+    /// and produce one set of outputs [env ROLLCALL_GROUP].
     #[arg(long)]
     group: Option<String>,
     /// Names this instance's transactional producer; keep it stable across restarts.
@@ -50,6 +57,7 @@ pub struct RunArgs {
     /// Exit once every input is consumed.
     #[arg(long)]
     exit_when_idle: bool,
+    /// Put before every topic name, as given to `topics create --topic-prefix`.
     #[arg(long)]
     topic_prefix: Option<String>,
     /// A district policy file (repeatable).
@@ -64,15 +72,19 @@ pub struct RunArgs {
 
 #[derive(clap::Args)]
 pub struct SimulateArgs {
+    /// Students in the district, spread over schools of the five presets.
     #[arg(long, default_value_t = 400)]
     students: usize,
+    /// Calendar days to simulate, from Monday 2020-10-05.
     #[arg(long, default_value_t = 7)]
     days: u32,
+    /// The same seed gives the same district, event for event.
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Produce the district to these brokers (topics must exist)…
     #[arg(long, required_unless_present = "out")]
     brokers: Option<String>,
+    /// Put before every topic name, as given to `topics create --topic-prefix`.
     #[arg(long, default_value = "")]
     topic_prefix: String,
     /// …or write it to this file: an Avro object container file

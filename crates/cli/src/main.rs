@@ -84,8 +84,10 @@ enum ScenarioCommand {
     },
     /// Print every final determination and trigger as one JSON object per line.
     Run {
+        /// Keep state in memory instead of a temporary RocksDB database.
         #[arg(long)]
         memory: bool,
+        /// The scenario file.
         file: PathBuf,
     },
 }
@@ -93,9 +95,15 @@ enum ScenarioCommand {
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Print a preset's policy file (a starting point for a district's own).
-    Show { id: String },
+    Show {
+        /// A preset id (`rollcall policy list`).
+        id: String,
+    },
     /// Validate a policy file.
-    Check { file: PathBuf },
+    Check {
+        /// The policy file (TOML).
+        file: PathBuf,
+    },
     /// List the presets.
     List,
 }
@@ -171,4 +179,31 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every command says what it is for in `--help`.
+    #[test]
+    fn every_argument_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id != "help" && id != "version" && a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "rollcall", &mut missing);
+        assert!(missing.is_empty(), "arguments without a description:\n  {}", missing.join("\n  "));
+    }
 }

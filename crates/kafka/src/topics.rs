@@ -70,3 +70,26 @@ pub fn create_topics(brokers: &str, topics: &Topics, partitions: i32, replicatio
     }
     Ok(created)
 }
+
+/// Deletes every topic of `topics` that exists (what `rollcall demo`
+/// created for itself); returns the names deleted.
+pub fn delete_topics(brokers: &str, topics: &Topics) -> Result<Vec<String>, KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| KafkaError::Setup(format!("admin client for {brokers}: {e}")))?;
+    let names: Vec<String> = topic_specs(topics, 1).into_iter().map(|s| s.name).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = crate::block_on(admin.delete_topics(&refs, &opts))
+        .map_err(|e| KafkaError::Setup(format!("deleting topics on {brokers}: {e}")))?;
+    let mut deleted = Vec::new();
+    for r in results {
+        match r {
+            Ok(name) => deleted.push(name),
+            Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((name, code)) => return Err(KafkaError::Setup(format!("deleting topic {name}: {code}"))),
+        }
+    }
+    Ok(deleted)
+}
