@@ -81,8 +81,8 @@ struct Slot<T> {
 
 /// Decoded records of one table, by key, with the keys changed since the
 /// last write-back. Keys are small fixed-size values (engine-local numbers
-/// for ids, see `engine::Names`): the store's byte keys are built only when
-/// a record is read from or written to the store.
+/// for ids, see `engine::records::Names`): the store's byte keys are built
+/// only when a record is read from or written to the store.
 pub struct RecordCache<K, T> {
     map: FxHashMap<K, Slot<T>>,
     dirty: Vec<K>,

@@ -1,0 +1,36 @@
+//! Fixtures shared by the engine's unit tests.
+
+use chrono::{DateTime, Utc};
+use rollcall_model::{CalendarDay, DayType, GradeLevel, SchoolCalendar, StudentRecord};
+
+use crate::kv::MemStore;
+
+use super::{Engine, EngineConfig};
+
+pub(super) fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// An mmsd school in Chicago in session Monday and Tuesday 2020-10-05/06,
+/// 08:00–15:00, with these third graders.
+pub(super) fn chicago_school(students: &[&str]) -> Engine<MemStore> {
+    let mut e = Engine::open(MemStore::default(), EngineConfig::default()).unwrap();
+    let day = |d: &str| CalendarDay {
+        date: d.parse().unwrap(),
+        instructional: true,
+        day_type: DayType::Full,
+        start: "08:00".parse().unwrap(),
+        end: "15:00".parse().unwrap(),
+    };
+    e.load_calendar(SchoolCalendar {
+        school_id: "sch".into(),
+        timezone: "America/Chicago".into(),
+        policy: "mmsd".into(),
+        days: vec![day("2020-10-05"), day("2020-10-06")],
+    })
+    .unwrap();
+    for id in students {
+        e.upsert_student(StudentRecord::new(*id, "sch", GradeLevel::G3)).unwrap();
+    }
+    e
+}
