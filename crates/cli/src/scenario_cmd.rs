@@ -32,7 +32,7 @@ pub fn execute(s: &Scenario, memory: bool) -> Result<RunOutput, ScenarioError> {
     let store = RocksStore::open(dir.path(), &StoreConfig::default()).map_err(|e| ScenarioError::Invalid {
         file: s.file.clone(),
         place: "state store".into(),
-        message: e.to_string(),
+        message: rollcall_model::error_chain(&e),
     })?;
     run_scenario(s, store).map(|(o, _)| o)
 }

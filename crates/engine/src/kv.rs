@@ -66,10 +66,27 @@ impl Table {
     }
 }
 
-/// A failure of the underlying store.
+/// A failure of the underlying store: what the store was doing, and the
+/// backend's own error as the source (the engine does not know RocksDB, so
+/// the source is boxed).
 #[derive(Debug, thiserror::Error)]
-#[error("state store: {0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    #[error("state store: {what}")]
+    Backend {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store is not laid out as the engine needs (a table missing).
+    #[error("state store: {0}")]
+    Layout(String),
+}
+
+impl StoreError {
+    pub fn backend(what: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Backend { what: what.into(), source: Box::new(source) }
+    }
+}
 
 /// Ordered byte tables with buffered writes.
 pub trait KvStore {

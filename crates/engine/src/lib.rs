@@ -17,6 +17,9 @@ pub mod codec;
 pub mod engine;
 pub mod eval;
 pub mod kv;
+/// The behaviour every store must show; run by each store's tests.
+#[doc(hidden)]
+pub mod kv_conformance;
 pub mod school;
 pub mod state;
 

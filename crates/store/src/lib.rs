@@ -44,8 +44,8 @@ impl Default for StoreConfig {
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("state directory {path}: {message}")]
-    Rocks { path: PathBuf, message: String },
+    #[error("state directory {path}: RocksDB cannot open it")]
+    Rocks { path: PathBuf, source: rocksdb::Error },
 }
 
 /// RocksDB figures of one store, for metrics.
@@ -117,7 +117,7 @@ impl RocksStore {
         db_opts.set_keep_log_file_num(3);
         let cfs: Vec<_> = Table::ALL.iter().map(|t| cf_opts(*t)).collect();
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)
-            .map_err(|e| OpenError::Rocks { path: path.to_path_buf(), message: e.to_string() })?;
+            .map_err(|source| OpenError::Rocks { path: path.to_path_buf(), source })?;
         Ok(RocksStore { db, path: path.to_path_buf(), pending: no_pending(), pending_len: 0, sync: cfg.sync_commits, _cache: cache })
     }
 
@@ -157,7 +157,7 @@ impl RocksStore {
     }
 
     fn cf(&self, table: Table) -> Result<&rocksdb::ColumnFamily, StoreError> {
-        self.db.cf_handle(table.name()).ok_or_else(|| StoreError(format!("column family {} missing", table.name())))
+        self.db.cf_handle(table.name()).ok_or_else(|| StoreError::Layout(format!("column family {} missing", table.name())))
     }
 
     /// A RocksDB integer property summed over every column family
@@ -202,10 +202,10 @@ impl RocksStore {
     /// the write-ahead log files in the state directory.
     pub fn state_files(&self) -> Result<StateFiles, StoreError> {
         for t in Table::ALL {
-            self.db.flush_cf(self.cf(t)?).map_err(|e| StoreError(e.to_string()))?;
+            self.db.flush_cf(self.cf(t)?).map_err(|e| StoreError::backend(format!("flushing {}", t.name()), e))?;
         }
         let mut files = StateFiles::default();
-        let rd = std::fs::read_dir(&self.path).map_err(|e| StoreError(format!("{}: {e}", self.path.display())))?;
+        let rd = std::fs::read_dir(&self.path).map_err(|e| StoreError::backend(format!("listing {}", self.path.display()), e))?;
         for e in rd.filter_map(Result::ok) {
             let name = e.file_name().to_string_lossy().into_owned();
             let len = e.metadata().map(|m| m.len()).unwrap_or(0);
@@ -221,7 +221,7 @@ impl RocksStore {
     /// Bytes of SST and WAL files on disk, after flushing memtables.
     pub fn disk_bytes(&self) -> Result<u64, StoreError> {
         for t in Table::ALL {
-            self.db.flush_cf(self.cf(t)?).map_err(|e| StoreError(e.to_string()))?;
+            self.db.flush_cf(self.cf(t)?).map_err(|e| StoreError::backend(format!("flushing {}", t.name()), e))?;
         }
         Ok(dir_size(&self.path))
     }
@@ -249,8 +249,9 @@ fn dir_size(p: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn rocks_err(e: rocksdb::Error) -> StoreError {
-    StoreError(e.to_string())
+/// A RocksDB error, with what was being done to which table.
+fn rocks_err(what: &'static str, table: Table) -> impl FnOnce(rocksdb::Error) -> StoreError {
+    move |e| StoreError::backend(format!("{what} {}", table.name()), e)
 }
 
 impl KvStore for RocksStore {
@@ -258,7 +259,7 @@ impl KvStore for RocksStore {
         if let Some(v) = self.pending[table as usize].get(key) {
             return Ok(v.clone());
         }
-        self.db.get_cf(self.cf(table)?, key).map_err(rocks_err)
+        self.db.get_cf(self.cf(table)?, key).map_err(rocks_err("reading", table))
     }
 
     fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
@@ -309,7 +310,7 @@ impl KvStore for RocksStore {
                 it.next();
             }
         }
-        it.status().map_err(rocks_err)?;
+        it.status().map_err(rocks_err("scanning", table))?;
         Ok(out)
     }
 
@@ -332,7 +333,7 @@ impl KvStore for RocksStore {
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(self.sync);
-        self.db.write_opt(batch, &wo).map_err(rocks_err)?;
+        self.db.write_opt(batch, &wo).map_err(|e| StoreError::backend("committing a batch of writes", e))?;
         self.rollback();
         Ok(())
     }
@@ -341,6 +342,24 @@ impl KvStore for RocksStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rocksdb_conforms_to_the_store_interface() {
+        // Each store gets a directory of its own, kept for the whole run.
+        let dirs = std::cell::RefCell::new(Vec::new());
+        let make = || {
+            let dir = tempfile::tempdir().unwrap();
+            let s = RocksStore::open(dir.path(), &StoreConfig::default()).unwrap();
+            dirs.borrow_mut().push(dir);
+            s
+        };
+        let reopen = |s: RocksStore| {
+            let path = s.path().to_path_buf();
+            drop(s);
+            RocksStore::open(&path, &StoreConfig::default()).unwrap()
+        };
+        rollcall_engine::kv_conformance::run_all(&make, Some(&reopen));
+    }
 
     #[test]
     fn buffered_writes_are_visible_and_commit_atomically() {

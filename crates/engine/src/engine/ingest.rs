@@ -93,7 +93,7 @@ impl<S: KvStore> Engine<S> {
             return Err(reject(RejectKind::InvalidRecord, "roster record: student_id is empty or contains NUL"));
         }
         if rec.school_id.is_empty() {
-            return Err(reject(RejectKind::InvalidRecord, format!("roster record: school_id is empty")));
+            return Err(reject(RejectKind::InvalidRecord, "roster record: school_id is empty"));
         }
         for (i, e) in rec.enrollments.iter().enumerate() {
             for (j, m) in e.meetings.iter().enumerate() {
