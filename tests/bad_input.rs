@@ -67,15 +67,21 @@ fn syntax_error_names_line_and_column() {
 }
 
 #[test]
-fn event_for_unknown_student_is_refused_and_the_rest_still_counts() {
+fn event_for_unknown_student_waits_then_is_refused_and_the_rest_still_counts() {
     let mut v = base();
     let mut stray = v["events"][0].clone();
     stray["event_id"] = json!("stray-1");
     stray["student_id"] = json!("nobody");
     v["events"].as_array_mut().unwrap().insert(1, stray);
+    // Within its wait (three days) the event waits for a roster record: nothing is refused yet.
+    let (code, out, _, _d) = check("stray-waiting.json", &v);
+    assert_eq!(code, Some(0), "{out}");
+    // Past it, it is refused, with the place it had in the file.
+    v["now"] = json!("2020-10-09T00:00:00Z");
     let (code, out, _, _d) = check("stray.json", &v);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("events[1] (stray-1)") && out.contains("UNKNOWN_STUDENT") && out.contains("`nobody`"), "{out}");
+    assert!(out.contains("waited from 2020-10-05T13:05:00+00:00"), "{out}");
     // Only the refusal differs: every determination still came out as expected.
     assert_eq!(out.lines().filter(|l| l.contains("expected")).count(), 1, "{out}");
 

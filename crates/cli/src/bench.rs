@@ -253,6 +253,8 @@ fn fold_outputs(digest: &mut u64, outputs: Vec<rollcall_engine::Output>) -> anyh
         let bytes = match &o {
             rollcall_engine::Output::Determination(d) => d.to_avro_datum()?,
             rollcall_engine::Output::Outreach(t) => t.to_avro_datum()?,
+            // Refused events are outputs too: the digest must see them.
+            rollcall_engine::Output::Refused(r) => r.event.to_avro_datum()?,
         };
         *digest = xxhash_rust::xxh3::xxh3_64_with_seed(&bytes, *digest);
     }

@@ -33,10 +33,12 @@ pub enum Table {
     Dedup,
     /// name → value: the engine clock and the runtime's input positions.
     Meta,
+    /// student_id \0 event_id → an event waiting for its roster record or calendar.
+    Parked,
 }
 
 impl Table {
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 11] = [
         Table::Roster,
         Table::SchoolStudents,
         Table::Calendar,
@@ -47,6 +49,7 @@ impl Table {
         Table::Trigger,
         Table::Dedup,
         Table::Meta,
+        Table::Parked,
     ];
 
     /// The column family name.
@@ -62,6 +65,7 @@ impl Table {
             Table::Trigger => "trigger",
             Table::Dedup => "dedup",
             Table::Meta => "meta",
+            Table::Parked => "parked",
         }
     }
 }

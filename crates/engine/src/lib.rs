@@ -23,5 +23,7 @@ pub mod kv_conformance;
 pub mod school;
 pub mod state;
 
-pub use engine::{Applied, ApplyError, Engine, EngineConfig, EngineError, EngineStats, OpenWindows, Output, RejectKind, Rejection};
+pub use engine::{
+    Applied, ApplyError, Engine, EngineConfig, EngineError, EngineStats, OpenWindows, Output, Refusal, RejectKind, Rejection,
+};
 pub use kv::{KvStore, MemStore, StoreError, Table};

@@ -351,6 +351,8 @@ pub enum TimerAction {
     BlockEnded { date: NaiveDate, section: String },
     /// instruction-partners: check whether the morning session of `date` was missed.
     MorningEnded { date: NaiveDate },
+    /// The wait of a parked event is over.
+    ParkExpires { event_id: String },
 }
 
 impl TimerAction {
@@ -359,6 +361,7 @@ impl TimerAction {
         match self {
             TimerAction::BlockEnded { date, section } => e.u8(1).date(*date).str(section),
             TimerAction::MorningEnded { date } => e.u8(2).date(*date),
+            TimerAction::ParkExpires { event_id } => e.u8(3).str(event_id),
         };
         e.buf
     }
@@ -368,6 +371,7 @@ impl TimerAction {
         match d.u8()? {
             1 => Ok(TimerAction::BlockEnded { date: d.date()?, section: d.str()? }),
             2 => Ok(TimerAction::MorningEnded { date: d.date()? }),
+            3 => Ok(TimerAction::ParkExpires { event_id: d.str()? }),
             _ => Err(CodecError { pos: 0, what: "timer action" }),
         }
     }

@@ -641,6 +641,14 @@ impl Processor {
                         self.stats.outreach += 1;
                         self.metrics.outreach(t);
                     }
+                    // An event that waited for its student or school in vain.
+                    Output::Refused(r) => {
+                        let d = wire::refused_dead_letter(&self.topics, r).map_err(|e| KafkaError::State(e.to_string()))?;
+                        let v = d.to_single_object().map_err(|e| KafkaError::State(e.to_string()))?;
+                        self.send(&self.topics.dlq, None, r.event.student_id.as_bytes(), Some(&v))?;
+                        self.stats.dead_letters += 1;
+                        self.metrics.dead_letter(&d.topic, &d.error_kind);
+                    }
                 }
             }
             for d in dead {

@@ -2,7 +2,7 @@
 //! the checks that decide whether an input record is usable or a dead letter.
 
 use rollcall_model::avro::{AvroError, AvroRecord};
-use rollcall_model::{AbsenceReport, ActivityEvent, SchoolCalendar, StudentRecord};
+use rollcall_model::{AbsenceReport, ActivityEvent, DeadLetter, SchoolCalendar, StudentRecord};
 
 pub const ACTIVITY: &str = "lms.activity.v1";
 pub const ROSTER: &str = "sis.roster.v1";
@@ -182,4 +182,22 @@ mod tests {
         bad.truncate(bad.len() - 3);
         assert_eq!(kind(ACTIVITY, Some(b"s1"), Some(&bad)), "SCHEMA_INVALID");
     }
+}
+
+/// The dead letter of an event the engine held and then refused (it
+/// waited for its roster record or calendar in vain): its topic and key as
+/// they were, its bytes re-encoded (the engine keeps the event, not the
+/// record), and no partition or offset, since the record was consumed long
+/// before. `rollcall dlq replay` puts it back on its topic as it is.
+pub fn refused_dead_letter(topics: &Topics, r: &rollcall_engine::Refusal) -> Result<DeadLetter, AvroError> {
+    Ok(DeadLetter {
+        topic: topics.activity.clone(),
+        partition: None,
+        offset: None,
+        key: Some(r.event.student_id.clone()),
+        value: r.event.to_single_object()?,
+        error_kind: r.rejection.kind.as_str().to_string(),
+        message: r.rejection.message.clone(),
+        failed_at: r.at,
+    })
 }

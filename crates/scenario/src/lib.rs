@@ -391,7 +391,7 @@ pub fn run_with<S: KvStore>(s: &Scenario, store: S, opts: &mut RunOptions) -> Re
             }),
             Err(ApplyError::Fatal(e)) => return Err(fatal(e)),
         }
-        collect(&mut engine, &mut out);
+        collect(&mut engine, &mut out, s);
         let done = i + 1;
         if opts.commit_every > 0 && done % opts.commit_every == 0 {
             engine.commit().map_err(fatal)?;
@@ -407,17 +407,28 @@ pub fn run_with<S: KvStore>(s: &Scenario, store: S, opts: &mut RunOptions) -> Re
     engine.advance(s.now).map_err(fatal)?;
     // What arrived at `now` itself is evaluated too.
     engine.flush().map_err(fatal)?;
-    collect(&mut engine, &mut out);
+    collect(&mut engine, &mut out, s);
     engine.commit().map_err(fatal)?;
     out.events_applied = engine.stats().events;
     Ok((out, engine))
 }
 
-fn collect<S: KvStore>(engine: &mut Engine<S>, out: &mut RunOutput) {
+fn collect<S: KvStore>(engine: &mut Engine<S>, out: &mut RunOutput, s: &Scenario) {
     for o in engine.take_outputs() {
         match o {
             Output::Determination(d) => out.determinations.push(d),
             Output::Outreach(t) => out.outreach.push(t),
+            // An event that waited for its student or school and was refused
+            // later: named by its place in the file, like any refusal.
+            Output::Refused(r) => {
+                let at = s.events.iter().position(|a| a.event.event_id == r.event.event_id);
+                out.dead_letters.push(DeadLetter {
+                    source: at.map(|i| format!("events[{i}]")).unwrap_or_else(|| "events".into()),
+                    event_id: Some(r.event.event_id),
+                    error_kind: r.rejection.kind.as_str().to_string(),
+                    message: r.rejection.message,
+                });
+            }
         }
     }
 }

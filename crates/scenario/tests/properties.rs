@@ -375,6 +375,7 @@ fn replay_emits_nothing(w: &World, events: &[ActivityEvent]) -> Result<(), TestC
         match engine.apply_event(e) {
             Ok(Applied::Duplicate) => {}
             Ok(Applied::Accepted) => prop_assert!(false, "replayed event {} was accepted again", e.event_id),
+            Ok(Applied::Parked) => prop_assert!(false, "replayed event {} of a known student was parked", e.event_id),
             Err(ApplyError::Rejected(r)) => prop_assert!(false, "replayed event {} refused: {r}", e.event_id),
             Err(ApplyError::Fatal(f)) => panic!("engine failure on replay: {f}"),
         }

@@ -132,6 +132,10 @@ impl<S: KvStore> Engine<S> {
     }
 
     fn fire_timer(&mut self, student_id: &str, action: TimerAction, at: DateTime<Utc>) -> Result<(), EngineError> {
+        // Its student is usually unknown: that is why it waited.
+        if let TimerAction::ParkExpires { event_id } = &action {
+            return self.expire_parked(student_id, event_id);
+        }
         let Some((no, student)) = self.student_no(student_id)? else { return Ok(()) };
         let Some(school) = self.schools.get(&student.school_id).cloned() else { return Ok(()) };
         match action {
@@ -162,6 +166,8 @@ impl<S: KvStore> Engine<S> {
                     })?;
                 }
             }
+            // Handled above, before the student is looked up.
+            TimerAction::ParkExpires { .. } => {}
             TimerAction::MorningEnded { date } => {
                 let Some(day) = school.instructional(date) else { return Ok(()) };
                 let record = self.load_day(no, date)?;

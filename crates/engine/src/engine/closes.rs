@@ -27,7 +27,7 @@ impl<S: KvStore> Engine<S> {
     }
 
     /// When a window of `date` closed by `rule` becomes final.
-    fn finalize_instant(&self, school: &School, date: NaiveDate, rule: FinalizeKey) -> DateTime<Utc> {
+    pub(super) fn finalize_instant(&self, school: &School, date: NaiveDate, rule: FinalizeKey) -> DateTime<Utc> {
         let key = (school as *const School as usize, date, rule);
         if let Some(t) = self.finalize_memo.borrow().get(&key) {
             return *t;

@@ -72,7 +72,12 @@ impl<S: KvStore> Engine<S> {
         let mut all_final = !outcomes.is_empty();
         let mut changed_final = false;
         for o in &outcomes {
-            let finalize = closing.map(|rules| rules.contains(&o.closes_by)).unwrap_or(false);
+            // A window whose close fired before this student was known (a
+            // new enrollee's parked first day) is final as soon as it is decided.
+            let finalize = match closing {
+                Some(rules) => rules.contains(&o.closes_by),
+                None => at >= self.finalize_instant(school, date, o.closes_by),
+            };
             let (emitted, now_final) = self.emit(no, student, school, o, finalize, at)?;
             all_final &= now_final;
             changed_final |= emitted && now_final;

@@ -84,6 +84,7 @@ impl<S: KvStore> Engine<S> {
         let key = cal.school_id.clone();
         self.install_school(cal).map_err(ApplyError::Rejected)?;
         self.store.put(Table::Calendar, key.as_bytes(), &bytes).map_err(EngineError::from)?;
+        self.release_parked_at_school(&key)?;
         Ok(())
     }
 
@@ -122,7 +123,9 @@ impl<S: KvStore> Engine<S> {
             self.roster.clear();
         }
         let no = self.names.number(&rec.student_id);
+        let id = rec.student_id.clone();
         self.roster.insert(no, Arc::new(rec));
+        self.release_parked(&id)?;
         Ok(())
     }
 
@@ -155,7 +158,7 @@ impl<S: KvStore> Engine<S> {
         Ok(date)
     }
 
-    fn resolve(
+    pub(super) fn resolve(
         &mut self,
         student_id: &str,
         school_id: &str,
@@ -182,7 +185,12 @@ impl<S: KvStore> Engine<S> {
         if ev.event_id.is_empty() {
             return Err(reject(RejectKind::InvalidRecord, "event: event_id is empty"));
         }
-        let (no, student, school) = self.resolve(&ev.student_id, &ev.school_id, &what)?;
+        let (no, student, school) = match self.resolve(&ev.student_id, &ev.school_id, &what) {
+            Ok(r) => r,
+            // Not known yet: it may wait for its roster record or calendar.
+            Err(ApplyError::Rejected(r)) => return self.park(ev, r),
+            Err(e) => return Err(e),
+        };
         let date = self.check_time(&school, ev.occurred_at, &|| format!("{} occurred_at", what()))?;
         let at = self.now_or(ev.occurred_at);
         let hash = xxhash_rust::xxh3::xxh3_64(ev.event_id.as_bytes());

@@ -7,6 +7,7 @@
 //!
 //! - `ingest`: calendars, roster records, events and absence reports come in;
 //! - `dedup`: whether an event id was applied already;
+//! - `parking`: events that wait for their student's roster record or their school's calendar;
 //! - `records`: the roster, day and emitted records, cached in front of the store;
 //! - `closes`: when a window closes, and until when it may still change;
 //! - `clock`: moving the clock, which fires school closes and per-student timers;
@@ -24,6 +25,7 @@ mod fixtures;
 mod gauges;
 mod ingest;
 mod outreach;
+mod parking;
 mod purge;
 mod records;
 
@@ -31,7 +33,7 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rollcall_model::avro::AvroRecord;
 use rollcall_model::{Determination, OutreachTrigger, SchoolCalendar, StudentRecord};
 use rollcall_policy::Policy;
@@ -55,11 +57,23 @@ pub struct EngineConfig {
     pub roster_cache_entries: usize,
     /// Cap on decoded day and emitted records kept in memory between batches.
     pub record_cache_entries: usize,
+    /// How long an event for a student with no roster record yet waits for
+    /// one before it is refused (zero: refused at once).
+    pub unknown_student_wait: Duration,
+    /// Likewise for an event whose school has no calendar yet.
+    pub unknown_school_wait: Duration,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { max_clock_skew_days: 400, roster_cache_entries: 200_000, record_cache_entries: 400_000 }
+        EngineConfig {
+            max_clock_skew_days: 400,
+            roster_cache_entries: 200_000,
+            record_cache_entries: 400_000,
+            // A nightly roster sync, missed once, is caught by the next.
+            unknown_student_wait: Duration::days(3),
+            unknown_school_wait: Duration::days(1),
+        }
     }
 }
 
@@ -68,6 +82,18 @@ impl Default for EngineConfig {
 pub enum Output {
     Determination(Determination),
     Outreach(OutreachTrigger),
+    /// An event refused after it waited (or when it was released and
+    /// refused for another reason): the runtime dead-letters it.
+    Refused(Box<Refusal>),
+}
+
+/// A refused event that the engine held, with why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub event: rollcall_model::ActivityEvent,
+    pub rejection: Rejection,
+    /// The engine clock when it was refused.
+    pub at: DateTime<Utc>,
 }
 
 /// Why a record was refused. The runtime dead-letters it with this kind.
@@ -136,6 +162,8 @@ pub enum Applied {
     Accepted,
     /// Already seen (same event or report id): nothing changes.
     Duplicate,
+    /// Its student or school is not known yet: it waits (see `parking`).
+    Parked,
 }
 
 /// Counters a runtime exports.
@@ -150,6 +178,11 @@ pub struct EngineStats {
     pub corrections: u64,
     pub outreach: u64,
     pub timers_fired: u64,
+    /// Events parked to wait for a roster record or a calendar, released
+    /// when it came, and refused when their wait ran out.
+    pub parked: u64,
+    pub released: u64,
+    pub expired: u64,
 }
 
 const META_CLOCK: &[u8] = b"clock";
