@@ -101,6 +101,15 @@ struct Record {
     received_ms: i64,
 }
 
+#[cfg(test)]
+impl Record {
+    /// A record with what the merge and the positions look at: where it is
+    /// and when it happened.
+    fn at(topic: &str, offset: i64, timestamp: Option<i64>) -> Record {
+        Record { topic: topic.to_string(), partition: 0, offset, timestamp, key: None, value: None, received_ms: 0 }
+    }
+}
+
 /// The processor.
 pub struct Processor {
     cfg: ProcessorConfig,
