@@ -52,7 +52,7 @@ impl Processor {
                     .collect();
                 workers
                     .into_iter()
-                    .flat_map(|w| w.join().unwrap_or_else(|_| vec![(usize::MAX, Err(KafkaError::State("an apply thread panicked".into())))]))
+                    .flat_map(|w| w.join().unwrap_or_else(|_| vec![(usize::MAX, Err(KafkaError::bad_state("an apply thread panicked")))]))
                     .collect()
             });
             done.sort_by_key(|(i, _)| *i);
@@ -121,7 +121,9 @@ fn apply_task(task: &mut Task, replay: bool, until: Option<DateTime<Utc>>, now: 
         // reports move the replay clock, so closes see the whole roster.
         if replay && rec.topic != topics.roster {
             if let Some(ts) = rec.timestamp.and_then(DateTime::from_timestamp_millis) {
-                task.engine.advance(ts).map_err(|e| KafkaError::State(e.to_string()))?;
+                task.engine.advance(ts).map_err(|e| {
+                    KafkaError::state(format!("{} [{}] @{}: advancing the clock to {ts}", rec.topic, rec.partition, rec.offset), e)
+                })?;
             }
         }
         let (dead_letter, kind) = apply_record(&mut task.engine, &rec, topics)?;
@@ -135,9 +137,9 @@ fn apply_task(task: &mut Task, replay: bool, until: Option<DateTime<Utc>>, now: 
     task.caught_up |= task.at_end.len() == 3 && task.buffered.is_empty();
     let target = if replay { until } else { Some(now).filter(|_| task.caught_up) };
     if let Some(t) = target {
-        task.engine.advance(t).map_err(|e| KafkaError::State(e.to_string()))?;
+        task.engine.advance(t).map_err(|e| KafkaError::state(format!("partition {}: advancing the clock to {t}", task.partition), e))?;
     }
-    task.engine.flush().map_err(|e| KafkaError::State(e.to_string()))?;
+    task.engine.flush().map_err(|e| KafkaError::state(format!("partition {}: flushing the engine", task.partition), e))?;
     let out = task.engine.take_outputs();
     span.record("outputs", out.len());
     span.record("dead_letters", dead.len());
@@ -225,7 +227,9 @@ fn apply_record(engine: &mut Engine<RocksStore>, rec: &Record, topics: &Topics) 
             warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, %key, kind = r.kind.as_str(), "dead letter");
             Ok((Some(dead(r.kind.as_str(), r.message)), label))
         }
-        Err(ApplyError::Fatal(e)) => Err(KafkaError::State(format!("{} [{}] @{}: {e}", rec.topic, rec.partition, rec.offset))),
+        Err(ApplyError::Fatal(e)) => {
+            Err(KafkaError::state(format!("{} [{}] @{}: applying the record", rec.topic, rec.partition, rec.offset), e))
+        }
     }
 }
 

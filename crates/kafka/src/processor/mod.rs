@@ -130,7 +130,7 @@ pub struct Processor {
 }
 
 fn rd(what: &str, e: RdError) -> KafkaError {
-    KafkaError::Kafka(format!("{what}: {e}"))
+    KafkaError::kafka(what, e)
 }
 
 impl Processor {
@@ -146,7 +146,7 @@ impl Processor {
             policies.push(Policy::load(f).map_err(|e| KafkaError::Setup(e.to_string()))?);
         }
         std::fs::create_dir_all(&cfg.state_dir)
-            .map_err(|e| KafkaError::Setup(format!("state directory {}: {e}", cfg.state_dir.display())))?;
+            .map_err(|e| KafkaError::local(format!("state directory {}", cfg.state_dir.display()), e))?;
         let (consumer, producer, calendars) = connect(&cfg)?;
         metrics.init_topics(&cfg.topics());
         let metrics = crate::metrics::Recorder::new(metrics, cfg.clock == ClockMode::Replay);

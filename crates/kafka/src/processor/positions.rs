@@ -26,8 +26,11 @@ pub(super) fn encode_positions(p: &BTreeMap<String, i64>) -> Vec<u8> {
 }
 
 /// The input positions of a task's last committed batch.
-pub(super) fn committed_positions(engine: &Engine<RocksStore>) -> Result<BTreeMap<String, i64>, KafkaError> {
-    let b = engine.store().get(Table::Meta, META_POSITIONS).map_err(|e| KafkaError::State(e.to_string()))?;
+pub(super) fn committed_positions(engine: &Engine<RocksStore>, partition: i32) -> Result<BTreeMap<String, i64>, KafkaError> {
+    let b = engine
+        .store()
+        .get(Table::Meta, META_POSITIONS)
+        .map_err(|e| KafkaError::state(format!("partition {partition}: reading the input positions"), e))?;
     Ok(b.map(|b| decode_positions(&b)).unwrap_or_default())
 }
 

@@ -51,7 +51,7 @@ impl Processor {
                     .collect();
                 handles
                     .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err(KafkaError::State("a task-opening thread panicked".into()))))
+                    .map(|h| h.join().unwrap_or_else(|_| Err(KafkaError::bad_state("a task-opening thread panicked"))))
                     .collect()
             });
             for o in opened {
@@ -77,13 +77,14 @@ fn open_task(
     let span = info_span!("restore", partition);
     let _g = span.enter();
     let dir = cfg.state_dir.join(format!("p{partition}"));
-    let mut store = RocksStore::open(&dir, &cfg.store).map_err(|e| KafkaError::Setup(e.to_string()))?;
+    let mut store =
+        RocksStore::open(&dir, &cfg.store).map_err(|e| KafkaError::local(format!("partition {partition}: opening RocksDB"), e))?;
     let restoring = metrics.restore_started();
     let restored = restore_from_changelog(cfg, partition, &mut store)?;
     drop(restoring);
     metrics.restore_records.inc_by(restored);
     let mut engine = Engine::open(store, EngineConfig { max_clock_skew_days: cfg.max_clock_skew_days, ..EngineConfig::default() })
-        .map_err(|e| KafkaError::State(e.to_string()))?;
+        .map_err(|e| KafkaError::state(format!("partition {partition}: opening the engine"), e))?;
     for p in policies {
         engine.register_policy(p.clone());
     }
@@ -92,7 +93,7 @@ fn open_task(
             warn!(school = %c.school_id, error = %e, "calendar refused");
         }
     }
-    let positions = committed_positions(&engine)?;
+    let positions = committed_positions(&engine, partition)?;
     info!(restored, ?positions, "task opened");
     let task = Task {
         partition,
@@ -113,7 +114,7 @@ fn open_task(
 fn restore_from_changelog(cfg: &ProcessorConfig, partition: i32, store: &mut RocksStore) -> Result<u64, KafkaError> {
     let from = store
         .get(Table::Meta, META_CHANGELOG_POS)
-        .map_err(|e| KafkaError::State(e.to_string()))?
+        .map_err(|e| KafkaError::state(format!("partition {partition}: reading the changelog position"), e))?
         .and_then(|b| b.try_into().ok().map(i64::from_be_bytes))
         .unwrap_or(0);
     let consumer = crate::reader(&cfg.brokers, &format!("{}-restore", cfg.group))?;
@@ -135,7 +136,7 @@ fn restore_from_changelog(cfg: &ProcessorConfig, partition: i32, store: &mut Roc
                 // read_committed stops at the last stable offset; a killed
                 // predecessor's open transaction holds it until it times out.
                 if started.elapsed() > Duration::from_millis(cfg.transaction_timeout_ms * 3 + 30_000) {
-                    return Err(KafkaError::Kafka(format!("changelog partition {partition}: restore did not reach the end")));
+                    return Err(KafkaError::kafka_step(format!("changelog partition {partition}: restore did not reach the end")));
                 }
             }
             Some(Err(RdError::PartitionEOF(_))) => break,
@@ -144,13 +145,16 @@ fn restore_from_changelog(cfg: &ProcessorConfig, partition: i32, store: &mut Roc
                 let Some(key) = m.key() else { continue };
                 let Some((&t, k)) = key.split_first() else { continue };
                 let Some(table) = Table::ALL.iter().copied().find(|x| *x as u8 == t) else {
-                    return Err(KafkaError::State(format!("changelog record at offset {} names table {t}", m.offset())));
+                    let at = m.offset();
+                    return Err(KafkaError::bad_state(format!("changelog partition {partition}: the record at offset {at} names table {t}")));
                 };
                 store.apply(table, k, m.payload());
                 n += 1;
                 next = m.offset() + 1;
                 if n % 50_000 == 0 {
-                    store.commit().map_err(|e| KafkaError::State(e.to_string()))?;
+                    store.commit().map_err(|e| {
+                        KafkaError::state(format!("partition {partition}: committing the restore at changelog offset {next}"), e)
+                    })?;
                 }
             }
         }
@@ -162,8 +166,10 @@ fn restore_from_changelog(cfg: &ProcessorConfig, partition: i32, store: &mut Roc
         .and_then(|p| p.elements().first().and_then(|e| if let Offset::Offset(o) = e.offset() { Some(o) } else { None }))
         .unwrap_or(next)
         .max(next);
-    store.put(Table::Meta, META_CHANGELOG_POS, &pos.to_be_bytes()).map_err(|e| KafkaError::State(e.to_string()))?;
-    store.commit().map_err(|e| KafkaError::State(e.to_string()))?;
+    store
+        .put(Table::Meta, META_CHANGELOG_POS, &pos.to_be_bytes())
+        .map_err(|e| KafkaError::state(format!("partition {partition}: writing the changelog position"), e))?;
+    store.commit().map_err(|e| KafkaError::state(format!("partition {partition}: committing the restore"), e))?;
     let secs = started.elapsed().as_secs_f64();
     info!(partition, records = n, seconds = secs, per_second = (n as f64 / secs.max(1e-9)) as u64, "restored from changelog");
     Ok(n)

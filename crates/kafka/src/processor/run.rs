@@ -25,8 +25,9 @@ impl Processor {
         loop {
             match self.run_once() {
                 Ok(()) => return Ok(self.stats.clone()),
-                Err(KafkaError::Kafka(why)) if !self.stop.load(Ordering::SeqCst) => {
-                    warn!(error = %why, retry_in_s = backoff.as_secs(), "Kafka clients failed; reconnecting from the committed state");
+                Err(e) if e.is_reconnectable() && !self.stop.load(Ordering::SeqCst) => {
+                    let error = format!("{e:#}");
+                    warn!(%error, retry_in_s = backoff.as_secs(), "Kafka clients failed; reconnecting from the committed state");
                     self.stats.reconnects += 1;
                     self.metrics.shared.set_not_ready("reconnecting to Kafka");
                     self.tasks.clear();
@@ -55,7 +56,7 @@ impl Processor {
         while !self.stop.load(Ordering::SeqCst) {
             for (what, client) in [("consumer", self.consumer.client().fatal_error()), ("producer", self.producer.client().fatal_error())] {
                 if let Some((code, reason)) = client {
-                    return Err(KafkaError::Kafka(format!("{what} failed fatally: {code:?}: {reason}")));
+                    return Err(KafkaError::kafka_step(format!("{what} failed fatally: {code:?}: {reason}")));
                 }
             }
             self.poll_calendars()?;

@@ -63,17 +63,21 @@ impl Processor {
         if let Ok(mut g) = self.producer.context().changelog_next.lock() {
             g.clear();
         }
-        for (_, outs, dead) in &outputs {
+        for (p, outs, dead) in &outputs {
             for o in outs {
                 match o {
                     Output::Determination(d) => {
-                        let v = d.to_single_object().map_err(|e| KafkaError::State(e.to_string()))?;
+                        let v = d
+                            .to_single_object()
+                            .map_err(|e| KafkaError::record(format!("partition {p}: encoding a determination"), e))?;
                         self.send(&self.topics.determinations, None, d.key().as_bytes(), Some(&v))?;
                         self.stats.determinations += 1;
                         self.metrics.determination(d);
                     }
                     Output::Outreach(t) => {
-                        let v = t.to_single_object().map_err(|e| KafkaError::State(e.to_string()))?;
+                        let v = t
+                            .to_single_object()
+                            .map_err(|e| KafkaError::record(format!("partition {p}: encoding an outreach trigger"), e))?;
                         self.send(&self.topics.outreach, None, t.student_id.as_bytes(), Some(&v))?;
                         self.stats.outreach += 1;
                         self.metrics.outreach(t);
@@ -81,7 +85,10 @@ impl Processor {
                 }
             }
             for d in dead {
-                let v = d.to_single_object().map_err(|e| KafkaError::State(e.to_string()))?;
+                let v = d.to_single_object().map_err(|e| {
+                    let at = format!("{} [{}] @{}", d.topic, d.partition.unwrap_or(-1), d.offset.unwrap_or(-1));
+                    KafkaError::record(format!("partition {p}: encoding the dead letter of {at}"), e)
+                })?;
                 self.send(&self.topics.dlq, None, d.key.as_deref().unwrap_or("").as_bytes(), Some(&v))?;
                 self.stats.dead_letters += 1;
                 self.metrics.dead_letter(&d.topic, &d.error_kind);
@@ -92,9 +99,12 @@ impl Processor {
         let partitions: Vec<i32> = self.tasks.keys().copied().collect();
         for p in &partitions {
             let task = self.tasks.get_mut(p).ok_or_else(|| KafkaError::Setup("task vanished".into()))?;
-            task.engine.stage().map_err(|e| KafkaError::State(e.to_string()))?;
+            task.engine.stage().map_err(|e| KafkaError::state(format!("partition {p}: staging the batch"), e))?;
             let pos = encode_positions(&task.positions);
-            task.engine.store_mut().put(Table::Meta, META_POSITIONS, &pos).map_err(|e| KafkaError::State(e.to_string()))?;
+            task.engine
+                .store_mut()
+                .put(Table::Meta, META_POSITIONS, &pos)
+                .map_err(|e| KafkaError::state(format!("partition {p}: writing the input positions"), e))?;
             for (topic, off) in &task.positions {
                 offsets.add_partition_offset(topic, *p, Offset::Offset(*off)).map_err(|e| rd("offsets", e))?;
             }
@@ -115,7 +125,7 @@ impl Processor {
         }
         span.record("offsets", self.offsets_field().as_str());
         if offsets.count() > 0 {
-            let gm = self.consumer.group_metadata().ok_or_else(|| KafkaError::Kafka("no consumer group metadata".into()))?;
+            let gm = self.consumer.group_metadata().ok_or_else(|| KafkaError::kafka_step("no consumer group metadata"))?;
             let sent = retry_txn("send offsets", || self.producer.send_offsets_to_transaction(&offsets, &gm, Duration::from_secs(30)));
             match sent {
                 TxnStep::Done => {}
@@ -133,7 +143,7 @@ impl Processor {
         let failures = self.producer.context().failures.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
         if !failures.is_empty() {
             // A committed transaction whose records failed cannot happen; treat it as fatal.
-            return Err(KafkaError::Kafka(format!("delivery failed in a committed transaction: {}", failures.join("; "))));
+            return Err(KafkaError::kafka_step(format!("delivery failed in a committed transaction: {}", failures.join("; "))));
         }
         self.stats.transactions += 1;
         self.metrics.committed(started.elapsed());
@@ -142,9 +152,11 @@ impl Processor {
         for (p, task) in self.tasks.iter_mut() {
             let store = task.engine.store_mut();
             if let Some(n) = next.get(p) {
-                store.put(Table::Meta, META_CHANGELOG_POS, &n.to_be_bytes()).map_err(|e| KafkaError::State(e.to_string()))?;
+                store
+                    .put(Table::Meta, META_CHANGELOG_POS, &n.to_be_bytes())
+                    .map_err(|e| KafkaError::state(format!("partition {p}: writing the changelog position"), e))?;
             }
-            store.commit().map_err(|e| KafkaError::State(e.to_string()))?;
+            store.commit().map_err(|e| KafkaError::state(format!("partition {p}: committing the batch to RocksDB"), e))?;
             task.dirty = false;
         }
         debug!(elapsed_ms = started.elapsed().as_millis() as u64, "committed");
@@ -152,8 +164,8 @@ impl Processor {
     }
 
     /// Aborts the open transaction and returns every task to its committed state.
-    fn abort(&mut self, why: &str) -> Result<(), KafkaError> {
-        warn!(reason = why, "aborting transaction");
+    fn abort(&mut self, why: &KafkaError) -> Result<(), KafkaError> {
+        warn!(reason = %format!("{why:#}"), "aborting transaction");
         self.stats.aborted += 1;
         self.abort_open_txn("abort")?;
         self.rollback_tasks()
@@ -165,7 +177,7 @@ impl Processor {
             match retry_txn(what, || self.producer.abort_transaction(Duration::from_secs(30))) {
                 TxnStep::Done => {}
                 // Fenced or fatal: another instance owns these partitions now.
-                TxnStep::Abort(why) => return Err(KafkaError::Kafka(why)),
+                TxnStep::Abort(why) => return Err(why),
                 TxnStep::Fatal(e) => return Err(e),
             }
             self.in_txn = false;
@@ -177,8 +189,9 @@ impl Processor {
     fn rollback_tasks(&mut self) -> Result<(), KafkaError> {
         for task in self.tasks.values_mut() {
             task.engine.store_mut().rollback();
-            task.engine.reload().map_err(|e| KafkaError::State(e.to_string()))?;
-            task.positions = committed_positions(&task.engine)?;
+            let p = task.partition;
+            task.engine.reload().map_err(|e| KafkaError::state(format!("partition {p}: reloading the committed state"), e))?;
+            task.positions = committed_positions(&task.engine, p)?;
             task.buffered.clear();
             task.fetched.clear();
             task.at_end.clear();
@@ -244,7 +257,8 @@ fn seek<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: 
 /// What to do after a transactional call.
 enum TxnStep {
     Done,
-    Abort(String),
+    /// The transaction must be aborted; the error says why.
+    Abort(KafkaError),
     Fatal(KafkaError),
 }
 
@@ -259,7 +273,7 @@ fn retry_txn(what: &str, mut call: impl FnMut() -> Result<(), RdError>) -> TxnSt
                 warn!(step = what, error = %e, "transaction step failed; retrying");
                 std::thread::sleep(Duration::from_millis(500));
             }
-            Err(RdError::Transaction(e)) if e.txn_requires_abort() => return TxnStep::Abort(format!("{what}: {e}")),
+            Err(RdError::Transaction(e)) if e.txn_requires_abort() => return TxnStep::Abort(rd(what, RdError::Transaction(e))),
             Err(e) => return TxnStep::Fatal(rd(what, e)),
         }
     }
