@@ -40,7 +40,7 @@ fn scenarios_pass_through_kafka(b: &str) -> TestResult {
     for (i, f) in files.iter().enumerate() {
         let s = Scenario::load(f).map_err(|e| e.to_string())?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let (out, _) = run_scenario(b, &s, &unique(&format!("s{i}")), dir.path()).map_err(|e| format!("{}: {e}", f.display()))?;
+        let (out, _) = run_scenario(b, &s, &unique(&format!("s{i}")), dir.path()).map_err(|e| format!("{}: {e:#}", f.display()))?;
         for d in check(&s, &out) {
             failures.push(format!("{}: {}: expected {}, got {}", f.display(), d.key, d.expected, d.actual));
         }
@@ -63,8 +63,8 @@ fn bad_records_are_dead_lettered(b: &str) -> TestResult {
     let base = Scenario::load(&repo().join("tests/scenarios/mmsd-01-k5-live-join-and-submission.json")).map_err(|e| e.to_string())?;
     let prefix = unique("dlq");
     let topics = Topics::with_prefix(&prefix);
-    create_topics(b, &topics, 3, 1).map_err(|e| e.to_string())?;
-    produce_scenario(b, &topics, &base).map_err(|e| e.to_string())?;
+    create_topics(b, &topics, 3, 1).map_err(|e| format!("{e:#}"))?;
+    produce_scenario(b, &topics, &base).map_err(|e| format!("{e:#}"))?;
     let good = base.events[0].clone();
     let at = good.arrives_at.timestamp_millis();
     let valid = good.event.to_single_object().map_err(|e| e.to_string())?;
@@ -118,10 +118,11 @@ fn bad_records_are_dead_lettered(b: &str) -> TestResult {
     ensure(status.success(), || format!("rollcall run exited with {status}"))?;
     let mut dead = Vec::new();
     read_topic(b, &topics.dlq, |v, _| {
-        dead.push(DeadLetter::from_single_object(v).map_err(|e| rollcall_kafka::KafkaError::State(e.to_string()))?);
+        let decoded = DeadLetter::from_single_object(v);
+        dead.push(decoded.map_err(|e| rollcall_kafka::KafkaError::Record { what: "decoding a dead letter".into(), source: e })?);
         Ok(())
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| format!("{e:#}"))?;
     ensure(dead.len() == cases.len(), || {
         let brief: Vec<String> =
             dead.iter().map(|d| format!("{} [{:?}]@{:?} {}: {}", d.error_kind, d.partition, d.offset, d.key.as_deref().unwrap_or("-"), d.message)).collect();
@@ -135,7 +136,7 @@ fn bad_records_are_dead_lettered(b: &str) -> TestResult {
         ensure(!d.message.is_empty(), || format!("{kind}: no message"))?;
     }
     // The good records around the bad ones still decided the scenario.
-    let out = read_outputs(b, &topics).map_err(|e| e.to_string())?;
+    let out = read_outputs(b, &topics).map_err(|e| format!("{e:#}"))?;
     let mut s = base.clone();
     s.expect.dead_letters = Some(Vec::new());
     let diffs: Vec<_> = check(&s, &rollcall_scenario::RunOutput { dead_letters: Vec::new(), ..out }).into_iter().collect();
@@ -170,7 +171,7 @@ fn spawn_processor(b: &str, prefix: &str, state: &Path, instance: &str, until: &
 
 /// Every committed output record, as JSON text, sorted.
 fn outputs(b: &str, topics: &Topics) -> Result<Vec<String>, String> {
-    let out = read_outputs(b, topics).map_err(|e| e.to_string())?;
+    let out = read_outputs(b, topics).map_err(|e| format!("{e:#}"))?;
     let mut v: Vec<String> = out
         .determinations
         .iter()
@@ -201,8 +202,8 @@ fn compare(reference: &[String], other: &[String], what: &str) -> TestResult {
 fn reference_run(b: &str, s: &Scenario, name: &str) -> Result<Vec<String>, String> {
     let prefix = unique(name);
     let topics = Topics::with_prefix(&prefix);
-    create_topics(b, &topics, 6, 1).map_err(|e| e.to_string())?;
-    produce_scenario(b, &topics, s).map_err(|e| e.to_string())?;
+    create_topics(b, &topics, 6, 1).map_err(|e| format!("{e:#}"))?;
+    produce_scenario(b, &topics, s).map_err(|e| format!("{e:#}"))?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let started = Instant::now();
     let status = spawn_processor(b, &prefix, dir.path(), "ref", &s.now.to_rfc3339(), true)?.wait().map_err(|e| e.to_string())?;
@@ -219,8 +220,8 @@ fn kill_nine_loses_and_duplicates_nothing(b: &str) -> TestResult {
     let reference = reference_run(b, &s, "kill-ref")?;
     let prefix = unique("kill");
     let topics = Topics::with_prefix(&prefix);
-    create_topics(b, &topics, 6, 1).map_err(|e| e.to_string())?;
-    produce_scenario(b, &topics, &s).map_err(|e| e.to_string())?;
+    create_topics(b, &topics, 6, 1).map_err(|e| format!("{e:#}"))?;
+    produce_scenario(b, &topics, &s).map_err(|e| format!("{e:#}"))?;
     let state = tempfile::tempdir().map_err(|e| e.to_string())?;
     let until = s.now.to_rfc3339();
     // Seeded, so a failure can be replayed: kill points in milliseconds.
@@ -266,8 +267,8 @@ fn survivor_takes_over_partitions(b: &str) -> TestResult {
     let reference = reference_run(b, &s, "rebal-ref")?;
     let prefix = unique("rebal");
     let topics = Topics::with_prefix(&prefix);
-    create_topics(b, &topics, 6, 1).map_err(|e| e.to_string())?;
-    produce_scenario(b, &topics, &s).map_err(|e| e.to_string())?;
+    create_topics(b, &topics, 6, 1).map_err(|e| format!("{e:#}"))?;
+    produce_scenario(b, &topics, &s).map_err(|e| format!("{e:#}"))?;
     let (da, db) = (tempfile::tempdir().map_err(|e| e.to_string())?, tempfile::tempdir().map_err(|e| e.to_string())?);
     let until = s.now.to_rfc3339();
     let mut a = spawn_processor(b, &prefix, da.path(), "a", &until, false)?;
@@ -319,8 +320,8 @@ fn quiet_night_closes_on_the_wall_clock(b: &str) -> TestResult {
     };
     let prefix = unique("wall");
     let topics = Topics::with_prefix(&prefix);
-    create_topics(b, &topics, 2, 1).map_err(|e| e.to_string())?;
-    produce_scenario(b, &topics, &s).map_err(|e| e.to_string())?;
+    create_topics(b, &topics, 2, 1).map_err(|e| format!("{e:#}"))?;
+    produce_scenario(b, &topics, &s).map_err(|e| format!("{e:#}"))?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut child = Command::new(bin())
         .args(["run", "--brokers", b, "--clock", "wall", "--instance-id", "wall", "--topic-prefix", &prefix])
@@ -332,7 +333,7 @@ fn quiet_night_closes_on_the_wall_clock(b: &str) -> TestResult {
         .map_err(|e| e.to_string())?;
     let started = Instant::now();
     let result = loop {
-        let out = read_outputs(b, &topics).map_err(|e| e.to_string())?;
+        let out = read_outputs(b, &topics).map_err(|e| format!("{e:#}"))?;
         if let Some(d) = out.determinations.iter().find(|d| d.student_id == "quiet-1") {
             break ensure(d.code == "AU" && d.date == yesterday && d.finality == rollcall_model::Finality::Final, || {
                 format!("expected a FINAL AU for {yesterday}, got {d:?}")
@@ -370,8 +371,8 @@ fn broker_restart_loses_nothing(b: &str) -> TestResult {
     let result = (|| -> TestResult {
         let prefix = unique("restart");
         let topics = Topics::with_prefix(&prefix);
-        create_topics(&own, &topics, 6, 1).map_err(|e| e.to_string())?;
-        produce_scenario(&own, &topics, &s).map_err(|e| e.to_string())?;
+        create_topics(&own, &topics, 6, 1).map_err(|e| format!("{e:#}"))?;
+        produce_scenario(&own, &topics, &s).map_err(|e| format!("{e:#}"))?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut child = spawn_processor(&own, &prefix, dir.path(), "r", &s.now.to_rfc3339(), true)?;
         std::thread::sleep(Duration::from_millis(2_500));

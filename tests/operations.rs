@@ -158,8 +158,8 @@ fn prometheus_scrapes_the_processor(b: &str, prometheus: &Path) -> TestResult {
     let prefix = unique("ops");
     let topics = Topics::with_prefix(&prefix);
     let partitions = 3;
-    create_topics(b, &topics, partitions, 1).map_err(|e| e.to_string())?;
-    let mut produced = produce_scenario(b, &topics, &s).map_err(|e| e.to_string())?;
+    create_topics(b, &topics, partitions, 1).map_err(|e| format!("{e:#}"))?;
+    let mut produced = produce_scenario(b, &topics, &s).map_err(|e| format!("{e:#}"))?;
     // One unreadable record keyed by a real student: a dead letter whose log line must not show the id.
     let victim = s.roster[0].student_id.clone();
     let at = s.events.first().map(|a| a.arrives_at.timestamp_millis()).unwrap_or(0);

@@ -6,6 +6,7 @@ mod bench;
 mod demo;
 mod kafka_cmd;
 mod scenario_cmd;
+mod tail_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +62,8 @@ enum Command {
     Run(kafka_cmd::RunArgs),
     /// Generate a deterministic district and produce it to Kafka, or write it as a scenario file.
     Simulate(kafka_cmd::SimulateArgs),
+    /// Print a topic's records as JSON lines (read_committed), as an SIS consumer sees them.
+    Tail(tail_cmd::TailArgs),
     /// Measure the engine and its state (BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -141,6 +144,7 @@ fn main() -> ExitCode {
         Command::Topics { command } => kafka_cmd::topics(command),
         Command::Run(args) => kafka_cmd::run(args),
         Command::Simulate(args) => kafka_cmd::simulate(args),
+        Command::Tail(args) => tail_cmd::run(args),
         Command::Bench { command } => bench::run(command),
     };
     match result {

@@ -14,14 +14,109 @@ pub use config::{ClockMode, ProcessorConfig};
 pub use processor::{Processor, RunStats};
 
 /// Why the Kafka runtime stopped or could not start.
+///
+/// `{}` says what failed, context first (the step, and the partition or
+/// offset where known); the error underneath, if any, is the
+/// [`source`](std::error::Error::source), so that a chain printer (anyhow's
+/// `{:#}`) shows it once. `{:#}` on this type prints the whole chain itself,
+/// for logs and messages that are not printed through anyhow.
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
-    #[error("setup: {0}")]
+    /// A setting, a policy file or a topic the runtime cannot work with.
     Setup(String),
-    #[error("kafka: {0}")]
-    Kafka(String),
-    #[error("state: {0}")]
-    State(String),
+    /// Something on this machine failed: the state directory, a task's
+    /// RocksDB, a file written for a run.
+    Local {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A Kafka client call failed, or a Kafka step did not finish; `source`
+    /// is `None` where librdkafka gave no error value (a fatal client error
+    /// reported by code, a read that did not reach the end in time).
+    Kafka {
+        what: String,
+        #[source]
+        source: Option<rdkafka::error::KafkaError>,
+    },
+    /// The engine or its store failed; `source` is `None` where the state is
+    /// wrong without an error underneath (a changelog record naming no
+    /// table, a thread that panicked).
+    State {
+        what: String,
+        #[source]
+        source: Option<rollcall_engine::EngineError>,
+    },
+    /// A record could not be encoded or decoded.
+    Record {
+        what: String,
+        #[source]
+        source: rollcall_model::avro::AvroError,
+    },
+}
+
+impl KafkaError {
+    /// Whether the processor should start again from its committed state,
+    /// with new clients, rather than stop. Every Kafka failure is: a broker
+    /// that went away and came back with the group or the transaction
+    /// forgotten, a fenced or fatal client, a restore that could not reach
+    /// the end. The others would only happen again: a configuration, a
+    /// local file or directory, the state or a record that cannot be used.
+    pub fn is_reconnectable(&self) -> bool {
+        matches!(self, KafkaError::Kafka { .. })
+    }
+
+    pub(crate) fn kafka(what: impl Into<String>, source: rdkafka::error::KafkaError) -> KafkaError {
+        KafkaError::Kafka { what: what.into(), source: Some(source) }
+    }
+
+    /// A Kafka step that failed without an rdkafka error to carry.
+    pub(crate) fn kafka_step(what: impl Into<String>) -> KafkaError {
+        KafkaError::Kafka { what: what.into(), source: None }
+    }
+
+    pub(crate) fn state(what: impl Into<String>, source: impl Into<rollcall_engine::EngineError>) -> KafkaError {
+        KafkaError::State { what: what.into(), source: Some(source.into()) }
+    }
+
+    /// State that is wrong without an error underneath.
+    pub(crate) fn bad_state(what: impl Into<String>) -> KafkaError {
+        KafkaError::State { what: what.into(), source: None }
+    }
+
+    pub(crate) fn local(what: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> KafkaError {
+        KafkaError::Local { what: what.into(), source: source.into() }
+    }
+
+    pub(crate) fn record(what: impl Into<String>, source: rollcall_model::avro::AvroError) -> KafkaError {
+        KafkaError::Record { what: what.into(), source }
+    }
+}
+
+impl std::fmt::Display for KafkaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KafkaError::Setup(what) | KafkaError::Local { what, .. } => write!(f, "setup: {what}")?,
+            KafkaError::Kafka { what, .. } => write!(f, "kafka: {what}")?,
+            KafkaError::State { what, .. } => write!(f, "state: {what}")?,
+            KafkaError::Record { what, .. } => write!(f, "record: {what}")?,
+        }
+        if f.alternate() {
+            // librdkafka's errors (and some of ours) repeat their source at
+            // the end of their own text: a cause already said is not said again.
+            let mut said = String::new();
+            let mut cause = std::error::Error::source(self);
+            while let Some(e) = cause {
+                let text = e.to_string();
+                if !said.ends_with(&text) {
+                    write!(f, ": {text}")?;
+                }
+                said = text;
+                cause = e.source();
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reaching the end of a partition, however librdkafka reports it.
@@ -55,7 +150,7 @@ pub fn reader(brokers: &str, group: &str) -> Result<rdkafka::consumer::BaseConsu
         .set("enable.partition.eof", "true")
         .set("fetch.wait.max.ms", "100")
         .create_with_context(QuietContext)
-        .map_err(|e| KafkaError::Kafka(format!("consumer for {brokers}: {e}")))
+        .map_err(|e| KafkaError::kafka(format!("consumer for {brokers}"), e))
 }
 
 /// Runs an rdkafka future (admin calls) to completion on a small runtime.
@@ -65,5 +160,54 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
         // Without a runtime there is nothing to drive the future; this only
         // happens when the OS refuses a thread.
         Err(e) => panic!("cannot start an async runtime: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use rdkafka::error::KafkaError as RdError;
+    use rdkafka::types::RDKafkaErrorCode;
+    use rollcall_engine::StoreError;
+    use rollcall_model::avro::AvroError;
+
+    use super::*;
+
+    #[test]
+    fn only_kafka_failures_reconnect() {
+        let cases = [
+            (KafkaError::kafka("init transactions", RdError::Global(RDKafkaErrorCode::BrokerTransportFailure)), true),
+            (KafkaError::kafka_step("producer failed fatally"), true),
+            (KafkaError::Setup("partitions must be at least 1".into()), false),
+            (KafkaError::local("state directory /nowhere", std::io::Error::other("permission denied")), false),
+            (KafkaError::state("partition 0: flushing the engine", StoreError::Layout("disk full".into())), false),
+            (KafkaError::bad_state("an apply thread panicked"), false),
+            (KafkaError::record("decoding t @1", AvroError::Decode("truncated".into())), false),
+        ];
+        for (e, reconnect) in cases {
+            assert_eq!(e.is_reconnectable(), reconnect, "{e:#}");
+        }
+    }
+
+    #[test]
+    fn the_text_names_the_step_and_the_source_is_kept() {
+        let rd = RdError::MessageProduction(RDKafkaErrorCode::QueueFull);
+        let e = KafkaError::kafka("produce to t", rd.clone());
+        assert_eq!(e.to_string(), "kafka: produce to t");
+        assert_eq!(e.source().and_then(|s| s.downcast_ref::<RdError>()), Some(&rd));
+        // librdkafka's text already ends with its code's: said once.
+        assert_eq!(format!("{e:#}"), format!("kafka: produce to t: {rd}"));
+
+        let e = KafkaError::state("partition 3: flushing the engine", StoreError::Layout("disk full".into()));
+        assert_eq!(e.to_string(), "state: partition 3: flushing the engine");
+        assert_eq!(format!("{e:#}"), "state: partition 3: flushing the engine: state store: disk full");
+
+        let e = KafkaError::kafka_step("no consumer group metadata");
+        assert!(e.source().is_none());
+        assert_eq!(format!("{e:#}"), "kafka: no consumer group metadata");
+
+        let e = KafkaError::local("state directory /nowhere", std::io::Error::other("permission denied"));
+        assert_eq!(format!("{e:#}"), "setup: state directory /nowhere: permission denied");
     }
 }

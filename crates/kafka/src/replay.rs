@@ -24,7 +24,7 @@ use crate::wire::Topics;
 use crate::{KafkaError, Processor, RunStats};
 
 fn rd(what: &str, e: RdError) -> KafkaError {
-    KafkaError::Kafka(format!("{what}: {e}"))
+    KafkaError::kafka(what, e)
 }
 
 /// A producer that partitions keys as the Java client does, so that records
@@ -55,7 +55,7 @@ pub fn send(p: &BaseProducer, topic: &str, key: &str, value: &[u8], ts: DateTime
 }
 
 fn encode<T: AvroRecord>(r: &T) -> Result<Vec<u8>, KafkaError> {
-    r.to_single_object().map_err(|e| KafkaError::State(e.to_string()))
+    r.to_single_object().map_err(|e| KafkaError::record(format!("encoding a scenario record ({})", T::SCHEMA_FILE), e))
 }
 
 /// Produces a scenario's calendars, roster, absence reports and events.
@@ -115,7 +115,7 @@ pub fn read_topic(brokers: &str, topic: &str, mut each: impl FnMut(&[u8], i64) -
     let started = Instant::now();
     while ended.len() < total {
         if started.elapsed() > Duration::from_secs(120) {
-            return Err(KafkaError::Kafka(format!("reading {topic} did not reach the end in 120 s")));
+            return Err(KafkaError::kafka_step(format!("reading {topic} did not reach the end in 120 s")));
         }
         match consumer.poll(Duration::from_millis(200)) {
             None => {}
@@ -135,7 +135,7 @@ pub fn read_topic(brokers: &str, topic: &str, mut each: impl FnMut(&[u8], i64) -
 /// Reads every committed output record (determinations, outreach, dead letters).
 pub fn read_outputs(brokers: &str, topics: &Topics) -> Result<RunOutput, KafkaError> {
     let mut out = RunOutput::default();
-    let bad = |t: &str, o: i64, e: rollcall_model::avro::AvroError| KafkaError::State(format!("{t} @{o}: {e}"));
+    let bad = |t: &str, o: i64, e: rollcall_model::avro::AvroError| KafkaError::record(format!("decoding {t} @{o}"), e);
     read_topic(brokers, &topics.determinations, |v, o| {
         out.determinations.push(Determination::from_single_object(v).map_err(|e| bad(&topics.determinations, o, e))?);
         Ok(())
@@ -183,8 +183,8 @@ pub fn run_scenario(brokers: &str, s: &Scenario, prefix: &str, state_dir: &Path)
         // The processor reads policy files; hand it this one through a file.
         let f = state_dir.join("scenario-policy.toml");
         let text = toml_of(p)?;
-        std::fs::create_dir_all(state_dir).map_err(|e| KafkaError::Setup(e.to_string()))?;
-        std::fs::write(&f, text).map_err(|e| KafkaError::Setup(e.to_string()))?;
+        std::fs::create_dir_all(state_dir).map_err(|e| KafkaError::local(format!("state directory {}", state_dir.display()), e))?;
+        std::fs::write(&f, text).map_err(|e| KafkaError::local(format!("policy file {}", f.display()), e))?;
         cfg.policy_files.push(f);
     }
     let mut proc = Processor::new(cfg, Arc::new(AtomicBool::new(false)))?;

@@ -44,7 +44,7 @@ pub fn create_topics(brokers: &str, topics: &Topics, partitions: i32, replicatio
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
-        .map_err(|e| KafkaError::Setup(format!("admin client for {brokers}: {e}")))?;
+        .map_err(|e| KafkaError::kafka(format!("admin client for {brokers}"), e))?;
     let specs = topic_specs(topics, partitions);
     let new: Vec<NewTopic> = specs
         .iter()
@@ -59,13 +59,13 @@ pub fn create_topics(brokers: &str, topics: &Topics, partitions: i32, replicatio
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = crate::block_on(admin.create_topics(new.iter(), &opts))
-        .map_err(|e| KafkaError::Setup(format!("creating topics on {brokers}: {e}")))?;
+        .map_err(|e| KafkaError::kafka(format!("creating topics on {brokers}"), e))?;
     let mut created = Vec::new();
     for r in results {
         match r {
             Ok(name) => created.push(name),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => return Err(KafkaError::Setup(format!("topic {name}: {code}"))),
+            Err((name, code)) => return Err(KafkaError::kafka(format!("creating topic {name}"), rdkafka::error::KafkaError::AdminOp(code))),
         }
     }
     Ok(created)
@@ -77,18 +77,18 @@ pub fn delete_topics(brokers: &str, topics: &Topics) -> Result<Vec<String>, Kafk
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
-        .map_err(|e| KafkaError::Setup(format!("admin client for {brokers}: {e}")))?;
+        .map_err(|e| KafkaError::kafka(format!("admin client for {brokers}"), e))?;
     let names: Vec<String> = topic_specs(topics, 1).into_iter().map(|s| s.name).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = crate::block_on(admin.delete_topics(&refs, &opts))
-        .map_err(|e| KafkaError::Setup(format!("deleting topics on {brokers}: {e}")))?;
+        .map_err(|e| KafkaError::kafka(format!("deleting topics on {brokers}"), e))?;
     let mut deleted = Vec::new();
     for r in results {
         match r {
             Ok(name) => deleted.push(name),
             Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
-            Err((name, code)) => return Err(KafkaError::Setup(format!("deleting topic {name}: {code}"))),
+            Err((name, code)) => return Err(KafkaError::kafka(format!("deleting topic {name}"), rdkafka::error::KafkaError::AdminOp(code))),
         }
     }
     Ok(deleted)

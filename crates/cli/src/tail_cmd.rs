@@ -1,0 +1,128 @@
+//! `rollcall tail`: any of rollcall's topics as canonical JSON lines, read
+//! as an SIS consumer reads them (read_committed), so that a person can look
+//! at determinations, outreach or dead letters without writing a consumer.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use rollcall_kafka::wire::{self, Topics};
+use rollcall_model::avro::AvroRecord;
+use rollcall_model::{AbsenceReport, ActivityEvent, DeadLetter, Determination, OutreachTrigger, SchoolCalendar, StudentRecord};
+
+#[derive(clap::Args)]
+pub struct TailArgs {
+    /// The topic: its full name, or a short one with --topic-prefix:
+    /// determinations, outreach, dlq, activity, roster, reports, calendar.
+    topic: String,
+    /// Kafka bootstrap servers, host:port[,host:port...].
+    #[arg(long, env = "ROLLCALL_BROKERS")]
+    brokers: String,
+    /// Put before a short topic name, as given to `topics create --topic-prefix`.
+    #[arg(long, default_value = "")]
+    topic_prefix: String,
+    /// Start at the oldest record kept, not at the newest.
+    #[arg(long)]
+    from_beginning: bool,
+    /// Only records with this key (a student id; a school id on the calendar topic).
+    #[arg(long)]
+    key: Option<String>,
+    /// Stop once every partition's end is reached, instead of waiting for more.
+    #[arg(long)]
+    exit_at_end: bool,
+}
+
+/// A topic's record type, by the standard name it ends in.
+fn decoder(name: &str) -> Option<fn(&[u8]) -> anyhow::Result<serde_json::Value>> {
+    fn json<T: AvroRecord + serde::Serialize>(b: &[u8]) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::to_value(T::from_single_object(b)?)?)
+    }
+    let by_name: [(&str, fn(&[u8]) -> anyhow::Result<serde_json::Value>); 7] = [
+        (wire::DETERMINATIONS, json::<Determination>),
+        (wire::OUTREACH, json::<OutreachTrigger>),
+        (wire::DLQ, json::<DeadLetter>),
+        (wire::ACTIVITY, json::<ActivityEvent>),
+        (wire::ROSTER, json::<StudentRecord>),
+        (wire::REPORTS, json::<AbsenceReport>),
+        (wire::CALENDAR, json::<SchoolCalendar>),
+    ];
+    by_name.into_iter().find(|(n, _)| name.ends_with(n)).map(|(_, d)| d)
+}
+
+fn topic_name(args: &TailArgs) -> String {
+    let t = Topics::with_prefix(&args.topic_prefix);
+    match args.topic.as_str() {
+        "determinations" => t.determinations,
+        "outreach" => t.outreach,
+        "dlq" | "dead-letters" => t.dlq,
+        "activity" => t.activity,
+        "roster" => t.roster,
+        "reports" | "absence-reports" => t.reports,
+        "calendar" => t.calendar,
+        full => full.to_string(),
+    }
+}
+
+pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
+    let topic = topic_name(&args);
+    let decode = decoder(&topic).with_context(|| {
+        format!("{topic}: not one of rollcall's record topics (the changelog is state, not records to read)")
+    })?;
+    let consumer: BaseConsumer<_> = rollcall_kafka::reader(&args.brokers, "rollcall-tail")?;
+    let md = consumer
+        .fetch_metadata(Some(&topic), Duration::from_secs(10))
+        .with_context(|| format!("{}: cannot read the metadata of {topic}", args.brokers))?;
+    let partitions: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    anyhow::ensure!(!partitions.is_empty(), "{topic}: no such topic on {} (`rollcall topics create` makes them)", args.brokers);
+    let mut tpl = TopicPartitionList::new();
+    let start = if args.from_beginning { Offset::Beginning } else { Offset::End };
+    for p in &partitions {
+        tpl.add_partition_offset(&topic, *p, start).context("assigning partitions")?;
+    }
+    consumer.assign(&tpl).context("assigning partitions")?;
+    let mut at_end = std::collections::BTreeSet::new();
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    let mut idle_since = Instant::now();
+    loop {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                idle_since = Instant::now();
+                at_end.remove(&m.partition());
+                let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+                if args.key.is_some() && key != args.key {
+                    continue;
+                }
+                let Some(value) = m.payload() else {
+                    // A tombstone on a compacted topic: the key was deleted.
+                    writeln!(out, "{}", serde_json::json!({ "key": key, "deleted": true }))?;
+                    continue;
+                };
+                match decode(value) {
+                    Ok(v) => writeln!(out, "{v}")?,
+                    Err(e) => eprintln!("{topic} [{}] @{}: not a record rollcall can read: {e:#}", m.partition(), m.offset()),
+                }
+            }
+            Some(Err(e)) if rollcall_kafka::is_eof(&e) => {
+                if let rdkafka::error::KafkaError::PartitionEOF(p) = e {
+                    at_end.insert(p);
+                }
+                if args.exit_at_end && at_end.len() >= partitions.len() {
+                    break;
+                }
+            }
+            Some(Err(e)) => return Err(e).with_context(|| format!("reading {topic}")),
+            None => {
+                // An empty topic reports no end on some brokers: a quiet read is the end too.
+                if args.exit_at_end && idle_since.elapsed() > Duration::from_secs(5) {
+                    break;
+                }
+            }
+        }
+        out.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,177 @@
+//! The processor: one consumer group over the keyed input topics, one engine
+//! and one RocksDB per assigned partition, and consume–process–produce
+//! inside Kafka transactions.
+//!
+//! Recovery protocol (ARCHITECTURE.md has the crash points):
+//! - every state write of a batch goes to `rollcall.changelog.v1` (partition =
+//!   input partition) in the batch's transaction, together with the outputs,
+//!   the dead letters and the consumed offsets (including, in the `meta`
+//!   table, the task's own input positions);
+//! - only after the transaction commits is the batch written to the local
+//!   RocksDB, with the changelog position it reflects;
+//! - on assignment a task reads its changelog from that position to the end
+//!   (read_committed), so local state equals the committed transactions, and
+//!   its input positions equal the group's committed offsets;
+//! - an aborted transaction (fenced, failed, rebalanced) rolls the buffered
+//!   state back and rewinds the consumer to the task's positions.
+//!
+//! One file per concern: `contexts` (what librdkafka calls back), `clients`
+//! (building the clients), `run` (the loop and its reconnects), `calendars`
+//! (the calendar feed), `fetch` (polling, and which inputs are at their
+//! end), `apply` (applying a batch; the replay merge), `txn` (commit, abort,
+//! rollback, rebalance), `restore` (opening a task from its changelog),
+//! `positions` (the input positions kept with the state) and `metrics_glue`
+//! (the gauges the loop keeps current).
+
+mod apply;
+mod calendars;
+mod clients;
+mod contexts;
+mod fetch;
+mod metrics_glue;
+mod positions;
+mod restore;
+mod run;
+mod txn;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::error::KafkaError as RdError;
+use rdkafka::producer::ThreadedProducer;
+use rollcall_engine::Engine;
+use rollcall_model::SchoolCalendar;
+use rollcall_policy::Policy;
+use rollcall_store::RocksStore;
+
+use crate::config::{ClockMode, ProcessorConfig};
+use crate::wire::Topics;
+use crate::KafkaError;
+use clients::connect;
+use contexts::{DeliveryContext, GroupContext};
+
+const META_POSITIONS: &[u8] = b"input_positions";
+const META_CHANGELOG_POS: &[u8] = b"changelog_position";
+
+/// Counters of one processor run, for logs, tests and metrics.
+#[derive(Debug, Default, Clone)]
+pub struct RunStats {
+    pub records: u64,
+    pub dead_letters: u64,
+    pub determinations: u64,
+    pub outreach: u64,
+    pub transactions: u64,
+    pub aborted: u64,
+    pub restored_records: u64,
+    /// Times the Kafka clients were rebuilt after failing.
+    pub reconnects: u64,
+}
+
+/// One assigned partition: its engine, state and input positions.
+struct Task {
+    partition: i32,
+    engine: Engine<RocksStore>,
+    /// Next offset to apply, per keyed input topic.
+    positions: BTreeMap<String, i64>,
+    /// Records fetched but held back until the inputs' timestamps allow them (replay clock).
+    buffered: Vec<Record>,
+    /// Next offset after the last record fetched, per keyed input topic.
+    fetched: BTreeMap<String, i64>,
+    /// Input topics of this partition at their end.
+    at_end: HashSet<String>,
+    /// High watermarks the broker gave for inputs this task had not consumed from.
+    broker_high: HashMap<String, i64>,
+    /// Every input has been read to its end once: until then the wall clock
+    /// does not move this task, so closes see the whole roster.
+    caught_up: bool,
+    dirty: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Record {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    timestamp: Option<i64>,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    /// Wall-clock milliseconds when the processor received it (for metrics).
+    received_ms: i64,
+}
+
+#[cfg(test)]
+impl Record {
+    /// A record with what the merge and the positions look at: where it is
+    /// and when it happened.
+    fn at(topic: &str, offset: i64, timestamp: Option<i64>) -> Record {
+        Record { topic: topic.to_string(), partition: 0, offset, timestamp, key: None, value: None, received_ms: 0 }
+    }
+}
+
+/// The processor.
+pub struct Processor {
+    cfg: ProcessorConfig,
+    topics: Topics,
+    consumer: BaseConsumer<GroupContext>,
+    /// Threaded: delivery reports are served in the background, which an
+    /// abort needs to purge what was in flight.
+    producer: ThreadedProducer<DeliveryContext>,
+    calendars: BaseConsumer<crate::QuietContext>,
+    known_calendars: BTreeMap<String, SchoolCalendar>,
+    calendars_at_end: bool,
+    policies: Vec<Policy>,
+    tasks: BTreeMap<i32, Task>,
+    in_txn: bool,
+    stats: RunStats,
+    stop: Arc<AtomicBool>,
+    metrics: crate::metrics::Recorder,
+}
+
+fn rd(what: &str, e: RdError) -> KafkaError {
+    KafkaError::kafka(what, e)
+}
+
+impl Processor {
+    pub fn new(cfg: ProcessorConfig, stop: Arc<AtomicBool>) -> Result<Processor, KafkaError> {
+        Processor::with_metrics(cfg, stop, Arc::new(crate::metrics::Metrics::new()))
+    }
+
+    /// As [`Processor::new`], recording into `metrics` (which the caller may serve).
+    pub fn with_metrics(cfg: ProcessorConfig, stop: Arc<AtomicBool>, metrics: Arc<crate::metrics::Metrics>) -> Result<Processor, KafkaError> {
+        cfg.validate().map_err(|e| KafkaError::Setup(e.to_string()))?;
+        let mut policies = Vec::new();
+        for f in &cfg.policy_files {
+            policies.push(Policy::load(f).map_err(|e| KafkaError::Setup(e.to_string()))?);
+        }
+        std::fs::create_dir_all(&cfg.state_dir)
+            .map_err(|e| KafkaError::local(format!("state directory {}", cfg.state_dir.display()), e))?;
+        let (consumer, producer, calendars) = connect(&cfg)?;
+        metrics.init_topics(&cfg.topics());
+        let metrics = crate::metrics::Recorder::new(metrics, cfg.clock == ClockMode::Replay);
+        Ok(Processor {
+            topics: cfg.topics(),
+            cfg,
+            consumer,
+            producer,
+            calendars,
+            known_calendars: BTreeMap::new(),
+            calendars_at_end: false,
+            policies,
+            tasks: BTreeMap::new(),
+            in_txn: false,
+            stats: RunStats::default(),
+            stop,
+            metrics,
+        })
+    }
+
+    pub fn stats(&self) -> &RunStats {
+        &self.stats
+    }
+
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.metrics.shared.clone()
+    }
+}
