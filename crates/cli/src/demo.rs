@@ -113,7 +113,8 @@ fn through_kafka(
 ) -> anyhow::Result<ExitCode> {
     use rollcall_kafka::{replay, topics, wire::Topics, ClockMode, Processor, ProcessorConfig};
     let prefix = format!("demo-{}.", chrono::Utc::now().timestamp_millis());
-    let names = Topics::with_prefix(&prefix);
+    let group = format!("{prefix}demo");
+    let names = Topics::of_group(&prefix, &group);
     let mock;
     let brokers = match &args.brokers {
         Some(b) => {
@@ -135,7 +136,7 @@ fn through_kafka(
     let state_dir = args.state_dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     let cfg = ProcessorConfig {
         brokers: brokers.clone(),
-        group: format!("{prefix}demo"),
+        group,
         state_dir,
         instance_id: "demo".into(),
         clock: ClockMode::Replay,

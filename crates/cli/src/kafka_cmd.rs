@@ -26,6 +26,10 @@ pub enum TopicsCommand {
         /// Put before every topic name (`trial.` gives trial.lms.activity.v1, ...).
         #[arg(long = "topic-prefix", visible_alias = "prefix", default_value = "")]
         prefix: String,
+        /// The consumer group whose changelog to create too (`rollcall run`
+        /// creates its group's changelog itself when it is missing).
+        #[arg(long, default_value = rollcall_kafka::wire::DEFAULT_GROUP)]
+        group: String,
     },
 }
 
@@ -63,6 +67,10 @@ pub struct RunArgs {
     /// A district policy file (repeatable).
     #[arg(long = "policy-file")]
     policy_files: Vec<PathBuf>,
+    /// Let a policy file whose id is this preset's replace the preset for
+    /// every school that names it (repeatable; refused otherwise).
+    #[arg(long = "replace-preset")]
+    replace_presets: Vec<String>,
     /// Serve /metrics, /healthz and /readyz here: IP:port (port 0 picks a
     /// free one), or `off` [default: 127.0.0.1:9464; config metrics_addr,
     /// env ROLLCALL_METRICS_ADDR].
@@ -157,18 +165,20 @@ fn simulate_to_avro(cfg: &rollcall_sim::SimConfig, out: &std::path::Path) -> any
 }
 
 pub fn topics(cmd: TopicsCommand) -> anyhow::Result<ExitCode> {
-    let TopicsCommand::Create { brokers, partitions, replication, prefix } = cmd;
-    let topics = rollcall_kafka::wire::Topics::with_prefix(&prefix);
-    let created = rollcall_kafka::topics::create_topics(&brokers, &topics, partitions, replication)?;
-    for spec in rollcall_kafka::topics::topic_specs(&topics, partitions) {
+    use rollcall_kafka::topics::{check_partitions, create_topics, partition_counts, topic_specs};
+    let TopicsCommand::Create { brokers, partitions, replication, prefix, group } = cmd;
+    let topics = rollcall_kafka::wire::Topics::of_group(&prefix, &group);
+    let created = create_topics(&brokers, &topics, partitions, replication)?;
+    let specs = topic_specs(&topics, partitions);
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    // What is there now, not what was asked: a topic that existed keeps its count.
+    let counts = partition_counts(&brokers, &names)?;
+    for spec in &specs {
         let state = if created.contains(&spec.name) { "created" } else { "exists" };
-        println!(
-            "{state:<8} {:<34} {} partition(s){}",
-            spec.name,
-            spec.partitions,
-            if spec.compacted { ", compacted" } else { "" }
-        );
+        let actual = counts.get(&spec.name).map_or_else(|| "?".to_string(), |n| n.to_string());
+        println!("{state:<8} {:<36} {actual} partition(s){}", spec.name, if spec.compacted { ", compacted" } else { "" });
     }
+    check_partitions(&topics, &counts, partitions)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -203,6 +213,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         cfg.topic_prefix = p;
     }
     cfg.policy_files.extend(args.policy_files);
+    cfg.replace_presets.extend(args.replace_presets);
     if let Some(a) = args.metrics_addr {
         cfg.metrics_addr = a;
     }

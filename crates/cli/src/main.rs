@@ -64,6 +64,11 @@ enum Command {
     Simulate(kafka_cmd::SimulateArgs),
     /// Print a topic's records as JSON lines (read_committed), as an SIS consumer sees them.
     Tail(tail_cmd::TailArgs),
+    /// The processor's settings.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Measure the engine and its state (BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -93,6 +98,12 @@ enum ScenarioCommand {
         /// The scenario file.
         file: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print an example settings file for `rollcall run --config`: every key at its default.
+    Example,
 }
 
 #[derive(Subcommand)]
@@ -145,6 +156,10 @@ fn main() -> ExitCode {
         Command::Run(args) => kafka_cmd::run(args),
         Command::Simulate(args) => kafka_cmd::simulate(args),
         Command::Tail(args) => tail_cmd::run(args),
+        Command::Config { command: ConfigCommand::Example } => {
+            print!("{}", rollcall_kafka::ProcessorConfig::example_toml());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench { command } => bench::run(command),
     };
     match result {

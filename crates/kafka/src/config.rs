@@ -42,8 +42,18 @@ pub struct ProcessorConfig {
     pub transaction_timeout_ms: u64,
     /// Events further than this from the clock are dead-lettered as absurd.
     pub max_clock_skew_days: i64,
+    /// How long an event waits for its student's roster record before it is
+    /// dead-lettered UNKNOWN_STUDENT (0: at once).
+    pub unknown_student_wait_days: u32,
+    /// How long an event waits for its school's calendar before it is
+    /// dead-lettered UNKNOWN_SCHOOL (0: at once).
+    pub unknown_school_wait_hours: u32,
     /// District policy files, registered by their ids.
     pub policy_files: Vec<PathBuf>,
+    /// Preset ids that a policy file may replace. A file whose id is a
+    /// preset's is refused otherwise: a copy of `rollcall policy show cms`
+    /// that kept `id = "cms"` would change every cms school.
+    pub replace_presets: Vec<String>,
     /// Put before every topic name (empty in production).
     pub topic_prefix: String,
     pub store: StoreConfig,
@@ -66,7 +76,10 @@ impl Default for ProcessorConfig {
             batch_max_ms: 200,
             transaction_timeout_ms: 10_000,
             max_clock_skew_days: 400,
+            unknown_student_wait_days: 3,
+            unknown_school_wait_hours: 24,
             policy_files: Vec::new(),
+            replace_presets: Vec::new(),
             topic_prefix: String::new(),
             store: StoreConfig { sync_commits: true, ..StoreConfig::default() },
             metrics_addr: "127.0.0.1:9464".into(),
@@ -85,7 +98,91 @@ pub enum ConfigError {
     Invalid { field: &'static str, message: String },
 }
 
+/// The environment variable of a key.
+pub fn env_var(section: Option<&str>, key: &str) -> String {
+    match section {
+        None => format!("ROLLCALL_{}", key.to_ascii_uppercase()),
+        Some(s) => format!("ROLLCALL_{}__{}", s.to_ascii_uppercase(), key.to_ascii_uppercase()),
+    }
+}
+
+/// An environment variable's text as the value its key holds now.
+fn env_value(text: &str, current: Option<&toml::Value>) -> Result<toml::Value, String> {
+    use toml::Value as V;
+    Ok(match current {
+        Some(V::Integer(_)) => V::Integer(text.trim().parse().map_err(|_| format!("`{text}` is not a whole number"))?),
+        Some(V::Boolean(_)) => V::Boolean(match text.trim() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => return Err(format!("`{text}` is neither true nor false")),
+        }),
+        Some(V::Array(_)) => V::Array(text.split(',').map(str::trim).filter(|x| !x.is_empty()).map(|x| V::String(x.into())).collect()),
+        _ => V::String(text.to_string()),
+    })
+}
+
+/// The line of a toml error that says what is wrong (the others point at it).
+fn message_of(s: &str) -> String {
+    s.lines().map(str::trim).filter(|l| !l.is_empty()).last().unwrap_or_default().to_string()
+}
+
+/// What each key is for, in the example file.
+fn key_doc(key: &str) -> &'static str {
+    match key {
+        "brokers" => "Kafka bootstrap servers, host:port[,host:port...].",
+        "group" => "The consumer group: instances with one group share the partitions. It also names the\n# group's changelog topic, <topic_prefix><group>-changelog, so two groups never share state.",
+        "state_dir" => "Where this instance keeps its RocksDB state, one directory per partition it owns.",
+        "instance_id" => "Names this instance's transactional producer; keep it stable across restarts.",
+        "clock" => "\"wall\" (production: windows close on the wall clock) or \"replay\" (the records' timestamps).",
+        "until" => "Replay: advance the clock to this instant once every input is consumed.",
+        "exit_when_idle" => "Exit once every input is consumed.",
+        "batch_max_records" => "A transaction closes after this many input records...",
+        "batch_max_ms" => "...or after this many milliseconds.",
+        "transaction_timeout_ms" => "How long a killed instance's open transaction can hold back read_committed readers.",
+        "max_clock_skew_days" => "Events further than this from the clock, either way, are dead-lettered TIMESTAMP_OUT_OF_RANGE.",
+        "unknown_student_wait_days" => "An event whose student has no roster record yet waits this long for it (0: refused at once).",
+        "unknown_school_wait_hours" => "An event whose school has no calendar yet waits this long for it (0: refused at once).",
+        "policy_files" => "District policy files (TOML), registered by their ids.",
+        "replace_presets" => "Preset ids a policy file may replace (a file whose id is a preset's is refused otherwise).",
+        "topic_prefix" => "Put before every topic name (empty in production).",
+        "metrics_addr" => "Where /metrics, /healthz and /readyz are served: IP:port, or \"off\".",
+        "block_cache_bytes" => "RocksDB block cache shared by this instance's partitions, bytes.",
+        "write_buffer_bytes" => "RocksDB memtable size per table and partition, bytes.",
+        "max_write_buffers" => "Memtables per table and partition before writes stall.",
+        "sync_commits" => "fsync RocksDB's log on every commit.",
+        _ => "",
+    }
+}
+
 impl ProcessorConfig {
+    /// The example configuration file: every key with its default and what
+    /// it is for (deploy/rollcall.example.toml is this text, checked by a test).
+    pub fn example_toml() -> String {
+        let defaults = toml::Table::try_from(ProcessorConfig::default()).unwrap_or_default();
+        let mut out = String::from(
+            "# rollcall run --config FILE: every setting, at its default. Each one can also come from the\n\
+             # environment (ROLLCALL_<KEY>; in [store], ROLLCALL_STORE__<KEY>; lists comma-separated), which\n\
+             # overrides this file, and a flag of `rollcall run`, where it has one, overrides both.\n",
+        );
+        let mut section = None;
+        for (sec, key) in ProcessorConfig::keys() {
+            if sec != section {
+                out.push_str(&format!("\n[{}]\n", sec.unwrap_or_default()));
+                section = sec;
+            }
+            let table = match sec {
+                None => Some(&defaults),
+                Some(s) => defaults.get(s).and_then(toml::Value::as_table),
+            };
+            out.push_str(&format!("\n# {}\n", key_doc(key)));
+            match table.and_then(|t| t.get(key)) {
+                Some(v) => out.push_str(&format!("{key} = {v}\n")),
+                None => out.push_str(&format!("# {key} = \"2020-10-12T00:00:00Z\"\n")),
+            }
+        }
+        out
+    }
+
     /// Defaults, overlaid by `file` if given, then by the environment.
     pub fn load(file: Option<&Path>) -> Result<ProcessorConfig, ConfigError> {
         let mut cfg = match file {
@@ -101,47 +198,59 @@ impl ProcessorConfig {
         Ok(cfg)
     }
 
-    /// `ROLLCALL_BROKERS`, `ROLLCALL_GROUP`, `ROLLCALL_STATE_DIR`, `ROLLCALL_INSTANCE_ID`,
-    /// `ROLLCALL_CLOCK`, `ROLLCALL_BATCH_MAX_RECORDS`, `ROLLCALL_BATCH_MAX_MS`,
-    /// `ROLLCALL_METRICS_ADDR`.
+    /// Every key can come from the environment: `ROLLCALL_` and the key in
+    /// capitals (`ROLLCALL_BATCH_MAX_MS`), a `[store]` key with `STORE__`
+    /// before it (`ROLLCALL_STORE__BLOCK_CACHE_BYTES`), a list as
+    /// comma-separated items (`ROLLCALL_POLICY_FILES=a.toml,b.toml`).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        let num = |var: &str, v: String| -> Result<u64, ConfigError> {
-            v.parse().map_err(|_| ConfigError::Env { var: var.into(), message: format!("`{v}` is not a whole number") })
-        };
-        if let Some(v) = get("ROLLCALL_BROKERS") {
-            self.brokers = v;
-        }
-        if let Some(v) = get("ROLLCALL_GROUP") {
-            self.group = v;
-        }
-        if let Some(v) = get("ROLLCALL_STATE_DIR") {
-            self.state_dir = v.into();
-        }
-        if let Some(v) = get("ROLLCALL_INSTANCE_ID") {
-            self.instance_id = v;
-        }
-        if let Some(v) = get("ROLLCALL_CLOCK") {
-            self.clock = match v.as_str() {
-                "wall" => ClockMode::Wall,
-                "replay" => ClockMode::Replay,
-                _ => {
-                    return Err(ConfigError::Env {
-                        var: "ROLLCALL_CLOCK".into(),
-                        message: format!("`{v}` is neither `wall` nor `replay`"),
-                    })
-                }
+        let broken = |field, e: toml::ser::Error| ConfigError::Invalid { field, message: e.to_string() };
+        let mut doc = toml::Table::try_from(&*self).map_err(|e| broken("config", e))?;
+        for (section, key) in ProcessorConfig::keys() {
+            let var = env_var(section, key);
+            let Some(text) = get(&var) else { continue };
+            let table = match section {
+                None => &mut doc,
+                Some(s) => match doc.get_mut(s).and_then(toml::Value::as_table_mut) {
+                    Some(t) => t,
+                    None => continue,
+                },
             };
+            let value = env_value(&text, table.get(key)).map_err(|message| ConfigError::Env { var: var.clone(), message })?;
+            table.insert(key.to_string(), value);
+            // Checked one variable at a time, so that the error names it.
+            ProcessorConfig::deserialize(toml::Value::Table(doc.clone()))
+                .map_err(|e| ConfigError::Env { var, message: format!("`{text}`: {}", message_of(&e.to_string())) })?;
         }
-        if let Some(v) = get("ROLLCALL_BATCH_MAX_RECORDS") {
-            self.batch_max_records = num("ROLLCALL_BATCH_MAX_RECORDS", v)? as usize;
-        }
-        if let Some(v) = get("ROLLCALL_BATCH_MAX_MS") {
-            self.batch_max_ms = num("ROLLCALL_BATCH_MAX_MS", v)?;
-        }
-        if let Some(v) = get("ROLLCALL_METRICS_ADDR") {
-            self.metrics_addr = v;
-        }
+        *self = ProcessorConfig::deserialize(toml::Value::Table(doc))
+            .map_err(|e| ConfigError::Invalid { field: "environment", message: message_of(&e.to_string()) })?;
         Ok(())
+    }
+
+    /// Every key, as (section, name): what the environment and the example
+    /// file cover. `until` is the one key whose default (none) serializes to
+    /// nothing.
+    pub fn keys() -> Vec<(Option<&'static str>, &'static str)> {
+        const TOP: &[&str] = &[
+            "brokers",
+            "group",
+            "state_dir",
+            "instance_id",
+            "clock",
+            "until",
+            "exit_when_idle",
+            "batch_max_records",
+            "batch_max_ms",
+            "transaction_timeout_ms",
+            "max_clock_skew_days",
+            "unknown_student_wait_days",
+            "unknown_school_wait_hours",
+            "policy_files",
+            "replace_presets",
+            "topic_prefix",
+            "metrics_addr",
+        ];
+        const STORE: &[&str] = &["block_cache_bytes", "write_buffer_bytes", "max_write_buffers", "sync_commits"];
+        TOP.iter().map(|k| (None, *k)).chain(STORE.iter().map(|k| (Some("store"), *k))).collect()
     }
 
     /// Checks what can be checked before connecting.
@@ -172,7 +281,7 @@ impl ProcessorConfig {
     }
 
     pub fn topics(&self) -> crate::wire::Topics {
-        crate::wire::Topics::with_prefix(&self.topic_prefix)
+        crate::wire::Topics::of_group(&self.topic_prefix, &self.group)
     }
 
     pub fn transactional_id(&self) -> String {
@@ -183,6 +292,108 @@ impl ProcessorConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_key_is_in_the_example_at_its_default() {
+        let text = ProcessorConfig::example_toml();
+        let parsed: ProcessorConfig = toml::from_str(&text).unwrap();
+        assert_eq!(parsed, ProcessorConfig::default());
+        for (_, key) in ProcessorConfig::keys() {
+            assert!(!key_doc(key).is_empty(), "{key} has no description");
+            assert!(text.contains(&format!("\n{key} = ")) || text.contains(&format!("\n# {key} = ")), "{key} missing:\n{text}");
+        }
+        // Every field of the config is a key: a new field must be listed.
+        let full = ProcessorConfig { until: Some(Utc::now()), ..Default::default() };
+        let doc = toml::Table::try_from(&full).unwrap();
+        let keys = ProcessorConfig::keys();
+        for (k, v) in &doc {
+            match v.as_table() {
+                Some(t) => t.keys().for_each(|sk| assert!(keys.contains(&(Some(k.as_str()), sk.as_str())), "{k}.{sk}")),
+                None => assert!(keys.contains(&(None, k.as_str())), "{k} is not in ProcessorConfig::keys()"),
+            }
+        }
+        let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/rollcall.example.toml")).unwrap();
+        assert_eq!(shipped, text, "deploy/rollcall.example.toml is out of date: rollcall config example > deploy/rollcall.example.toml");
+    }
+
+    /// A file value, then an environment value that overrides it, per key.
+    fn precedence_table() -> Vec<(Option<&'static str>, &'static str, &'static str, &'static str)> {
+        vec![
+            (None, "brokers", "\"f:1\"", "e:2"),
+            (None, "group", "\"fg\"", "eg"),
+            (None, "state_dir", "\"/f\"", "/e"),
+            (None, "instance_id", "\"fi\"", "ei"),
+            (None, "clock", "\"replay\"", "wall"),
+            (None, "until", "\"2020-10-12T00:00:00Z\"", "2021-01-01T00:00:00Z"),
+            (None, "exit_when_idle", "true", "false"),
+            (None, "batch_max_records", "7", "8"),
+            (None, "batch_max_ms", "9", "10"),
+            (None, "transaction_timeout_ms", "2000", "3000"),
+            (None, "max_clock_skew_days", "11", "12"),
+            (None, "unknown_student_wait_days", "1", "2"),
+            (None, "unknown_school_wait_hours", "3", "4"),
+            (None, "policy_files", "[\"f.toml\"]", "e1.toml, e2.toml"),
+            (None, "replace_presets", "[\"cms\"]", "mmsd"),
+            (None, "topic_prefix", "\"f.\"", "e."),
+            (None, "metrics_addr", "\"127.0.0.1:1\"", "off"),
+            (Some("store"), "block_cache_bytes", "13", "14"),
+            (Some("store"), "write_buffer_bytes", "15", "16"),
+            (Some("store"), "max_write_buffers", "3", "4"),
+            (Some("store"), "sync_commits", "false", "true"),
+        ]
+    }
+
+    #[test]
+    fn every_key_comes_from_the_file_and_the_environment_overrides_it() {
+        let table = precedence_table();
+        assert_eq!(
+            table.iter().map(|(s, k, ..)| (*s, *k)).collect::<Vec<_>>(),
+            ProcessorConfig::keys(),
+            "the table covers every key"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("rollcall.toml");
+        for (section, key, file_value, env_value) in table {
+            let text = match section {
+                None => format!("{key} = {file_value}\n"),
+                Some(s) => format!("[{s}]\n{key} = {file_value}\n"),
+            };
+            std::fs::write(&f, &text).unwrap();
+            let from_file: ProcessorConfig = toml::from_str(&text).unwrap();
+            assert_ne!(from_file, ProcessorConfig::default(), "{key}: the file value must differ from the default");
+            let mut c = from_file.clone();
+            let var = env_var(section, key);
+            c.apply_env(|k| (k == var).then(|| env_value.to_string())).unwrap_or_else(|e| panic!("{var}: {e}"));
+            assert_ne!(c, from_file, "{var} did not override the file's {key}");
+            let get = |t: &toml::Table| -> Option<toml::Value> {
+                match section {
+                    None => t.get(key).cloned(),
+                    Some(s) => t.get(s).and_then(|v| v.get(key)).cloned(),
+                }
+            };
+            let got = get(&toml::Table::try_from(&c).unwrap()).unwrap();
+            let want = env_value_for_test(env_value, get(&toml::Table::try_from(&from_file).unwrap()).as_ref());
+            assert_eq!(got, want, "{var}");
+        }
+    }
+
+    fn env_value_for_test(text: &str, current: Option<&toml::Value>) -> toml::Value {
+        env_value(text, current).unwrap()
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_its_variable() {
+        let mut c = ProcessorConfig::default();
+        for (var, value, says) in [
+            ("ROLLCALL_BATCH_MAX_MS", "fast", "not a whole number"),
+            ("ROLLCALL_CLOCK", "sundial", "sundial"),
+            ("ROLLCALL_STORE__SYNC_COMMITS", "maybe", "neither true nor false"),
+            ("ROLLCALL_UNTIL", "tomorrow", "tomorrow"),
+        ] {
+            let e = c.apply_env(|k| (k == var).then(|| value.to_string())).unwrap_err().to_string();
+            assert!(e.contains(var) && e.contains(says), "{var}: {e}");
+        }
+    }
 
     #[test]
     fn environment_overrides_and_is_checked() {

@@ -60,6 +60,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "rollcall_state_restore_records_total",
     "rollcall_state_restores_in_progress",
     "rollcall_open_windows",
+    "rollcall_events_waiting",
     "rollcall_schools_in_session",
     "rollcall_rocksdb_live_data_bytes",
     "rollcall_rocksdb_block_cache_usage_bytes",
@@ -167,6 +168,7 @@ pub struct Metrics {
     pub restores_in_progress: IntGauge,
     pub open_windows: IntGaugeVec,
     pub schools_in_session: IntGauge,
+    pub events_waiting: IntGauge,
     pub rocksdb_live_data: IntGaugeVec,
     pub rocksdb_block_cache: IntGaugeVec,
     pub rocksdb_pending_compaction: IntGaugeVec,
@@ -282,6 +284,11 @@ impl Metrics {
                 &["scope"],
             ),
             schools_in_session: gauge(&r, "rollcall_schools_in_session", "Schools whose calendar makes today an instructional day."),
+            events_waiting: gauge(
+                &r,
+                "rollcall_events_waiting",
+                "Events held until their student's roster record or their school's calendar arrives (refused as UNKNOWN_STUDENT or UNKNOWN_SCHOOL when their wait is over).",
+            ),
             rocksdb_live_data: gauge_vec(
                 &r,
                 "rollcall_rocksdb_live_data_bytes",

@@ -11,7 +11,12 @@ pub const CALENDAR: &str = "sis.calendar.v1";
 pub const DETERMINATIONS: &str = "attendance.determinations.v1";
 pub const OUTREACH: &str = "attendance.outreach.v1";
 pub const DLQ: &str = "rollcall.dlq.v1";
-pub const CHANGELOG: &str = "rollcall.changelog.v1";
+/// The changelog belongs to a consumer group (the application, as Kafka
+/// Streams names `<application.id>-<store>-changelog`): `<group>-changelog`,
+/// so that two groups over the same inputs never share state.
+pub const CHANGELOG_SUFFIX: &str = "-changelog";
+/// The group of `rollcall run` when none is given.
+pub const DEFAULT_GROUP: &str = "rollcall";
 
 /// The topic names in use: the standard names, optionally behind a prefix
 /// (one broker can then hold several isolated pipelines, as tests do).
@@ -28,7 +33,14 @@ pub struct Topics {
 }
 
 impl Topics {
+    /// The topics of the default group.
     pub fn with_prefix(prefix: &str) -> Topics {
+        Topics::of_group(prefix, DEFAULT_GROUP)
+    }
+
+    /// The topics a group reads and writes: the inputs and outputs behind
+    /// `prefix`, and the group's own changelog.
+    pub fn of_group(prefix: &str, group: &str) -> Topics {
         let t = |n: &str| format!("{prefix}{n}");
         Topics {
             activity: t(ACTIVITY),
@@ -38,7 +50,7 @@ impl Topics {
             determinations: t(DETERMINATIONS),
             outreach: t(OUTREACH),
             dlq: t(DLQ),
-            changelog: t(CHANGELOG),
+            changelog: format!("{prefix}{group}{CHANGELOG_SUFFIX}"),
         }
     }
 

@@ -55,7 +55,7 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = ();
     fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
         match r {
-            Ok(m) if m.topic().ends_with(wire::CHANGELOG) => {
+            Ok(m) if m.topic().ends_with(wire::CHANGELOG_SUFFIX) => {
                 if let Ok(mut g) = self.changelog_next.lock() {
                     let e = g.entry(m.partition()).or_insert(0);
                     *e = (*e).max(m.offset() + 1);

@@ -57,7 +57,12 @@ impl Processor {
             self.metrics.forget_partition(&self.topics, p);
         }
         let mut open = rollcall_engine::OpenWindows::default();
+        let mut waiting = 0;
         for (p, task) in &self.tasks {
+            match task.engine.parked() {
+                Ok(n) => waiting += n,
+                Err(e) => debug!(partition = p, error = %e, "waiting events not counted"),
+            }
             let part = p.to_string();
             let st = task.engine.store().rocks_stats();
             m.rocksdb_live_data.with_label_values(&[&part]).set(st.live_data_bytes as i64);
@@ -74,6 +79,7 @@ impl Processor {
         }
         m.open_windows.with_label_values(&["day"]).set(open.day as i64);
         m.open_windows.with_label_values(&["week"]).set(open.week as i64);
+        m.events_waiting.set(waiting as i64);
         let at = match self.cfg.clock {
             ClockMode::Wall => Some(Utc::now()),
             ClockMode::Replay => self.tasks.values().filter_map(|t| t.engine.clock()).max(),

@@ -3,7 +3,7 @@
 //! inside Kafka transactions.
 //!
 //! Recovery protocol (ARCHITECTURE.md has the crash points):
-//! - every state write of a batch goes to `rollcall.changelog.v1` (partition =
+//! - every state write of a batch goes to the group's changelog, `<group>-changelog` (partition =
 //!   input partition) in the batch's transaction, together with the outputs,
 //!   the dead letters and the consumed offsets (including, in the `meta`
 //!   table, the task's own input positions);
@@ -45,6 +45,7 @@ use rollcall_engine::Engine;
 use rollcall_model::SchoolCalendar;
 use rollcall_policy::Policy;
 use rollcall_store::RocksStore;
+use tracing::{info, warn};
 
 use crate::config::{ClockMode, ProcessorConfig};
 use crate::wire::Topics;
@@ -129,6 +130,43 @@ pub struct Processor {
     metrics: crate::metrics::Recorder,
 }
 
+/// The district policy files, each checked against the presets: a file
+/// that takes a preset's id replaces it for every school that names it, so
+/// that needs saying (`replace_presets`). Logs every policy in force.
+fn load_policies(cfg: &ProcessorConfig) -> Result<Vec<Policy>, KafkaError> {
+    let mut policies: Vec<Policy> = Vec::new();
+    for f in &cfg.policy_files {
+        let p = Policy::load(f).map_err(|e| KafkaError::Setup(rollcall_model::error_chain(&e)))?;
+        if rollcall_policy::PRESET_IDS.contains(&p.id.as_str()) && !cfg.replace_presets.contains(&p.id) {
+            return Err(KafkaError::Setup(format!(
+                "{}: its id `{}` is a preset's, so it would replace the preset for every school whose calendar names \
+                 `{}`. Give the district's policy an id of its own (and name it in those calendars), or say that it \
+                 replaces the preset: --replace-preset {} (config replace_presets)",
+                f.display(),
+                p.id,
+                p.id,
+                p.id
+            )));
+        }
+        if let Some(other) = policies.iter().find(|o| o.id == p.id) {
+            return Err(KafkaError::Setup(format!("{}: policy id `{}` is given by two files", f.display(), other.id)));
+        }
+        policies.push(p);
+    }
+    for id in rollcall_policy::PRESET_IDS {
+        match cfg.policy_files.iter().zip(&policies).find(|(_, p)| p.id == *id) {
+            Some((f, _)) => warn!(policy = %id, source = %f.display(), "preset replaced by a policy file"),
+            None => info!(policy = %id, source = "preset", "policy in force"),
+        }
+    }
+    for (f, p) in cfg.policy_files.iter().zip(&policies) {
+        if !rollcall_policy::PRESET_IDS.contains(&p.id.as_str()) {
+            info!(policy = %p.id, source = %f.display(), "policy in force");
+        }
+    }
+    Ok(policies)
+}
+
 fn rd(what: &str, e: RdError) -> KafkaError {
     KafkaError::kafka(what, e)
 }
@@ -141,13 +179,13 @@ impl Processor {
     /// As [`Processor::new`], recording into `metrics` (which the caller may serve).
     pub fn with_metrics(cfg: ProcessorConfig, stop: Arc<AtomicBool>, metrics: Arc<crate::metrics::Metrics>) -> Result<Processor, KafkaError> {
         cfg.validate().map_err(|e| KafkaError::Setup(e.to_string()))?;
-        let mut policies = Vec::new();
-        for f in &cfg.policy_files {
-            policies.push(Policy::load(f).map_err(|e| KafkaError::Setup(e.to_string()))?);
-        }
+        let policies = load_policies(&cfg)?;
         std::fs::create_dir_all(&cfg.state_dir)
             .map_err(|e| KafkaError::local(format!("state directory {}", cfg.state_dir.display()), e))?;
         let (consumer, producer, calendars) = connect(&cfg)?;
+        if crate::topics::ensure_changelog(&cfg.brokers, &cfg.topics())? {
+            info!(topic = %cfg.topics().changelog, "created the group's changelog topic");
+        }
         metrics.init_topics(&cfg.topics());
         let metrics = crate::metrics::Recorder::new(metrics, cfg.clock == ClockMode::Replay);
         Ok(Processor {

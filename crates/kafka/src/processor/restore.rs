@@ -83,7 +83,13 @@ fn open_task(
     let restored = restore_from_changelog(cfg, partition, &mut store)?;
     drop(restoring);
     metrics.restore_records.inc_by(restored);
-    let mut engine = Engine::open(store, EngineConfig { max_clock_skew_days: cfg.max_clock_skew_days, ..EngineConfig::default() })
+    let engine_cfg = EngineConfig {
+        max_clock_skew_days: cfg.max_clock_skew_days,
+        unknown_student_wait: chrono::Duration::days(cfg.unknown_student_wait_days.into()),
+        unknown_school_wait: chrono::Duration::hours(cfg.unknown_school_wait_hours.into()),
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::open(store, engine_cfg)
         .map_err(|e| KafkaError::state(format!("partition {partition}: opening the engine"), e))?;
     for p in policies {
         engine.register_policy(p.clone());
