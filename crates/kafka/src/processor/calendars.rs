@@ -39,6 +39,43 @@ impl Processor {
         Ok(())
     }
 
+    /// Before a batch is applied, the calendar topic is read up to the end
+    /// it has now, as a global table is: a district's loader produces its
+    /// calendars before the events of their schools, and the separate
+    /// calendar consumer must not fall behind them. At most every 200 ms
+    /// (a watermark request); bounded to 5 s, since an event whose calendar
+    /// is still missing waits for it in the engine anyway.
+    pub(super) fn catch_up_calendars(&mut self) -> Result<(), KafkaError> {
+        if self.calendar_check.is_some_and(|t| t.elapsed() < Duration::from_millis(200)) {
+            return Ok(());
+        }
+        self.calendar_check = Some(Instant::now());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let assigned = self.calendars.assignment().map_err(|e| rd("calendar assignment", e))?;
+        for el in assigned.elements() {
+            let (topic, partition) = (el.topic().to_string(), el.partition());
+            let high = match self.calendars.fetch_watermarks(&topic, partition, Duration::from_secs(5)) {
+                Ok((_, high)) => high,
+                Err(e) => {
+                    warn!(error = %e, "calendar watermark; going on");
+                    return Ok(());
+                }
+            };
+            loop {
+                let position = match self.calendars.position() {
+                    Ok(p) => p.find_partition(&topic, partition).and_then(|e| e.offset().to_raw()).unwrap_or(-1),
+                    Err(_) => -1,
+                };
+                if position >= high || Instant::now() > deadline {
+                    break;
+                }
+                self.calendars_at_end = false;
+                self.poll_calendars()?;
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn poll_calendars(&mut self) -> Result<(), KafkaError> {
         loop {
             match self.calendars.poll(Duration::from_millis(if self.calendars_at_end { 0 } else { 100 })) {

@@ -124,6 +124,8 @@ pub struct Processor {
     calendars_at_end: bool,
     policies: Vec<Policy>,
     tasks: BTreeMap<i32, Task>,
+    /// When the calendar topic's end was last asked for.
+    calendar_check: Option<std::time::Instant>,
     in_txn: bool,
     stats: RunStats,
     stop: Arc<AtomicBool>,
@@ -198,6 +200,7 @@ impl Processor {
             calendars_at_end: false,
             policies,
             tasks: BTreeMap::new(),
+            calendar_check: None,
             in_txn: false,
             stats: RunStats::default(),
             stop,

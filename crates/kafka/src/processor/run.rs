@@ -61,6 +61,9 @@ impl Processor {
             }
             self.poll_calendars()?;
             let fetched = self.fetch_batch()?;
+            if fetched > 0 {
+                self.catch_up_calendars()?;
+            }
             if self.consumer.context().rebalanced.swap(false, Ordering::SeqCst) {
                 self.on_rebalance()?;
                 continue;
