@@ -5,6 +5,7 @@
 mod bench;
 mod demo;
 mod kafka_cmd;
+mod normalize_cmd;
 mod scenario_cmd;
 
 use std::path::PathBuf;
@@ -61,6 +62,8 @@ enum Command {
     Run(kafka_cmd::RunArgs),
     /// Generate a deterministic district and produce it to Kafka, or write it as a scenario file.
     Simulate(kafka_cmd::SimulateArgs),
+    /// Turn a platform's own payload (Caliper, xAPI, Canvas, Zoom, native) into ActivityEvents, one JSON line each.
+    Normalize(normalize_cmd::NormalizeArgs),
     /// Measure the engine and its state (BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -133,6 +136,7 @@ fn main() -> ExitCode {
         Command::Topics { command } => kafka_cmd::topics(command),
         Command::Run(args) => kafka_cmd::run(args),
         Command::Simulate(args) => kafka_cmd::simulate(args),
+        Command::Normalize(args) => normalize_cmd::run(&args),
         Command::Bench { command } => bench::run(command),
     };
     match result {
