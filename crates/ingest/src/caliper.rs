@@ -343,12 +343,17 @@ fn roles(item: &Node) -> Result<Vec<String>, IngestError> {
 }
 
 /// Learner → student; the staff roles of the LIS vocabulary → staff. A
-/// role may be a full IRI (`http://purl.imsglobal.org/vocab/lis/v2/membership#Learner`)
-/// or have a sub-role (`Instructor#TeachingAssistant`).
+/// role may be a term (`Learner`, `Instructor#TeachingAssistant`) or its
+/// full IRI: `http://purl.imsglobal.org/vocab/lis/v2/membership#Learner`
+/// for a context role, `…/membership/Instructor#TeachingAssistant` for a
+/// sub-role (Caliper §roles), so the context role is read from either.
 fn classify_roles(roles: &[String]) -> Option<Role> {
     let base = |r: &str| -> String {
-        let r = r.rsplit_once("membership#").map(|(_, r)| r).unwrap_or(r);
-        r.split('#').next().unwrap_or(r).to_string()
+        let term = match (r.rsplit_once("/membership#"), r.rsplit_once("/membership/")) {
+            (Some((_, t)), _) | (None, Some((_, t))) => t,
+            (None, None) => r,
+        };
+        term.split('#').next().unwrap_or(term).to_string()
     };
     let bases: BTreeSet<String> = roles.iter().map(|r| base(r)).collect();
     // Not Mentor: LIS uses it for advisors and auditors but also for parents.
@@ -359,5 +364,25 @@ fn classify_roles(roles: &[String]) -> Option<Role> {
         Some(Role::Student)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_as_terms_and_iris() {
+        let role = |rs: &[&str]| classify_roles(&rs.iter().map(|r| r.to_string()).collect::<Vec<_>>());
+        assert_eq!(role(&["Learner"]), Some(Role::Student));
+        assert_eq!(role(&["http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"]), Some(Role::Student));
+        assert_eq!(role(&["Learner#NonCreditLearner"]), Some(Role::Student));
+        assert_eq!(role(&["Instructor#TeachingAssistant"]), Some(Role::Staff));
+        assert_eq!(role(&["http://purl.imsglobal.org/vocab/lis/v2/membership/Instructor#TeachingAssistant"]), Some(Role::Staff));
+        assert_eq!(role(&["http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor", "Learner"]), Some(Role::Staff));
+        // Mentor covers parents as well as advisors: left to the identity view.
+        assert_eq!(role(&["Mentor"]), None);
+        assert_eq!(role(&["Member"]), None);
+        assert_eq!(role(&[]), None);
     }
 }

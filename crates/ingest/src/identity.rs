@@ -122,7 +122,7 @@ impl IdentityView {
         let (rows, mut errors) = read_csv(bytes, &CSV_HEADER)?;
         for (line, row) in rows {
             let err = |column: &str, problem: String| IngestError::Csv { line, column: Some(column.to_string()), problem };
-            let [source, kind, external_id, id, school_id] = [0, 1, 2, 3, 4].map(|i| row[i].as_str());
+            let [source, kind, external_id, id, school_id] = [0, 1, 2, 3, 4].map(|i| row.get(i).map_or("", String::as_str));
             let mut bad = false;
             for (name, value) in [("source", source), ("external_id", external_id), ("id", id)] {
                 if value.is_empty() {
