@@ -6,10 +6,11 @@
 //! accepted must be deterministic (the same bytes give the same outcome,
 //! which is what makes a re-delivered event a duplicate), every event must
 //! have an id and a source, and every event must come back unchanged
-//! through its canonical JSON form. Each returns whether the input was
+//! through its canonical JSON form and its Avro form (`lms.activity.v1`). Each returns whether the input was
 //! accepted, so that the corpus test can require its seeds to be valid.
 
 use chrono::DateTime;
+use rollcall_model::avro::AvroRecord;
 
 use crate::{normalize, Format, IdType, Identity, IdentityView, Outcome, Rejected};
 
@@ -70,6 +71,12 @@ fn well_formed(out: &Outcome) {
         let back: rollcall_model::ActivityEvent =
             serde_json::from_str(&json).unwrap_or_else(|err| panic!("an event's JSON does not read back: {err}\n{json}"));
         assert_eq!(&back, e, "an event changed through its JSON form");
+        // What the gateway will produce to `lms.activity.v1`: the event must
+        // encode against the topic's schema and decode unchanged.
+        let bytes = e.to_single_object().unwrap_or_else(|err| panic!("an event does not encode as Avro: {err}\n{e:?}"));
+        let back = rollcall_model::ActivityEvent::from_single_object(&bytes)
+            .unwrap_or_else(|err| panic!("an event's Avro does not decode: {err}\n{e:?}"));
+        assert_eq!(&back, e, "an event changed through its Avro form");
     }
     for w in &out.waiting {
         assert!(!w.unknown.is_empty(), "waiting for nothing: {w:?}");
