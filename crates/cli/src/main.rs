@@ -48,6 +48,8 @@ enum Command {
     },
     /// Run a simulated district through the engine and summarise it per school.
     Demo(demo::DemoArgs),
+    /// Turn a platform's own payload (Caliper, xAPI, Canvas, Zoom, native) into ActivityEvents, one JSON line each.
+    Normalize(normalize_cmd::NormalizeArgs),
     /// Show or check attendance policies.
     Policy {
         #[command(subcommand)]
@@ -62,8 +64,6 @@ enum Command {
     Run(kafka_cmd::RunArgs),
     /// Generate a deterministic district and produce it to Kafka, or write it as a scenario file.
     Simulate(kafka_cmd::SimulateArgs),
-    /// Turn a platform's own payload (Caliper, xAPI, Canvas, Zoom, native) into ActivityEvents, one JSON line each.
-    Normalize(normalize_cmd::NormalizeArgs),
     /// Measure the engine and its state (BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -132,11 +132,11 @@ fn main() -> ExitCode {
         }
         Command::Scenario { command: ScenarioCommand::Run { memory, file } } => scenario_cmd::run(&file, memory),
         Command::Demo(args) => demo::run(&args),
+        Command::Normalize(args) => normalize_cmd::run(&args),
         Command::Policy { command } => policy(command),
         Command::Topics { command } => kafka_cmd::topics(command),
         Command::Run(args) => kafka_cmd::run(args),
         Command::Simulate(args) => kafka_cmd::simulate(args),
-        Command::Normalize(args) => normalize_cmd::run(&args),
         Command::Bench { command } => bench::run(command),
     };
     match result {
