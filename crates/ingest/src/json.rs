@@ -108,11 +108,11 @@ impl<'a> Node<'a> {
         self.v.get("type").and_then(Value::as_str)
     }
 
-    /// An RFC 3339 instant with any offset, in UTC.
+    /// An RFC 3339 instant with any offset, in UTC, to the microsecond.
     pub fn time(&self) -> Result<DateTime<Utc>, IngestError> {
         let s = self.str()?;
         DateTime::parse_from_rfc3339(s)
-            .map(|t| t.with_timezone(&Utc))
+            .map(|t| crate::micros(t.with_timezone(&Utc)))
             .map_err(|e| self.err(format!("`{s}` is not an RFC 3339 date and time with an offset: {e}")))
     }
 

@@ -363,6 +363,14 @@ impl<'a> Normalizer<'a> {
     }
 }
 
+/// An instant kept to the microsecond: the precision of the topic's Avro
+/// `timestamp-micros`. A source may send nanoseconds; without this the
+/// event would differ between its JSON and its Avro form.
+pub(crate) fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    t.trunc_subsecs(6)
+}
+
 /// Seconds of an ISO 8601 duration (`PT52M10S`, `PT05M21S`, `PT1H0M0S`,
 /// `P1DT2H`, `PT1.25S`), read leniently: sources differ in zero padding and
 /// in which parts they write. Years and months have no fixed length and are
@@ -414,6 +422,14 @@ mod tests {
         for bad in ["", "P", "PT", "P1M", "PT5", "5M", "PT1H2X", "PTT1S", "P1.2.3D"] {
             assert_eq!(iso_duration_seconds(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn instants_are_kept_to_the_microsecond() {
+        let t = DateTime::parse_from_rfc3339("2025-02-19T15:58:00.0510102Z").unwrap().with_timezone(&Utc);
+        assert_eq!(micros(t).to_rfc3339(), "2025-02-19T15:58:00.051010+00:00");
+        let before_1970 = DateTime::parse_from_rfc3339("1969-12-31T23:59:59.9999999Z").unwrap().with_timezone(&Utc);
+        assert_eq!(micros(before_1970).timestamp_micros(), before_1970.timestamp_micros());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! **JSON**: one ActivityEvent or an array of them, in the canonical JSON
 //! form of docs/data-model.md (the form scenario files use). Ids are SIS
 //! ids already, so the identity view is not consulted; unknown fields are
-//! refused, and an error names its place (`[3].occurred_at: …`).
+//! refused, and an error names its place (`[3].occurred_at: …`). Instants
+//! are kept to the microsecond, as the topic's Avro form keeps them.
 //!
 //! **CSV**: teacher-logged two-way contacts and returned learning packets.
 //! The header is exactly
@@ -52,14 +53,15 @@ pub fn normalize(body: &[u8], csv_source: Option<&str>) -> Result<Outcome, Rejec
 
 /// One ActivityEvent or an array of them.
 pub fn json(body: &[u8]) -> Result<Outcome, Rejected> {
-    let one_or_many: Vec<ActivityEvent> = match crate::json::parse(body)? {
+    let mut one_or_many: Vec<ActivityEvent> = match crate::json::parse(body)? {
         v @ serde_json::Value::Array(_) => {
             serde_path_to_error::deserialize(v).map_err(|e| path_error(e.path().to_string(), e.inner().to_string()))?
         }
         v => vec![serde_path_to_error::deserialize(v).map_err(|e| path_error(e.path().to_string(), e.inner().to_string()))?],
     };
     let mut errors = Vec::new();
-    for (i, e) in one_or_many.iter().enumerate() {
+    for (i, e) in one_or_many.iter_mut().enumerate() {
+        e.occurred_at = crate::micros(e.occurred_at);
         for (field, value) in [("event_id", &e.event_id), ("student_id", &e.student_id), ("source", &e.source)] {
             if value.is_empty() {
                 errors.push(IngestError::invalid(&format!("[{i}].{field}"), "empty"));
@@ -119,7 +121,7 @@ fn csv_row(line: u64, row: &[String], source: &str) -> Result<ActivityEvent, Vec
         err("staff_id", "empty: a two-way contact is made by a staff member".into());
     }
     let at = match DateTime::parse_from_rfc3339(field("occurred_at")) {
-        Ok(t) => Some(t.with_timezone(&Utc)),
+        Ok(t) => Some(crate::micros(t.with_timezone(&Utc))),
         Err(e) => {
             err("occurred_at", format!("`{}` is not an RFC 3339 date and time with an offset: {e}", field("occurred_at")));
             None
