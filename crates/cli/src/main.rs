@@ -5,6 +5,7 @@
 mod bench;
 mod demo;
 mod kafka_cmd;
+mod normalize_cmd;
 mod scenario_cmd;
 mod tail_cmd;
 
@@ -48,6 +49,8 @@ enum Command {
     },
     /// Run a simulated district through the engine and summarise it per school.
     Demo(demo::DemoArgs),
+    /// Turn a platform's own payload (Caliper, xAPI, Canvas, Zoom, native) into ActivityEvents, one JSON line each.
+    Normalize(normalize_cmd::NormalizeArgs),
     /// Show or check attendance policies.
     Policy {
         #[command(subcommand)]
@@ -151,6 +154,7 @@ fn main() -> ExitCode {
         }
         Command::Scenario { command: ScenarioCommand::Run { memory, file } } => scenario_cmd::run(&file, memory),
         Command::Demo(args) => demo::run(&args),
+        Command::Normalize(args) => normalize_cmd::run(&args),
         Command::Policy { command } => policy(command),
         Command::Topics { command } => kafka_cmd::topics(command),
         Command::Run(args) => kafka_cmd::run(args),
