@@ -462,8 +462,9 @@ fn compare(reference: &[String], other: &[String], what: &str) -> TestResult {
     let lost: Vec<_> = ref_set.difference(&other_set).take(3).collect();
     let extra: Vec<_> = other_set.difference(&ref_set).take(3).collect();
     let dup = other.len() - other_set.len();
+    let dups: Vec<_> = other.windows(2).filter(|w| w[0] == w[1]).map(|w| &w[0]).take(3).collect();
     Err(format!(
-        "{what}: {} records vs {} uninterrupted; {dup} duplicated; lost e.g. {lost:?}; extra e.g. {extra:?}",
+        "{what}: {} records vs {} uninterrupted; {dup} duplicated (e.g. {dups:?}); lost e.g. {lost:?}; extra e.g. {extra:?}",
         other.len(),
         reference.len()
     ))

@@ -171,6 +171,47 @@ pub fn decode_input(topic: InputTopic, key: Option<&[u8]>, value: Option<&[u8]>)
     }
 }
 
+/// The dead letter of an input record: where it was read (`at`: partition
+/// and offset, when known), its key as text and its bytes as they were.
+pub fn dead_letter(
+    topic: &str,
+    at: Option<(i32, i64)>,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    kind: DeadLetterKind,
+    message: String,
+    failed_at: chrono::DateTime<chrono::Utc>,
+) -> DeadLetter {
+    DeadLetter {
+        topic: topic.to_string(),
+        partition: at.map(|a| a.0),
+        offset: at.map(|a| a.1),
+        key: key.map(|k| String::from_utf8_lossy(k).into_owned()),
+        value: value.map(<[u8]>::to_vec).unwrap_or_default(),
+        error_kind: kind.to_string(),
+        message,
+        failed_at,
+    }
+}
+
+/// The dead letter of an event the engine held and then refused (it
+/// waited for its roster record or calendar in vain): its topic and key as
+/// they were, its bytes re-encoded (the engine keeps the event, not the
+/// record), and no partition or offset, since the record was consumed long
+/// before. `rollcall dlq replay` puts it back on its topic as it is.
+pub fn refused_dead_letter(topics: &Topics, r: &rollcall_engine::Refusal) -> Result<DeadLetter, AvroError> {
+    Ok(DeadLetter {
+        topic: topics.activity.clone(),
+        partition: None,
+        offset: None,
+        key: Some(r.event.student_id.clone()),
+        value: r.event.to_single_object()?,
+        error_kind: r.rejection.kind.to_string(),
+        message: r.rejection.message.clone(),
+        failed_at: r.at,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,47 +256,5 @@ mod tests {
         let mut bad = v.clone();
         bad.truncate(bad.len() - 3);
         assert_eq!(kind(Activity, Some(b"s1"), Some(&bad)), SchemaInvalid);
-
     }
-}
-
-/// The dead letter of an input record: where it was read (`at`: partition
-/// and offset, when known), its key as text and its bytes as they were.
-pub fn dead_letter(
-    topic: &str,
-    at: Option<(i32, i64)>,
-    key: Option<&[u8]>,
-    value: Option<&[u8]>,
-    kind: DeadLetterKind,
-    message: String,
-    failed_at: chrono::DateTime<chrono::Utc>,
-) -> DeadLetter {
-    DeadLetter {
-        topic: topic.to_string(),
-        partition: at.map(|a| a.0),
-        offset: at.map(|a| a.1),
-        key: key.map(|k| String::from_utf8_lossy(k).into_owned()),
-        value: value.map(<[u8]>::to_vec).unwrap_or_default(),
-        error_kind: kind.to_string(),
-        message,
-        failed_at,
-    }
-}
-
-/// The dead letter of an event the engine held and then refused (it
-/// waited for its roster record or calendar in vain): its topic and key as
-/// they were, its bytes re-encoded (the engine keeps the event, not the
-/// record), and no partition or offset, since the record was consumed long
-/// before. `rollcall dlq replay` puts it back on its topic as it is.
-pub fn refused_dead_letter(topics: &Topics, r: &rollcall_engine::Refusal) -> Result<DeadLetter, AvroError> {
-    Ok(DeadLetter {
-        topic: topics.activity.clone(),
-        partition: None,
-        offset: None,
-        key: Some(r.event.student_id.clone()),
-        value: r.event.to_single_object()?,
-        error_kind: r.rejection.kind.to_string(),
-        message: r.rejection.message.clone(),
-        failed_at: r.at,
-    })
 }
