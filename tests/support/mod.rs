@@ -14,8 +14,12 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_rollcall")
+/// The `rollcall` binary: the one cargo built for this test, or the copy
+/// named by ROLLCALL_TEST_BIN (where several checkouts share one target
+/// directory, a copy taken right after the build cannot be replaced by
+/// another checkout's build while the tests run).
+pub fn bin() -> String {
+    std::env::var("ROLLCALL_TEST_BIN").ok().filter(|b| !b.is_empty()).unwrap_or_else(|| env!("CARGO_BIN_EXE_rollcall").to_string())
 }
 
 /// A broker for the run: the given one, or one started here.

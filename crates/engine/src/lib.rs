@@ -24,6 +24,8 @@ pub mod school;
 pub mod state;
 
 pub use engine::{
-    Applied, ApplyError, Engine, EngineConfig, EngineError, EngineStats, OpenWindows, Output, Refusal, RejectKind, Rejection,
+    Applied, ApplyError, Engine, EngineConfig, EngineError, EngineStats, OpenWindows, Output, Refusal, Rejection,
 };
+/// The kinds a [`Rejection`] has: the one dead-letter vocabulary.
+pub use rollcall_model::DeadLetterKind;
 pub use kv::{KvStore, MemStore, StoreError, Table};

@@ -39,9 +39,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
-use rollcall_model::{ActivityKind, Determination, Finality, OutreachKind, OutreachTrigger, Scope};
+use rollcall_model::{ActivityKind, DeadLetterKind, Determination, Finality, OutreachKind, OutreachTrigger, Scope};
 
-use crate::wire::{self, Input, Topics};
+use crate::wire::{Input, InputTopic, Topics};
 
 /// Every metric family the processor exports. Dashboards and alert rules may
 /// only use these (a test cross-checks deploy/), and a test fails if one of
@@ -68,25 +68,6 @@ pub const METRIC_NAMES: &[&str] = &[
     "rollcall_build_info",
 ];
 
-/// Every dead-letter error kind (wire checks, then the engine's refusals).
-pub const DLQ_ERROR_KINDS: &[&str] = &[
-    "NOT_AVRO",
-    "WRONG_SCHEMA",
-    "UNKNOWN_ENUM",
-    "SCHEMA_INVALID",
-    "MISSING_KEY",
-    "KEY_MISMATCH",
-    "MISSING_VALUE",
-    "UNKNOWN_TOPIC",
-    "UNKNOWN_STUDENT",
-    "UNKNOWN_SCHOOL",
-    "SCHOOL_MISMATCH",
-    "UNKNOWN_POLICY",
-    "TIMESTAMP_OUT_OF_RANGE",
-    "TOO_LATE",
-    "INVALID_RECORD",
-];
-
 /// `kind` of an activity record: the activity kind in snake_case.
 pub fn activity_kind_label(k: ActivityKind) -> &'static str {
     const LABELS: [&str; 12] = [
@@ -109,17 +90,17 @@ pub fn activity_kind_label(k: ActivityKind) -> &'static str {
 /// `kind` of a consumed input record: the activity kind, `roster`,
 /// `absence_report` or `calendar`; `unknown` for an activity record that
 /// could not be read.
-pub fn input_label(topic_kind: &str, input: Option<&Input>) -> &'static str {
+pub fn input_label(topic_kind: InputTopic, input: Option<&Input>) -> &'static str {
     match input {
         Some(Input::Activity(e)) => activity_kind_label(e.kind),
         Some(Input::Roster(_)) => "roster",
         Some(Input::Report(_)) => "absence_report",
         Some(Input::Calendar(_)) => "calendar",
         None => match topic_kind {
-            wire::ROSTER => "roster",
-            wire::REPORTS => "absence_report",
-            wire::CALENDAR => "calendar",
-            _ => "unknown",
+            InputTopic::Roster => "roster",
+            InputTopic::Reports => "absence_report",
+            InputTopic::Calendar => "calendar",
+            InputTopic::Activity => "unknown",
         },
     }
 }
@@ -337,9 +318,9 @@ impl Metrics {
         self.events_consumed.with_label_values(&[&topics.roster, "roster"]);
         self.events_consumed.with_label_values(&[&topics.reports, "absence_report"]);
         self.events_consumed.with_label_values(&[&topics.calendar, "calendar"]);
-        for t in topics.keyed_inputs() {
-            for e in DLQ_ERROR_KINDS {
-                self.dlq.with_label_values(&[t, e]);
+        for t in topics.keyed_inputs().into_iter().chain([topics.calendar.as_str()]) {
+            for e in DeadLetterKind::ALL {
+                self.dlq.with_label_values(&[t, e.as_str()]);
             }
         }
     }
@@ -403,7 +384,7 @@ struct Batch {
     consumed: Vec<(String, &'static str, u64)>,
     determinations: Vec<(String, &'static str, String, &'static str, u64)>,
     outreach: Vec<(String, &'static str, u64)>,
-    dead: Vec<((String, String), u64)>,
+    dead: Vec<((String, &'static str), u64)>,
     corrections: u64,
     too_late: u64,
     outputs: u64,
@@ -487,9 +468,9 @@ impl Recorder {
     }
 
     /// A dead letter of `topic` (the input it came from).
-    pub fn dead_letter(&mut self, topic: &str, error_kind: &str) {
-        bump(&mut self.batch.dead, (topic.to_string(), error_kind.to_string()));
-        if error_kind == "TOO_LATE" {
+    pub fn dead_letter(&mut self, topic: &str, error_kind: DeadLetterKind) {
+        bump(&mut self.batch.dead, (topic.to_string(), error_kind.as_str()));
+        if error_kind == DeadLetterKind::TooLate {
             self.batch.too_late += 1;
         }
     }
@@ -508,7 +489,7 @@ impl Recorder {
             m.outreach.with_label_values(&[p.as_str(), k]).inc_by(*n);
         }
         for ((t, e), n) in &b.dead {
-            m.dlq.with_label_values(&[t.as_str(), e.as_str()]).inc_by(*n);
+            m.dlq.with_label_values(&[t.as_str(), e]).inc_by(*n);
         }
         if b.corrections > 0 {
             m.late_events.with_label_values(&["correction"]).inc_by(b.corrections);
@@ -691,10 +672,11 @@ mod tests {
                 ids.extend(a.event.section_id.clone());
                 ids.extend(a.event.staff_id.clone());
                 let input = Input::Activity(a.event.clone());
-                rec.consumed(&topics.activity, input_label(wire::ACTIVITY, Some(&input)), Some(a.arrives_at.timestamp_millis()), 0);
+                let label = input_label(InputTopic::Activity, Some(&input));
+                rec.consumed(&topics.activity, label, Some(a.arrives_at.timestamp_millis()), 0);
             }
             for r in &s.roster {
-                rec.consumed(&topics.roster, input_label(wire::ROSTER, Some(&Input::Roster(r.clone()))), None, 0);
+                rec.consumed(&topics.roster, input_label(InputTopic::Roster, Some(&Input::Roster(r.clone()))), None, 0);
             }
             let (out, _) = rollcall_scenario::run(&s, MemStore::default()).unwrap();
             for d in &out.determinations {
@@ -707,8 +689,8 @@ mod tests {
                 rec.outreach(t);
             }
             for d in &out.dead_letters {
-                too_late += (d.error_kind == "TOO_LATE") as u32;
-                rec.dead_letter(&topics.activity, &d.error_kind);
+                too_late += (d.error_kind == DeadLetterKind::TooLate) as u32;
+                rec.dead_letter(&topics.activity, d.error_kind);
             }
             rec.committed(Duration::from_millis(3));
             rec.calendar_consumed(&topics.calendar);

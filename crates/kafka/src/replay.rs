@@ -150,7 +150,7 @@ pub fn read_outputs(brokers: &str, topics: &Topics) -> Result<RunOutput, KafkaEr
         out.dead_letters.push(ScenarioDeadLetter {
             source: format!("{}@{}", d.topic, d.offset.unwrap_or(-1)),
             event_id,
-            error_kind: d.error_kind,
+            error_kind: d.error_kind.parse().map_err(|e| KafkaError::bad_state(format!("{} @{o}: {e}", topics.dlq)))?,
             message: d.message,
         });
         Ok(())

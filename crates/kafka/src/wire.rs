@@ -2,7 +2,7 @@
 //! the checks that decide whether an input record is usable or a dead letter.
 
 use rollcall_model::avro::{AvroError, AvroRecord};
-use rollcall_model::{AbsenceReport, ActivityEvent, DeadLetter, SchoolCalendar, StudentRecord};
+use rollcall_model::{AbsenceReport, ActivityEvent, DeadLetter, DeadLetterKind, SchoolCalendar, StudentRecord};
 
 pub const ACTIVITY: &str = "lms.activity.v1";
 pub const ROSTER: &str = "sis.roster.v1";
@@ -64,12 +64,41 @@ impl Topics {
         self.keyed_inputs().iter().position(|t| *t == topic).unwrap_or(3)
     }
 
-    /// Which input a topic carries.
-    pub fn kind(&self, topic: &str) -> Option<&'static str> {
-        [(&self.activity, ACTIVITY), (&self.roster, ROSTER), (&self.reports, REPORTS), (&self.calendar, CALENDAR)]
-            .into_iter()
-            .find(|(t, _)| t.as_str() == topic)
-            .map(|(_, k)| k)
+    /// Which input a topic carries, if it is one of the inputs.
+    pub fn kind(&self, topic: &str) -> Option<InputTopic> {
+        [
+            (&self.activity, InputTopic::Activity),
+            (&self.roster, InputTopic::Roster),
+            (&self.reports, InputTopic::Reports),
+            (&self.calendar, InputTopic::Calendar),
+        ]
+        .into_iter()
+        .find(|(t, _)| t.as_str() == topic)
+        .map(|(_, k)| k)
+    }
+}
+
+/// The four inputs. The processor reads only these topics (the keyed ones
+/// by subscription to their exact names, the calendars by assignment), so
+/// a record always comes from one of them: there is no "unknown topic" to
+/// dead-letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InputTopic {
+    Activity,
+    Roster,
+    Reports,
+    Calendar,
+}
+
+impl InputTopic {
+    /// The standard (unprefixed) topic name.
+    pub fn name(self) -> &'static str {
+        match self {
+            InputTopic::Activity => ACTIVITY,
+            InputTopic::Roster => ROSTER,
+            InputTopic::Reports => REPORTS,
+            InputTopic::Calendar => CALENDAR,
+        }
     }
 }
 
@@ -86,24 +115,23 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind}: {message}")]
 pub struct Unusable {
-    /// DLQ error kind: MISSING_KEY, KEY_MISMATCH, MISSING_VALUE, NOT_AVRO,
-    /// WRONG_SCHEMA, UNKNOWN_ENUM, SCHEMA_INVALID, UNKNOWN_TOPIC.
-    pub kind: &'static str,
+    /// One of the wire checks of [`DeadLetterKind`] (`is_wire_check`).
+    pub kind: DeadLetterKind,
     pub message: String,
 }
 
-fn unusable(kind: &'static str, message: impl Into<String>) -> Unusable {
+fn unusable(kind: DeadLetterKind, message: impl Into<String>) -> Unusable {
     Unusable { kind, message: message.into() }
 }
 
 fn classify(e: AvroError) -> Unusable {
     let kind = match &e {
-        AvroError::Header(_) => "NOT_AVRO",
-        AvroError::Fingerprint { .. } => "WRONG_SCHEMA",
-        AvroError::Field { message, .. } if message.contains("unknown") => "UNKNOWN_ENUM",
+        AvroError::Header(_) => DeadLetterKind::NotAvro,
+        AvroError::Fingerprint { .. } => DeadLetterKind::WrongSchema,
+        AvroError::Field { message, .. } if message.contains("unknown") => DeadLetterKind::UnknownEnum,
         // Same schema, a symbol position it does not have: a writer with more symbols.
-        AvroError::Decode(message) if message.contains("enum index") => "UNKNOWN_ENUM",
-        _ => "SCHEMA_INVALID",
+        AvroError::Decode(message) if message.contains("enum index") => DeadLetterKind::UnknownEnum,
+        _ => DeadLetterKind::SchemaInvalid,
     };
     unusable(kind, e.to_string())
 }
@@ -112,44 +140,88 @@ fn decode<T: AvroRecord>(value: &[u8]) -> Result<T, Unusable> {
     T::from_single_object(value).map_err(classify)
 }
 
-/// Decodes an input record and checks its key against its content. `topic`
-/// is the standard (unprefixed) name of the input.
-pub fn decode_input(topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Input, Unusable> {
-    let value = value.ok_or_else(|| unusable("MISSING_VALUE", "the record has no value"))?;
+/// Decodes an input record and checks its key against its content.
+pub fn decode_input(topic: InputTopic, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Input, Unusable> {
+    let value = value.ok_or_else(|| unusable(DeadLetterKind::MissingValue, "the record has no value"))?;
     let key = match key {
-        Some(k) => Some(std::str::from_utf8(k).map_err(|_| unusable("KEY_MISMATCH", "the key is not UTF-8"))?),
+        Some(k) => Some(std::str::from_utf8(k).map_err(|_| unusable(DeadLetterKind::KeyMismatch, "the key is not UTF-8"))?),
         None => None,
     };
     let keyed = |want: &str| -> Result<(), Unusable> {
         match key {
-            None | Some("") => Err(unusable("MISSING_KEY", format!("records of {topic} are keyed by `{want}`'s id; this one has no key"))),
-            Some(k) if k != want => Err(unusable("KEY_MISMATCH", format!("key `{k}` does not match the record's id `{want}`"))),
+            None | Some("") => Err(unusable(
+                DeadLetterKind::MissingKey,
+                format!("records of {} are keyed by `{want}`'s id; this one has no key", topic.name()),
+            )),
+            Some(k) if k != want => {
+                Err(unusable(DeadLetterKind::KeyMismatch, format!("key `{k}` does not match the record's id `{want}`")))
+            }
             Some(_) => Ok(()),
         }
     };
     match topic {
-        ACTIVITY => {
+        InputTopic::Activity => {
             let e: ActivityEvent = decode(value)?;
             keyed(&e.student_id)?;
             Ok(Input::Activity(e))
         }
-        ROSTER => {
+        InputTopic::Roster => {
             let r: StudentRecord = decode(value)?;
             keyed(&r.student_id)?;
             Ok(Input::Roster(r))
         }
-        REPORTS => {
+        InputTopic::Reports => {
             let r: AbsenceReport = decode(value)?;
             keyed(&r.student_id)?;
             Ok(Input::Report(r))
         }
-        CALENDAR => {
+        InputTopic::Calendar => {
             let c: SchoolCalendar = decode(value)?;
             keyed(&c.school_id)?;
             Ok(Input::Calendar(c))
         }
-        other => Err(unusable("UNKNOWN_TOPIC", format!("rollcall does not read topic `{other}`"))),
     }
+}
+
+/// The dead letter of an input record: where it was read (`at`: partition
+/// and offset, when known), its key as text and its bytes as they were.
+pub fn dead_letter(
+    topic: &str,
+    at: Option<(i32, i64)>,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    kind: DeadLetterKind,
+    message: String,
+    failed_at: chrono::DateTime<chrono::Utc>,
+) -> DeadLetter {
+    DeadLetter {
+        topic: topic.to_string(),
+        partition: at.map(|a| a.0),
+        offset: at.map(|a| a.1),
+        key: key.map(|k| String::from_utf8_lossy(k).into_owned()),
+        value: value.map(<[u8]>::to_vec).unwrap_or_default(),
+        error_kind: kind.to_string(),
+        message,
+        failed_at,
+    }
+}
+
+/// The dead letter of an event the engine held and then refused (it
+/// waited for its roster record or calendar in vain): its topic and key as
+/// they were, its bytes re-encoded (the engine keeps the event, not the
+/// record), and no partition or offset, since the record was consumed long
+/// before. `rollcall dlq replay` puts it back on its topic as it is.
+pub fn refused_dead_letter(topics: &Topics, r: &rollcall_engine::Refusal) -> Result<DeadLetter, AvroError> {
+    Ok(DeadLetter {
+        topic: topics.activity.clone(),
+        partition: None,
+        offset: None,
+        key: Some(r.event.student_id.clone()),
+        value: r.event.to_single_object()?,
+        error_kind: r.rejection.kind.to_string(),
+        message: r.rejection.message.clone(),
+        failed_at: r.at,
+    })
 }
 
 #[cfg(test)]
@@ -178,38 +250,23 @@ mod tests {
     #[test]
     fn good_record_decodes() {
         let v = event().to_single_object().unwrap();
-        assert!(matches!(decode_input(ACTIVITY, Some(b"s1"), Some(&v)), Ok(Input::Activity(_))));
+        assert!(matches!(decode_input(InputTopic::Activity, Some(b"s1"), Some(&v)), Ok(Input::Activity(_))));
     }
 
     #[test]
     fn each_bad_record_has_its_kind() {
         let v = event().to_single_object().unwrap();
         let kind = |t, k: Option<&[u8]>, v: Option<&[u8]>| decode_input(t, k, v).unwrap_err().kind;
-        assert_eq!(kind(ACTIVITY, None, Some(&v)), "MISSING_KEY");
-        assert_eq!(kind(ACTIVITY, Some(b"s2"), Some(&v)), "KEY_MISMATCH");
-        assert_eq!(kind(ACTIVITY, Some(b"s1"), None), "MISSING_VALUE");
-        assert_eq!(kind(ACTIVITY, Some(b"s1"), Some(b"{\"json\":1}")), "NOT_AVRO");
-        assert_eq!(kind(ROSTER, Some(b"s1"), Some(&v)), "WRONG_SCHEMA");
+        use DeadLetterKind::*;
+        use InputTopic::{Activity, Roster};
+        assert_eq!(kind(Activity, None, Some(&v)), MissingKey);
+        assert_eq!(kind(Activity, Some(b"s2"), Some(&v)), KeyMismatch);
+        assert_eq!(kind(Activity, Some(b"\xff"), Some(&v)), KeyMismatch);
+        assert_eq!(kind(Activity, Some(b"s1"), None), MissingValue);
+        assert_eq!(kind(Activity, Some(b"s1"), Some(b"{\"json\":1}")), NotAvro);
+        assert_eq!(kind(Roster, Some(b"s1"), Some(&v)), WrongSchema);
         let mut bad = v.clone();
         bad.truncate(bad.len() - 3);
-        assert_eq!(kind(ACTIVITY, Some(b"s1"), Some(&bad)), "SCHEMA_INVALID");
+        assert_eq!(kind(Activity, Some(b"s1"), Some(&bad)), SchemaInvalid);
     }
-}
-
-/// The dead letter of an event the engine held and then refused (it
-/// waited for its roster record or calendar in vain): its topic and key as
-/// they were, its bytes re-encoded (the engine keeps the event, not the
-/// record), and no partition or offset, since the record was consumed long
-/// before. `rollcall dlq replay` puts it back on its topic as it is.
-pub fn refused_dead_letter(topics: &Topics, r: &rollcall_engine::Refusal) -> Result<DeadLetter, AvroError> {
-    Ok(DeadLetter {
-        topic: topics.activity.clone(),
-        partition: None,
-        offset: None,
-        key: Some(r.event.student_id.clone()),
-        value: r.event.to_single_object()?,
-        error_kind: r.rejection.kind.as_str().to_string(),
-        message: r.rejection.message.clone(),
-        failed_at: r.at,
-    })
 }

@@ -498,6 +498,59 @@ pub struct OutreachTrigger {
     pub created_at: DateTime<Utc>,
 }
 
+wire_enum!(
+    /// Why a record is a dead letter: the `error_kind` of a [`DeadLetter`],
+    /// and the only spellings of it. The first seven are the wire checks of
+    /// an input record (`rollcall_kafka::wire`), the rest the engine's
+    /// refusals (`rollcall_engine::Rejection`). docs/data-model.md and
+    /// ARCHITECTURE.md list the same kinds (a test compares them).
+    DeadLetterKind {
+        MissingValue = "MISSING_VALUE",
+        MissingKey = "MISSING_KEY",
+        KeyMismatch = "KEY_MISMATCH",
+        NotAvro = "NOT_AVRO",
+        WrongSchema = "WRONG_SCHEMA",
+        UnknownEnum = "UNKNOWN_ENUM",
+        SchemaInvalid = "SCHEMA_INVALID",
+        UnknownStudent = "UNKNOWN_STUDENT",
+        UnknownSchool = "UNKNOWN_SCHOOL",
+        SchoolMismatch = "SCHOOL_MISMATCH",
+        UnknownPolicy = "UNKNOWN_POLICY",
+        InvalidRecord = "INVALID_RECORD",
+        TimestampOutOfRange = "TIMESTAMP_OUT_OF_RANGE",
+        TooLate = "TOO_LATE",
+    }
+);
+
+impl DeadLetterKind {
+    /// What a record of this kind is, in one line (completing "the record …").
+    pub fn meaning(self) -> &'static str {
+        use DeadLetterKind::*;
+        match self {
+            MissingValue => "has no value",
+            MissingKey => "has no key",
+            KeyMismatch => "has a key that is not UTF-8 or not the record's own id",
+            NotAvro => "is not in the Avro single-object encoding",
+            WrongSchema => "carries the fingerprint of another schema than the topic's",
+            UnknownEnum => "holds an enum symbol the schema does not have",
+            SchemaInvalid => "does not decode against the schema",
+            UnknownStudent => "names a student who is not on the roster (an event: after waiting for one)",
+            UnknownSchool => "belongs to a student whose school has no calendar (an event: after waiting for one)",
+            SchoolMismatch => "names a school other than the student's school on the roster",
+            UnknownPolicy => "is a calendar naming a policy that is neither a preset nor a loaded policy file",
+            InvalidRecord => "is otherwise unusable (an empty id, a bad time zone, a date twice, a start not before its end)",
+            TimestampOutOfRange => "has a time further than `max_clock_skew_days` from the processing clock",
+            TooLate => "is for a date whose windows are final and past the correction horizon",
+        }
+    }
+
+    /// Whether the record was refused before it was decoded (a wire check)
+    /// rather than by the engine.
+    pub fn is_wire_check(self) -> bool {
+        self.index() <= DeadLetterKind::SchemaInvalid.index()
+    }
+}
+
 /// A record that could not be used (topic `rollcall.dlq.v1`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -512,6 +565,8 @@ pub struct DeadLetter {
     /// The original bytes, base64 in JSON.
     #[serde(default, with = "bytes_b64")]
     pub value: Vec<u8>,
+    /// A [`DeadLetterKind`]'s wire name (a string in the schema, so that
+    /// a reader need not know every kind).
     pub error_kind: String,
     pub message: String,
     pub failed_at: DateTime<Utc>,
@@ -600,7 +655,7 @@ mod tests {
                 offset: Some(2),
                 key: None,
                 value: (0..len).map(|i| (i * 71 + 3) as u8).collect(),
-                error_kind: "DECODE".into(),
+                error_kind: DeadLetterKind::SchemaInvalid.to_string(),
                 message: "m".into(),
                 failed_at: DateTime::from_timestamp(0, 0).unwrap(),
             };

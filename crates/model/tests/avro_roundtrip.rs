@@ -277,7 +277,7 @@ fn dead_letter_full() -> DeadLetter {
         offset: Some(1 << 40),
         key: Some("s1".into()),
         value: (0..=255u8).collect(),
-        error_kind: "DECODE".into(),
+        error_kind: rollcall_model::DeadLetterKind::NotAvro.to_string(),
         message: "bad bytes".into(),
         failed_at: at("2020-10-06T12:00:00Z"),
     }
@@ -290,7 +290,7 @@ fn dead_letter_min() -> DeadLetter {
         offset: None,
         key: None,
         value: vec![],
-        error_kind: "MISSING_KEY".into(),
+        error_kind: rollcall_model::DeadLetterKind::MissingKey.to_string(),
         message: String::new(),
         failed_at: at("2020-10-06T12:00:00Z"),
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use rollcall_engine::{ApplyError, Engine, EngineConfig, EngineError, KvStore, Output};
-use rollcall_model::{AbsenceReport, ActivityEvent, Determination, OutreachTrigger, SchoolCalendar, StudentRecord};
+use rollcall_model::{AbsenceReport, ActivityEvent, DeadLetterKind, Determination, OutreachTrigger, SchoolCalendar, StudentRecord};
 use rollcall_policy::Policy;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -282,6 +282,16 @@ fn parse_expect(
         None => None,
         v => Some(entries(v, "dead_letters", DEAD_LETTER_FIELDS)?),
     };
+    for (i, d) in dead_letters.iter().flatten().enumerate() {
+        let Some(kind) = d.get("error_kind") else { continue };
+        let known = kind.as_str().map(|k| k.parse::<DeadLetterKind>());
+        if !matches!(known, Some(Ok(_))) {
+            return Err(invalid(
+                &format!("expect.dead_letters[{i}].error_kind"),
+                format!("{kind} is not a dead-letter kind (expected one of {})", DeadLetterKind::SYMBOLS.join(", ")),
+            ));
+        }
+    }
     Ok(Expect { determinations, outreach, no_other_outreach, no_other_determinations, dead_letters })
 }
 
@@ -291,7 +301,7 @@ pub struct DeadLetter {
     /// Where in the scenario: `events[3]`, `absence_reports[0]`, ...
     pub source: String,
     pub event_id: Option<String>,
-    pub error_kind: String,
+    pub error_kind: DeadLetterKind,
     pub message: String,
 }
 
@@ -370,7 +380,7 @@ pub fn run_with<S: KvStore>(s: &Scenario, store: S, opts: &mut RunOptions) -> Re
                 Err(ApplyError::Rejected(rej)) => out.dead_letters.push(DeadLetter {
                     source: format!("absence_reports[{i}]"),
                     event_id: None,
-                    error_kind: rej.kind.as_str().to_string(),
+                    error_kind: rej.kind,
                     message: rej.message,
                 }),
                 Err(ApplyError::Fatal(e)) => return Err(fatal(e)),
@@ -386,7 +396,7 @@ pub fn run_with<S: KvStore>(s: &Scenario, store: S, opts: &mut RunOptions) -> Re
             Err(ApplyError::Rejected(rej)) => out.dead_letters.push(DeadLetter {
                 source: format!("events[{i}]"),
                 event_id: Some(a.event.event_id.clone()),
-                error_kind: rej.kind.as_str().to_string(),
+                error_kind: rej.kind,
                 message: rej.message,
             }),
             Err(ApplyError::Fatal(e)) => return Err(fatal(e)),
@@ -425,7 +435,7 @@ fn collect<S: KvStore>(engine: &mut Engine<S>, out: &mut RunOutput, s: &Scenario
                 out.dead_letters.push(DeadLetter {
                     source: at.map(|i| format!("events[{i}]")).unwrap_or_else(|| "events".into()),
                     event_id: Some(r.event.event_id),
-                    error_kind: r.rejection.kind.as_str().to_string(),
+                    error_kind: r.rejection.kind,
                     message: r.rejection.message,
                 });
             }
@@ -568,7 +578,7 @@ pub fn check(s: &Scenario, out: &RunOutput) -> Vec<Difference> {
         }
         None => {
             // Late arrivals past the horizon are part of normal operation; anything else is bad input.
-            for d in out.dead_letters.iter().filter(|d| d.error_kind != "TOO_LATE") {
+            for d in out.dead_letters.iter().filter(|d| d.error_kind != DeadLetterKind::TooLate) {
                 diffs.push(Difference {
                     key: format!("{} ({})", d.source, d.event_id.as_deref().unwrap_or("-")),
                     expected: "accepted".into(),
@@ -692,5 +702,34 @@ mod check_tests {
         });
         let e = Scenario::parse(&text.to_string(), "t.json", None).unwrap_err().to_string();
         assert!(e.contains("expect.no_other_determinations") && e.contains("true or false"), "{e}");
+    }
+
+    #[test]
+    fn a_dead_letter_kind_must_be_one_of_the_vocabulary() {
+        let parse = |kind: Value| {
+            let text = json!({
+                "name": "t", "policy": "mmsd", "calendars": [], "roster": [], "events": [],
+                "now": "2020-10-07T00:00:00Z", "expect": {"dead_letters": [{"source": "events[0]"}, {"error_kind": kind}]},
+            });
+            Scenario::parse(&text.to_string(), "t.json", None)
+        };
+        for k in DeadLetterKind::ALL {
+            assert!(parse(json!(k.as_str())).is_ok(), "{k}");
+        }
+        for bad in [json!("UNKNOWN_TOPIC"), json!("too_late"), json!(3)] {
+            let e = parse(bad.clone()).unwrap_err().to_string();
+            assert!(e.contains("expect.dead_letters[1].error_kind") && e.contains("is not a dead-letter kind"), "{bad}: {e}");
+            assert!(e.contains("TOO_LATE") && e.contains("NOT_AVRO"), "{e}");
+        }
+        // A refusal of the run and an expected entry match by the kind's wire name.
+        let s = parse(json!("TOO_LATE")).unwrap();
+        let refused = DeadLetter {
+            source: "events[0]".into(),
+            event_id: None,
+            error_kind: DeadLetterKind::TooLate,
+            message: "m".into(),
+        };
+        let out = RunOutput { dead_letters: vec![refused.clone(), refused], ..RunOutput::default() };
+        assert!(check(&s, &out).is_empty(), "{:?}", check(&s, &out));
     }
 }

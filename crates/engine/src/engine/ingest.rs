@@ -19,23 +19,23 @@ use crate::school::{monday_of, School};
 use crate::state::{self, Fact, ReportFact};
 
 use super::records::DayKey;
-use super::{reject, Applied, ApplyError, Engine, EngineError, RejectKind, Rejection};
+use super::{reject, Applied, ApplyError, DeadLetterKind, Engine, EngineError, Rejection};
 
 impl<S: KvStore> Engine<S> {
     pub(super) fn install_school(&mut self, cal: SchoolCalendar) -> Result<(), Rejection> {
         let bad = |kind, message: String| Rejection { kind, message };
         if cal.school_id.is_empty() {
-            return Err(bad(RejectKind::InvalidRecord, "calendar: school_id is empty".into()));
+            return Err(bad(DeadLetterKind::InvalidRecord, "calendar: school_id is empty".into()));
         }
         let tz = Tz::from_str(&cal.timezone).map_err(|_| {
             bad(
-                RejectKind::InvalidRecord,
+                DeadLetterKind::InvalidRecord,
                 format!("calendar of school `{}`: timezone `{}` is not an IANA time zone name", cal.school_id, cal.timezone),
             )
         })?;
         let policy = self.policy(&cal.policy).ok_or_else(|| {
             bad(
-                RejectKind::UnknownPolicy,
+                DeadLetterKind::UnknownPolicy,
                 format!(
                     "calendar of school `{}`: policy `{}` is neither a preset ({}) nor a registered policy",
                     cal.school_id,
@@ -48,13 +48,13 @@ impl<S: KvStore> Engine<S> {
         for (i, d) in cal.days.iter().enumerate() {
             if !seen.insert(d.date) {
                 return Err(bad(
-                    RejectKind::InvalidRecord,
+                    DeadLetterKind::InvalidRecord,
                     format!("calendar of school `{}`: days[{i}]: date {} is listed twice", cal.school_id, d.date),
                 ));
             }
             if d.instructional && d.end <= d.start {
                 return Err(bad(
-                    RejectKind::InvalidRecord,
+                    DeadLetterKind::InvalidRecord,
                     format!(
                         "calendar of school `{}`: days[{i}] ({}): an instructional day needs start before end, got {}–{}",
                         cal.school_id, d.date, d.start, d.end
@@ -80,7 +80,7 @@ impl<S: KvStore> Engine<S> {
 
     /// Loads (or replaces) a school calendar.
     pub fn load_calendar(&mut self, cal: SchoolCalendar) -> Result<(), ApplyError> {
-        let bytes = cal.to_avro_datum().map_err(|e| reject(RejectKind::InvalidRecord, e.to_string()))?;
+        let bytes = cal.to_avro_datum().map_err(|e| reject(DeadLetterKind::InvalidRecord, e.to_string()))?;
         let key = cal.school_id.clone();
         self.install_school(cal).map_err(ApplyError::Rejected)?;
         self.store.put(Table::Calendar, key.as_bytes(), &bytes).map_err(EngineError::from)?;
@@ -91,16 +91,16 @@ impl<S: KvStore> Engine<S> {
     /// Loads (or replaces) a student's roster record.
     pub fn upsert_student(&mut self, rec: StudentRecord) -> Result<(), ApplyError> {
         if rec.student_id.is_empty() || rec.student_id.contains('\0') {
-            return Err(reject(RejectKind::InvalidRecord, "roster record: student_id is empty or contains NUL"));
+            return Err(reject(DeadLetterKind::InvalidRecord, "roster record: student_id is empty or contains NUL"));
         }
         if rec.school_id.is_empty() {
-            return Err(reject(RejectKind::InvalidRecord, "roster record: school_id is empty"));
+            return Err(reject(DeadLetterKind::InvalidRecord, "roster record: school_id is empty"));
         }
         for (i, e) in rec.enrollments.iter().enumerate() {
             for (j, m) in e.meetings.iter().enumerate() {
                 if m.end <= m.start {
                     return Err(reject(
-                        RejectKind::InvalidRecord,
+                        DeadLetterKind::InvalidRecord,
                         format!("roster record: enrollments[{i}].meetings[{j}]: start {} is not before end {}", m.start, m.end),
                     ));
                 }
@@ -113,7 +113,7 @@ impl<S: KvStore> Engine<S> {
                     .map_err(EngineError::from)?;
             }
         }
-        let bytes = rec.to_avro_datum().map_err(|e| reject(RejectKind::InvalidRecord, e.to_string()))?;
+        let bytes = rec.to_avro_datum().map_err(|e| reject(DeadLetterKind::InvalidRecord, e.to_string()))?;
         let store = &mut self.store;
         store.put(Table::Roster, rec.student_id.as_bytes(), &bytes).map_err(EngineError::from)?;
         store
@@ -136,7 +136,7 @@ impl<S: KvStore> Engine<S> {
             let skew = Duration::days(self.config.max_clock_skew_days);
             if at > now + skew || at < now - skew {
                 return Err(reject(
-                    RejectKind::TimestampOutOfRange,
+                    DeadLetterKind::TimestampOutOfRange,
                     format!(
                         "{} {at} is more than {} days from the processing clock {now}",
                         what(),
@@ -146,7 +146,7 @@ impl<S: KvStore> Engine<S> {
             }
             if now > self.correctable_until(school, date) {
                 return Err(reject(
-                    RejectKind::TooLate,
+                    DeadLetterKind::TooLate,
                     format!(
                         "{} is for {date}, whose windows were final and past the {}-day correction horizon at {now}",
                         what(),
@@ -165,16 +165,16 @@ impl<S: KvStore> Engine<S> {
         what: &dyn Fn() -> String,
     ) -> Result<(u32, Arc<StudentRecord>, Arc<School>), ApplyError> {
         let (no, student) = self.student_no(student_id)?.ok_or_else(|| {
-            reject(RejectKind::UnknownStudent, format!("{}: student `{student_id}` is not on the roster", what()))
+            reject(DeadLetterKind::UnknownStudent, format!("{}: student `{student_id}` is not on the roster", what()))
         })?;
         if !school_id.is_empty() && school_id != student.school_id {
             return Err(reject(
-                RejectKind::SchoolMismatch,
+                DeadLetterKind::SchoolMismatch,
                 format!("{}: school `{school_id}` but the roster has student `{student_id}` at `{}`", what(), student.school_id),
             ));
         }
         let school = self.schools.get(&student.school_id).cloned().ok_or_else(|| {
-            reject(RejectKind::UnknownSchool, format!("{}: no calendar for school `{}`", what(), student.school_id))
+            reject(DeadLetterKind::UnknownSchool, format!("{}: no calendar for school `{}`", what(), student.school_id))
         })?;
         Ok((no, student, school))
     }
@@ -183,7 +183,7 @@ impl<S: KvStore> Engine<S> {
     pub fn apply_event(&mut self, ev: &ActivityEvent) -> Result<Applied, ApplyError> {
         let what = || format!("event `{}`", ev.event_id);
         if ev.event_id.is_empty() {
-            return Err(reject(RejectKind::InvalidRecord, "event: event_id is empty"));
+            return Err(reject(DeadLetterKind::InvalidRecord, "event: event_id is empty"));
         }
         let (no, student, school) = match self.resolve(&ev.student_id, &ev.school_id, &what) {
             Ok(r) => r,
@@ -253,7 +253,7 @@ impl<S: KvStore> Engine<S> {
     pub fn apply_report(&mut self, r: &AbsenceReport) -> Result<Applied, ApplyError> {
         let what = || format!("absence report `{}`", r.report_id);
         if r.report_id.is_empty() {
-            return Err(reject(RejectKind::InvalidRecord, "absence report: report_id is empty"));
+            return Err(reject(DeadLetterKind::InvalidRecord, "absence report: report_id is empty"));
         }
         let (no, _, school) = self.resolve(&r.student_id, "", &what)?;
         let noon = school.instant(r.date, 12 * 60);

@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rollcall_model::avro::AvroRecord;
-use rollcall_model::{Determination, OutreachTrigger, SchoolCalendar, StudentRecord};
+use rollcall_model::{DeadLetterKind, Determination, OutreachTrigger, SchoolCalendar, StudentRecord};
 use rollcall_policy::Policy;
 
 use crate::cache::{FxHashMap, RecordCache};
@@ -96,41 +96,17 @@ pub struct Refusal {
     pub at: DateTime<Utc>,
 }
 
-/// Why a record was refused. The runtime dead-letters it with this kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectKind {
-    UnknownStudent,
-    UnknownSchool,
-    SchoolMismatch,
-    UnknownPolicy,
-    InvalidRecord,
-    TimestampOutOfRange,
-    TooLate,
-}
-
-impl RejectKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectKind::UnknownStudent => "UNKNOWN_STUDENT",
-            RejectKind::UnknownSchool => "UNKNOWN_SCHOOL",
-            RejectKind::SchoolMismatch => "SCHOOL_MISMATCH",
-            RejectKind::UnknownPolicy => "UNKNOWN_POLICY",
-            RejectKind::InvalidRecord => "INVALID_RECORD",
-            RejectKind::TimestampOutOfRange => "TIMESTAMP_OUT_OF_RANGE",
-            RejectKind::TooLate => "TOO_LATE",
-        }
-    }
-}
-
-/// A refused record: the kind and a message a person can act on.
+/// A refused record: the kind and a message a person can act on. The
+/// runtime dead-letters it with this kind; the engine refuses only with the
+/// kinds that are not wire checks (`UNKNOWN_STUDENT` … `TOO_LATE`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {message}", kind.as_str())]
+#[error("{kind}: {message}")]
 pub struct Rejection {
-    pub kind: RejectKind,
+    pub kind: DeadLetterKind,
     pub message: String,
 }
 
-fn reject(kind: RejectKind, message: impl Into<String>) -> ApplyError {
+fn reject(kind: DeadLetterKind, message: impl Into<String>) -> ApplyError {
     ApplyError::Rejected(Rejection { kind, message: message.into() })
 }
 

@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use rollcall_model::avro::AvroRecord;
 use rollcall_model::ActivityEvent;
 
-use super::{reject, Applied, ApplyError, Engine, EngineError, Output, RejectKind, Refusal, Rejection};
+use super::{reject, Applied, ApplyError, DeadLetterKind, Engine, EngineError, Output, Refusal, Rejection};
 use crate::kv::{KvStore, Table};
 use crate::state::{self, TimerAction};
 
@@ -27,7 +27,7 @@ fn parked_key(student: &str, event_id: &str) -> Vec<u8> {
 /// The parked instant (micros, big-endian) then the event's Avro datum.
 fn encode(parked_at: DateTime<Utc>, ev: &ActivityEvent) -> Result<Vec<u8>, ApplyError> {
     let mut v = parked_at.timestamp_micros().to_be_bytes().to_vec();
-    v.extend(ev.to_avro_datum().map_err(|e| reject(RejectKind::InvalidRecord, e.to_string()))?);
+    v.extend(ev.to_avro_datum().map_err(|e| reject(DeadLetterKind::InvalidRecord, e.to_string()))?);
     Ok(v)
 }
 
@@ -43,10 +43,10 @@ fn decode(key: &[u8], v: &[u8]) -> Result<ActivityEvent, EngineError> {
 
 impl<S: KvStore> Engine<S> {
     /// How long an event refused for `kind` may wait, if it may.
-    fn wait_for(&self, kind: RejectKind) -> Option<Duration> {
+    fn wait_for(&self, kind: DeadLetterKind) -> Option<Duration> {
         let wait = match kind {
-            RejectKind::UnknownStudent => self.config.unknown_student_wait,
-            RejectKind::UnknownSchool => self.config.unknown_school_wait,
+            DeadLetterKind::UnknownStudent => self.config.unknown_student_wait,
+            DeadLetterKind::UnknownSchool => self.config.unknown_school_wait,
             _ => return None,
         };
         (wait > Duration::zero()).then_some(wait)
@@ -231,7 +231,7 @@ mod tests {
         let out = e.take_outputs();
         let r = refusals(&out);
         assert_eq!(r.len(), 1, "{out:?}");
-        assert_eq!((r[0].event.event_id.as_str(), r[0].rejection.kind), ("x1", RejectKind::UnknownStudent));
+        assert_eq!((r[0].event.event_id.as_str(), r[0].rejection.kind), ("x1", DeadLetterKind::UnknownStudent));
         assert!(r[0].rejection.message.contains("`nobody`") && r[0].rejection.message.contains("waited from"), "{}", r[0].rejection.message);
         assert_eq!(e.parked().unwrap(), 0);
         assert_eq!(e.stats().expired, 1);
@@ -273,7 +273,7 @@ mod tests {
         let mut e = Engine::open(chicago_school(&["a"]).into_store(), config).unwrap();
         e.advance(at("2020-10-05T15:00:00Z")).unwrap();
         match e.apply_event(&login("x1", "nobody", "2020-10-05T15:00:00Z")) {
-            Err(ApplyError::Rejected(r)) => assert_eq!(r.kind, RejectKind::UnknownStudent),
+            Err(ApplyError::Rejected(r)) => assert_eq!(r.kind, DeadLetterKind::UnknownStudent),
             other => panic!("{other:?}"),
         }
         assert_eq!(e.parked().unwrap(), 0);

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use rollcall_engine::{ApplyError, Engine, Output};
-use rollcall_model::DeadLetter;
+use rollcall_model::{DeadLetter, DeadLetterKind};
 use rollcall_store::RocksStore;
 use tracing::{debug, info_span, warn};
 
@@ -58,7 +58,7 @@ impl Processor {
             done.sort_by_key(|(i, _)| *i);
             done.into_iter().map(|(_, r)| r).collect()
         };
-        let mut outputs: Vec<(i32, Vec<Output>, Vec<DeadLetter>)> = Vec::new();
+        let mut outputs: Vec<(i32, Vec<Output>, Vec<(DeadLetterKind, DeadLetter)>)> = Vec::new();
         let mut consumed = 0u64;
         for a in applied {
             let a = a?;
@@ -67,6 +67,13 @@ impl Processor {
             }
             consumed += a.consumed.len() as u64;
             outputs.push((a.partition, a.outputs, a.dead));
+        }
+        let calendar_dead = self.take_calendar_dead_letters()?;
+        if !calendar_dead.is_empty() {
+            match outputs.iter_mut().find(|o| o.0 == 0) {
+                Some(o) => o.2.extend(calendar_dead),
+                None => outputs.push((0, Vec::new(), calendar_dead)),
+            }
         }
         outputs.sort_by_key(|o| o.0);
         if !self.tasks.values().any(|t| t.dirty) {
@@ -87,7 +94,7 @@ fn apply_threads() -> usize {
 struct Applied {
     partition: i32,
     outputs: Vec<Output>,
-    dead: Vec<DeadLetter>,
+    dead: Vec<(DeadLetterKind, DeadLetter)>,
     /// Per record applied: input topic rank, metrics kind, timestamp, received.
     consumed: Vec<(usize, &'static str, Option<i64>, i64)>,
 }
@@ -192,26 +199,27 @@ fn take_ready(buffered: &mut Vec<Record>, at_end: &HashSet<String>, replay: bool
 
 /// Applies one input record; a refused one comes back as a dead letter.
 /// Also returns the record's `kind` label for the metrics.
-fn apply_record(engine: &mut Engine<RocksStore>, rec: &Record, topics: &Topics) -> Result<(Option<DeadLetter>, &'static str), KafkaError> {
+fn apply_record(
+    engine: &mut Engine<RocksStore>,
+    rec: &Record,
+    topics: &Topics,
+) -> Result<(Option<(DeadLetterKind, DeadLetter)>, &'static str), KafkaError> {
     let failed_at = engine.clock().unwrap_or_default();
-    let dead = |kind: &str, message: String| DeadLetter {
-        topic: rec.topic.clone(),
-        partition: Some(rec.partition),
-        offset: Some(rec.offset),
-        key: rec.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
-        value: rec.value.clone().unwrap_or_default(),
-        error_kind: kind.to_string(),
-        message,
-        failed_at,
+    let dead = |kind: DeadLetterKind, message: String| {
+        let key = crate::redact::student_key(rec.key.as_deref());
+        warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, %key, kind = kind.as_str(), "dead letter");
+        let (at, key) = (Some((rec.partition, rec.offset)), rec.key.as_deref());
+        let letter = wire::dead_letter(&rec.topic, at, key, rec.value.as_deref(), kind, message, failed_at);
+        Some((kind, letter))
     };
-    let kind = topics.kind(&rec.topic).unwrap_or("");
+    // The consumer subscribes to the keyed inputs by name: nothing else comes.
+    let kind = topics.kind(&rec.topic).ok_or_else(|| {
+        let at = format!("{} [{}] @{}", rec.topic, rec.partition, rec.offset);
+        KafkaError::bad_state(format!("{at}: a record of a topic rollcall does not read"))
+    })?;
     let input = match wire::decode_input(kind, rec.key.as_deref(), rec.value.as_deref()) {
         Ok(i) => i,
-        Err(u) => {
-            let key = crate::redact::student_key(rec.key.as_deref());
-            warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, %key, kind = u.kind, "dead letter");
-            return Ok((Some(dead(u.kind, u.message)), crate::metrics::input_label(kind, None)));
-        }
+        Err(u) => return Ok((dead(u.kind, u.message), crate::metrics::input_label(kind, None))),
     };
     let label = crate::metrics::input_label(kind, Some(&input));
     let result = match &input {
@@ -222,11 +230,7 @@ fn apply_record(engine: &mut Engine<RocksStore>, rec: &Record, topics: &Topics) 
     };
     match result {
         Ok(()) => Ok((None, label)),
-        Err(ApplyError::Rejected(r)) => {
-            let key = crate::redact::student_key(rec.key.as_deref());
-            warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, %key, kind = r.kind.as_str(), "dead letter");
-            Ok((Some(dead(r.kind.as_str(), r.message)), label))
-        }
+        Err(ApplyError::Rejected(r)) => Ok((dead(r.kind, r.message), label)),
         Err(ApplyError::Fatal(e)) => {
             Err(KafkaError::state(format!("{} [{}] @{}: applying the record", rec.topic, rec.partition, rec.offset), e))
         }

@@ -1,6 +1,14 @@
 //! The calendar feed: every instance reads every calendar partition (the
 //! calendars are not keyed by student), before the first event and then
 //! between batches, and hands each calendar to every task.
+//!
+//! A calendar record that cannot be used (it does not decode, or the engine
+//! refuses it) is refused by every instance alike, and dead-lettered by one:
+//! the owner of partition 0 of the keyed inputs, in its next transaction,
+//! together with the position up to which it has dead-lettered calendar
+//! records (kept in partition 0's state, so in its changelog). A restart,
+//! which reads the calendars again, or partition 0 moving to another
+//! instance, dead-letters nothing twice.
 
 use std::time::{Duration, Instant};
 
@@ -10,8 +18,12 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::warn;
 
-use super::{rd, Processor};
-use crate::wire::{self, Input};
+use rollcall_engine::{ApplyError, KvStore, Table};
+use rollcall_model::{DeadLetter, DeadLetterKind};
+
+use super::positions::{decode_positions, encode_positions};
+use super::{rd, Processor, META_CALENDAR_DEAD};
+use crate::wire::{self, Input, InputTopic};
 use crate::KafkaError;
 
 impl Processor {
@@ -88,25 +100,74 @@ impl Processor {
                     warn!(error = %e, "calendar feed");
                     return Ok(());
                 }
-                Some(Ok(m)) => match wire::decode_input(wire::CALENDAR, m.key(), m.payload()) {
-                    Ok(Input::Calendar(c)) => {
-                        self.metrics.calendar_consumed(&self.topics.calendar);
-                        for task in self.tasks.values_mut() {
-                            if let Err(e) = task.engine.load_calendar(c.clone()) {
-                                warn!(school = %c.school_id, error = %e, "calendar refused");
+                Some(Ok(m)) => {
+                    self.metrics.calendar_consumed(&self.topics.calendar);
+                    let refused = match wire::decode_input(InputTopic::Calendar, m.key(), m.payload()) {
+                        Ok(Input::Calendar(c)) => match self.calendar_check.load_calendar(c.clone()) {
+                            Ok(()) => {
+                                for task in self.tasks.values_mut() {
+                                    if let Err(e) = task.engine.load_calendar(c.clone()) {
+                                        warn!(school = %c.school_id, error = %e, "calendar refused");
+                                    }
+                                    task.dirty = true;
+                                }
+                                self.known_calendars.insert(c.school_id.clone(), c);
+                                None
                             }
-                            task.dirty = true;
-                        }
-                        self.known_calendars.insert(c.school_id.clone(), c);
+                            Err(ApplyError::Rejected(r)) => Some((r.kind, r.message)),
+                            Err(ApplyError::Fatal(e)) => return Err(KafkaError::state("checking a calendar", e)),
+                        },
+                        Ok(_) => None,
+                        Err(u) => Some((u.kind, u.message)),
+                    };
+                    let Some((kind, message)) = refused else { continue };
+                    let (partition, offset) = (m.partition(), m.offset());
+                    warn!(partition, offset, kind = kind.as_str(), %message, "calendar record refused");
+                    if !self.calendar_dead.iter().any(|(_, d)| d.partition == Some(partition) && d.offset == Some(offset)) {
+                        let at = Some((partition, offset));
+                        let (topic, key, value) = (&self.topics.calendar, m.key(), m.payload());
+                        let d = wire::dead_letter(topic, at, key, value, kind, message, Default::default());
+                        self.calendar_dead.push((kind, d));
                     }
-                    Ok(_) => {}
-                    // Every instance reads the calendars; only the log says which was refused.
-                    Err(e) => {
-                        self.metrics.calendar_consumed(&self.topics.calendar);
-                        warn!(offset = m.offset(), error = %e, "calendar record refused")
-                    }
-                },
+                }
             }
         }
+    }
+}
+
+impl Processor {
+    /// The refused calendar records to dead-letter in this batch's
+    /// transaction: none unless this instance owns partition 0; then those
+    /// past the positions in partition 0's state, which move past them in
+    /// the same transaction (an abort rolls both back).
+    pub(super) fn take_calendar_dead_letters(&mut self) -> Result<Vec<(DeadLetterKind, DeadLetter)>, KafkaError> {
+        let Some(task) = self.tasks.get_mut(&0) else { return Ok(Vec::new()) };
+        let stored = task
+            .engine
+            .store()
+            .get(Table::Meta, META_CALENDAR_DEAD)
+            .map_err(|e| KafkaError::state("partition 0: reading the calendar dead-letter positions", e))?;
+        let mut done = stored.map(|b| decode_positions(&b)).unwrap_or_default();
+        let sent = |done: &std::collections::BTreeMap<String, i64>, d: &DeadLetter| {
+            let p = d.partition.unwrap_or_default().to_string();
+            d.offset.unwrap_or_default() < done.get(&p).copied().unwrap_or(0)
+        };
+        self.calendar_dead.retain(|(_, d)| !sent(&done, d));
+        if self.calendar_dead.is_empty() {
+            return Ok(Vec::new());
+        }
+        let failed_at = task.engine.clock().unwrap_or_default();
+        let mut out = Vec::with_capacity(self.calendar_dead.len());
+        for (kind, d) in &self.calendar_dead {
+            let next = done.entry(d.partition.unwrap_or_default().to_string()).or_insert(0);
+            *next = (*next).max(d.offset.unwrap_or_default() + 1);
+            out.push((*kind, DeadLetter { failed_at, ..d.clone() }));
+        }
+        task.engine
+            .store_mut()
+            .put(Table::Meta, META_CALENDAR_DEAD, &encode_positions(&done))
+            .map_err(|e| KafkaError::state("partition 0: writing the calendar dead-letter positions", e))?;
+        task.dirty = true;
+        Ok(out)
     }
 }

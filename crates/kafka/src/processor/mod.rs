@@ -41,8 +41,8 @@ use std::sync::Arc;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::producer::ThreadedProducer;
-use rollcall_engine::Engine;
-use rollcall_model::SchoolCalendar;
+use rollcall_engine::{Engine, EngineConfig, MemStore};
+use rollcall_model::{DeadLetter, DeadLetterKind, SchoolCalendar};
 use rollcall_policy::Policy;
 use rollcall_store::RocksStore;
 use tracing::{info, warn};
@@ -55,6 +55,9 @@ use contexts::{DeliveryContext, GroupContext};
 
 const META_POSITIONS: &[u8] = b"input_positions";
 const META_CHANGELOG_POS: &[u8] = b"changelog_position";
+/// In the state of partition 0's task: per calendar partition, the next
+/// offset whose refusal is still to be dead-lettered (see `calendars`).
+const META_CALENDAR_DEAD: &[u8] = b"calendar_dead_letter_positions";
 
 /// Counters of one processor run, for logs, tests and metrics.
 #[derive(Debug, Default, Clone)]
@@ -121,6 +124,12 @@ pub struct Processor {
     producer: ThreadedProducer<DeliveryContext>,
     calendars: BaseConsumer<crate::QuietContext>,
     known_calendars: BTreeMap<String, SchoolCalendar>,
+    /// An engine with no state of its own, with the policies: a calendar
+    /// it refuses is refused by every task, and is a dead letter.
+    calendar_check: Engine<MemStore>,
+    /// Refused calendar records read by the feed, until the owner of
+    /// partition 0 has dead-lettered them.
+    calendar_dead: Vec<(DeadLetterKind, DeadLetter)>,
     calendars_at_end: bool,
     policies: Vec<Policy>,
     tasks: BTreeMap<i32, Task>,
@@ -184,6 +193,11 @@ impl Processor {
         let policies = load_policies(&cfg)?;
         std::fs::create_dir_all(&cfg.state_dir)
             .map_err(|e| KafkaError::local(format!("state directory {}", cfg.state_dir.display()), e))?;
+        let mut calendar_check = Engine::open(MemStore::default(), EngineConfig::default())
+            .map_err(|e| KafkaError::state("opening the engine that checks calendars", e))?;
+        for p in &policies {
+            calendar_check.register_policy(p.clone());
+        }
         let (consumer, producer, calendars) = connect(&cfg)?;
         if crate::topics::ensure_changelog(&cfg.brokers, &cfg.topics())? {
             info!(topic = %cfg.topics().changelog, "created the group's changelog topic");
@@ -197,6 +211,8 @@ impl Processor {
             producer,
             calendars,
             known_calendars: BTreeMap::new(),
+            calendar_check,
+            calendar_dead: Vec::new(),
             calendars_at_end: false,
             policies,
             tasks: BTreeMap::new(),

@@ -33,6 +33,8 @@ impl Processor {
                     self.tasks.clear();
                     self.in_txn = false;
                     self.calendars_at_end = false;
+                    // The new calendar reader reads every calendar again.
+                    self.calendar_dead.clear();
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                     let (consumer, producer, calendars) = connect(&self.cfg)?;

@@ -12,7 +12,7 @@ use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use rollcall_engine::{KvStore, Output, Table};
 use rollcall_model::avro::AvroRecord;
-use rollcall_model::DeadLetter;
+use rollcall_model::{DeadLetter, DeadLetterKind};
 use tracing::{debug, info, info_span, warn};
 
 use super::positions::{committed_positions, encode_positions};
@@ -50,7 +50,11 @@ impl Processor {
         }
     }
 
-    pub(super) fn commit_batch(&mut self, outputs: Vec<(i32, Vec<Output>, Vec<DeadLetter>)>, consumed: u64) -> Result<(), KafkaError> {
+    pub(super) fn commit_batch(
+        &mut self,
+        outputs: Vec<(i32, Vec<Output>, Vec<(DeadLetterKind, DeadLetter)>)>,
+        consumed: u64,
+    ) -> Result<(), KafkaError> {
         let span = info_span!(
             "transaction",
             records = consumed,
@@ -92,18 +96,18 @@ impl Processor {
                             .map_err(|e| KafkaError::record(format!("partition {p}: encoding a dead letter"), e))?;
                         self.send(&self.topics.dlq, None, r.event.student_id.as_bytes(), Some(&v))?;
                         self.stats.dead_letters += 1;
-                        self.metrics.dead_letter(&d.topic, &d.error_kind);
+                        self.metrics.dead_letter(&d.topic, r.rejection.kind);
                     }
                 }
             }
-            for d in dead {
+            for (kind, d) in dead {
                 let v = d.to_single_object().map_err(|e| {
                     let at = format!("{} [{}] @{}", d.topic, d.partition.unwrap_or(-1), d.offset.unwrap_or(-1));
                     KafkaError::record(format!("partition {p}: encoding the dead letter of {at}"), e)
                 })?;
                 self.send(&self.topics.dlq, None, d.key.as_deref().unwrap_or("").as_bytes(), Some(&v))?;
                 self.stats.dead_letters += 1;
-                self.metrics.dead_letter(&d.topic, &d.error_kind);
+                self.metrics.dead_letter(&d.topic, *kind);
             }
         }
         // The task positions and clock are state too: they travel in the changelog.
