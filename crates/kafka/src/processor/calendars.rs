@@ -58,10 +58,10 @@ impl Processor {
     /// (a watermark request); bounded to 5 s, since an event whose calendar
     /// is still missing waits for it in the engine anyway.
     pub(super) fn catch_up_calendars(&mut self) -> Result<(), KafkaError> {
-        if self.calendar_check.is_some_and(|t| t.elapsed() < Duration::from_millis(200)) {
+        if self.calendar_end_asked.is_some_and(|t| t.elapsed() < Duration::from_millis(200)) {
             return Ok(());
         }
-        self.calendar_check = Some(Instant::now());
+        self.calendar_end_asked = Some(Instant::now());
         let deadline = Instant::now() + Duration::from_secs(5);
         let assigned = self.calendars.assignment().map_err(|e| rd("calendar assignment", e))?;
         for el in assigned.elements() {

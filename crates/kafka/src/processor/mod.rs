@@ -134,7 +134,7 @@ pub struct Processor {
     policies: Vec<Policy>,
     tasks: BTreeMap<i32, Task>,
     /// When the calendar topic's end was last asked for.
-    calendar_check: Option<std::time::Instant>,
+    calendar_end_asked: Option<std::time::Instant>,
     in_txn: bool,
     stats: RunStats,
     stop: Arc<AtomicBool>,
@@ -216,7 +216,7 @@ impl Processor {
             calendars_at_end: false,
             policies,
             tasks: BTreeMap::new(),
-            calendar_check: None,
+            calendar_end_asked: None,
             in_txn: false,
             stats: RunStats::default(),
             stop,
