@@ -133,14 +133,22 @@ fn apply_task(task: &mut Task, replay: bool, until: Option<DateTime<Utc>>, now: 
                 })?;
             }
         }
+        // Dead-lettered before a restart, from above a record still waiting then.
+        if !task.refused.is_empty() && task.refused.contains(&(rec.topic.clone(), rec.offset)) {
+            continue;
+        }
         let (dead_letter, kind) = apply_record(&mut task.engine, &rec, topics)?;
         consumed.push((topics.input_rank(&rec.topic), kind, rec.timestamp, rec.received_ms));
         if let Some(d) = dead_letter {
             dead.push(d);
+            task.refused.insert((rec.topic.clone(), rec.offset));
         }
         task.dirty = true;
     }
     advance_positions(&mut task.positions, &task.buffered, &task.fetched, topics);
+    // Below its position a record is never read again: forget its refusal.
+    let positions = &task.positions;
+    task.refused.retain(|(t, o)| positions.get(t).is_some_and(|p| o >= p));
     task.caught_up |= task.at_end.len() == 3 && task.buffered.is_empty();
     let target = if replay { until } else { Some(now).filter(|_| task.caught_up) };
     if let Some(t) = target {

@@ -34,7 +34,7 @@ mod restore;
 mod run;
 mod txn;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -54,6 +54,7 @@ use clients::connect;
 use contexts::{DeliveryContext, GroupContext};
 
 const META_POSITIONS: &[u8] = b"input_positions";
+const META_REFUSED: &[u8] = b"refused_above_positions";
 const META_CHANGELOG_POS: &[u8] = b"changelog_position";
 /// In the state of partition 0's task: per calendar partition, the next
 /// offset whose refusal is still to be dead-lettered (see `calendars`).
@@ -79,6 +80,11 @@ struct Task {
     engine: Engine<RocksStore>,
     /// Next offset to apply, per keyed input topic.
     positions: BTreeMap<String, i64>,
+    /// Records at or above their topic's position that were already
+    /// dead-lettered (replay applies in timestamp order, so a refused record
+    /// can lie above a record still waiting): a restart reads them again,
+    /// and they must not be dead-lettered twice. Kept with the positions.
+    refused: BTreeSet<(String, i64)>,
     /// Records fetched but held back until the inputs' timestamps allow them (replay clock).
     buffered: Vec<Record>,
     /// Next offset after the last record fetched, per keyed input topic.

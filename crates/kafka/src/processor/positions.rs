@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use rollcall_engine::{Engine, KvStore, Table};
 use rollcall_store::RocksStore;
 
-use super::{Record, META_POSITIONS};
+use super::{Record, META_POSITIONS, META_REFUSED};
 use crate::wire::Topics;
 use crate::KafkaError;
 
@@ -32,6 +32,29 @@ pub(super) fn committed_positions(engine: &Engine<RocksStore>, partition: i32) -
         .get(Table::Meta, META_POSITIONS)
         .map_err(|e| KafkaError::state(format!("partition {partition}: reading the input positions"), e))?;
     Ok(b.map(|b| decode_positions(&b)).unwrap_or_default())
+}
+
+/// The refused records above the positions, one `topic@offset` a line.
+pub(super) fn encode_refused(r: &std::collections::BTreeSet<(String, i64)>) -> Vec<u8> {
+    r.iter().flat_map(|(t, o)| format!("{t}@{o}\n").into_bytes()).collect()
+}
+
+/// The refused records of a task's last committed batch (see [`encode_refused`]).
+pub(super) fn committed_refused(
+    engine: &Engine<RocksStore>,
+    partition: i32,
+) -> Result<std::collections::BTreeSet<(String, i64)>, KafkaError> {
+    let b = engine
+        .store()
+        .get(Table::Meta, META_REFUSED)
+        .map_err(|e| KafkaError::state(format!("partition {partition}: reading the refused records"), e))?;
+    Ok(b.map(|b| {
+        String::from_utf8_lossy(&b)
+            .lines()
+            .filter_map(|l| l.rsplit_once('@').and_then(|(t, o)| Some((t.to_string(), o.parse().ok()?))))
+            .collect()
+    })
+    .unwrap_or_default())
 }
 
 /// What [`encode_positions`] wrote. A line that does not parse is skipped:

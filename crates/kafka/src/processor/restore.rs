@@ -16,7 +16,7 @@ use rollcall_policy::Policy;
 use rollcall_store::RocksStore;
 use tracing::{info, info_span, warn};
 
-use super::positions::committed_positions;
+use super::positions::{committed_positions, committed_refused};
 use super::{rd, Processor, Task, META_CHANGELOG_POS};
 use crate::config::ProcessorConfig;
 use crate::KafkaError;
@@ -100,11 +100,13 @@ fn open_task(
         }
     }
     let positions = committed_positions(&engine, partition)?;
+    let refused = committed_refused(&engine, partition)?;
     info!(restored, ?positions, "task opened");
     let task = Task {
         partition,
         engine,
         positions,
+        refused,
         buffered: Vec::new(),
         fetched: BTreeMap::new(),
         at_end: HashSet::new(),

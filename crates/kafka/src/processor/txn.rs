@@ -15,8 +15,8 @@ use rollcall_model::avro::AvroRecord;
 use rollcall_model::{DeadLetter, DeadLetterKind};
 use tracing::{debug, info, info_span, warn};
 
-use super::positions::{committed_positions, encode_positions};
-use super::{rd, Processor, META_CHANGELOG_POS, META_POSITIONS};
+use super::positions::{committed_positions, committed_refused, encode_positions, encode_refused};
+use super::{rd, Processor, META_CHANGELOG_POS, META_POSITIONS, META_REFUSED};
 use crate::wire;
 use crate::KafkaError;
 
@@ -121,6 +121,10 @@ impl Processor {
                 .store_mut()
                 .put(Table::Meta, META_POSITIONS, &pos)
                 .map_err(|e| KafkaError::state(format!("partition {p}: writing the input positions"), e))?;
+            task.engine
+                .store_mut()
+                .put(Table::Meta, META_REFUSED, &encode_refused(&task.refused))
+                .map_err(|e| KafkaError::state(format!("partition {p}: writing the refused records"), e))?;
             for (topic, off) in &task.positions {
                 offsets.add_partition_offset(topic, *p, Offset::Offset(*off)).map_err(|e| rd("offsets", e))?;
             }
@@ -208,6 +212,7 @@ impl Processor {
             let p = task.partition;
             task.engine.reload().map_err(|e| KafkaError::state(format!("partition {p}: reloading the committed state"), e))?;
             task.positions = committed_positions(&task.engine, p)?;
+            task.refused = committed_refused(&task.engine, p)?;
             task.buffered.clear();
             task.fetched.clear();
             task.at_end.clear();
