@@ -6,6 +6,7 @@ mod bench;
 mod demo;
 mod kafka_cmd;
 mod scenario_cmd;
+mod sink_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +62,11 @@ enum Command {
     Run(kafka_cmd::RunArgs),
     /// Generate a deterministic district and produce it to Kafka, or write it as a scenario file.
     Simulate(kafka_cmd::SimulateArgs),
+    /// Keep what the processor decided in a store an SIS reads (PostgreSQL).
+    Sink {
+        #[command(subcommand)]
+        command: sink_cmd::SinkCommand,
+    },
     /// Measure the engine and its state (BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -104,7 +110,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The long-running processor reports its progress in its log; the other
     // commands print for a person and log only what went wrong.
-    let default = if matches!(cli.command, Command::Run(_)) { "warn,rollcall_kafka=info" } else { "error" };
+    let default = match cli.command {
+        Command::Run(_) => "warn,rollcall_kafka=info",
+        Command::Sink { .. } => "warn,rollcall_sink=info",
+        _ => "error",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLCALL_LOG").unwrap_or_else(|_| default.into());
     rollcall_kafka::redact::configure(cli.log_student_ids, std::env::var("ROLLCALL_LOG_HASH_KEY").ok().as_deref());
     use std::io::IsTerminal;
@@ -133,6 +143,7 @@ fn main() -> ExitCode {
         Command::Topics { command } => kafka_cmd::topics(command),
         Command::Run(args) => kafka_cmd::run(args),
         Command::Simulate(args) => kafka_cmd::simulate(args),
+        Command::Sink { command } => sink_cmd::sink(command),
         Command::Bench { command } => bench::run(command),
     };
     match result {

@@ -1,0 +1,1 @@
+//! Ed-Fi attendance documents (coming).
