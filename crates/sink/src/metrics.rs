@@ -27,6 +27,10 @@ pub const METRIC_NAMES: &[&str] = &[
     "rollcall_sink_lag_records",
 ];
 
+/// The error kinds of records the sink cannot use (the processor's names).
+pub const BAD_RECORD_KINDS: &[&str] =
+    &["MISSING_VALUE", "NOT_AVRO", "WRONG_SCHEMA", "UNKNOWN_ENUM", "SCHEMA_INVALID", "INVALID_RECORD"];
+
 /// The tables whose rows are counted, the `table` label's values.
 pub const TABLES: &[&str] = &["determinations", "determination_versions", "outreach_triggers", "sink_dead_letters"];
 
@@ -101,6 +105,17 @@ impl SinkMetrics {
             batch_seconds,
             lag,
             ready: Mutex::new(Err("starting".into())),
+        }
+    }
+
+    /// Makes every series of the topics visible at zero before anything is
+    /// read, so that rates and alerts work from the first scrape.
+    pub fn init_topics(&self, topics: &[&str]) {
+        for t in topics {
+            self.records_consumed.with_label_values(&[t]);
+            for kind in BAD_RECORD_KINDS {
+                self.bad_records.with_label_values(&[t, kind]);
+            }
         }
     }
 
@@ -229,6 +244,7 @@ mod tests {
     #[test]
     fn every_family_is_exported_without_ids() {
         let m = SinkMetrics::new();
+        m.init_topics(&["t"]);
         m.committed(&Written { determinations: 2, determination_versions: 3, ..Default::default() }, &[("t".into(), 3)], 0.01);
         m.bad_records.with_label_values(&["t", "NOT_AVRO"]).inc();
         m.lag.with_label_values(&["t", "0"]).set(5);

@@ -275,6 +275,7 @@ impl Sink {
             info!(?applied, "database migrations applied");
         }
         db::prepare_session(&client).await?;
+        self.metrics.init_topics(&[&topics.determinations, &topics.outreach]);
         let stored = db::load_offsets(&client, &[&topics.determinations, &topics.outreach]).await?;
         let mut readers = vec![
             self.reader(&topics.determinations, Kind::Determinations, &stored)?,
