@@ -67,6 +67,11 @@ enum Command {
         #[command(subcommand)]
         command: sink_cmd::SinkCommand,
     },
+    /// Export what the sink keeps in a standard's shape (Ed-Fi).
+    Export {
+        #[command(subcommand)]
+        command: sink_cmd::ExportCommand,
+    },
     /// Measure the engine and its state (BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -144,6 +149,7 @@ fn main() -> ExitCode {
         Command::Run(args) => kafka_cmd::run(args),
         Command::Simulate(args) => kafka_cmd::simulate(args),
         Command::Sink { command } => sink_cmd::sink(command),
+        Command::Export { command } => sink_cmd::export(command),
         Command::Bench { command } => bench::run(command),
     };
     match result {

@@ -76,3 +76,77 @@ fn postgres(a: PostgresArgs) -> anyhow::Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(clap::Subcommand)]
+pub enum ExportCommand {
+    /// Ed-Fi StudentSchoolAttendanceEvent and StudentSectionAttendanceEvent documents from the
+    /// sink's `determinations` table, as JSON lines `{"resource", "determination_id", "document"}`.
+    Edfi(EdfiArgs),
+}
+
+#[derive(clap::Args)]
+pub struct EdfiArgs {
+    #[arg(long, env = "ROLLCALL_DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Only this school (rollcall's school_id).
+    #[arg(long)]
+    school: Option<String>,
+    /// First date (YYYY-MM-DD, inclusive).
+    #[arg(long)]
+    from: Option<chrono::NaiveDate>,
+    /// Last date (inclusive).
+    #[arg(long)]
+    to: Option<chrono::NaiveDate>,
+    /// The mapping file (TOML; crates/sink/edfi-mapping.example.toml). Without it, Ed-Fi's default
+    /// descriptors and whole-number school ids only.
+    #[arg(long)]
+    mapping: Option<std::path::PathBuf>,
+    /// Also determinations still PROVISIONAL (by default only FINAL and CORRECTION).
+    #[arg(long)]
+    include_provisional: bool,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+}
+
+pub fn export(cmd: ExportCommand) -> anyhow::Result<ExitCode> {
+    let ExportCommand::Edfi(a) = cmd;
+    use rollcall_sink::edfi::{export, Filter, Mapping};
+    let mapping = match &a.mapping {
+        Some(f) => Mapping::load(f)?,
+        None => Mapping::default(),
+    };
+    if let (Some(f), Some(t)) = (a.from, a.to) {
+        anyhow::ensure!(f <= t, "--from {f} is after --to {t}");
+    }
+    let filter = Filter { school: a.school, from: a.from, to: a.to, include_provisional: a.include_provisional };
+    let mut out: Box<dyn std::io::Write> = match &a.out {
+        Some(p) => {
+            Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?))
+        }
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let url = rollcall_sink::redact_url(&a.database_url);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let stats = rt.block_on(async {
+        let (mut client, conn) = tokio_postgres::connect(&a.database_url, tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let stats = export(&mut client, &mapping, &filter, &mut out).await;
+        drop(client);
+        let _ = task.await;
+        anyhow::Ok(stats?)
+    })?;
+    let resources: Vec<String> = stats.by_resource.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    let skipped: Vec<String> = stats.skipped.iter().map(|(r, n)| format!("{r}={n}")).collect();
+    eprintln!(
+        "edfi: {} determinations: {}; skipped: {}",
+        stats.rows,
+        if resources.is_empty() { "no documents".to_string() } else { resources.join(", ") },
+        if skipped.is_empty() { "none".to_string() } else { skipped.join(", ") }
+    );
+    Ok(ExitCode::SUCCESS)
+}
