@@ -549,6 +549,236 @@ fn metrics_and_sigterm(b: &str, db: &Database) -> TestResult {
     result.map_err(|e| format!("{e} (log: {})", log.display()))
 }
 
+/// The shape of the two Ed-Fi resources (standards.md §5, the DS 4.0–5.2
+/// XSD): which fields may appear, which must, and what each must hold.
+fn edfi_shape_errors(resource: &str, doc: &serde_json::Value) -> Vec<String> {
+    use serde_json::Value;
+    let mut errs = Vec::new();
+    let Some(obj) = doc.as_object() else { return vec!["not an object".into()] };
+    let (allowed, required): (&[&str], &[&str]) = match resource {
+        "studentSchoolAttendanceEvents" => (
+            &[
+                "studentReference",
+                "schoolReference",
+                "sessionReference",
+                "eventDate",
+                "attendanceEventCategoryDescriptor",
+                "attendanceEventReason",
+                "educationalEnvironmentDescriptor",
+                "eventDuration",
+                "schoolAttendanceDuration",
+                "arrivalTime",
+                "departureTime",
+            ],
+            &["studentReference", "schoolReference", "sessionReference", "eventDate", "attendanceEventCategoryDescriptor"],
+        ),
+        "studentSectionAttendanceEvents" => (
+            &[
+                "studentReference",
+                "sectionReference",
+                "eventDate",
+                "attendanceEventCategoryDescriptor",
+                "attendanceEventReason",
+                "educationalEnvironmentDescriptor",
+                "eventDuration",
+                "sectionAttendanceDuration",
+                "arrivalTime",
+                "departureTime",
+                "classPeriods",
+            ],
+            &["studentReference", "sectionReference", "eventDate", "attendanceEventCategoryDescriptor"],
+        ),
+        other => return vec![format!("unknown resource {other}")],
+    };
+    for k in obj.keys() {
+        if !allowed.contains(&k.as_str()) {
+            errs.push(format!("field {k} is not in the resource"));
+        }
+    }
+    for k in required {
+        if !obj.contains_key(*k) {
+            errs.push(format!("required field {k} missing"));
+        }
+    }
+    let text = |v: &Value, max: usize| v.as_str().is_some_and(|s| !s.trim().is_empty() && s.chars().count() <= max);
+    let int = |v: &Value, lo: i64, hi: i64| v.as_i64().is_some_and(|n| (lo..=hi).contains(&n));
+    if !text(&doc["studentReference"]["studentUniqueId"], 32) {
+        errs.push(format!("studentReference.studentUniqueId: {}", doc["studentReference"]));
+    }
+    let school_year = |v: &Value| int(v, 1900, 2100);
+    if resource == "studentSchoolAttendanceEvents" {
+        let school = &doc["schoolReference"]["schoolId"];
+        let session = &doc["sessionReference"];
+        if !int(school, 1, i32::MAX as i64) {
+            errs.push(format!("schoolReference.schoolId: {school}"));
+        }
+        if session["schoolId"] != *school || !school_year(&session["schoolYear"]) || !text(&session["sessionName"], 60) {
+            errs.push(format!("sessionReference incomplete or not the school's: {session}"));
+        }
+    } else {
+        let s = &doc["sectionReference"];
+        if !text(&s["localCourseCode"], 60)
+            || !int(&s["schoolId"], 1, i32::MAX as i64)
+            || !school_year(&s["schoolYear"])
+            || !text(&s["sectionIdentifier"], 255)
+            || !text(&s["sessionName"], 60)
+        {
+            errs.push(format!("sectionReference incomplete: {s}"));
+        }
+    }
+    let date_ok = doc["eventDate"].as_str().is_some_and(|d| d.len() == 10 && d.parse::<NaiveDate>().is_ok());
+    if !date_ok {
+        errs.push(format!("eventDate: {}", doc["eventDate"]));
+    }
+    // uri://authority/…/Namespace#Code Value, the code as-is (spaces kept).
+    let descriptor = |v: &Value, ns: &str| -> bool {
+        let Some(u) = v.as_str() else { return false };
+        let Some((path, code)) = u.strip_prefix("uri://").and_then(|r| r.split_once('#')) else { return false };
+        let well_formed = path.rsplit_once('/').is_some_and(|(auth, n)| !auth.is_empty() && !auth.contains(' ') && n == ns)
+            && !code.is_empty()
+            && code.trim() == code;
+        // Ed-Fi's own namespace has a fixed list of codes.
+        let known = ns != "AttendanceEventCategoryDescriptor"
+            || !path.starts_with("ed-fi.org/")
+            || ["In Attendance", "Excused Absence", "Unexcused Absence", "Tardy", "Early departure", "Partial", "Present"]
+                .contains(&code);
+        well_formed && known
+    };
+    if !descriptor(&doc["attendanceEventCategoryDescriptor"], "AttendanceEventCategoryDescriptor") {
+        errs.push(format!("attendanceEventCategoryDescriptor: {}", doc["attendanceEventCategoryDescriptor"]));
+    }
+    if let Some(e) = obj.get("educationalEnvironmentDescriptor") {
+        if !descriptor(e, "EducationalEnvironmentDescriptor") {
+            errs.push(format!("educationalEnvironmentDescriptor: {e}"));
+        }
+    }
+    for f in ["schoolAttendanceDuration", "sectionAttendanceDuration"] {
+        if let Some(v) = obj.get(f) {
+            if !int(v, 0, 1440) {
+                errs.push(format!("{f}: {v} is not 0–1440 minutes"));
+            }
+        }
+    }
+    if let Some(v) = obj.get("eventDuration") {
+        if !v.as_f64().is_some_and(|x| (0.0..=1.0).contains(&x)) {
+            errs.push(format!("eventDuration: {v} is not a fraction of a day"));
+        }
+    }
+    if let Some(v) = obj.get("attendanceEventReason") {
+        if v.as_str().is_none_or(|s| s.chars().count() > 255) {
+            errs.push("attendanceEventReason: not text of at most 255 characters".into());
+        }
+    }
+    errs
+}
+
+fn export_edfi(url: &str, dir: &Path, name: &str, extra: &[&str]) -> Result<(Vec<serde_json::Value>, String), String> {
+    let out = dir.join(format!("{name}.jsonl"));
+    let mapping = repo().join("crates/sink/edfi-mapping.example.toml");
+    let run = Command::new(rollcall())
+        .args(["export", "edfi", "--database-url", url, "--mapping"])
+        .arg(&mapping)
+        .arg("--out")
+        .arg(&out)
+        .args(extra)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let said = String::from_utf8_lossy(&run.stderr).into_owned();
+    ensure(run.status.success(), || format!("export edfi exited with {}: {said}", run.status))?;
+    let text = std::fs::read_to_string(&out).map_err(|e| e.to_string())?;
+    let lines = text.lines().map(|l| serde_json::from_str(l).map_err(|e| format!("{e}: {l}"))).collect::<Result<Vec<_>, _>>()?;
+    Ok((lines, said))
+}
+
+/// `rollcall export edfi` of a processed district: every document has its
+/// resource's shape; every final determination is a document or counted as
+/// skipped (WEEK counts, unmapped EXEMPT); categories follow the statuses;
+/// no two documents share a natural key; --school/--from/--to filter.
+fn edfi_export_has_the_resource_shapes(b: &str, db: &Database) -> TestResult {
+    let d = processed_district(b)?;
+    let url = db.fresh("edfi")?;
+    run_sink_to_end(b, &d.prefix, &url)?;
+    let pg = Pg::connect(&url)?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (lines, said) = export_edfi(&url, dir.path(), "all", &[])?;
+    let finals: BTreeMap<String, (String, String)> = pg
+        .query("SELECT determination_id, scope, status FROM determinations WHERE finality <> 'PROVISIONAL'")?
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect();
+    let weeks = finals.values().filter(|(scope, _)| scope == "WEEK").count();
+    let exempt = finals.values().filter(|(_, status)| status == "EXEMPT").count();
+    ensure(weeks > 0, || "the district has no WEEK determinations: the skip is not tested".into())?;
+    let mut errors = Vec::new();
+    let mut keys = std::collections::BTreeSet::new();
+    let mut by_resource: BTreeMap<String, usize> = BTreeMap::new();
+    for l in &lines {
+        let resource = l["resource"].as_str().unwrap_or_default();
+        let id = l["determination_id"].as_str().unwrap_or_default();
+        let doc = &l["document"];
+        *by_resource.entry(resource.to_string()).or_default() += 1;
+        for e in edfi_shape_errors(resource, doc) {
+            errors.push(format!("{id}: {e}"));
+        }
+        let Some((scope, status)) = finals.get(id) else {
+            errors.push(format!("{id}: not a final determination in the table"));
+            continue;
+        };
+        let want_resource = if scope == "DAY" { "studentSchoolAttendanceEvents" } else { "studentSectionAttendanceEvents" };
+        if resource != want_resource {
+            errors.push(format!("{id}: {scope} as {resource}"));
+        }
+        let category = doc["attendanceEventCategoryDescriptor"].as_str().unwrap_or_default();
+        let expected = match status.as_str() {
+            "ABSENT_EXCUSED" => Some("#Excused Absence"),
+            "ABSENT_UNEXCUSED" => Some("#Unexcused Absence"),
+            _ => None,
+        };
+        if expected.is_some_and(|e| !category.ends_with(e)) {
+            errors.push(format!("{id}: {status} as {category}"));
+        }
+        // Ed-Fi upserts on the natural key: two documents with one key would overwrite each other.
+        let key = format!(
+            "{resource}|{}|{}|{}|{}|{}",
+            doc["studentReference"], doc["schoolReference"], doc["sectionReference"], doc["sessionReference"], doc["eventDate"]
+        );
+        if !keys.insert(key.clone()) {
+            errors.push(format!("{id}: natural key {key} twice"));
+        }
+    }
+    ensure(errors.is_empty(), || {
+        format!("{} problems, e.g.:\n  {}", errors.len(), errors.iter().take(8).cloned().collect::<Vec<_>>().join("\n  "))
+    })?;
+    ensure(lines.len() + weeks + exempt == finals.len(), || {
+        format!(
+            "{} documents + {weeks} WEEK + {exempt} EXEMPT skipped != {} final determinations; {said}",
+            lines.len(),
+            finals.len()
+        )
+    })?;
+    ensure(said.contains(&format!("week_not_mapped={weeks}")), || format!("WEEK skips not counted: {said}"))?;
+    ensure(by_resource.len() == 2, || format!("expected both resources: {by_resource:?}"))?;
+    // Filters: one school, two days.
+    let (some, _) =
+        export_edfi(&url, dir.path(), "pine", &["--school", "ms-pine", "--from", "2020-10-06", "--to", "2020-10-07"])?;
+    let want: i64 = pg
+        .query(
+            "SELECT count(*) FROM determinations WHERE school_id = 'ms-pine' AND date BETWEEN '2020-10-06' AND '2020-10-07'
+               AND finality <> 'PROVISIONAL' AND scope <> 'WEEK' AND status <> 'EXEMPT'",
+        )?
+        .first()
+        .map(|r| r.get(0))
+        .unwrap_or(0);
+    ensure(want > 0 && some.len() as i64 == want, || format!("--school/--from/--to: {} documents, expected {want}", some.len()))?;
+    ensure(
+        some.iter().all(|l| {
+            let d = l["document"]["eventDate"].as_str().unwrap_or_default();
+            l["document"]["schoolReference"]["schoolId"] == 255901002 && ("2020-10-06"..="2020-10-07").contains(&d)
+        }),
+        || "--school/--from/--to let other documents through".into(),
+    )
+}
+
 fn http_get(addr: &str, path: &str) -> Result<String, String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
@@ -577,6 +807,7 @@ fn main() -> ExitCode {
         ("district_flows_into_postgres", district_flows_into_postgres),
         ("out_of_order_versions_never_regress", out_of_order_versions_never_regress),
         ("metrics_and_sigterm", metrics_and_sigterm),
+        ("edfi_export_has_the_resource_shapes", edfi_export_has_the_resource_shapes),
         ("kill_nine_loses_and_doubles_nothing", kill_nine_loses_and_doubles_nothing),
     ];
     // A hang is a failure, not a stalled suite.
