@@ -52,6 +52,8 @@ pub enum SinkError {
     SchemaTooNew { found: i32, known: u32 },
     #[error("topic {0} does not exist (yet): create the topics with `rollcall topics create`")]
     NoTopic(String),
+    #[error("{topic} went from {before} to {now} partitions")]
+    PartitionsAdded { topic: String, before: usize, now: usize },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -78,7 +80,7 @@ impl SinkError {
     pub fn is_transient(&self) -> bool {
         match self {
             // The broker went away, or the topics are not created yet.
-            SinkError::Kafka { .. } | SinkError::NoTopic(_) => true,
+            SinkError::Kafka { .. } | SinkError::NoTopic(_) | SinkError::PartitionsAdded { .. } => true,
             SinkError::Db { source, .. } => match source.as_db_error() {
                 // No server error: the connection or the socket failed.
                 None => true,

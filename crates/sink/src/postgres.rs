@@ -288,6 +288,20 @@ impl Sink {
             if lag_refreshed.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                 self.refresh_lag(&readers);
                 lag_refreshed = Some(Instant::now());
+                // Partitions added to a topic are read from their start: the
+                // session begins again and assigns them with the others.
+                for r in &readers {
+                    if let Ok(md) = r.consumer.fetch_metadata(Some(&r.topic), Duration::from_millis(500)) {
+                        let n = md.topics().iter().filter(|t| t.name() == r.topic).map(|t| t.partitions().len()).sum::<usize>();
+                        if n > r.partitions.len() {
+                            return Err(SinkError::PartitionsAdded {
+                                topic: r.topic.clone(),
+                                before: r.partitions.len(),
+                                now: n,
+                            });
+                        }
+                    }
+                }
             }
             let Some(batch) = self.collect(&mut readers) else { return Ok(()) };
             if batch.is_empty() {
