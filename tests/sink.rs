@@ -779,6 +779,28 @@ fn edfi_export_has_the_resource_shapes(b: &str, db: &Database) -> TestResult {
     )
 }
 
+/// `rollcall bench sink` on a small input: it reads every record into its
+/// own database, drops that database, and reports its rate on its last line.
+fn bench_sink_reports_its_rate(b: &str, db: &Database) -> TestResult {
+    let before = Pg::connect(&db.url)?.query("SELECT count(*) FROM pg_database WHERE datname LIKE 'rollcall_bench_%'")?;
+    let out = Command::new(rollcall())
+        .args(["bench", "sink", "--brokers", b, "--database-url", &db.url, "--records", "3000", "--partitions", "2"])
+        .args(["--batch-max-records", "500"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure(out.status.success(), || format!("bench sink exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr)))?;
+    let last = stdout.lines().last().unwrap_or_default();
+    let rate: f64 = last
+        .strip_prefix("sink: ")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("last line: {last}"))?;
+    ensure(rate > 0.0 && last.contains("(3000 records, "), || format!("last line: {last}"))?;
+    let after = Pg::connect(&db.url)?.query("SELECT count(*) FROM pg_database WHERE datname LIKE 'rollcall_bench_%'")?;
+    ensure(before[0].get::<_, i64>(0) == after[0].get::<_, i64>(0), || "the bench left its database behind".into())
+}
+
 fn http_get(addr: &str, path: &str) -> Result<String, String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
@@ -808,6 +830,7 @@ fn main() -> ExitCode {
         ("out_of_order_versions_never_regress", out_of_order_versions_never_regress),
         ("metrics_and_sigterm", metrics_and_sigterm),
         ("edfi_export_has_the_resource_shapes", edfi_export_has_the_resource_shapes),
+        ("bench_sink_reports_its_rate", bench_sink_reports_its_rate),
         ("kill_nine_loses_and_doubles_nothing", kill_nine_loses_and_doubles_nothing),
     ];
     // A hang is a failure, not a stalled suite.
