@@ -354,7 +354,7 @@ impl Sink {
                             got = true;
                             first.get_or_insert_with(Instant::now);
                             r.at_end.remove(&m.partition());
-                            take(r.kind, &m, &mut batch, &self.metrics);
+                            take(r.kind, &m, &mut batch);
                         }
                     }
                 }
@@ -518,7 +518,7 @@ fn trigger_problem(t: &OutreachTrigger) -> Option<String> {
 }
 
 /// Adds one Kafka record to the batch: a row, or a bad record with its origin.
-fn take(kind: Kind, m: &BorrowedMessage<'_>, batch: &mut Batch, _metrics: &SinkMetrics) {
+fn take(kind: Kind, m: &BorrowedMessage<'_>, batch: &mut Batch) {
     let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
     batch.records += 1;
     batch.next_offsets.insert((topic.to_string(), partition), offset + 1);
