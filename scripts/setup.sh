@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building rollcall needs beyond a Rust toolchain: libclang
 # (RocksDB's bindings are generated at build time), a C++ compiler, cmake and
-# the curl headers librdkafka's build wants; and promtool for the tests.
+# the curl headers librdkafka's build wants; and promtool and PostgreSQL for the tests.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
@@ -18,6 +18,9 @@ command -v promtool >/dev/null || need+=(prometheus)
 # docker-compose.yml is validated by `docker compose config` (tests/deploy.rs);
 # Debian's docker-compose does that on the client, with no Docker engine.
 docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || need+=(docker-compose)
+# The sink's tests (tests/sink.rs) run a throwaway PostgreSQL cluster with
+# scripts/postgres.sh, from Debian's postgresql package (initdb, pg_ctl).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null || need+=(postgresql)
 command -v cargo >/dev/null || { echo "setup: cargo is not on PATH; install Rust (rustup) first" >&2; exit 1; }
 
 if ((${#need[@]})); then
@@ -26,6 +29,8 @@ if ((${#need[@]})); then
   [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   # No recommends: docker-compose would bring a Docker engine, prometheus its node exporter.
+  # (postgresql's package starts a cluster of its own on port 5432; the tests
+  # make their own with scripts/postgres.sh and leave that one alone.)
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   # The prometheus package is here for promtool only: leave no Prometheus
   # server (nor the node exporter it recommends) running or starting at boot.

@@ -42,6 +42,10 @@ pub enum BenchCommand {
     /// Quix Streams) on the same input topic, under the daily-engagement
     /// policy. Last line: `peers: rollcall N events/s, kafka-streams N events/s (Rx), quix ...`.
     Peers(PeersArgs),
+    /// Produce synthetic determinations (three versions per key) to fresh
+    /// topics and write them into a fresh database with `rollcall sink
+    /// postgres`'s code. Last line: `sink: N records/s (N records, N batches)`.
+    Sink(crate::sink_cmd::BenchSinkArgs),
 }
 
 #[derive(clap::Args)]
@@ -167,6 +171,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Latency(a) => broker::latency(a),
         BenchCommand::Restore(a) => broker::restore(a),
         BenchCommand::Peers(a) => broker::peers(a),
+        BenchCommand::Sink(a) => crate::sink_cmd::bench(a),
     }
 }
 

@@ -245,7 +245,7 @@ pub fn serve_metrics(addr: &str, metrics: &Arc<Metrics>) -> anyhow::Result<Optio
 }
 
 /// Stops the loop cleanly on SIGINT/SIGTERM (the open transaction is aborted).
-fn ctrlc_flag(flag: Arc<AtomicBool>) {
+pub fn ctrlc_flag(flag: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         rt.block_on(async {

@@ -8,6 +8,7 @@ mod kafka_cmd;
 mod normalize_cmd;
 mod scenario_cmd;
 mod tail_cmd;
+mod sink_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +73,16 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Keep what the processor decided in a store an SIS reads (PostgreSQL).
+    Sink {
+        #[command(subcommand)]
+        command: sink_cmd::SinkCommand,
+    },
+    /// Export what the sink keeps in a standard's shape (Ed-Fi).
+    Export {
+        #[command(subcommand)]
+        command: sink_cmd::ExportCommand,
+    },
     /// Measure the engine and its state (BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -129,7 +140,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The long-running processor reports its progress in its log; the other
     // commands print for a person and log only what went wrong.
-    let default = if matches!(cli.command, Command::Run(_)) { "warn,rollcall_kafka=info" } else { "error" };
+    let default = match cli.command {
+        Command::Run(_) => "warn,rollcall_kafka=info",
+        Command::Sink { .. } => "warn,rollcall_sink=info",
+        _ => "error",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLCALL_LOG").unwrap_or_else(|_| default.into());
     rollcall_kafka::redact::configure(cli.log_student_ids, std::env::var("ROLLCALL_LOG_HASH_KEY").ok().as_deref());
     use std::io::IsTerminal;
@@ -164,6 +179,8 @@ fn main() -> ExitCode {
             print!("{}", rollcall_kafka::ProcessorConfig::example_toml());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Sink { command } => sink_cmd::sink(command),
+        Command::Export { command } => sink_cmd::export(command),
         Command::Bench { command } => bench::run(command),
     };
     match result {

@@ -1,0 +1,260 @@
+//! Writing one batch: its determinations, outreach, dead letters and the
+//! Kafka positions after it, in ONE database transaction. Rows go in with
+//! binary COPY into temporary tables, then one `INSERT … SELECT … ON
+//! CONFLICT` per table: a few statements per batch, whatever its size.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rollcall_model::{Determination, OutreachTrigger};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::Client;
+
+use crate::SinkError;
+
+/// A record the sink could not use, kept with its origin.
+#[derive(Debug, Clone)]
+pub struct BadRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: Option<Vec<u8>>,
+    pub error_kind: &'static str,
+    pub message: String,
+    pub failed_at: DateTime<Utc>,
+}
+
+/// What one transaction writes.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub determinations: Vec<Determination>,
+    pub outreach: Vec<OutreachTrigger>,
+    pub bad: Vec<BadRecord>,
+    /// (topic, partition) → the offset after the last record of the batch.
+    pub next_offsets: BTreeMap<(String, i32), i64>,
+    /// Kafka records in the batch (good and bad).
+    pub records: usize,
+    /// Kafka records in the batch per topic.
+    pub topic_counts: BTreeMap<String, u64>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+}
+
+/// Rows changed per table by one committed batch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Rows inserted or replaced in `determinations` (a version older than
+    /// the row's is not written).
+    pub determinations: u64,
+    pub determination_versions: u64,
+    pub outreach_triggers: u64,
+    pub sink_dead_letters: u64,
+}
+
+const DET_COLUMNS: &str = "determination_id, student_id, school_id, scope, date, section_id, policy, status, code, \
+     attendance_type, minutes, contacts, category, rule, evidence, version, finality, decided_at";
+const DET_TYPES: &[Type] = &[
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::DATE,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT4,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT_ARRAY,
+    Type::INT4,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+];
+const OUT_COLUMNS: &str = "trigger_id, student_id, school_id, kind, recipient_role, staff_id, section_id, \
+     window_start, window_end, reason, evidence, policy, created_at";
+const OUT_TYPES: &[Type] = &[
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::DATE,
+    Type::DATE,
+    Type::TEXT,
+    Type::TEXT_ARRAY,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+];
+
+/// Creates this connection's staging tables (temporary: each connection has
+/// its own, emptied at every commit or rollback).
+pub async fn prepare_session(client: &Client) -> Result<(), SinkError> {
+    client
+        .batch_execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_determinations
+                 (LIKE determination_versions) ON COMMIT DELETE ROWS;
+             CREATE TEMPORARY TABLE IF NOT EXISTS incoming_outreach
+                 (LIKE outreach_triggers) ON COMMIT DELETE ROWS;",
+        )
+        .await
+        .map_err(SinkError::db("creating the staging tables"))
+}
+
+/// The stored positions: (topic, partition) → next offset to read.
+pub async fn load_offsets(client: &Client, topics: &[&str]) -> Result<BTreeMap<(String, i32), i64>, SinkError> {
+    let names: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+    let rows = client
+        .query("SELECT topic, partition, next_offset FROM sink_offsets WHERE topic = ANY($1)", &[&names])
+        .await
+        .map_err(SinkError::db("reading sink_offsets"))?;
+    Ok(rows.iter().map(|r| ((r.get::<_, String>(0), r.get::<_, i32>(1)), r.get::<_, i64>(2))).collect())
+}
+
+/// Writes the batch and its positions in one transaction.
+pub async fn write_batch(client: &mut Client, batch: &Batch) -> Result<Written, SinkError> {
+    let tx = client.transaction().await.map_err(SinkError::db("beginning a batch"))?;
+    let mut w = Written::default();
+    if !batch.determinations.is_empty() {
+        let sink = tx
+            .copy_in(&format!("COPY incoming_determinations ({DET_COLUMNS}) FROM STDIN BINARY"))
+            .await
+            .map_err(SinkError::db("starting COPY of determinations"))?;
+        let writer = BinaryCopyInWriter::new(sink, DET_TYPES);
+        let mut writer = std::pin::pin!(writer);
+        for d in &batch.determinations {
+            let (scope, status, finality) = (d.scope.as_str(), d.status.as_str(), d.finality.as_str());
+            let attendance_type = d.attendance_type.map(|a| a.as_str());
+            let row: [&(dyn ToSql + Sync); 18] = [
+                &d.determination_id,
+                &d.student_id,
+                &d.school_id,
+                &scope,
+                &d.date,
+                &d.section_id,
+                &d.policy,
+                &status,
+                &d.code,
+                &attendance_type,
+                &d.minutes,
+                &d.contacts,
+                &d.category,
+                &d.rule,
+                &d.evidence,
+                &d.version,
+                &finality,
+                &d.decided_at,
+            ];
+            writer.as_mut().write(&row).await.map_err(SinkError::db(format!("COPY of determination {}", d.determination_id)))?;
+        }
+        writer.finish().await.map_err(SinkError::db("finishing COPY of determinations"))?;
+        w.determination_versions = tx
+            .execute(
+                &format!(
+                    "INSERT INTO determination_versions ({DET_COLUMNS}) SELECT {DET_COLUMNS} FROM incoming_determinations
+                     ON CONFLICT (determination_id) DO NOTHING"
+                ),
+                &[],
+            )
+            .await
+            .map_err(SinkError::db("inserting determination_versions"))?;
+        // One row per key, its highest version of the batch: ON CONFLICT may
+        // not touch a row twice in one statement. The WHERE keeps a row from
+        // going back to an older version that arrives later.
+        w.determinations = tx
+            .execute(
+                &format!(
+                    "INSERT INTO determinations ({DET_COLUMNS})
+                     SELECT DISTINCT ON (student_id, scope, date, coalesce(section_id, '')) {DET_COLUMNS}
+                       FROM incoming_determinations
+                      ORDER BY student_id, scope, date, coalesce(section_id, ''), version DESC
+                     ON CONFLICT (student_id, scope, date, section_key) DO UPDATE SET
+                       determination_id = excluded.determination_id, school_id = excluded.school_id,
+                       policy = excluded.policy, status = excluded.status, code = excluded.code,
+                       attendance_type = excluded.attendance_type, minutes = excluded.minutes,
+                       contacts = excluded.contacts, category = excluded.category, rule = excluded.rule,
+                       evidence = excluded.evidence, version = excluded.version,
+                       finality = excluded.finality, decided_at = excluded.decided_at
+                     WHERE excluded.version > determinations.version"
+                ),
+                &[],
+            )
+            .await
+            .map_err(SinkError::db("upserting determinations"))?;
+    }
+    if !batch.outreach.is_empty() {
+        let sink = tx
+            .copy_in(&format!("COPY incoming_outreach ({OUT_COLUMNS}) FROM STDIN BINARY"))
+            .await
+            .map_err(SinkError::db("starting COPY of outreach"))?;
+        let writer = BinaryCopyInWriter::new(sink, OUT_TYPES);
+        let mut writer = std::pin::pin!(writer);
+        for t in &batch.outreach {
+            let (kind, role) = (t.kind.as_str(), t.recipient_role.as_str());
+            let row: [&(dyn ToSql + Sync); 13] = [
+                &t.trigger_id,
+                &t.student_id,
+                &t.school_id,
+                &kind,
+                &role,
+                &t.staff_id,
+                &t.section_id,
+                &t.window_start,
+                &t.window_end,
+                &t.reason,
+                &t.evidence,
+                &t.policy,
+                &t.created_at,
+            ];
+            writer.as_mut().write(&row).await.map_err(SinkError::db(format!("COPY of outreach trigger {}", t.trigger_id)))?;
+        }
+        writer.finish().await.map_err(SinkError::db("finishing COPY of outreach"))?;
+        // A trigger is raised once; its id is derived from what raised it.
+        w.outreach_triggers = tx
+            .execute(
+                &format!(
+                    "INSERT INTO outreach_triggers ({OUT_COLUMNS})
+                     SELECT DISTINCT ON (trigger_id) {OUT_COLUMNS} FROM incoming_outreach ORDER BY trigger_id
+                     ON CONFLICT (trigger_id) DO NOTHING"
+                ),
+                &[],
+            )
+            .await
+            .map_err(SinkError::db("inserting outreach_triggers"))?;
+    }
+    for b in &batch.bad {
+        w.sink_dead_letters += tx
+            .execute(
+                "INSERT INTO sink_dead_letters (topic, partition, \"offset\", key, value, error_kind, message, failed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                &[&b.topic, &b.partition, &b.offset, &b.key, &b.value, &b.error_kind, &b.message, &b.failed_at],
+            )
+            .await
+            .map_err(SinkError::db(format!("recording the bad record {}[{}]@{}", b.topic, b.partition, b.offset)))?;
+    }
+    if !batch.next_offsets.is_empty() {
+        let topics: Vec<&str> = batch.next_offsets.keys().map(|(t, _)| t.as_str()).collect();
+        let partitions: Vec<i32> = batch.next_offsets.keys().map(|(_, p)| *p).collect();
+        let offsets: Vec<i64> = batch.next_offsets.values().copied().collect();
+        tx.execute(
+            "INSERT INTO sink_offsets (topic, partition, next_offset)
+             SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[])
+             ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset, updated_at = now()",
+            &[&topics, &partitions, &offsets],
+        )
+        .await
+        .map_err(SinkError::db("writing sink_offsets"))?;
+    }
+    tx.commit().await.map_err(SinkError::db("committing a batch"))?;
+    Ok(w)
+}

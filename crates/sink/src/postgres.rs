@@ -1,0 +1,596 @@
+//! `rollcall sink postgres`: the determinations and outreach topics into
+//! PostgreSQL, exactly once.
+//!
+//! The positions are the database's, not Kafka's: every batch writes its
+//! rows and the next offset of each partition it read (`sink_offsets`) in one
+//! transaction, and a starting sink assigns itself every partition of the two
+//! topics and seeks to the stored offsets (the beginning where none is
+//! stored). Whenever the sink stops — SIGKILL in the middle of a COPY
+//! included — the database holds either all of a batch and its positions or
+//! neither, so the next start neither skips nor repeats a record. No Kafka
+//! group offsets are committed; the group id only names the client.
+//!
+//! Out-of-order versions are harmless: `determinations` is replaced only by
+//! a higher version, and `determination_versions` and `outreach_triggers`
+//! insert each id once.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{Datelike, Utc};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError as RdError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use rollcall_kafka::wire::Topics;
+use rollcall_kafka::QuietContext;
+use rollcall_model::avro::{AvroError, AvroRecord};
+use rollcall_model::{Determination, OutreachTrigger};
+use tracing::{info, warn, Instrument};
+
+use crate::db::{self, BadRecord, Batch, Written};
+use crate::metrics::SinkMetrics;
+use crate::SinkError;
+
+/// Everything `rollcall sink postgres` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkConfig {
+    pub brokers: String,
+    /// `postgres://user[:password]@host:port/db` or `host=… user=… dbname=…`.
+    pub database_url: String,
+    /// Put before every topic name, as the processor's `topic_prefix`.
+    pub topic_prefix: String,
+    /// Names the Kafka client (no offsets are committed to the group).
+    pub group: String,
+    /// A batch closes after this many records…
+    pub batch_max_records: usize,
+    /// …or this many milliseconds after its first record.
+    pub batch_max_ms: u64,
+    /// Stop once every partition is read to its end and written (tests, backfills).
+    pub exit_when_idle: bool,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            brokers: "127.0.0.1:9092".into(),
+            database_url: String::new(),
+            topic_prefix: String::new(),
+            group: "rollcall-sink".into(),
+            // A transaction's fixed cost (a round trip and an fsync) shared by
+            // many rows; a batch of this size still commits in well under a second.
+            batch_max_records: 5_000,
+            batch_max_ms: 200,
+            exit_when_idle: false,
+        }
+    }
+}
+
+impl SinkConfig {
+    pub fn validate(&self) -> Result<(), SinkError> {
+        let invalid = |field, message: &str| Err(SinkError::Config { field, message: message.into() });
+        if self.brokers.trim().is_empty() {
+            return invalid("brokers", "give at least one host:port");
+        }
+        if self.database_url.trim().is_empty() {
+            return invalid("database_url", "give the PostgreSQL URL, e.g. postgres://rollcall@db:5432/rollcall");
+        }
+        if let Err(e) = self.database_url.parse::<tokio_postgres::Config>() {
+            return invalid("database_url", &format!("`{}` is not a PostgreSQL URL: {e}", crate::redact_url(&self.database_url)));
+        }
+        if self.group.trim().is_empty() {
+            return invalid("group", "must not be empty");
+        }
+        if self.batch_max_records == 0 || self.batch_max_ms == 0 {
+            return invalid("batch_max_records / batch_max_ms", "must be above zero");
+        }
+        Ok(())
+    }
+
+    pub fn topics(&self) -> Topics {
+        Topics::with_prefix(&self.topic_prefix)
+    }
+}
+
+/// What a run did, over all its sessions.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SinkStats {
+    pub records: u64,
+    pub batches: u64,
+    pub bad_records: u64,
+    pub determinations: u64,
+    pub determination_versions: u64,
+    pub outreach_triggers: u64,
+    /// Connections made (more than one: the database or broker went away).
+    pub sessions: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Determinations,
+    Outreach,
+}
+
+/// One topic's consumer. One per topic, because an end-of-partition event
+/// names only the partition: with both topics on one consumer, "partition 0
+/// is at its end" would not say of which topic.
+struct TopicReader {
+    topic: String,
+    kind: Kind,
+    consumer: BaseConsumer<QuietContext>,
+    partitions: Vec<i32>,
+    at_end: HashSet<i32>,
+    /// The committed position per partition, for the lag gauge.
+    position: BTreeMap<i32, i64>,
+}
+
+pub struct Sink {
+    cfg: SinkConfig,
+    stop: Arc<AtomicBool>,
+    metrics: Arc<SinkMetrics>,
+    stats: SinkStats,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl Sink {
+    pub fn new(cfg: SinkConfig, stop: Arc<AtomicBool>, metrics: Arc<SinkMetrics>) -> Result<Sink, SinkError> {
+        cfg.validate()?;
+        Ok(Sink { cfg, stop, metrics, stats: SinkStats::default() })
+    }
+
+    /// Runs until stopped (or, with `exit_when_idle`, until everything is
+    /// written). A database or broker that goes away is waited for: the
+    /// session is dropped and started again from the stored positions,
+    /// backing off up to 30 s.
+    pub fn run(&mut self) -> Result<SinkStats, SinkError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| SinkError::Io { what: "starting the async runtime".into(), source })?;
+        rt.block_on(self.run_async())
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    async fn run_async(&mut self) -> Result<SinkStats, SinkError> {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            self.stats.sessions += 1;
+            let batches_before = self.stats.batches;
+            match self.session().await {
+                Ok(()) => break,
+                Err(e) if self.stopped() => {
+                    warn!(error = %e, "stopping after an error");
+                    break;
+                }
+                Err(e) if e.is_transient() => {
+                    if self.stats.batches > batches_before {
+                        backoff = Duration::from_millis(250);
+                    }
+                    self.metrics.set_ready(Err(format!("reconnecting: {e}")));
+                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "sink session ended; starting again from the stored positions");
+                    self.sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => {
+                    self.metrics.set_ready(Err(e.to_string()));
+                    return Err(e);
+                }
+            }
+        }
+        self.metrics.set_ready(Err("stopped".into()));
+        Ok(self.stats.clone())
+    }
+
+    /// Sleeps, waking early on a stop request (shutdown stays within 2 s).
+    async fn sleep(&self, d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until && !self.stopped() {
+            tokio::time::sleep(Duration::from_millis(50).min(until - Instant::now())).await;
+        }
+    }
+
+    fn reader(&self, topic: &str, kind: Kind, stored: &BTreeMap<(String, i32), i64>) -> Result<TopicReader, SinkError> {
+        let consumer: BaseConsumer<QuietContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.cfg.brokers)
+            .set("group.id", &self.cfg.group)
+            .set("client.id", format!("{}-{topic}", self.cfg.group))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            // A stored position that the topic no longer has (retention,
+            // a recreated topic) reads from the start: rows are idempotent.
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "100")
+            .create_with_context(QuietContext)
+            .map_err(SinkError::kafka(format!("consumer for {topic} at {}", self.cfg.brokers)))?;
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(SinkError::kafka(format!("metadata of {topic}")))?;
+        let partitions: Vec<i32> =
+            md.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+        if partitions.is_empty() {
+            return Err(SinkError::NoTopic(topic.to_string()));
+        }
+        let mut tpl = TopicPartitionList::new();
+        let mut position = BTreeMap::new();
+        for &p in &partitions {
+            let offset = match stored.get(&(topic.to_string(), p)) {
+                Some(&o) => {
+                    position.insert(p, o);
+                    Offset::Offset(o)
+                }
+                None => Offset::Beginning,
+            };
+            tpl.add_partition_offset(topic, p, offset).map_err(SinkError::kafka(format!("assigning {topic}[{p}]")))?;
+        }
+        consumer.assign(&tpl).map_err(SinkError::kafka(format!("assigning {topic}")))?;
+        info!(topic, partitions = partitions.len(), stored = position.len(), "assigned at the stored positions");
+        Ok(TopicReader { topic: topic.to_string(), kind, consumer, partitions, at_end: HashSet::new(), position })
+    }
+
+    async fn session(&mut self) -> Result<(), SinkError> {
+        let url = crate::redact_url(&self.cfg.database_url);
+        let (mut client, connection) = tokio_postgres::connect(&self.cfg.database_url, tokio_postgres::NoTls)
+            .await
+            .map_err(SinkError::db(format!("connecting to {url}")))?;
+        let conn = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                warn!(error = %e, "database connection closed");
+            }
+        });
+        let _abort = AbortOnDrop(conn);
+        let topics = self.cfg.topics();
+        // One writer per set of topics: a second sink on the same database
+        // waits here instead of interleaving its batches' positions.
+        let lock_key = lock_key(&topics.determinations);
+        let mut said = false;
+        loop {
+            let row = client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&lock_key])
+                .await
+                .map_err(SinkError::db("taking the sink's advisory lock"))?;
+            if row.get::<_, bool>(0) {
+                break;
+            }
+            if !said {
+                info!(database = %url, "another sink writes these topics into this database; waiting for it to stop");
+                said = true;
+            }
+            self.metrics.set_ready(Err("another sink holds the database's lock".into()));
+            self.sleep(Duration::from_secs(1)).await;
+            if self.stopped() {
+                return Ok(());
+            }
+        }
+        let applied = crate::migrate::migrate(&mut client).await?;
+        if !applied.is_empty() {
+            info!(?applied, "database migrations applied");
+        }
+        db::prepare_session(&client).await?;
+        self.metrics.init_topics(&[&topics.determinations, &topics.outreach]);
+        let stored = db::load_offsets(&client, &[&topics.determinations, &topics.outreach]).await?;
+        let mut readers = vec![
+            self.reader(&topics.determinations, Kind::Determinations, &stored)?,
+            self.reader(&topics.outreach, Kind::Outreach, &stored)?,
+        ];
+        self.metrics.set_ready(Ok(()));
+        info!(database = %url, brokers = %self.cfg.brokers, "sink started");
+        let mut lag_refreshed: Option<Instant> = None;
+        loop {
+            if lag_refreshed.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                self.refresh_lag(&readers);
+                lag_refreshed = Some(Instant::now());
+                // Partitions added to a topic are read from their start: the
+                // session begins again and assigns them with the others.
+                for r in &readers {
+                    if let Ok(md) = r.consumer.fetch_metadata(Some(&r.topic), Duration::from_millis(500)) {
+                        let n = md.topics().iter().filter(|t| t.name() == r.topic).map(|t| t.partitions().len()).sum::<usize>();
+                        if n > r.partitions.len() {
+                            return Err(SinkError::PartitionsAdded {
+                                topic: r.topic.clone(),
+                                before: r.partitions.len(),
+                                now: n,
+                            });
+                        }
+                    }
+                }
+            }
+            let Some(batch) = self.collect(&mut readers) else { return Ok(()) };
+            if batch.is_empty() {
+                if self.cfg.exit_when_idle && readers.iter().all(|r| r.at_end.len() == r.partitions.len()) {
+                    info!("every partition is written to its end");
+                    return Ok(());
+                }
+                continue;
+            }
+            self.write(&mut client, &batch, &mut readers).await?;
+        }
+    }
+
+    /// Reads one batch: up to `batch_max_records` records, or what arrived
+    /// within `batch_max_ms` of the first. `None`: stop requested (the
+    /// partial batch is dropped; nothing of it is committed).
+    fn collect(&self, readers: &mut [TopicReader]) -> Option<Batch> {
+        let mut batch = Batch::default();
+        let mut first: Option<Instant> = None;
+        let max_wait = Duration::from_millis(self.cfg.batch_max_ms);
+        let mut idle_rounds = 0;
+        loop {
+            if self.stopped() {
+                return None;
+            }
+            if batch.records >= self.cfg.batch_max_records || first.is_some_and(|f| f.elapsed() >= max_wait) {
+                return Some(batch);
+            }
+            let mut got = false;
+            for r in readers.iter_mut() {
+                // Drain what is buffered without waiting; wait only when a
+                // whole round found nothing.
+                let timeout = if idle_rounds > 0 { Duration::from_millis(25) } else { Duration::ZERO };
+                for _ in 0..1_000 {
+                    if batch.records >= self.cfg.batch_max_records {
+                        break;
+                    }
+                    match r.consumer.poll(timeout) {
+                        None => break,
+                        Some(Err(RdError::PartitionEOF(p))) => {
+                            r.at_end.insert(p);
+                            break;
+                        }
+                        Some(Err(e)) => {
+                            // librdkafka retries fetches itself; say what happened.
+                            warn!(topic = %r.topic, error = %e, "kafka consumer");
+                            break;
+                        }
+                        Some(Ok(m)) => {
+                            got = true;
+                            first.get_or_insert_with(Instant::now);
+                            r.at_end.remove(&m.partition());
+                            take(r.kind, &m, &mut batch);
+                        }
+                    }
+                }
+            }
+            if got {
+                idle_rounds = 0;
+            } else {
+                idle_rounds += 1;
+                if first.is_none() && idle_rounds > 1 {
+                    // Nothing at all: give the caller a chance to check idleness.
+                    return Some(batch);
+                }
+            }
+        }
+    }
+
+    async fn write(
+        &mut self,
+        client: &mut tokio_postgres::Client,
+        batch: &Batch,
+        readers: &mut [TopicReader],
+    ) -> Result<(), SinkError> {
+        let spans: Vec<String> = batch.next_offsets.iter().map(|((t, p), o)| format!("{t}[{p}]<{o}")).collect();
+        let span = tracing::info_span!(
+            "batch",
+            records = batch.records,
+            determinations = batch.determinations.len(),
+            outreach = batch.outreach.len(),
+            bad = batch.bad.len(),
+            positions = %spans.join(" ")
+        );
+        let started = Instant::now();
+        let written: Written = match db::write_batch(client, batch).instrument(span.clone()).await {
+            Ok(w) => w,
+            Err(e) => {
+                self.metrics.batches.with_label_values(&["failed"]).inc();
+                span.in_scope(|| warn!(error = %e, "batch not written"));
+                return Err(e);
+            }
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        let mut by_topic: BTreeMap<String, u64> = BTreeMap::new();
+        for r in readers.iter_mut() {
+            for ((t, p), o) in &batch.next_offsets {
+                if *t == r.topic {
+                    r.position.insert(*p, *o);
+                }
+            }
+        }
+        for b in &batch.bad {
+            self.metrics.bad_records.with_label_values(&[&b.topic, b.error_kind]).inc();
+        }
+        for ((t, _), _) in batch.next_offsets.iter() {
+            by_topic.entry(t.clone()).or_default();
+        }
+        let per_topic = batch.per_topic();
+        for (t, n) in per_topic {
+            *by_topic.entry(t).or_default() += n;
+        }
+        self.metrics.committed(&written, &by_topic.into_iter().collect::<Vec<_>>(), seconds);
+        self.stats.records += batch.records as u64;
+        self.stats.batches += 1;
+        self.stats.bad_records += batch.bad.len() as u64;
+        self.stats.determinations += written.determinations;
+        self.stats.determination_versions += written.determination_versions;
+        self.stats.outreach_triggers += written.outreach_triggers;
+        span.in_scope(|| {
+            tracing::debug!(
+                seconds,
+                determinations = written.determinations,
+                versions = written.determination_versions,
+                outreach = written.outreach_triggers,
+                "batch committed"
+            )
+        });
+        Ok(())
+    }
+
+    /// The lag gauge: the end of each partition less the committed position.
+    fn refresh_lag(&self, readers: &[TopicReader]) {
+        for r in readers {
+            for &p in &r.partitions {
+                if self.stopped() {
+                    return;
+                }
+                if let Ok((low, high)) = r.consumer.fetch_watermarks(&r.topic, p, Duration::from_millis(300)) {
+                    let pos = r.position.get(&p).copied().unwrap_or(low);
+                    self.metrics.lag.with_label_values(&[&r.topic, &p.to_string()]).set((high - pos).max(0));
+                }
+            }
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The advisory lock's key: a stable hash of the determinations topic's
+/// name (FNV-1a), so sinks of differently prefixed pipelines do not wait on
+/// each other.
+fn lock_key(topic: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in b"rollcall-sink:".iter().chain(topic.as_bytes()) {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
+
+impl Batch {
+    /// Records per topic, for the consumed counter.
+    fn per_topic(&self) -> Vec<(String, u64)> {
+        self.topic_counts.iter().map(|(t, n)| (t.clone(), *n)).collect()
+    }
+}
+
+/// The dead-letter error kind of an undecodable record, as the processor
+/// names them (`rollcall.dlq.v1`).
+fn error_kind(e: &AvroError) -> &'static str {
+    match e {
+        AvroError::Header(_) => "NOT_AVRO",
+        AvroError::Fingerprint { .. } => "WRONG_SCHEMA",
+        AvroError::Field { message, .. } if message.contains("unknown") => "UNKNOWN_ENUM",
+        AvroError::Decode(message) if message.contains("enum index") => "UNKNOWN_ENUM",
+        _ => "SCHEMA_INVALID",
+    }
+}
+
+/// Why PostgreSQL could not store a decoded record, if it could not: text
+/// may not hold NUL, and timestamptz ends at 4713 BC and 294276 AD.
+fn unstorable<'a>(strings: impl IntoIterator<Item = &'a str>, instants: &[chrono::DateTime<Utc>]) -> Option<String> {
+    if strings.into_iter().any(|s| s.contains('\0')) {
+        return Some("a text field holds a NUL character, which PostgreSQL text cannot store".into());
+    }
+    instants.iter().find(|t| !(-4712..=294_275).contains(&t.year())).map(|t| format!("instant {t} is outside PostgreSQL's range"))
+}
+
+fn det_problem(d: &Determination) -> Option<String> {
+    let strings = [&d.determination_id, &d.student_id, &d.school_id, &d.policy, &d.code, &d.rule]
+        .into_iter()
+        .map(String::as_str)
+        .chain(d.section_id.as_deref())
+        .chain(d.category.as_deref())
+        .chain(d.evidence.iter().map(String::as_str));
+    unstorable(strings, &[d.decided_at])
+}
+
+fn trigger_problem(t: &OutreachTrigger) -> Option<String> {
+    let strings = [&t.trigger_id, &t.student_id, &t.school_id, &t.reason, &t.policy]
+        .into_iter()
+        .map(String::as_str)
+        .chain(t.staff_id.as_deref())
+        .chain(t.section_id.as_deref())
+        .chain(t.evidence.iter().map(String::as_str));
+    unstorable(strings, &[t.created_at])
+}
+
+/// Adds one Kafka record to the batch: a row, or a bad record with its origin.
+fn take(kind: Kind, m: &BorrowedMessage<'_>, batch: &mut Batch) {
+    let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
+    batch.records += 1;
+    batch.next_offsets.insert((topic.to_string(), partition), offset + 1);
+    *batch.topic_counts.entry(topic.to_string()).or_default() += 1;
+    let problem: Option<(&'static str, String)> = match m.payload() {
+        None => Some(("MISSING_VALUE", "the record has no value".into())),
+        Some(v) => match kind {
+            Kind::Determinations => match Determination::from_single_object(v) {
+                Ok(d) => match det_problem(&d) {
+                    None => {
+                        batch.determinations.push(d);
+                        None
+                    }
+                    Some(p) => Some(("INVALID_RECORD", p)),
+                },
+                Err(e) => Some((error_kind(&e), e.to_string())),
+            },
+            Kind::Outreach => match OutreachTrigger::from_single_object(v) {
+                Ok(t) => match trigger_problem(&t) {
+                    None => {
+                        batch.outreach.push(t);
+                        None
+                    }
+                    Some(p) => Some(("INVALID_RECORD", p)),
+                },
+                Err(e) => Some((error_kind(&e), e.to_string())),
+            },
+        },
+    };
+    if let Some((error_kind, message)) = problem {
+        warn!(topic, partition, offset, error_kind, %message, "record cannot be used; kept in sink_dead_letters");
+        batch.bad.push(BadRecord {
+            topic: topic.to_string(),
+            partition,
+            offset,
+            // Keys of these topics start with a student id: hashed for the log
+            // above, kept as they are in the table (an SIS-side store).
+            key: m.key().map(|k| String::from_utf8_lossy(k).replace('\0', "\u{fffd}")),
+            value: m.payload().map(|v| v.to_vec()),
+            error_kind,
+            message: message.replace('\0', "\u{fffd}"),
+            failed_at: Utc::now(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_checked() {
+        let ok = SinkConfig { database_url: "postgres://u@h:5432/db".into(), ..Default::default() };
+        ok.validate().unwrap();
+        let e = SinkConfig { database_url: "".into(), ..Default::default() }.validate().unwrap_err();
+        assert!(e.to_string().contains("database_url"), "{e}");
+        let e = SinkConfig { batch_max_ms: 0, ..ok.clone() }.validate().unwrap_err();
+        assert!(e.to_string().contains("batch_max"), "{e}");
+        let e =
+            SinkConfig { database_url: "postgres://u:secret@h:notaport/db".into(), ..Default::default() }.validate().unwrap_err();
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn lock_keys_differ_by_prefix() {
+        assert_ne!(lock_key("a.attendance.determinations.v1"), lock_key("attendance.determinations.v1"));
+        assert_eq!(lock_key("x"), lock_key("x"));
+    }
+
+    #[test]
+    fn unstorable_values_are_named() {
+        assert!(unstorable(["ok", "n\0ul"], &[Utc::now()]).is_some());
+        assert!(unstorable(["ok"], &[Utc::now()]).is_none());
+    }
+}
