@@ -75,7 +75,9 @@ fn bench_kafka_compares_the_processor_with_a_bare_consumer() {
     let out = rollcall(&["bench", "kafka", "--brokers", &b, "--students", "20", "--days", "2", "--partitions", "2"]);
     let last = last_line(&out);
     assert!(
-        last.starts_with("kafka: processor ") && last.contains(" records/s, bare consumer ") && last.contains(" records/s, ratio "),
+        last.starts_with("kafka: processor ")
+            && last.contains(" records/s, bare consumer ")
+            && last.contains(" records/s, ratio "),
         "{out}"
     );
     let n = numbers(last);

@@ -131,7 +131,9 @@ fn config_from_env(what: &str, env: &BTreeMap<String, String>) -> ProcessorConfi
 /// The value of `--flag` in an argument list (`--flag value` or `--flag=value`).
 fn flag(args: &[String], name: &str) -> Option<String> {
     let eq = format!("{name}=");
-    args.iter().enumerate().find_map(|(i, a)| if a == name { args.get(i + 1).cloned() } else { a.strip_prefix(&eq).map(str::to_string) })
+    args.iter()
+        .enumerate()
+        .find_map(|(i, a)| if a == name { args.get(i + 1).cloned() } else { a.strip_prefix(&eq).map(str::to_string) })
 }
 
 // ---------------------------------------------------------------- compose
@@ -278,7 +280,9 @@ fn compose_has_every_service_wired_together() {
         let args = command_of(svc);
         assert_eq!(args.first().map(String::as_str), Some("run"), "{name}: command {args:?}");
         let mut env = env_of(svc);
-        for (f, var) in [("--group", "ROLLCALL_GROUP"), ("--instance-id", "ROLLCALL_INSTANCE_ID"), ("--state-dir", "ROLLCALL_STATE_DIR")] {
+        for (f, var) in
+            [("--group", "ROLLCALL_GROUP"), ("--instance-id", "ROLLCALL_INSTANCE_ID"), ("--state-dir", "ROLLCALL_STATE_DIR")]
+        {
             if let Some(v) = flag(&args, f) {
                 env.insert(var.into(), v);
             }
@@ -310,9 +314,10 @@ fn compose_has_every_service_wired_together() {
     );
     let grafana = c.service("grafana");
     let gmounts = mounts_of(grafana);
-    for (src, dst) in
-        [("deploy/grafana/provisioning", "/etc/grafana/provisioning"), ("deploy/grafana/dashboards", "/var/lib/grafana/dashboards")]
-    {
+    for (src, dst) in [
+        ("deploy/grafana/provisioning", "/etc/grafana/provisioning"),
+        ("deploy/grafana/dashboards", "/var/lib/grafana/dashboards"),
+    ] {
         assert!(
             gmounts.iter().any(|(s, d)| s.trim_start_matches("./").trim_end_matches('/') == src && d == dst),
             "grafana: {src} is not mounted at {dst}: {gmounts:?}"
@@ -361,7 +366,12 @@ fn deployments_give_rollcall_only_flags_it_has() {
         assert!(!sub.is_empty(), "{what}: no subcommand in {args:?}");
         let help = help_cache.entry(sub.clone()).or_insert_with(|| {
             let out = Command::new(env!("CARGO_BIN_EXE_rollcall")).args(&sub).arg("--help").output().unwrap();
-            assert!(out.status.success(), "{what}: `rollcall {} --help` failed: {}", sub.join(" "), String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{what}: `rollcall {} --help` failed: {}",
+                sub.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
             String::from_utf8_lossy(&out.stdout).into_owned()
         });
         for a in args.iter().filter(|a| a.starts_with("--")) {
@@ -423,7 +433,8 @@ fn k8s_manifests_are_complete() {
     let cm = cms[0];
     let cm_name = s(&cm["metadata"]["name"]);
     let toml_text = cm["data"]["rollcall.toml"].as_str().expect("configmap: data.rollcall.toml");
-    let file_cfg: ProcessorConfig = toml::from_str(toml_text).unwrap_or_else(|e| panic!("deploy/k8s/configmap.yaml rollcall.toml: {e}"));
+    let file_cfg: ProcessorConfig =
+        toml::from_str(toml_text).unwrap_or_else(|e| panic!("deploy/k8s/configmap.yaml rollcall.toml: {e}"));
     file_cfg.validate().unwrap_or_else(|e| panic!("deploy/k8s/configmap.yaml rollcall.toml: {e}"));
     assert_eq!(file_cfg.state_dir, Path::new(STATE_DIR), "configmap: state_dir");
 
@@ -435,7 +446,10 @@ fn k8s_manifests_are_complete() {
     let replicas = sts["spec"]["replicas"].as_u64().unwrap_or(1);
     assert!(replicas >= 2, "statefulset: {replicas} replica(s)");
     let pod_labels = &sts["spec"]["template"]["metadata"]["labels"];
-    assert!(labels_match(&sts["spec"]["selector"]["matchLabels"], pod_labels), "statefulset: selector does not match the pod labels");
+    assert!(
+        labels_match(&sts["spec"]["selector"]["matchLabels"], pod_labels),
+        "statefulset: selector does not match the pod labels"
+    );
     let pod = &sts["spec"]["template"]["spec"];
     let sc = &pod["securityContext"];
     assert_eq!(sc["runAsNonRoot"].as_bool(), Some(true), "statefulset: runAsNonRoot");
@@ -477,7 +491,8 @@ fn k8s_manifests_are_complete() {
     }
     values.insert("ROLLCALL_INSTANCE_ID".into(), "rollcall-0".into());
     let cfg = config_from_env("statefulset", &values);
-    let state_dir = values.get("ROLLCALL_STATE_DIR").cloned().unwrap_or_else(|| file_cfg.state_dir.to_string_lossy().into_owned());
+    let state_dir =
+        values.get("ROLLCALL_STATE_DIR").cloned().unwrap_or_else(|| file_cfg.state_dir.to_string_lossy().into_owned());
     assert_eq!(cfg.transactional_id(), format!("rollcall-{}-rollcall-0", cfg.group));
 
     // State on a claim per pod, mounted at the state dir; config mounted where --config says.
@@ -491,7 +506,8 @@ fn k8s_manifests_are_complete() {
     assert!(claims.contains(&s(&state_mount["name"])), "statefulset: the state dir is not on a volumeClaimTemplate");
     let config = flag(&args, "--config").expect("statefulset: --config");
     let config_dir = Path::new(&config).parent().unwrap().to_string_lossy().into_owned();
-    let config_mount = mounts.iter().find(|m| s(&m["mountPath"]) == config_dir).expect("statefulset: --config's directory is not mounted");
+    let config_mount =
+        mounts.iter().find(|m| s(&m["mountPath"]) == config_dir).expect("statefulset: --config's directory is not mounted");
     let config_vol = seq(&pod["volumes"]).iter().find(|v| v["name"] == config_mount["name"]).expect("statefulset: config volume");
     assert_eq!(s(&config_vol["configMap"]["name"]), cm_name, "statefulset: config volume");
 
@@ -531,7 +547,11 @@ fn k8s_manifests_are_complete() {
     let svc = scraped[0];
     assert_eq!(svc["metadata"]["annotations"]["prometheus.io/port"].as_str(), Some("9464"), "metrics Service port annotation");
     for d in [*headless, *svc] {
-        assert!(labels_match(&d["spec"]["selector"], pod_labels), "Service {} does not select the processors", s(&d["metadata"]["name"]));
+        assert!(
+            labels_match(&d["spec"]["selector"], pod_labels),
+            "Service {} does not select the processors",
+            s(&d["metadata"]["name"])
+        );
     }
 
     // The topics Job.
@@ -571,7 +591,11 @@ fn family(name: &str) -> Result<&'static str, String> {
     for suffix in ["_bucket", "_sum", "_count"] {
         if let Some(base) = name.strip_suffix(suffix) {
             if let Some(f) = METRIC_NAMES.iter().find(|m| **m == base) {
-                return if HISTOGRAMS.contains(f) { Ok(f) } else { Err(format!("{base} is not a histogram, it has no {suffix}")) };
+                return if HISTOGRAMS.contains(f) {
+                    Ok(f)
+                } else {
+                    Err(format!("{base} is not a histogram, it has no {suffix}"))
+                };
             }
         }
     }
@@ -660,7 +684,9 @@ fn alert_rules_use_exported_metrics_and_say_what_to_do() {
 #[test]
 fn prometheus_scrapes_the_processors() {
     let c = compose();
-    for (file, want) in [("prometheus.yml", vec!["rollcall-1:9464", "rollcall-2:9464"]), ("prometheus-local.yml", vec!["127.0.0.1:9464"])] {
+    for (file, want) in
+        [("prometheus.yml", vec!["rollcall-1:9464", "rollcall-2:9464"]), ("prometheus-local.yml", vec!["127.0.0.1:9464"])]
+    {
         let rel = format!("deploy/prometheus/{file}");
         let p = yaml(&rel);
         let jobs = seq(&p["scrape_configs"]);
@@ -766,7 +792,10 @@ fn dockerfile_builds_and_runs_rollcall_as_a_user() {
     assert_eq!(froms.len(), 2, "deploy/Dockerfile: a builder and a runtime stage: {froms:?}");
     assert!(froms[0].contains("rust:") && froms[0].contains("bookworm"), "builder: {}", froms[0]);
     assert!(froms[1].starts_with("FROM debian:bookworm-slim"), "runtime: {}", froms[1]);
-    assert!(df.contains("cargo build --release") && df.contains("-p rollcall-cli"), "deploy/Dockerfile: no release build of rollcall-cli");
+    assert!(
+        df.contains("cargo build --release") && df.contains("-p rollcall-cli"),
+        "deploy/Dockerfile: no release build of rollcall-cli"
+    );
     for pkg in ["cmake", "g++", "libclang-dev", "libcurl4-openssl-dev", "pkg-config", "ca-certificates"] {
         assert!(df.split_whitespace().any(|w| w == pkg), "deploy/Dockerfile: does not install {pkg}");
     }
@@ -816,8 +845,11 @@ fn promtool_accepts_the_configs_and_the_rules_pass_their_tests() {
     // And it does fail on a bad rule, so the passes above mean something.
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yml");
-    std::fs::write(&bad, "groups:\n  - name: x\n    rules:\n      - alert: X\n        expr: rate(rollcall_dlq_records_total[5m] > 0\n")
-        .unwrap();
+    std::fs::write(
+        &bad,
+        "groups:\n  - name: x\n    rules:\n      - alert: X\n        expr: rate(rollcall_dlq_records_total[5m] > 0\n",
+    )
+    .unwrap();
     let (ok, _) = run(&promtool, &["check", "rules", bad.to_str().unwrap()]);
     assert!(!ok, "promtool accepted a rule with unbalanced parentheses");
 }

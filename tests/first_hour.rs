@@ -80,7 +80,9 @@ fn localize(words: &[String], broker: &str, state: &str, prefix: &str) -> Vec<St
 fn rollcall(args: &[String]) -> Result<String, String> {
     let out = Command::new(bin()).args(args).output().map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    ensure(out.status.success(), || format!("rollcall {}: {}\n{stdout}{}", args.join(" "), out.status, String::from_utf8_lossy(&out.stderr)))?;
+    ensure(out.status.success(), || {
+        format!("rollcall {}: {}\n{stdout}{}", args.join(" "), out.status, String::from_utf8_lossy(&out.stderr))
+    })?;
     Ok(stdout)
 }
 
@@ -164,7 +166,7 @@ fn readme_walkthrough_gives_attendance(broker: &str) -> TestResult {
     for l in determinations.lines() {
         let v: Value = serde_json::from_str(l).map_err(|e| format!("tail printed `{l}`: {e}"))?;
         let k = key(&v);
-        if latest.get(&k).map_or(true, |p| p["version"].as_i64() < v["version"].as_i64()) {
+        if latest.get(&k).is_none_or(|p| p["version"].as_i64() < v["version"].as_i64()) {
             latest.insert(k, v);
         }
     }
@@ -175,7 +177,9 @@ fn readme_walkthrough_gives_attendance(broker: &str) -> TestResult {
     for (k, v) in latest.iter().filter(|(_, v)| v["finality"] != "PROVISIONAL") {
         let e = expected.get(k).ok_or_else(|| format!("{k}: decided through Kafka, not by the engine alone"))?;
         for field in ["status", "code", "minutes", "contacts", "category"] {
-            ensure(v[field] == e[field], || format!("{k} {field}: {} through Kafka, {} by the engine alone", v[field], e[field]))?;
+            ensure(v[field] == e[field], || {
+                format!("{k} {field}: {} through Kafka, {} by the engine alone", v[field], e[field])
+            })?;
         }
         compared += 1;
     }

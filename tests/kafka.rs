@@ -22,13 +22,6 @@ use rollcall_scenario::{check, scenario_files, Expect, Scenario};
 mod support;
 use support::*;
 
-
-
-
-
-
-
-
 /// Every scenario, shared and the project's own, passes through the broker.
 fn scenarios_pass_through_kafka(b: &str) -> TestResult {
     let mut files = scenario_files(&repo().join("tests/scenarios")).map_err(|e| e.to_string())?;
@@ -40,7 +33,8 @@ fn scenarios_pass_through_kafka(b: &str) -> TestResult {
     for (i, f) in files.iter().enumerate() {
         let s = Scenario::load(f).map_err(|e| e.to_string())?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let (out, _) = run_scenario(b, &s, &unique(&format!("s{i}")), dir.path()).map_err(|e| format!("{}: {e:#}", f.display()))?;
+        let (out, _) =
+            run_scenario(b, &s, &unique(&format!("s{i}")), dir.path()).map_err(|e| format!("{}: {e:#}", f.display()))?;
         for d in check(&s, &out) {
             failures.push(format!("{}: {}: expected {}, got {}", f.display(), d.key, d.expected, d.actual));
         }
@@ -82,7 +76,13 @@ struct Bad {
 }
 
 impl Bad {
-    fn new(topic: &str, key: Option<&str>, value: Option<Vec<u8>>, ts: chrono::DateTime<chrono::Utc>, kind: DeadLetterKind) -> Bad {
+    fn new(
+        topic: &str,
+        key: Option<&str>,
+        value: Option<Vec<u8>>,
+        ts: chrono::DateTime<chrono::Utc>,
+        kind: DeadLetterKind,
+    ) -> Bad {
         Bad { topic: topic.to_string(), key: key.map(str::to_string), value, ts, kind, waits: false }
     }
 }
@@ -96,7 +96,8 @@ fn send_all(b: &str, records: &[Bad]) -> Result<Vec<(i32, i64)>, String> {
         .create_with_context(Deliveries(Default::default()))
         .map_err(|e| e.to_string())?;
     for (i, r) in records.iter().enumerate() {
-        let mut rec: BaseRecord<'_, str, [u8], Box<usize>> = BaseRecord::with_opaque_to(&r.topic, Box::new(i)).timestamp(r.ts.timestamp_millis());
+        let mut rec: BaseRecord<'_, str, [u8], Box<usize>> =
+            BaseRecord::with_opaque_to(&r.topic, Box::new(i)).timestamp(r.ts.timestamp_millis());
         if let Some(v) = &r.value {
             rec = rec.payload(v.as_slice());
         }
@@ -137,7 +138,17 @@ fn dead_letters(b: &str, topics: &Topics) -> Result<Vec<DeadLetter>, String> {
 fn brief(dead: &[DeadLetter]) -> String {
     let lines: Vec<String> = dead
         .iter()
-        .map(|d| format!("{} {} [{:?}]@{:?} {}: {}", d.topic, d.error_kind, d.partition, d.offset, d.key.as_deref().unwrap_or("-"), d.message))
+        .map(|d| {
+            format!(
+                "{} {} [{:?}]@{:?} {}: {}",
+                d.topic,
+                d.error_kind,
+                d.partition,
+                d.offset,
+                d.key.as_deref().unwrap_or("-"),
+                d.message
+            )
+        })
         .collect();
     lines.join("\n  ")
 }
@@ -165,7 +176,8 @@ fn run_replay(b: &str, prefix: &str, state: &Path, until: &str) -> TestResult {
 fn bad_records_are_dead_lettered(b: &str) -> TestResult {
     use rollcall_model::{AbsenceReason, AbsenceReport, ActivityKind, Reporter};
     use DeadLetterKind::*;
-    let base = Scenario::load(&repo().join("tests/scenarios/mmsd-01-k5-live-join-and-submission.json")).map_err(|e| e.to_string())?;
+    let base =
+        Scenario::load(&repo().join("tests/scenarios/mmsd-01-k5-live-join-and-submission.json")).map_err(|e| e.to_string())?;
     let prefix = unique("dlq");
     let topics = Topics::with_prefix(&prefix);
     create_topics(b, &topics, 3, 1).map_err(|e| format!("{e:#}"))?;
@@ -240,7 +252,8 @@ fn bad_records_are_dead_lettered(b: &str) -> TestResult {
     cases.push(Bad::new(&topics.activity, Some(&student), Some(encode(&far)?), at, TimestampOutOfRange));
     cases.push(Bad::new(&topics.activity, Some(&student), Some(encode(&event("dlq-late", &student))?), late, TooLate));
     // Waits three days for a roster record that never comes.
-    let mut stranger = Bad::new(&topics.activity, Some("nobody"), Some(encode(&event("dlq-stranger", "nobody"))?), at, UnknownStudent);
+    let mut stranger =
+        Bad::new(&topics.activity, Some("nobody"), Some(encode(&event("dlq-stranger", "nobody"))?), at, UnknownStudent);
     stranger.waits = true;
     cases.push(stranger);
     // Its student is on the roster (a good record, below), at a school with no calendar: waits a day.
@@ -254,8 +267,20 @@ fn bad_records_are_dead_lettered(b: &str) -> TestResult {
     cases.push(Bad::new(&topics.roster, Some("blank-school"), Some(encode(&blank)?), at, InvalidRecord));
     // An absence report (reports do not wait).
     let r = |id: &str, who: &str, date: &str, when| report(id, who, date, when).and_then(|r| encode(&r));
-    cases.push(Bad::new(&topics.reports, Some("nobody"), Some(r("dlq-r-nobody", "nobody", "2020-10-05", at)?), at, UnknownStudent));
-    cases.push(Bad::new(&topics.reports, Some("orphan"), Some(r("dlq-r-orphan", "orphan", "2020-10-05", at)?), at, UnknownSchool));
+    cases.push(Bad::new(
+        &topics.reports,
+        Some("nobody"),
+        Some(r("dlq-r-nobody", "nobody", "2020-10-05", at)?),
+        at,
+        UnknownStudent,
+    ));
+    cases.push(Bad::new(
+        &topics.reports,
+        Some("orphan"),
+        Some(r("dlq-r-orphan", "orphan", "2020-10-05", at)?),
+        at,
+        UnknownSchool,
+    ));
     cases.push(Bad::new(&topics.reports, Some(&student), Some(r("", &student, "2020-10-05", at)?), at, InvalidRecord));
     cases.push(Bad::new(&topics.reports, Some(&student), Some(r("dlq-r-late", &student, "2020-10-05", late)?), late, TooLate));
     // A calendar.
@@ -275,7 +300,13 @@ fn bad_records_are_dead_lettered(b: &str) -> TestResult {
     }
     // The good record the UNKNOWN_SCHOOL cases need: `orphan` at a school with no calendar.
     let orphan_roster = rollcall_model::StudentRecord::new("orphan", "no-calendar", roster.grade_level);
-    let mut records = vec![Bad::new(&topics.roster, Some("orphan"), Some(encode(&orphan_roster)?), at - chrono::Duration::seconds(1), MissingValue)];
+    let mut records = vec![Bad::new(
+        &topics.roster,
+        Some("orphan"),
+        Some(encode(&orphan_roster)?),
+        at - chrono::Duration::seconds(1),
+        MissingValue,
+    )];
     records.extend(cases);
     let sent = send_all(b, &records)?;
     let cases = &records[1..];
@@ -283,14 +314,18 @@ fn bad_records_are_dead_lettered(b: &str) -> TestResult {
 
     let check_run = |run: &str| -> TestResult {
         let dead = dead_letters(b, &topics)?;
-        ensure(dead.len() == cases.len(), || format!("{run}: {} dead letters, expected {}:\n  {}", dead.len(), cases.len(), brief(&dead)))?;
+        ensure(dead.len() == cases.len(), || {
+            format!("{run}: {} dead letters, expected {}:\n  {}", dead.len(), cases.len(), brief(&dead))
+        })?;
         for (c, (partition, offset)) in cases.iter().zip(sent) {
             let what = format!("{run}: {} on {}", c.kind, c.topic);
             let found: Vec<&DeadLetter> = dead.iter().filter(|d| d.topic == c.topic && d.error_kind == c.kind.as_str()).collect();
             ensure(found.len() == 1, || format!("{what}: {} dead letters:\n  {}", found.len(), brief(&dead)))?;
             let d = found[0];
             if c.waits {
-                ensure(d.partition.is_none() && d.offset.is_none(), || format!("{what}: a refused waiting event has no origin: {d:?}"))?;
+                ensure(d.partition.is_none() && d.offset.is_none(), || {
+                    format!("{what}: a refused waiting event has no origin: {d:?}")
+                })?;
                 ensure(d.message.contains("waited from"), || format!("{what}: message {}", d.message))?;
             } else {
                 ensure(d.partition == Some(*partition) && d.offset == Some(*offset), || {
@@ -324,7 +359,8 @@ fn bad_records_are_dead_lettered(b: &str) -> TestResult {
 /// when the record comes (the event then counts), refused with
 /// UNKNOWN_STUDENT when its three days are over first.
 fn waiting_events_are_released_or_refused(b: &str) -> TestResult {
-    let base = Scenario::load(&repo().join("tests/scenarios/mmsd-01-k5-live-join-and-submission.json")).map_err(|e| e.to_string())?;
+    let base =
+        Scenario::load(&repo().join("tests/scenarios/mmsd-01-k5-live-join-and-submission.json")).map_err(|e| e.to_string())?;
     let prefix = unique("wait");
     let topics = Topics::with_prefix(&prefix);
     create_topics(b, &topics, 3, 1).map_err(|e| format!("{e:#}"))?;
@@ -355,7 +391,9 @@ fn waiting_events_are_released_or_refused(b: &str) -> TestResult {
     let dead = dead_letters(b, &topics)?;
     ensure(dead.len() == 1, || format!("{} dead letters, expected the ghost's:\n  {}", dead.len(), brief(&dead)))?;
     let d = &dead[0];
-    ensure(d.error_kind == UnknownStudent.as_str() && d.key.as_deref() == Some("ghost") && d.topic == topics.activity, || format!("{d:?}"))?;
+    ensure(d.error_kind == UnknownStudent.as_str() && d.key.as_deref() == Some("ghost") && d.topic == topics.activity, || {
+        format!("{d:?}")
+    })?;
     ensure(d.partition.is_none() && d.offset.is_none() && d.message.contains("waited from"), || format!("{d:?}"))?;
     ensure(d.value == records[1].value.clone().unwrap_or_default(), || "the ghost's event bytes not kept".into())?;
     let out = read_outputs(b, &topics).map_err(|e| format!("{e:#}"))?;
@@ -370,7 +408,14 @@ fn waiting_events_are_released_or_refused(b: &str) -> TestResult {
 
 static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-fn spawn_processor(b: &str, prefix: &str, state: &Path, instance: &str, until: &str, exit_when_idle: bool) -> Result<Child, String> {
+fn spawn_processor(
+    b: &str,
+    prefix: &str,
+    state: &Path,
+    instance: &str,
+    until: &str,
+    exit_when_idle: bool,
+) -> Result<Child, String> {
     let mut c = Command::new(bin());
     c.stderr(Stdio::piped());
     c.args(["run", "--brokers", b, "--clock", "replay", "--instance-id", instance, "--until", until])
@@ -384,7 +429,8 @@ fn spawn_processor(b: &str, prefix: &str, state: &Path, instance: &str, until: &
     // Each run's log kept for a post-mortem, when asked for.
     if let Ok(dir) = std::env::var("ROLLCALL_TEST_LOG_DIR") {
         let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let file = std::fs::File::create(Path::new(&dir).join(format!("{prefix}{instance}-{n:03}.log"))).map_err(|e| e.to_string())?;
+        let file =
+            std::fs::File::create(Path::new(&dir).join(format!("{prefix}{instance}-{n:03}.log"))).map_err(|e| e.to_string())?;
         c.stderr(file);
     }
     if exit_when_idle {
@@ -481,7 +527,12 @@ fn reference_run(b: &str, s: &Scenario, name: &str) -> Result<Vec<String>, Strin
     let status = spawn_processor(b, &prefix, dir.path(), "ref", &s.now.to_rfc3339(), true)?.wait().map_err(|e| e.to_string())?;
     ensure(status.success(), || format!("reference run exited with {status}"))?;
     let out = outputs(b, &topics)?;
-    eprintln!("  reference: {} events -> {} output records in {:.1} s", s.events.len(), out.len(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "  reference: {} events -> {} output records in {:.1} s",
+        s.events.len(),
+        out.len(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(out)
 }
 
@@ -527,10 +578,15 @@ fn kill_nine_loses_and_duplicates_nothing(b: &str) -> TestResult {
         .lines()
         .find_map(|l| l.strip_prefix("processed ").and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()))
         .ok_or_else(|| format!("final run did not report its work: {said}"))?;
-    eprintln!("  the final run processed {processed} of {} input records", s.events.len() + s.roster.len() + s.absence_reports.len());
+    eprintln!(
+        "  the final run processed {processed} of {} input records",
+        s.events.len() + s.roster.len() + s.absence_reports.len()
+    );
     let got = outputs(b, &topics)?;
     compare(&reference, &got, "after 20 kills")?;
-    ensure(processed < s.events.len() * 3 / 4, || format!("the killed runs committed too little: the final run processed {processed} records"))
+    ensure(processed < s.events.len() * 3 / 4, || {
+        format!("the killed runs committed too little: the final run processed {processed} records")
+    })
 }
 
 /// Two instances over 6 partitions; one is killed; the survivor finishes its partitions.

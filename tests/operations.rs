@@ -27,11 +27,6 @@ use serde_json::Value;
 mod support;
 use support::*;
 
-
-
-
-
-
 /// Child processes killed when the test ends, however it ends.
 #[derive(Default)]
 struct Children(Vec<(&'static str, Child)>);
@@ -67,8 +62,6 @@ impl Children {
     }
 }
 
-
-
 fn free_port() -> Result<u16, String> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     Ok(l.local_addr().map_err(|e| e.to_string())?.port())
@@ -77,7 +70,6 @@ fn free_port() -> Result<u16, String> {
 fn on_path(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
 }
-
 
 fn percent_encode(s: &str) -> String {
     let mut out = String::new();
@@ -101,7 +93,8 @@ fn http_get(addr: &str, path: &str) -> Result<(u16, String, String), String> {
     c.read_to_end(&mut raw).map_err(|e| format!("read {addr}{path}: {e}"))?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("{addr}{path}: no header end"))?;
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("{addr}{path}: bad status line"))?;
+    let status =
+        head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("{addr}{path}: bad status line"))?;
     Ok((status, head.to_string(), body.to_string()))
 }
 
@@ -153,7 +146,8 @@ fn tail(path: &Path, lines: usize) -> String {
 fn prometheus_scrapes_the_processor(b: &str, prometheus: &Path) -> TestResult {
     let s = district(120, 3, 17);
     let mut ids: HashSet<String> = s.roster.iter().flat_map(|r| r.identifiers().map(str::to_string)).collect();
-    let student_ids: BTreeSet<String> = s.roster.iter().map(|r| r.student_id.clone()).chain(s.events.iter().map(|a| a.event.student_id.clone())).collect();
+    let student_ids: BTreeSet<String> =
+        s.roster.iter().map(|r| r.student_id.clone()).chain(s.events.iter().map(|a| a.event.student_id.clone())).collect();
     ids.extend(student_ids.iter().cloned());
     let prefix = unique("ops");
     let topics = Topics::with_prefix(&prefix);
@@ -168,7 +162,8 @@ fn prometheus_scrapes_the_processor(b: &str, prometheus: &Path) -> TestResult {
         .set("partitioner", "murmur2_random")
         .create()
         .map_err(|e| e.to_string())?;
-    p.send(BaseRecord::to(&topics.activity).key(victim.as_str()).payload(b"not avro".as_slice()).timestamp(at)).map_err(|(e, _)| e.to_string())?;
+    p.send(BaseRecord::to(&topics.activity).key(victim.as_str()).payload(b"not avro".as_slice()).timestamp(at))
+        .map_err(|(e, _)| e.to_string())?;
     p.flush(Duration::from_secs(30)).map_err(|e| e.to_string())?;
     produced += 1;
     eprintln!("  produced {produced} records ({} students)", s.roster.len());
@@ -220,7 +215,9 @@ fn prometheus_scrapes_the_processor(b: &str, prometheus: &Path) -> TestResult {
         wait_for("/readyz answers 200", Duration::from_secs(120), &mut kids, || {
             http_get(&metrics_addr, "/readyz").ok().filter(|(st, ..)| *st == 200)
         })?;
-        wait_for("Prometheus is ready", Duration::from_secs(60), &mut kids, || http_get(&prom_addr, "/-/ready").ok().filter(|(st, ..)| *st == 200))?;
+        wait_for("Prometheus is ready", Duration::from_secs(60), &mut kids, || {
+            http_get(&prom_addr, "/-/ready").ok().filter(|(st, ..)| *st == 200)
+        })?;
         wait_for("Prometheus scrapes the processor", Duration::from_secs(60), &mut kids, || {
             scalar(&prom_addr, "up{job=\"rollcall\"}").ok().flatten().filter(|v| *v == 1.0)
         })?;
@@ -231,13 +228,14 @@ fn prometheus_scrapes_the_processor(b: &str, prometheus: &Path) -> TestResult {
         ensure(consumed as u64 == produced, || format!("sum(rollcall_events_consumed_total) = {consumed}, produced {produced}"))?;
         // The determinations counter and the topic agree once both are still.
         let mut last = (f64::NAN, 0usize);
-        let (emitted, on_topic) = wait_for("determinations counted = determinations on the topic", Duration::from_secs(180), &mut kids, || {
-            let prom = scalar(&prom_addr, "sum(rollcall_determinations_emitted_total)").ok().flatten()?;
-            let topic = read_outputs(b, &topics).ok()?.determinations.len();
-            let stable = last == (prom, topic);
-            last = (prom, topic);
-            (stable && prom as usize == topic && topic > 0).then_some((prom, topic))
-        })?;
+        let (emitted, on_topic) =
+            wait_for("determinations counted = determinations on the topic", Duration::from_secs(180), &mut kids, || {
+                let prom = scalar(&prom_addr, "sum(rollcall_determinations_emitted_total)").ok().flatten()?;
+                let topic = read_outputs(b, &topics).ok()?.determinations.len();
+                let stable = last == (prom, topic);
+                last = (prom, topic);
+                (stable && prom as usize == topic && topic > 0).then_some((prom, topic))
+            })?;
         eprintln!("  {consumed} records consumed, {emitted} determinations counted, {on_topic} on the topic");
         for name in METRIC_NAMES {
             let n = scalar(&prom_addr, &format!("count({{__name__=~\"{name}|{name}_count\"}})"))?.unwrap_or(0.0);
@@ -271,11 +269,22 @@ fn prometheus_scrapes_the_processor(b: &str, prometheus: &Path) -> TestResult {
         if let Some(id) = student_ids.iter().find(|id| log.contains(id.as_str())) {
             return Err(format!("the log shows student id {id}"));
         }
-        eprintln!("  {} series, {} METRIC_NAMES families, {} log lines checked", series.len(), METRIC_NAMES.len(), log.lines().count());
+        eprintln!(
+            "  {} series, {} METRIC_NAMES families, {} log lines checked",
+            series.len(),
+            METRIC_NAMES.len(),
+            log.lines().count()
+        );
         Ok(())
     })();
     drop(kids);
-    result.map_err(|e| format!("{e}\n--- rollcall run (last lines) ---\n{}\n--- prometheus (last lines) ---\n{}", tail(&proc_log, 15), tail(&prom_log, 10)))
+    result.map_err(|e| {
+        format!(
+            "{e}\n--- rollcall run (last lines) ---\n{}\n--- prometheus (last lines) ---\n{}",
+            tail(&proc_log, 15),
+            tail(&prom_log, 10)
+        )
+    })
 }
 
 fn main() -> ExitCode {

@@ -64,7 +64,12 @@ fn a_wrong_expectation_is_reported_by_key() {
     let f = repo().join("tests/scenarios/cross-01-timezone-local-date-mmsd-cst.json");
     let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
     let first = &mut v["expect"]["determinations"][0];
-    let key = format!("{}|{}|{}", first["student_id"].as_str().unwrap(), first["scope"].as_str().unwrap(), first["date"].as_str().unwrap());
+    let key = format!(
+        "{}|{}|{}",
+        first["student_id"].as_str().unwrap(),
+        first["scope"].as_str().unwrap(),
+        first["date"].as_str().unwrap()
+    );
     first["code"] = serde_json::json!("XX");
     let s = Scenario::parse(&v.to_string(), "edited.json", None).unwrap();
     let (out, _) = run(&s, MemStore::new()).unwrap();

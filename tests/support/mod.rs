@@ -19,7 +19,10 @@ pub fn repo() -> PathBuf {
 /// directory, a copy taken right after the build cannot be replaced by
 /// another checkout's build while the tests run).
 pub fn bin() -> String {
-    std::env::var("ROLLCALL_TEST_BIN").ok().filter(|b| !b.is_empty()).unwrap_or_else(|| env!("CARGO_BIN_EXE_rollcall").to_string())
+    std::env::var("ROLLCALL_TEST_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_rollcall").to_string())
 }
 
 /// A broker for the run: the given one, or one started here.

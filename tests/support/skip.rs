@@ -14,7 +14,8 @@ pub fn skip(test: &str, why: &str) {
     eprintln!("SKIPPED {test}: {why}");
     let Some(path) = std::env::var_os("ROLLCALL_SKIPS") else { return };
     let line = format!("{test}\t{}\n", why.replace(['\t', '\n'], " "));
-    let written = std::fs::OpenOptions::new().create(true).append(true).open(&path).and_then(|mut f| f.write_all(line.as_bytes()));
+    let written =
+        std::fs::OpenOptions::new().create(true).append(true).open(&path).and_then(|mut f| f.write_all(line.as_bytes()));
     // A skip that cannot be recorded would pass unseen: fail instead.
     if let Err(e) = written {
         panic!("{test} was skipped ({why}) and the skip could not be recorded in {}: {e}", path.to_string_lossy());

@@ -196,7 +196,10 @@ fn simulate(cfg: &SimConfig) -> Loaded {
     eprintln!("simulating {} students over {} days from {} (seed {})", cfg.students, cfg.days, cfg.start, cfg.seed);
     let sim = Simulation::new(cfg);
     let spinner = ProgressBar::new_spinner();
-    spinner.set_style(ProgressStyle::with_template("{spinner} simulating: {pos} records  {per_sec}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    spinner.set_style(
+        ProgressStyle::with_template("{spinner} simulating: {pos} records  {per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     let mut entries = Vec::new();
     for e in file::entries(&sim) {
         entries.push(e);
@@ -272,8 +275,12 @@ fn replay<S: KvStore>(engine: &mut Engine<S>, data: &Loaded, commit_every: usize
     let mut timed_from = 0;
     for (i, e) in data.entries.iter().enumerate() {
         match e {
-            Entry::Calendar(c) => engine.load_calendar(c.clone()).map_err(|e| anyhow::anyhow!("calendar {}: {e}", c.school_id))?,
-            Entry::Student(s) => engine.upsert_student(s.clone()).map_err(|e| anyhow::anyhow!("student {}: {e}", s.student_id))?,
+            Entry::Calendar(c) => {
+                engine.load_calendar(c.clone()).map_err(|e| anyhow::anyhow!("calendar {}: {e}", c.school_id))?
+            }
+            Entry::Student(s) => {
+                engine.upsert_student(s.clone()).map_err(|e| anyhow::anyhow!("student {}: {e}", s.student_id))?
+            }
             _ => {
                 timed_from = i;
                 break;

@@ -76,8 +76,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     );
     let mut progress = |done: usize, _total: usize| bar.set_position(done as u64);
     let started = Instant::now();
-    let (out, engine) =
-        run_with(&scenario, store, &mut RunOptions { commit_every: 5_000, progress: Some(&mut progress) })?;
+    let (out, engine) = run_with(&scenario, store, &mut RunOptions { commit_every: 5_000, progress: Some(&mut progress) })?;
     let elapsed = started.elapsed();
     bar.finish_and_clear();
 
@@ -159,7 +158,8 @@ fn through_kafka(
     let started = Instant::now();
     let stats = std::thread::scope(|sc| {
         sc.spawn(|| -> anyhow::Result<rollcall_kafka::RunStats> {
-            let mut p = Processor::with_metrics(cfg, std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)), metrics.clone())?;
+            let mut p =
+                Processor::with_metrics(cfg, std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)), metrics.clone())?;
             Ok(p.run()?)
         })
         .join()

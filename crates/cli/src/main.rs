@@ -7,8 +7,8 @@ mod demo;
 mod kafka_cmd;
 mod normalize_cmd;
 mod scenario_cmd;
-mod tail_cmd;
 mod sink_cmd;
+mod tail_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

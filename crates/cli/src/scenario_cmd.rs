@@ -73,7 +73,8 @@ fn check_through_kafka(f: &Path, brokers: &str, n: usize) -> Result<Vec<rollcall
     let dir = tempfile::tempdir().map_err(|e| failed(e.to_string()))?;
     // Each scenario gets topics of its own on the shared broker.
     let prefix = format!("scenario-{}-{}-{n}.", std::process::id(), chrono::Utc::now().timestamp_millis());
-    let (out, _) = rollcall_kafka::replay::run_scenario(brokers, &s, &prefix, dir.path()).map_err(|e| failed(format!("{e:#}")))?;
+    let (out, _) =
+        rollcall_kafka::replay::run_scenario(brokers, &s, &prefix, dir.path()).map_err(|e| failed(format!("{e:#}")))?;
     Ok(check_expect(&s, &out))
 }
 

@@ -68,9 +68,8 @@ fn topic_name(args: &TailArgs) -> String {
 
 pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
     let topic = topic_name(&args);
-    let decode = decoder(&topic).with_context(|| {
-        format!("{topic}: not one of rollcall's record topics (the changelog is state, not records to read)")
-    })?;
+    let decode = decoder(&topic)
+        .with_context(|| format!("{topic}: not one of rollcall's record topics (the changelog is state, not records to read)"))?;
     let consumer: BaseConsumer<_> = rollcall_kafka::reader(&args.brokers, "rollcall-tail")?;
     let md = consumer
         .fetch_metadata(Some(&topic), Duration::from_secs(10))

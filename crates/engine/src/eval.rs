@@ -6,8 +6,8 @@ use std::borrow::Cow;
 
 use chrono::{Duration, NaiveDate};
 use rollcall_model::{
-    ActivityKind, AttendanceType, CalendarDay, CourseType, DayType, Direction, Enrollment, LocalTime, Meeting, Mode,
-    Reporter, Scope, Status, StudentRecord, Weekday,
+    ActivityKind, AttendanceType, CalendarDay, CourseType, DayType, Direction, Enrollment, LocalTime, Meeting, Mode, Reporter,
+    Scope, Status, StudentRecord, Weekday,
 };
 use rollcall_policy::{AnyEvidence, BandScope, Blocks, ByMode, HalfDay, Policy, Rule, WeeklyContacts};
 
@@ -41,16 +41,39 @@ pub struct Outcome<'a> {
 pub enum Why<'a> {
     Text(Cow<'a, str>),
     /// Enough minutes of the day or the period, on site or live.
-    Minutes { on_site: bool, minutes: i64, of: f64, what: &'static str, percent: f64 },
+    Minutes {
+        on_site: bool,
+        minutes: i64,
+        of: f64,
+        what: &'static str,
+        percent: f64,
+    },
     /// The DAY derived from periods: present in at least half, or not.
-    Periods { present: usize, of: usize, enough: bool },
+    Periods {
+        present: usize,
+        of: usize,
+        enough: bool,
+    },
     /// An in-person DAY derived from periods, present in at least half but
     /// on site in fewer than half: present off site.
-    PeriodsOffSite { on_site: usize, present: usize, of: usize },
+    PeriodsOffSite {
+        on_site: usize,
+        present: usize,
+        of: usize,
+    },
     /// The instruction-partners day category.
-    Blocks { category: &'static str, attended: usize, of: usize, morning: bool, async_day: bool },
+    Blocks {
+        category: &'static str,
+        attended: usize,
+        of: usize,
+        morning: bool,
+        async_day: bool,
+    },
     /// Contact days of a class in a week.
-    Contacts { contacts: u32, code: &'a str },
+    Contacts {
+        contacts: u32,
+        code: &'a str,
+    },
 }
 
 impl std::fmt::Display for Why<'_> {
@@ -425,9 +448,7 @@ pub fn evaluate_day<'a>(input: &DayInput<'a>) -> Vec<Outcome<'a>> {
     let Some(band) = policy.band(input.student.grade_level) else { return Vec::new() };
     match (&policy.rule, band.scope) {
         (Rule::AnyEvidence(p), BandScope::Day) => vec![any_evidence_day(input, p)],
-        (Rule::AnyEvidence(p), BandScope::Section) => {
-            input.blocks().iter().map(|b| any_evidence_section(input, p, b)).collect()
-        }
+        (Rule::AnyEvidence(p), BandScope::Section) => input.blocks().iter().map(|b| any_evidence_section(input, p, b)).collect(),
         (Rule::AnyEvidence(p), BandScope::SectionAndDay) => {
             let sections: Vec<Outcome> = input.blocks().iter().map(|b| any_evidence_section(input, p, b)).collect();
             with_derived_day(input, sections)
@@ -449,7 +470,10 @@ pub fn evaluate_day<'a>(input: &DayInput<'a>) -> Vec<Outcome<'a>> {
             }
         }
         (Rule::DailyEngagement, _) => {
-            let found = input.on_day().find(|f| is_engagement(f)).map(|f| ("engagement event on the day".into(), vec![f.event_id.as_str()]));
+            let found = input
+                .on_day()
+                .find(|f| is_engagement(f))
+                .map(|f| ("engagement event on the day".into(), vec![f.event_id.as_str()]));
             vec![input.present_or_absent(Scope::Day, None, found)]
         }
         (_, BandScope::WeekSection) => Vec::new(),
@@ -479,7 +503,8 @@ fn with_derived_day<'a>(input: &DayInput<'a>, mut sections: Vec<Outcome<'a>>) ->
             return sections;
         }
     }
-    let found = (2 * present.len() >= n).then(|| (Why::Periods { present: present.len(), of: n, enough: true }, evidence(&present)));
+    let found =
+        (2 * present.len() >= n).then(|| (Why::Periods { present: present.len(), of: n, enough: true }, evidence(&present)));
     let mut day = input.present_or_absent(Scope::Day, None, found);
     if !day.status.is_present() && day.status == Status::AbsentUnexcused {
         day.rule = Why::Periods { present: present.len(), of: n, enough: false };
@@ -495,15 +520,10 @@ fn live_allowed(input: &DayInput, p: &AnyEvidence) -> bool {
 fn any_evidence_day<'a>(input: &DayInput<'a>, p: &AnyEvidence) -> Outcome<'a> {
     let date = input.date();
     let blocks = input.blocks();
-    let scheduled = |s: &str| {
-        input.student.homeroom_section_id.as_deref() == Some(s) || blocks.iter().any(|b| b.enrollment.section_id == s)
-    };
+    let scheduled =
+        |s: &str| input.student.homeroom_section_id.as_deref() == Some(s) || blocks.iter().any(|b| b.enrollment.section_id == s);
     let live = live_allowed(input, p)
-        .then(|| {
-            input.on_day().find(|f| {
-                f.kind == ActivityKind::LiveJoin && f.section.as_deref().map(scheduled).unwrap_or(true)
-            })
-        })
+        .then(|| input.on_day().find(|f| f.kind == ActivityKind::LiveJoin && f.section.as_deref().map(scheduled).unwrap_or(true)))
         .flatten()
         .map(|f| -> Found<'a> { ("(a) live session on the day".into(), vec![f.event_id.as_str()]) });
     let by = date + Duration::days(p.submission_allowance_days as i64);
@@ -633,7 +653,10 @@ fn on_site_share<'a>(input: &DayInput<'a>, blocks: &[Block<'a>], fraction: f64) 
     let needed = day_minutes as f64 * fraction;
     if counted > 0 && counted as f64 >= needed {
         let what = if dual_minutes > 0 { "the day outside dual-enrollment periods" } else { "the day" };
-        Some((Why::Minutes { on_site: true, minutes: counted, of: day_minutes as f64, what, percent: fraction * 100.0 }, evidence))
+        Some((
+            Why::Minutes { on_site: true, minutes: counted, of: day_minutes as f64, what, percent: fraction * 100.0 },
+            evidence,
+        ))
     } else {
         None
     }
@@ -685,7 +708,8 @@ fn half_day<'a>(input: &DayInput<'a>, p: &HalfDay, block: Option<&Block<'a>>) ->
         return o;
     }
     let remote = |rule: String, evidence: Vec<&'a str>| {
-        let mut o = input.outcome(scope, section, policy.codes.remote_status, &policy.codes.present_remote, rule.into(), evidence);
+        let mut o =
+            input.outcome(scope, section, policy.codes.remote_status, &policy.codes.present_remote, rule.into(), evidence);
         o.minutes = Some(minutes);
         o
     };
@@ -802,13 +826,7 @@ pub fn blocks_day<'a>(input: &DayInput<'a>, p: &Blocks, blocks: &[BlockAttendanc
     } else {
         "PARTIAL"
     };
-    let rule = Why::Blocks {
-        category,
-        attended,
-        of: blocks.len(),
-        morning,
-        async_day: input.day.day_type == DayType::Async,
-    };
+    let rule = Why::Blocks { category, attended, of: blocks.len(), morning, async_day: input.day.day_type == DayType::Async };
     let evidence: Vec<&'a str> = blocks.iter().flat_map(|b| b.evidence.iter().copied()).collect();
     // docs/policies/instruction-partners.md: status PRESENT unless ABSENT, whatever the mode.
     let status = if attended == 0 { input.absence().0 } else { Status::Present };
@@ -850,11 +868,8 @@ pub fn evaluate_week<'a>(
     let Rule::WeeklyContacts(p) = &school.policy.rule else { return Vec::new() };
     let sunday = monday + Duration::days(6);
     // Remote instructional days of this week decide whether there is a WEEK determination at all.
-    let remote_days: Vec<NaiveDate> = school
-        .instructional_days(monday, sunday)
-        .map(|d| d.date)
-        .filter(|d| student.mode_on(*d) != Mode::InPerson)
-        .collect();
+    let remote_days: Vec<NaiveDate> =
+        school.instructional_days(monday, sunday).map(|d| d.date).filter(|d| student.mode_on(*d) != Mode::InPerson).collect();
     if remote_days.is_empty() {
         return Vec::new();
     }

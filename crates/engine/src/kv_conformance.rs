@@ -52,7 +52,10 @@ fn tables_are_separate<S: KvStore>(mut s: S) {
         assert_eq!(s.range(*t, b"", &[0xff], usize::MAX).unwrap().len(), 1, "{t:?}");
     }
     s.delete(Table::Timer, b"same-key").unwrap();
-    assert_eq!(s.get(Table::Day, b"same-key").unwrap(), Some(vec![Table::ALL.iter().position(|t| *t == Table::Day).unwrap() as u8]));
+    assert_eq!(
+        s.get(Table::Day, b"same-key").unwrap(),
+        Some(vec![Table::ALL.iter().position(|t| *t == Table::Day).unwrap() as u8])
+    );
 }
 
 fn ranges_are_ordered_half_open_and_limited<S: KvStore>(mut s: S) {
@@ -76,12 +79,14 @@ fn binary_keys_sort_bytewise<S: KvStore>(mut s: S) {
     for k in keys {
         s.put(Table::Timer, k, b"x").unwrap();
     }
-    let got: Vec<Vec<u8>> = s.range(Table::Timer, b"", &[0xff, 0xff, 0xff], usize::MAX).unwrap().into_iter().map(|(k, _)| k).collect();
+    let got: Vec<Vec<u8>> =
+        s.range(Table::Timer, b"", &[0xff, 0xff, 0xff], usize::MAX).unwrap().into_iter().map(|(k, _)| k).collect();
     let mut want: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
     want.sort();
     assert_eq!(got, want, "buffered binary keys sort as bytes");
     s.commit().unwrap();
-    let got: Vec<Vec<u8>> = s.range(Table::Timer, b"", &[0xff, 0xff, 0xff], usize::MAX).unwrap().into_iter().map(|(k, _)| k).collect();
+    let got: Vec<Vec<u8>> =
+        s.range(Table::Timer, b"", &[0xff, 0xff, 0xff], usize::MAX).unwrap().into_iter().map(|(k, _)| k).collect();
     assert_eq!(got, want, "committed binary keys sort as bytes");
 }
 
@@ -93,7 +98,11 @@ fn delete_range_removes_exactly_the_range<S: KvStore>(mut s: S) {
     s.put(Table::Day, b"s1\x002020-10-02", b"buffered").unwrap();
     s.delete_range(Table::Day, b"s1\x00", b"s1\x002020-10-06").unwrap();
     let left: Vec<Vec<u8>> = s.range(Table::Day, b"", &[0xff], usize::MAX).unwrap().into_iter().map(|(k, _)| k).collect();
-    assert_eq!(left, vec![b"s1\x002020-10-09".to_vec(), b"s2\x002020-10-01".to_vec()], "committed and buffered keys in the range go");
+    assert_eq!(
+        left,
+        vec![b"s1\x002020-10-09".to_vec(), b"s2\x002020-10-01".to_vec()],
+        "committed and buffered keys in the range go"
+    );
     s.commit().unwrap();
     let left = s.range(Table::Day, b"", &[0xff], usize::MAX).unwrap().len();
     assert_eq!(left, 2, "and stay gone once committed");

@@ -271,7 +271,9 @@ mod tests {
         // Every date of a year (DST changes and Lord Howe's half-hour one
         // included), every quarter hour: the offset kept per date must give
         // the instant the zone lookup gives.
-        for tz in [chrono_tz::America::Chicago, chrono_tz::Europe::London, chrono_tz::Australia::Lord_Howe, chrono_tz::Asia::Kolkata] {
+        for tz in
+            [chrono_tz::America::Chicago, chrono_tz::Europe::London, chrono_tz::Australia::Lord_Howe, chrono_tz::Asia::Kolkata]
+        {
             let first: NaiveDate = "2020-01-01".parse().unwrap();
             let dates: Vec<String> = (0..366).map(|i| (first + Duration::days(i)).to_string()).collect();
             let refs: Vec<&str> = dates.iter().map(String::as_str).collect();

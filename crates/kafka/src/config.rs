@@ -116,14 +116,16 @@ fn env_value(text: &str, current: Option<&toml::Value>) -> Result<toml::Value, S
             "false" | "0" | "no" => false,
             _ => return Err(format!("`{text}` is neither true nor false")),
         }),
-        Some(V::Array(_)) => V::Array(text.split(',').map(str::trim).filter(|x| !x.is_empty()).map(|x| V::String(x.into())).collect()),
+        Some(V::Array(_)) => {
+            V::Array(text.split(',').map(str::trim).filter(|x| !x.is_empty()).map(|x| V::String(x.into())).collect())
+        }
         _ => V::String(text.to_string()),
     })
 }
 
 /// The line of a toml error that says what is wrong (the others point at it).
 fn message_of(s: &str) -> String {
-    s.lines().map(str::trim).filter(|l| !l.is_empty()).last().unwrap_or_default().to_string()
+    s.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or_default().to_string()
 }
 
 /// What each key is for, in the example file.
@@ -189,8 +191,8 @@ impl ProcessorConfig {
             None => ProcessorConfig::default(),
             Some(f) => {
                 let name = f.display().to_string();
-                let text = std::fs::read_to_string(f)
-                    .map_err(|e| ConfigError::File { file: name.clone(), message: e.to_string() })?;
+                let text =
+                    std::fs::read_to_string(f).map_err(|e| ConfigError::File { file: name.clone(), message: e.to_string() })?;
                 toml::from_str(&text).map_err(|e| ConfigError::File { file: name, message: e.to_string() })?
             }
         };
@@ -275,7 +277,10 @@ impl ProcessorConfig {
             return invalid("until", "only the replay clock takes a final instant");
         }
         if self.metrics_addr != "off" && self.metrics_addr.parse::<std::net::SocketAddr>().is_err() {
-            return invalid("metrics_addr", &format!("`{}` is not an IP:port (such as 127.0.0.1:9464) nor `off`", self.metrics_addr));
+            return invalid(
+                "metrics_addr",
+                &format!("`{}` is not an IP:port (such as 127.0.0.1:9464) nor `off`", self.metrics_addr),
+            );
         }
         Ok(())
     }
@@ -312,8 +317,12 @@ mod tests {
                 None => assert!(keys.contains(&(None, k.as_str())), "{k} is not in ProcessorConfig::keys()"),
             }
         }
-        let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/rollcall.example.toml")).unwrap();
-        assert_eq!(shipped, text, "deploy/rollcall.example.toml is out of date: rollcall config example > deploy/rollcall.example.toml");
+        let shipped =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/rollcall.example.toml")).unwrap();
+        assert_eq!(
+            shipped, text,
+            "deploy/rollcall.example.toml is out of date: rollcall config example > deploy/rollcall.example.toml"
+        );
     }
 
     /// A file value, then an environment value that overrides it, per key.

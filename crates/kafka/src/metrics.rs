@@ -38,7 +38,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use rollcall_model::{ActivityKind, DeadLetterKind, Determination, Finality, OutreachKind, OutreachTrigger, Scope};
 
 use crate::wire::{Input, InputTopic, Topics};
@@ -448,7 +450,12 @@ impl Recorder {
 
     pub fn determination(&mut self, d: &Determination) {
         let (scope, fin) = (scope_label(d.scope), finality_label(d.finality));
-        match self.batch.determinations.iter_mut().find(|(p, s, c, f, _)| *p == d.policy && *s == scope && *c == d.code && *f == fin) {
+        match self
+            .batch
+            .determinations
+            .iter_mut()
+            .find(|(p, s, c, f, _)| *p == d.policy && *s == scope && *c == d.code && *f == fin)
+        {
             Some((.., n)) => *n += 1,
             None => self.batch.determinations.push((d.policy.clone(), scope, d.code.clone(), fin, 1)),
         }
@@ -714,7 +721,8 @@ mod tests {
         for (family, label, value) in &values {
             assert!(!ids.contains(value), "{family}{{{label}=\"{value}\"}} is an id");
         }
-        let late: HashSet<&str> = values.iter().filter(|(f, ..)| f == "rollcall_late_events_total").map(|(.., v)| v.as_str()).collect();
+        let late: HashSet<&str> =
+            values.iter().filter(|(f, ..)| f == "rollcall_late_events_total").map(|(.., v)| v.as_str()).collect();
         assert_eq!(late, HashSet::from(["correction", "too_late"]));
         assert_eq!(metrics.late_events.with_label_values(&["correction"]).get(), corrections as u64);
         assert_eq!(metrics.late_events.with_label_values(&["too_late"]).get(), too_late as u64);

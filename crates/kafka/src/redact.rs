@@ -42,7 +42,9 @@ pub fn configure(raw_ids: bool, key: Option<&str>) -> bool {
     let mode = if raw_ids {
         Mode::Raw
     } else {
-        Mode::Hashed(secret_of(key.filter(|k| !k.is_empty()).map(|k| k.as_bytes().to_vec()).unwrap_or_else(random_key).as_slice()))
+        Mode::Hashed(secret_of(
+            key.filter(|k| !k.is_empty()).map(|k| k.as_bytes().to_vec()).unwrap_or_else(random_key).as_slice(),
+        ))
     };
     MODE.set(mode).is_ok()
 }

@@ -99,7 +99,11 @@ pub fn produce_scenario(brokers: &str, topics: &Topics, s: &Scenario) -> Result<
 }
 
 /// Reads one topic from the beginning to its end, read_committed.
-pub fn read_topic(brokers: &str, topic: &str, mut each: impl FnMut(&[u8], i64) -> Result<(), KafkaError>) -> Result<(), KafkaError> {
+pub fn read_topic(
+    brokers: &str,
+    topic: &str,
+    mut each: impl FnMut(&[u8], i64) -> Result<(), KafkaError>,
+) -> Result<(), KafkaError> {
     // One consumer per topic: an end-of-partition event names only the partition.
     let consumer = crate::reader(brokers, &format!("rollcall-reader-{}", std::process::id()))?;
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).map_err(|e| rd("metadata", e))?;
@@ -183,7 +187,8 @@ pub fn run_scenario(brokers: &str, s: &Scenario, prefix: &str, state_dir: &Path)
         // The processor reads policy files; hand it this one through a file.
         let f = state_dir.join("scenario-policy.toml");
         let text = toml_of(p)?;
-        std::fs::create_dir_all(state_dir).map_err(|e| KafkaError::local(format!("state directory {}", state_dir.display()), e))?;
+        std::fs::create_dir_all(state_dir)
+            .map_err(|e| KafkaError::local(format!("state directory {}", state_dir.display()), e))?;
         std::fs::write(&f, text).map_err(|e| KafkaError::local(format!("policy file {}", f.display()), e))?;
         cfg.policy_files.push(f);
     }

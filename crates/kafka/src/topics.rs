@@ -65,7 +65,9 @@ pub fn create_topics(brokers: &str, topics: &Topics, partitions: i32, replicatio
         match r {
             Ok(name) => created.push(name),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => return Err(KafkaError::kafka(format!("creating topic {name}"), rdkafka::error::KafkaError::AdminOp(code))),
+            Err((name, code)) => {
+                return Err(KafkaError::kafka(format!("creating topic {name}"), rdkafka::error::KafkaError::AdminOp(code)))
+            }
         }
     }
     Ok(created)
@@ -88,7 +90,9 @@ pub fn delete_topics(brokers: &str, topics: &Topics) -> Result<Vec<String>, Kafk
         match r {
             Ok(name) => deleted.push(name),
             Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
-            Err((name, code)) => return Err(KafkaError::kafka(format!("deleting topic {name}"), rdkafka::error::KafkaError::AdminOp(code))),
+            Err((name, code)) => {
+                return Err(KafkaError::kafka(format!("deleting topic {name}"), rdkafka::error::KafkaError::AdminOp(code)))
+            }
         }
     }
     Ok(deleted)
@@ -125,10 +129,8 @@ fn topic_shapes(brokers: &str, names: &[&str]) -> Result<std::collections::BTree
 /// have one partition count, the one asked for. Names each that differs.
 pub fn check_partitions(topics: &Topics, counts: &std::collections::BTreeMap<String, i32>, asked: i32) -> Result<(), KafkaError> {
     let keyed = [&topics.activity, &topics.roster, &topics.reports, &topics.changelog];
-    let wrong: Vec<String> = keyed
-        .iter()
-        .filter_map(|t| counts.get(t.as_str()).filter(|n| **n != asked).map(|n| format!("{t} has {n}")))
-        .collect();
+    let wrong: Vec<String> =
+        keyed.iter().filter_map(|t| counts.get(t.as_str()).filter(|n| **n != asked).map(|n| format!("{t} has {n}"))).collect();
     if wrong.is_empty() {
         return Ok(());
     }
@@ -161,7 +163,9 @@ pub fn ensure_changelog(brokers: &str, topics: &Topics) -> Result<bool, KafkaErr
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => return Err(KafkaError::kafka(format!("creating topic {name}"), rdkafka::error::KafkaError::AdminOp(code))),
+            Err((name, code)) => {
+                return Err(KafkaError::kafka(format!("creating topic {name}"), rdkafka::error::KafkaError::AdminOp(code)))
+            }
         }
     }
     Ok(true)

@@ -93,17 +93,11 @@ fn single<T: AvroRecord + PartialEq + Debug>(data: &[u8]) -> bool {
                 Some(found),
                 "the fingerprint error names another fingerprint than the header's"
             );
-            assert_ne!(
-                found, expected,
-                "refused for its fingerprint although it is the expected one"
-            );
+            assert_ne!(found, expected, "refused for its fingerprint although it is the expected one");
             false
         }
         Err(AvroError::Header(_)) => {
-            assert!(
-                single_object_fingerprint(data).is_err(),
-                "a header error for a header that reads"
-            );
+            assert!(single_object_fingerprint(data).is_err(), "a header error for a header that reads");
             false
         }
         Err(_) => false,
@@ -136,10 +130,7 @@ pub fn fuzz_dir() -> PathBuf {
 
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .map(|e| e.expect("listing a corpus directory").path())
-            .filter(|p| p.is_file())
-            .collect(),
+        Ok(entries) => entries.map(|e| e.expect("listing a corpus directory").path()).filter(|p| p.is_file()).collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => panic!("{}: {e}", dir.display()),
     };
@@ -158,11 +149,7 @@ pub fn check_corpus(target: &str, check: fn(&[u8]) -> bool) -> usize {
     for path in &seeds {
         let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         eprintln!("seed {}", path.display());
-        assert!(
-            check(&data),
-            "{}: a seed input of {target} does not decode",
-            path.display()
-        );
+        assert!(check(&data), "{}: a seed input of {target} does not decode", path.display());
     }
     for path in files(&fuzz_dir().join("regressions").join(target)) {
         let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

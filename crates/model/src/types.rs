@@ -224,8 +224,7 @@ impl LocalTime {
         self.0 as u32
     }
     pub fn naive(self) -> chrono::NaiveTime {
-        chrono::NaiveTime::from_hms_opt(self.0 as u32 / 60, self.0 as u32 % 60, 0)
-            .unwrap_or(chrono::NaiveTime::MIN)
+        chrono::NaiveTime::from_hms_opt(self.0 as u32 / 60, self.0 as u32 % 60, 0).unwrap_or(chrono::NaiveTime::MIN)
     }
 }
 

@@ -84,16 +84,8 @@ fn student_full() -> StudentRecord {
                 specials: false,
                 dual_enrollment: true,
                 meetings: vec![
-                    Meeting {
-                        weekdays: vec![Weekday::Mon, Weekday::Wed, Weekday::Fri],
-                        start: t("08:30"),
-                        end: t("09:20"),
-                    },
-                    Meeting {
-                        weekdays: vec![Weekday::Sun],
-                        start: t("23:00"),
-                        end: t("24:00"),
-                    },
+                    Meeting { weekdays: vec![Weekday::Mon, Weekday::Wed, Weekday::Fri], start: t("08:30"), end: t("09:20") },
+                    Meeting { weekdays: vec![Weekday::Sun], start: t("23:00"), end: t("24:00") },
                 ],
             },
             Enrollment {
@@ -158,12 +150,7 @@ fn calendar_full() -> SchoolCalendar {
 }
 
 fn calendar_min() -> SchoolCalendar {
-    SchoolCalendar {
-        school_id: "x".into(),
-        timezone: "UTC".into(),
-        policy: "mmsd".into(),
-        days: vec![],
-    }
+    SchoolCalendar { school_id: "x".into(), timezone: "UTC".into(), policy: "mmsd".into(), days: vec![] }
 }
 
 fn absence_full() -> AbsenceReport {
@@ -326,13 +313,9 @@ fn round_trip<T: AvroRecord + PartialEq + Debug + Serialize + DeserializeOwned>(
     let theirs = apache_avro::from_avro_datum(T::schema(), &mut datum.as_slice(), None)
         .unwrap_or_else(|e| panic!("{name}: apache-avro cannot read our datum: {e}"));
     assert_eq!(theirs, value, "{name}: apache-avro decoding");
-    let their_bytes = apache_avro::to_avro_datum(T::schema(), value)
-        .unwrap_or_else(|e| panic!("{name}: apache-avro rejects our value: {e}"));
-    assert_eq!(
-        &T::from_avro_datum(&their_bytes).unwrap(),
-        r,
-        "{name}: apache-avro encoding"
-    );
+    let their_bytes =
+        apache_avro::to_avro_datum(T::schema(), value).unwrap_or_else(|e| panic!("{name}: apache-avro rejects our value: {e}"));
+    assert_eq!(&T::from_avro_datum(&their_bytes).unwrap(), r, "{name}: apache-avro encoding");
 }
 
 #[test]
@@ -356,10 +339,7 @@ fn every_record_round_trips_full_and_minimal() {
 #[test]
 fn every_grade_level_round_trips() {
     for g in GradeLevel::ALL {
-        round_trip(&StudentRecord {
-            grade_level: *g,
-            ..student_min()
-        });
+        round_trip(&StudentRecord { grade_level: *g, ..student_min() });
     }
 }
 
@@ -383,9 +363,7 @@ fn every_record_type_has_its_own_fingerprint() {
 // Schema files against the Rust types.
 
 fn schema_json(file: &str) -> serde_json::Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../schemas")
-        .join(file);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schemas").join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
@@ -413,11 +391,7 @@ fn walk<'a>(v: &'a serde_json::Value, visit: &mut dyn FnMut(&'a serde_json::Map<
 }
 
 fn symbols(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect()
+    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect()
 }
 
 #[test]
@@ -445,9 +419,7 @@ fn avro_enum_symbols_are_the_rust_symbols() {
         walk(&doc, &mut |m| {
             if m.get("type").and_then(|t| t.as_str()) == Some("enum") {
                 let name = m["name"].as_str().unwrap().to_owned();
-                let expected = rust
-                    .get(name.as_str())
-                    .unwrap_or_else(|| panic!("{file}: enum {name} has no Rust type"));
+                let expected = rust.get(name.as_str()).unwrap_or_else(|| panic!("{file}: enum {name} has no Rust type"));
                 assert_eq!(symbols(&m["symbols"]), expected.to_vec(), "{file}: enum {name}");
                 seen.insert(name, file);
             }
@@ -460,10 +432,7 @@ fn avro_enum_symbols_are_the_rust_symbols() {
     }
     let missing: Vec<_> = rust.keys().filter(|k| !seen.contains_key(**k)).collect();
     assert!(missing.is_empty(), "enums not in any schema: {missing:?}");
-    assert_eq!(
-        grade_symbols.expect("grade_level symbols"),
-        GradeLevel::SYMBOLS.to_vec()
-    );
+    assert_eq!(grade_symbols.expect("grade_level symbols"), GradeLevel::SYMBOLS.to_vec());
 }
 
 #[test]
@@ -477,17 +446,10 @@ fn schema_files_follow_the_conventions() {
             };
             for f in fields {
                 let name = f["name"].as_str().unwrap();
-                assert!(
-                    f.get("doc").and_then(|d| d.as_str()).is_some_and(|d| !d.is_empty()),
-                    "{file}: `{name}` has no doc"
-                );
+                assert!(f.get("doc").and_then(|d| d.as_str()).is_some_and(|d| !d.is_empty()), "{file}: `{name}` has no doc");
                 let ty = &f["type"];
                 if ty.as_array().is_some_and(|u| u[0] == "null") {
-                    assert_eq!(
-                        f.get("default"),
-                        Some(&serde_json::Value::Null),
-                        "{file}: optional `{name}` defaults to null"
-                    );
+                    assert_eq!(f.get("default"), Some(&serde_json::Value::Null), "{file}: optional `{name}` defaults to null");
                 }
                 match ty.get("type").and_then(|t| t.as_str()) {
                     Some("array") => assert_eq!(f.get("default"), Some(&serde_json::json!([])), "{file}: `{name}`"),
@@ -531,11 +493,7 @@ fn truncated_datum_is_an_error_at_every_length() {
         let datum = r.to_avro_datum().unwrap();
         for len in 0..datum.len() {
             let e = err_text(T::from_avro_datum(&datum[..len]));
-            assert!(
-                e.contains("truncated") || e.contains("ends in the middle"),
-                "{} at {len}: {e}",
-                T::SCHEMA_FILE
-            );
+            assert!(e.contains("truncated") || e.contains("ends in the middle"), "{} at {len}: {e}", T::SCHEMA_FILE);
         }
     }
     check(&activity_full());
@@ -569,17 +527,11 @@ fn wrong_fingerprint_is_an_error_naming_both() {
         }
     );
     let text = e.to_string();
-    assert!(
-        text.contains("not a Determination") && text.contains(&format!("{:#018x}", AbsenceReport::fingerprint())),
-        "{text}"
-    );
+    assert!(text.contains("not a Determination") && text.contains(&format!("{:#018x}", AbsenceReport::fingerprint())), "{text}");
 
     let mut flipped = so.clone();
     flipped[5] ^= 0x40;
-    assert!(matches!(
-        AbsenceReport::from_single_object(&flipped),
-        Err(AvroError::Fingerprint { .. })
-    ));
+    assert!(matches!(AbsenceReport::from_single_object(&flipped), Err(AvroError::Fingerprint { .. })));
 }
 
 #[test]
@@ -597,10 +549,7 @@ fn bad_header_is_an_error() {
 
     // A raw datum is not a single object.
     let datum = absence_full().to_avro_datum().unwrap();
-    assert!(matches!(
-        AbsenceReport::from_single_object(&datum),
-        Err(AvroError::Header(_))
-    ));
+    assert!(matches!(AbsenceReport::from_single_object(&datum), Err(AvroError::Header(_))));
 }
 
 #[test]
@@ -611,10 +560,7 @@ fn unknown_enum_index_is_an_error_naming_the_enum() {
     let n = datum.len();
     datum[n - 2] = 50 << 1;
     let e = err_text(AbsenceReport::from_avro_datum(&datum));
-    assert!(
-        e.contains("enum index 50") && e.contains("AbsenceReason") && e.contains("`reason`"),
-        "{e}"
-    );
+    assert!(e.contains("enum index 50") && e.contains("AbsenceReason") && e.contains("`reason`"), "{e}");
 
     let mut datum = absence_full().to_avro_datum().unwrap();
     datum[n - 1] = 1; // zigzag -1
@@ -653,14 +599,8 @@ fn unknown_symbol_in_a_value_is_a_field_error() {
     fields.iter_mut().find(|(n, _)| n == "kind").unwrap().1 = Value::Enum(0, "FOO".into());
     let e = ActivityEvent::from_avro_value(v).unwrap_err();
     let text = e.to_string();
-    assert!(
-        matches!(&e, AvroError::Field { record: "ActivityEvent", field, .. } if field == "kind"),
-        "{e:?}"
-    );
-    assert!(
-        text.contains("unknown ActivityKind value `FOO`") && text.contains("LOGIN"),
-        "{text}"
-    );
+    assert!(matches!(&e, AvroError::Field { record: "ActivityEvent", field, .. } if field == "kind"), "{e:?}");
+    assert!(text.contains("unknown ActivityKind value `FOO`") && text.contains("LOGIN"), "{text}");
 }
 
 #[test]
@@ -679,9 +619,7 @@ fn invalid_time_of_day_names_the_nested_field() {
     let mut v = s.to_avro_value();
     // Rewrite enrollments[0].meetings[1].start to an invalid HH:MM.
     fn field<'a>(v: &'a mut Value, name: &str) -> &'a mut Value {
-        let Value::Record(fields) = v else {
-            panic!("not a record")
-        };
+        let Value::Record(fields) = v else { panic!("not a record") };
         &mut fields.iter_mut().find(|(n, _)| n == name).unwrap().1
     }
     fn item(v: &mut Value, i: usize) -> &mut Value {
@@ -691,10 +629,7 @@ fn invalid_time_of_day_names_the_nested_field() {
     let meeting = item(field(item(field(&mut v, "enrollments"), 0), "meetings"), 1);
     *field(meeting, "start") = Value::String("25:00".into());
     let e = StudentRecord::from_avro_value(v.clone()).unwrap_err().to_string();
-    assert!(
-        e.contains("`enrollments[0].meetings[1].start`") && e.contains("25:00") && e.contains("HH:MM"),
-        "{e}"
-    );
+    assert!(e.contains("`enrollments[0].meetings[1].start`") && e.contains("25:00") && e.contains("HH:MM"), "{e}");
 
     // The same through the binary path: bytes that apache-avro would accept.
     let bytes = apache_avro::to_avro_datum(StudentRecord::schema(), v).unwrap();
@@ -708,18 +643,13 @@ fn unknown_grade_level_is_an_error() {
     let Value::Record(fields) = &mut v else { unreachable!() };
     fields.iter_mut().find(|(n, _)| n == "grade_level").unwrap().1 = Value::String("13".into());
     let e = err_text(StudentRecord::from_avro_value(v));
-    assert!(
-        e.contains("`grade_level`") && e.contains("unknown GradeLevel value `13`"),
-        "{e}"
-    );
+    assert!(e.contains("`grade_level`") && e.contains("unknown GradeLevel value `13`"), "{e}");
 }
 
 #[test]
 fn wrong_types_and_missing_or_extra_fields_are_errors() {
     let base = || {
-        let Value::Record(fields) = determination_full().to_avro_value() else {
-            unreachable!()
-        };
+        let Value::Record(fields) = determination_full().to_avro_value() else { unreachable!() };
         fields
     };
 
@@ -731,10 +661,7 @@ fn wrong_types_and_missing_or_extra_fields_are_errors() {
     let mut f = base();
     f.iter_mut().find(|(n, _)| n == "version").unwrap().1 = Value::Long(2);
     let e = err_text(Determination::from_avro_value(Value::Record(f)));
-    assert!(
-        e.contains("`version`") && e.contains("expected int, found long 2"),
-        "{e}"
-    );
+    assert!(e.contains("`version`") && e.contains("expected int, found long 2"), "{e}");
 
     let mut f = base();
     f.iter_mut().find(|(n, _)| n == "decided_at").unwrap().1 = Value::Long(0);
@@ -758,10 +685,7 @@ fn wrong_types_and_missing_or_extra_fields_are_errors() {
     assert!(e.contains("`extra`") && e.contains("no such field"), "{e}");
 
     let e = err_text(Determination::from_avro_value(Value::Null));
-    assert!(
-        e.contains("Determination") && e.contains("expected a record, found null"),
-        "{e}"
-    );
+    assert!(e.contains("Determination") && e.contains("expected a record, found null"), "{e}");
 
     let mut f = base();
     f.iter_mut().find(|(n, _)| n == "date").unwrap().1 = Value::Date(i32::MAX);
@@ -793,10 +717,7 @@ fn invalid_utf8_and_bad_booleans_are_errors() {
     assert_eq!(datum[pos], 1);
     datum[pos] = 7;
     let e = err_text(SchoolCalendar::from_avro_datum(&datum));
-    assert!(
-        e.contains("boolean byte is 7") && e.contains("`days[0].instructional`"),
-        "{e}"
-    );
+    assert!(e.contains("boolean byte is 7") && e.contains("`days[0].instructional`"), "{e}");
 }
 
 // ---------------------------------------------------------------------------
@@ -819,10 +740,7 @@ impl XorShift {
 fn never_panics<T: AvroRecord>(samples: &[Vec<u8>], rng: &mut XorShift) -> usize {
     let mut decoded = 0;
     let mut try_decode = |bytes: &[u8]| {
-        for v in [T::from_avro_datum(bytes), T::from_single_object(bytes)]
-            .into_iter()
-            .flatten()
-        {
+        for v in [T::from_avro_datum(bytes), T::from_single_object(bytes)].into_iter().flatten() {
             decoded += 1;
             v.to_avro_datum().unwrap();
         }
@@ -852,10 +770,7 @@ fn never_panics<T: AvroRecord>(samples: &[Vec<u8>], rng: &mut XorShift) -> usize
 }
 
 fn samples<T: AvroRecord>(records: &[T]) -> Vec<Vec<u8>> {
-    records
-        .iter()
-        .flat_map(|r| [r.to_avro_datum().unwrap(), r.to_single_object().unwrap()])
-        .collect()
+    records.iter().flat_map(|r| [r.to_avro_datum().unwrap(), r.to_single_object().unwrap()]).collect()
 }
 
 #[test]
@@ -877,14 +792,24 @@ fn decoding_arbitrary_bytes_never_panics() {
 #[test]
 fn the_direct_event_decoder_reads_the_schema_in_its_order() {
     // activity_event_direct reads the fields and enum symbols in this order.
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../../../schemas/activity_event.avsc")).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(include_str!("../../../schemas/activity_event.avsc")).unwrap();
     let fields: Vec<&str> = schema["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
     assert_eq!(
         fields,
         [
-            "event_id", "source", "student_id", "school_id", "section_id", "staff_id", "kind", "direction",
-            "occurred_at", "assigned_date", "live_session_id", "duration_seconds", "attributes"
+            "event_id",
+            "source",
+            "student_id",
+            "school_id",
+            "section_id",
+            "staff_id",
+            "kind",
+            "direction",
+            "occurred_at",
+            "assigned_date",
+            "live_session_id",
+            "duration_seconds",
+            "attributes"
         ]
     );
     let symbols = |v: &serde_json::Value| -> Vec<String> {

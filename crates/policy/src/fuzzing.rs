@@ -14,8 +14,7 @@ pub fn policy_toml(data: &[u8]) -> bool {
     let Ok(policy) = Policy::from_toml(text, "<fuzz>") else {
         return false;
     };
-    let written =
-        toml::to_string(&policy).unwrap_or_else(|e| panic!("an accepted policy does not serialize: {e}\n{policy:?}"));
+    let written = toml::to_string(&policy).unwrap_or_else(|e| panic!("an accepted policy does not serialize: {e}\n{policy:?}"));
     let back = Policy::from_toml(&written, "<fuzz, written back>")
         .unwrap_or_else(|e| panic!("an accepted policy, written back, is refused: {e}\n{written}"));
     assert_eq!(back, policy, "a policy changed on its way through TOML:\n{written}");

@@ -435,11 +435,8 @@ impl Policy {
     /// Codes are what an SIS stores: each must be there, and an absence must
     /// never read as a presence.
     fn validate_codes(&self, file: &str) -> Result<(), PolicyError> {
-        let invalid = |field: &str, message: String| PolicyError::Invalid {
-            file: file.to_string(),
-            field: field.to_string(),
-            message,
-        };
+        let invalid =
+            |field: &str, message: String| PolicyError::Invalid { file: file.to_string(), field: field.to_string(), message };
         let c = &self.codes;
         let mut present: Vec<(&str, &str)> = vec![("codes.present", &c.present), ("codes.present_remote", &c.present_remote)];
         let mut absent: Vec<(&str, &str)> =
@@ -539,11 +536,8 @@ impl Policy {
     }
 
     fn validate(&self, file: &str) -> Result<(), PolicyError> {
-        let invalid = |field: &str, message: String| PolicyError::Invalid {
-            file: file.to_string(),
-            field: field.to_string(),
-            message,
-        };
+        let invalid =
+            |field: &str, message: String| PolicyError::Invalid { file: file.to_string(), field: field.to_string(), message };
         if self.id.trim().is_empty() {
             return Err(invalid("id", "must not be empty".into()));
         }
@@ -580,10 +574,7 @@ impl Policy {
                 return Err(invalid("rule.fraction", format!("must be in (0, 1], got {}", h.fraction)));
             }
             Rule::ByMode(b) if !(b.min_present_fraction > 0.0 && b.min_present_fraction <= 1.0) => {
-                return Err(invalid(
-                    "rule.min_present_fraction",
-                    format!("must be in (0, 1], got {}", b.min_present_fraction),
-                ));
+                return Err(invalid("rule.min_present_fraction", format!("must be in (0, 1], got {}", b.min_present_fraction)));
             }
             Rule::WeeklyContacts(w) => {
                 if w.codes.is_empty() || w.codes[0].min != 0 {
@@ -706,7 +697,10 @@ mod tests {
         let cases = [
             (cms.replace("absent_unexcused = \"AU\"", "absent_unexcused = \"\""), "codes.absent_unexcused: must not be empty"),
             (cms.replace("present_remote = \"1R\"", "present_remote = \"P\""), "codes.present_remote: is `P`, the same code"),
-            (cms.replace("absent_excused = \"AE\"", "absent_excused = \"1R\""), "codes.absent_excused: is `1R`, the same code as codes.present_remote"),
+            (
+                cms.replace("absent_excused = \"AE\"", "absent_excused = \"1R\""),
+                "codes.absent_excused: is `1R`, the same code as codes.present_remote",
+            ),
         ];
         for (text, want) in cases {
             let e = Policy::from_toml(&text, "d.toml").unwrap_err().to_string();
@@ -770,7 +764,11 @@ mod tests {
     fn indicator_mistakes_are_named() {
         let nmped = Policy::preset_text("nmped").unwrap();
         let cases = [
-            (r#"kind = "MESSAGE", directions = ["FROM_STUDENT", "FROM_GUARDIAN"]"#, r#"kind = "MESSAGE", directions = []"#, "rule.indicators[4].directions"),
+            (
+                r#"kind = "MESSAGE", directions = ["FROM_STUDENT", "FROM_GUARDIAN"]"#,
+                r#"kind = "MESSAGE", directions = []"#,
+                "rule.indicators[4].directions",
+            ),
             (r#"kind = "MESSAGE", directions"#, r#"kind = "LOGIN", directions"#, "only MESSAGE events have a direction"),
             (r#""FROM_GUARDIAN""#, r#""FROM_TEACHER""#, "expected an event kind"),
             (r#""TWO_WAY_CONTACT""#, r#""TWO_WAY""#, "indicator"),
@@ -815,7 +813,8 @@ mod tests {
         assert!(cms.verify_hardship);
         let Rule::Blocks(ip) = Policy::preset("instruction-partners").unwrap().rule else { panic!() };
         assert!(ip.family_outreach);
-        let text = Policy::preset_text("mississippi").unwrap().replace("min_present_fraction = 0.63", "min_present_fraction = 63");
+        let text =
+            Policy::preset_text("mississippi").unwrap().replace("min_present_fraction = 0.63", "min_present_fraction = 63");
         let e = Policy::from_toml(&text, "p.toml").unwrap_err().to_string();
         assert!(e.contains("rule.min_present_fraction") && e.contains("(0, 1]"), "{e}");
     }

@@ -13,8 +13,8 @@ use crate::Scenario;
 /// A record's canonical JSON form must read back as the same record.
 fn json_round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(x: &T) {
     let text = serde_json::to_string(x).unwrap_or_else(|e| panic!("a parsed record does not serialize: {e}\n{x:?}"));
-    let back: T = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("a parsed record, written back, is refused: {e}\n{text}"));
+    let back: T =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("a parsed record, written back, is refused: {e}\n{text}"));
     assert_eq!(&back, x, "a record changed on its way through JSON:\n{text}");
 }
 
@@ -22,18 +22,15 @@ fn json_round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(x: &T) {
 /// --brokers` sends it) and decode to the same record, less the digits
 /// below a microsecond that Avro's timestamps do not carry.
 fn avro_round_trip<T: AvroRecord + PartialEq + Debug>(x: &T, to_micros: impl Fn(&T) -> T) {
-    let bytes = x
-        .to_single_object()
-        .unwrap_or_else(|e| panic!("a parsed record does not encode to Avro: {e}\n{x:?}"));
-    let back = T::from_single_object(&bytes)
-        .unwrap_or_else(|e| panic!("a parsed record's Avro form does not decode: {e}\n{x:?}"));
+    let bytes = x.to_single_object().unwrap_or_else(|e| panic!("a parsed record does not encode to Avro: {e}\n{x:?}"));
+    let back =
+        T::from_single_object(&bytes).unwrap_or_else(|e| panic!("a parsed record's Avro form does not decode: {e}\n{x:?}"));
     assert_eq!(back, to_micros(x), "a record changed on its way through Avro");
 }
 
 /// The instant without its digits below a microsecond.
 fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.with_nanosecond(t.nanosecond() / 1000 * 1000)
-        .expect("fewer nanoseconds are still valid")
+    t.with_nanosecond(t.nanosecond() / 1000 * 1000).expect("fewer nanoseconds are still valid")
 }
 
 /// [`Scenario::parse`] must not panic on any text; every record of a
@@ -59,17 +56,11 @@ pub fn scenario_json(data: &[u8]) -> bool {
     }
     for r in &s.absence_reports {
         json_round_trip(r);
-        avro_round_trip(r, |r| rollcall_model::AbsenceReport {
-            reported_at: micros(r.reported_at),
-            ..r.clone()
-        });
+        avro_round_trip(r, |r| rollcall_model::AbsenceReport { reported_at: micros(r.reported_at), ..r.clone() });
     }
     for a in &s.events {
         json_round_trip(&a.event);
-        avro_round_trip(&a.event, |e| rollcall_model::ActivityEvent {
-            occurred_at: micros(e.occurred_at),
-            ..e.clone()
-        });
+        avro_round_trip(&a.event, |e| rollcall_model::ActivityEvent { occurred_at: micros(e.occurred_at), ..e.clone() });
     }
     true
 }

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use rollcall_engine::{ApplyError, Engine, EngineConfig, EngineError, KvStore, Output};
-use rollcall_model::{AbsenceReport, ActivityEvent, DeadLetterKind, Determination, OutreachTrigger, SchoolCalendar, StudentRecord};
+use rollcall_model::{
+    AbsenceReport, ActivityEvent, DeadLetterKind, Determination, OutreachTrigger, SchoolCalendar, StudentRecord,
+};
 use rollcall_policy::Policy;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -37,7 +39,13 @@ pub enum ScenarioError {
 fn from_value_at<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, (String, String)> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
-        let at = if path == "." { String::new() } else if path.starts_with('[') { path } else { format!(".{path}") };
+        let at = if path == "." {
+            String::new()
+        } else if path.starts_with('[') {
+            path
+        } else {
+            format!(".{path}")
+        };
         (at, e.into_inner().to_string())
     })
 }
@@ -99,12 +107,39 @@ pub struct Expect {
 }
 
 const DETERMINATION_FIELDS: &[&str] = &[
-    "determination_id", "student_id", "school_id", "scope", "date", "section_id", "policy", "status", "code",
-    "attendance_type", "minutes", "contacts", "category", "rule", "evidence", "version", "finality", "decided_at",
+    "determination_id",
+    "student_id",
+    "school_id",
+    "scope",
+    "date",
+    "section_id",
+    "policy",
+    "status",
+    "code",
+    "attendance_type",
+    "minutes",
+    "contacts",
+    "category",
+    "rule",
+    "evidence",
+    "version",
+    "finality",
+    "decided_at",
 ];
 const OUTREACH_FIELDS: &[&str] = &[
-    "trigger_id", "student_id", "school_id", "kind", "recipient_role", "staff_id", "section_id", "window_start",
-    "window_end", "reason", "evidence", "policy", "created_at",
+    "trigger_id",
+    "student_id",
+    "school_id",
+    "kind",
+    "recipient_role",
+    "staff_id",
+    "section_id",
+    "window_start",
+    "window_end",
+    "reason",
+    "evidence",
+    "policy",
+    "created_at",
 ];
 const DEAD_LETTER_FIELDS: &[&str] = &["source", "event_id", "error_kind"];
 
@@ -118,18 +153,16 @@ impl Scenario {
 
     /// Parses scenario text; `file` names it in errors, `base` resolves a relative policy path.
     pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, ScenarioError> {
-        let invalid = |place: &str, message: String| ScenarioError::Invalid {
-            file: file.to_string(),
-            place: place.to_string(),
-            message,
-        };
+        let invalid =
+            |place: &str, message: String| ScenarioError::Invalid { file: file.to_string(), place: place.to_string(), message };
         // A byte-order mark is not JSON, but editors write one: policy files
         // with one are read too.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let root: Value = serde_json::from_str(text)
             .map_err(|e| invalid(&format!("line {}, column {}", e.line(), e.column()), format!("not valid JSON: {e}")))?;
         let Value::Object(mut root) = root else { return Err(invalid("top level", "must be a JSON object".into())) };
-        const TOP: &[&str] = &["name", "policy", "calendars", "roster", "absence_reports", "events", "now", "expect", "description"];
+        const TOP: &[&str] =
+            &["name", "policy", "calendars", "roster", "absence_reports", "events", "now", "expect", "description"];
         if let Some(k) = root.keys().find(|k| !TOP.contains(&k.as_str())) {
             return Err(invalid(k, format!("unknown field `{k}` (expected one of {})", TOP.join(", "))));
         }
@@ -235,10 +268,7 @@ impl Scenario {
     }
 }
 
-fn parse_expect(
-    mut e: Map<String, Value>,
-    invalid: &dyn Fn(&str, String) -> ScenarioError,
-) -> Result<Expect, ScenarioError> {
+fn parse_expect(mut e: Map<String, Value>, invalid: &dyn Fn(&str, String) -> ScenarioError) -> Result<Expect, ScenarioError> {
     const KEYS: &[&str] = &["determinations", "outreach", "no_other_outreach", "no_other_determinations", "dead_letters"];
     if let Some(k) = e.keys().find(|k| !KEYS.contains(&k.as_str())) {
         return Err(invalid(&format!("expect.{k}"), format!("unknown field (expected one of {})", KEYS.join(", "))));
@@ -342,7 +372,6 @@ pub struct RunOptions<'a> {
     /// Called with (events done, events in all) as the run goes.
     pub progress: Option<&'a mut dyn FnMut(usize, usize)>,
 }
-
 
 /// [`run`], with progress and periodic commits.
 pub fn run_with<S: KvStore>(s: &Scenario, store: S, opts: &mut RunOptions) -> Result<(RunOutput, Engine<S>), ScenarioError> {
@@ -530,7 +559,8 @@ pub fn check(s: &Scenario, out: &RunOutput) -> Vec<Difference> {
             None => {
                 // Name the nearest trigger of the same student and kind, if any.
                 let near = triggers.iter().find(|t| {
-                    t.get("student_id") == exp.get("student_id") && (exp.get("kind").is_none() || t.get("kind") == exp.get("kind"))
+                    t.get("student_id") == exp.get("student_id")
+                        && (exp.get("kind").is_none() || t.get("kind") == exp.get("kind"))
                 });
                 diffs.push(Difference {
                     key: format!("outreach {}", Value::Object(exp.clone())),
@@ -723,12 +753,8 @@ mod check_tests {
         }
         // A refusal of the run and an expected entry match by the kind's wire name.
         let s = parse(json!("TOO_LATE")).unwrap();
-        let refused = DeadLetter {
-            source: "events[0]".into(),
-            event_id: None,
-            error_kind: DeadLetterKind::TooLate,
-            message: "m".into(),
-        };
+        let refused =
+            DeadLetter { source: "events[0]".into(), event_id: None, error_kind: DeadLetterKind::TooLate, message: "m".into() };
         let out = RunOutput { dead_letters: vec![refused.clone(), refused], ..RunOutput::default() };
         assert!(check(&s, &out).is_empty(), "{:?}", check(&s, &out));
     }

@@ -62,10 +62,7 @@ struct World {
 fn scenarios_dir() -> PathBuf {
     // crates/scenario -> /work/main; the shared examples live beside it.
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        manifest.join("../../../shared/scenarios"),
-        PathBuf::from("/work/shared/scenarios"),
-    ];
+    let candidates = [manifest.join("../../../shared/scenarios"), PathBuf::from("/work/shared/scenarios")];
     candidates
         .iter()
         .find(|p| p.is_dir())
@@ -75,10 +72,7 @@ fn scenarios_dir() -> PathBuf {
 
 fn local(tz: Tz, date: NaiveDate, minutes: u32) -> DateTime<Utc> {
     let ndt = NaiveDateTime::new(date, NaiveTime::MIN) + Duration::minutes(minutes as i64);
-    tz.from_local_datetime(&ndt)
-        .earliest()
-        .unwrap_or_else(|| panic!("{ndt} does not exist in {tz}"))
-        .with_timezone(&Utc)
+    tz.from_local_datetime(&ndt).earliest().unwrap_or_else(|| panic!("{ndt} does not exist in {tz}")).with_timezone(&Utc)
 }
 
 fn world(file: &str) -> World {
@@ -260,14 +254,11 @@ type DetSummary = (Status, String, Option<i64>, Option<i32>, Option<String>, Fin
 fn latest_summary(out: &RunOutput) -> BTreeMap<String, DetSummary> {
     out.latest()
         .into_iter()
-        .map(|(k, d)| {
-            (k, (d.status, d.code.clone(), d.minutes, d.contacts, d.category.clone(), d.finality, d.attendance_type))
-        })
+        .map(|(k, d)| (k, (d.status, d.code.clone(), d.minutes, d.contacts, d.category.clone(), d.finality, d.attendance_type)))
         .collect()
 }
 
-type TriggerSummary =
-    (String, OutreachKind, RecipientRole, Option<String>, Option<String>, NaiveDate, NaiveDate, String);
+type TriggerSummary = (String, OutreachKind, RecipientRole, Option<String>, Option<String>, NaiveDate, NaiveDate, String);
 
 fn outreach_multiset(out: &RunOutput) -> Vec<TriggerSummary> {
     let mut v: Vec<TriggerSummary> = out
@@ -386,7 +377,9 @@ fn replay_emits_nothing(w: &World, events: &[ActivityEvent]) -> Result<(), TestC
     Ok(())
 }
 
-fn outcome_summary(out: &RunOutput) -> BTreeMap<String, (Status, String, Option<i64>, Option<i32>, Option<String>, Option<AttendanceType>)> {
+fn outcome_summary(
+    out: &RunOutput,
+) -> BTreeMap<String, (Status, String, Option<i64>, Option<i32>, Option<String>, Option<AttendanceType>)> {
     out.latest()
         .into_iter()
         .map(|(k, d)| (k, (d.status, d.code.clone(), d.minutes, d.contacts, d.category.clone(), d.attendance_type)))

@@ -24,20 +24,12 @@ fn seed<T: AvroRecord>(root: &Path, tag: u8, name: &str, r: &T) {
     let mut datum = vec![tag];
     datum.extend(r.to_avro_datum().expect("a generated record encodes"));
     write(&root.join("avro_datum"), &format!("{name}.bin"), &datum);
-    write(
-        &root.join("single_object"),
-        &format!("{name}.bin"),
-        &r.to_single_object().expect("a generated record encodes"),
-    );
+    write(&root.join("single_object"), &format!("{name}.bin"), &r.to_single_object().expect("a generated record encodes"));
 }
 
 fn main() {
     let root = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "fuzz/corpus".into()));
-    let cfg = SimConfig {
-        students: 10,
-        days: 2,
-        ..SimConfig::default()
-    };
+    let cfg = SimConfig { students: 10, days: 2, ..SimConfig::default() };
     let world = rollcall_sim::generate(&cfg);
 
     // Two calendars, cut to the simulated days, to keep the seeds small.
@@ -47,8 +39,7 @@ fn main() {
         .take(2)
         .map(|c| {
             let mut c = c.clone();
-            c.days
-                .retain(|d| d.date >= cfg.start && d.date < cfg.start + chrono::Days::new(cfg.days as u64));
+            c.days.retain(|d| d.date >= cfg.start && d.date < cfg.start + chrono::Days::new(cfg.days as u64));
             c
         })
         .collect();
@@ -66,12 +57,7 @@ fn main() {
     for e in &world.events {
         if !kinds.contains(&e.event.kind) {
             kinds.push(e.event.kind);
-            seed(
-                &root,
-                0,
-                &format!("event-{}", e.event.kind.as_str().to_lowercase()),
-                &e.event,
-            );
+            seed(&root, 0, &format!("event-{}", e.event.kind.as_str().to_lowercase()), &e.event);
         }
     }
     let determination: Determination = serde_json::from_value(json!({
@@ -100,21 +86,9 @@ fn main() {
     // reports and events.
     let mut entries: Vec<Entry> = calendars.into_iter().map(Entry::Calendar).collect();
     entries.extend(world.roster.iter().take(3).cloned().map(Entry::Student));
-    entries.extend(world.absence_reports.iter().take(2).map(|r| Entry::Report {
-        report: r.clone(),
-        arrives_at: r.reported_at,
-    }));
-    entries.extend(world.events.iter().take(12).map(|e| Entry::Event {
-        event: e.event.clone(),
-        arrives_at: e.arrives_at,
-    }));
-    let meta = FileMeta {
-        start: cfg.start,
-        days: cfg.days,
-        students: cfg.students,
-        seed: cfg.seed,
-        end: world.end,
-    };
+    entries.extend(world.absence_reports.iter().take(2).map(|r| Entry::Report { report: r.clone(), arrives_at: r.reported_at }));
+    entries.extend(world.events.iter().take(12).map(|e| Entry::Event { event: e.event.clone(), arrives_at: e.arrives_at }));
+    let meta = FileMeta { start: cfg.start, days: cfg.days, students: cfg.students, seed: cfg.seed, end: world.end };
     let mut file = Vec::new();
     write_entries(&meta, &entries, &mut file).expect("writing a simulation file");
     write(&root.join("sim_file"), "small.avro", &file);

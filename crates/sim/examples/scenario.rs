@@ -19,10 +19,7 @@ fn main() {
         cfg.seed = s.parse().expect("SEED is a number");
     }
     let world = generate(&cfg);
-    let name = format!(
-        "simulated district: {} students, {} days from {}, seed {}",
-        cfg.students, cfg.days, cfg.start, cfg.seed
-    );
+    let name = format!("simulated district: {} students, {} days from {}, seed {}", cfg.students, cfg.days, cfg.start, cfg.seed);
     let scenario = world.to_scenario_json(&name, "mmsd");
     serde_json::to_writer(std::io::stdout().lock(), &scenario).expect("writing to stdout");
     println!();

@@ -359,11 +359,8 @@ impl DayWriter<'_> {
             return;
         }
         // The homeroom teacher in elementary school, any teacher later on.
-        let enr = if is_elementary(self.student.grade_level) {
-            0
-        } else {
-            blocks[self.rng.below(blocks.len() as u64) as usize].enr
-        };
+        let enr =
+            if is_elementary(self.student.grade_level) { 0 } else { blocks[self.rng.below(blocks.len() as u64) as usize].enr };
         let at = self.between(13 * HOUR, 17 * HOUR);
         self.two_way_contact(enr, at, "phone");
     }
@@ -409,8 +406,7 @@ impl DayWriter<'_> {
     pub(crate) fn off_day_browsing(&mut self) {
         let at = self.between(13 * HOUR, 19 * HOUR);
         self.login(at);
-        let live: Vec<usize> =
-            (0..self.student.enrollments.len()).filter(|i| !self.enrollment(*i).dual_enrollment).collect();
+        let live: Vec<usize> = (0..self.student.enrollments.len()).filter(|i| !self.enrollment(*i).dual_enrollment).collect();
         for k in 0..self.rng.range(1, 3) {
             let enr = live[self.rng.below(live.len() as u64) as usize];
             let t = at + (k + 1) * self.between(2 * MIN, 12 * MIN);

@@ -9,8 +9,8 @@
 use chrono::{Datelike, Duration, NaiveDate, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use rollcall_model::{
-    CalendarDay, CourseType, DayType, Enrollment, GradeLevel, LocalTime, Meeting, Mode, ModeSpan, SchoolCalendar,
-    StudentRecord, Weekday,
+    CalendarDay, CourseType, DayType, Enrollment, GradeLevel, LocalTime, Meeting, Mode, ModeSpan, SchoolCalendar, StudentRecord,
+    Weekday,
 };
 
 use crate::rng::{Rng, Stream};
@@ -78,11 +78,8 @@ pub(crate) fn calendar(school: &School, cfg: &SimConfig) -> SchoolCalendar {
                 };
             }
             // MMSD ran asynchronous Wednesdays in 2020-21: no live classes.
-            let day_type = if school.policy == "mmsd" && Weekday::of(date) == Weekday::Wed {
-                DayType::Async
-            } else {
-                DayType::Full
-            };
+            let day_type =
+                if school.policy == "mmsd" && Weekday::of(date) == Weekday::Wed { DayType::Async } else { DayType::Full };
             CalendarDay { date, instructional: true, day_type, start: LocalTime(DAY_START), end: LocalTime(DAY_END) }
         })
         .collect();
@@ -263,11 +260,8 @@ pub(crate) fn roster(cfg: &SimConfig, schools: &[School]) -> (Vec<StudentRecord>
         let num = rank[i] % sections + 1;
         let behaviour = behaviour(cfg.seed, i / schools.len());
         let groups = priority_groups(&mut rng);
-        let enrollments = if is_elementary(grade) {
-            elementary_schedule(grade, num)
-        } else {
-            secondary_schedule(school, grade, num, &mut rng)
-        };
+        let enrollments =
+            if is_elementary(grade) { elementary_schedule(grade, num) } else { secondary_schedule(school, grade, num, &mut rng) };
         let modes = modes(school, grade, cfg.start, last, &mut rng);
         let (homeroom_section_id, homeroom_staff_id) =
             (Some(enrollments[0].section_id.clone()), Some(enrollments[0].staff_id.clone()));
@@ -291,11 +285,8 @@ fn priority_groups(rng: &mut Rng) -> Vec<String> {
     if !rng.chance(0.2) {
         return Vec::new();
     }
-    let mut groups: Vec<String> = [("ELL", 0.35), ("SWD", 0.4), ("FRL", 0.55)]
-        .iter()
-        .filter(|(_, p)| rng.chance(*p))
-        .map(|(g, _)| g.to_string())
-        .collect();
+    let mut groups: Vec<String> =
+        [("ELL", 0.35), ("SWD", 0.4), ("FRL", 0.55)].iter().filter(|(_, p)| rng.chance(*p)).map(|(g, _)| g.to_string()).collect();
     if groups.is_empty() {
         groups.push("FRL".into());
     }

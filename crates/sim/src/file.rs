@@ -126,11 +126,7 @@ fn entry_value(e: &Entry) -> Value {
 
 /// Streams the simulation of `cfg` into `out` (about one day of events is
 /// held in memory at a time). `progress` is called with the entries written.
-pub fn write_simulation<W: Write>(
-    cfg: &SimConfig,
-    out: W,
-    mut progress: impl FnMut(&Written),
-) -> Result<Written, FileError> {
+pub fn write_simulation<W: Write>(cfg: &SimConfig, out: W, mut progress: impl FnMut(&Written)) -> Result<Written, FileError> {
     let schema = entry_schema();
     let sim = Simulation::new(cfg);
     let mut w = Writer::with_codec(&schema, out, Codec::Null);
@@ -408,9 +404,7 @@ impl<R: Read> SimReader<R> {
             m if m == REPORT as i64 => {
                 Entry::Report { report: AbsenceReport::read_avro_datum(&mut data)?, arrives_at: need_at()? }
             }
-            m if m == EVENT as i64 => {
-                Entry::Event { event: ActivityEvent::read_avro_datum(&mut data)?, arrives_at: need_at()? }
-            }
+            m if m == EVENT as i64 => Entry::Event { event: ActivityEvent::read_avro_datum(&mut data)?, arrives_at: need_at()? },
             other => return Err(format_error(format!("union member {other} is unknown"))),
         };
         self.at = self.block.len() - data.len();
@@ -520,9 +514,11 @@ mod tests {
         assert_eq!(r.meta().end, world.end);
         assert_eq!(r.meta().students, 25);
         let entries: Vec<Entry> = r.map(Result::unwrap).collect();
-        let cals: Vec<_> = entries.iter().filter_map(|e| if let Entry::Calendar(c) = e { Some(c.clone()) } else { None }).collect();
+        let cals: Vec<_> =
+            entries.iter().filter_map(|e| if let Entry::Calendar(c) = e { Some(c.clone()) } else { None }).collect();
         assert_eq!(cals, world.calendars);
-        let roster: Vec<_> = entries.iter().filter_map(|e| if let Entry::Student(s) = e { Some(s.clone()) } else { None }).collect();
+        let roster: Vec<_> =
+            entries.iter().filter_map(|e| if let Entry::Student(s) = e { Some(s.clone()) } else { None }).collect();
         assert_eq!(roster, world.roster);
         let events: Vec<_> = entries
             .iter()
@@ -530,7 +526,10 @@ mod tests {
             .collect();
         let expected: Vec<_> = world.events.iter().map(|e| (e.event.clone(), e.arrives_at)).collect();
         assert_eq!(events, expected);
-        let mut reports: Vec<_> = entries.iter().filter_map(|e| if let Entry::Report { report, .. } = e { Some(report.clone()) } else { None }).collect();
+        let mut reports: Vec<_> = entries
+            .iter()
+            .filter_map(|e| if let Entry::Report { report, .. } = e { Some(report.clone()) } else { None })
+            .collect();
         let mut want = world.absence_reports.clone();
         reports.sort_by(|a, b| a.report_id.cmp(&b.report_id));
         want.sort_by(|a, b| a.report_id.cmp(&b.report_id));

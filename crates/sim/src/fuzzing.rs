@@ -20,13 +20,10 @@ pub fn sim_file(data: &[u8]) -> bool {
         }
     }
     let mut written = Vec::new();
-    write_entries(&meta, &entries, &mut written)
-        .unwrap_or_else(|e| panic!("entries read from a file do not write back: {e}"));
+    write_entries(&meta, &entries, &mut written).unwrap_or_else(|e| panic!("entries read from a file do not write back: {e}"));
     let back = SimReader::new(written.as_slice()).unwrap_or_else(|e| panic!("a written-back file does not open: {e}"));
     assert_eq!(back.meta(), &meta, "the metadata changed on its way through a file");
-    let back: Vec<Entry> = back
-        .map(|e| e.unwrap_or_else(|e| panic!("a written-back entry does not read: {e}")))
-        .collect();
+    let back: Vec<Entry> = back.map(|e| e.unwrap_or_else(|e| panic!("a written-back entry does not read: {e}"))).collect();
     assert_eq!(back, entries, "the entries changed on their way through a file");
     true
 }

@@ -70,10 +70,9 @@ pub(crate) fn day_plan(seed: u64, student: usize, profile: &Profile, date: Naive
     }
     // Everyone misses the odd day; most families call it in.
     if rng.chance(0.02) {
-        let report = rng.chance(0.7).then(|| Report {
-            reason: EXCUSES[rng.weighted(&EXCUSES.map(|(_, w)| w))].0,
-            reporter: reporter(&mut rng),
-        });
+        let report = rng
+            .chance(0.7)
+            .then(|| Report { reason: EXCUSES[rng.weighted(&EXCUSES.map(|(_, w)| w))].0, reporter: reporter(&mut rng) });
         return DayPlan { presence: Presence::Off, report, late_work: false };
     }
     let r = rng.unit();
@@ -167,8 +166,7 @@ mod tests {
     fn disengaging_students_fade() {
         let p = Profile { school: 0, behaviour: Behaviour::Disengaging };
         let d = NaiveDate::from_ymd_opt(2020, 10, 6).unwrap();
-        let present =
-            |day| (0..2000).filter(|s| day_plan(1, *s, &p, d, day, Mode::SyncOnline).presence != Presence::Off).count();
+        let present = |day| (0..2000).filter(|s| day_plan(1, *s, &p, d, day, Mode::SyncOnline).presence != Presence::Off).count();
         let (early, late) = (present(0), present(25));
         assert!(early > 1700 && late < 300, "early {early}, late {late}");
     }

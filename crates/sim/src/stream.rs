@@ -95,8 +95,7 @@ impl<'a> EventStream<'a> {
         let sim = self.sim;
         let seed = sim.cfg.seed;
         let bases: Vec<DateTime<Utc>> = sim.schools.iter().map(|s| local_day_base(s.tz, date)).collect();
-        let day_ends: Vec<DateTime<Utc>> =
-            sim.schools.iter().map(|s| local_day_base(s.tz, date + Duration::days(1))).collect();
+        let day_ends: Vec<DateTime<Utc>> = sim.schools.iter().map(|s| local_day_base(s.tz, date + Duration::days(1))).collect();
         let weekday = Weekday::of(date);
         let yesterday = date - Duration::days(1);
         for (i, (rec, profile)) in sim.roster.iter().zip(&sim.profiles).enumerate() {
@@ -142,10 +141,8 @@ impl<'a> EventStream<'a> {
                     }
                 }
                 None if k < sim.cfg.days => {
-                    let engaged = matches!(
-                        profile.behaviour,
-                        Behaviour::Engaged | Behaviour::LateSubmitter | Behaviour::SickSometimes
-                    );
+                    let engaged =
+                        matches!(profile.behaviour, Behaviour::Engaged | Behaviour::LateSubmitter | Behaviour::SickSometimes);
                     let mut rng = Rng::derive(seed, Stream::Weekend, i as u64, k as u64);
                     if engaged && rng.chance(0.12) {
                         w.rng = rng;

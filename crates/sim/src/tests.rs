@@ -41,8 +41,7 @@ fn every_event_names_a_rostered_student_at_a_school_with_a_calendar() {
         assert!(schools.contains(s.school_id.as_str()));
     }
     for e in &w.events {
-        let s =
-            roster.get(e.event.student_id.as_str()).unwrap_or_else(|| panic!("{} not rostered", e.event.student_id));
+        let s = roster.get(e.event.student_id.as_str()).unwrap_or_else(|| panic!("{} not rostered", e.event.student_id));
         assert_eq!(s.school_id, e.event.school_id);
         if let Some(sec) = &e.event.section_id {
             assert!(s.enrollment(sec).is_some(), "{} not enrolled in {sec}", s.student_id);
@@ -97,8 +96,7 @@ fn some_events_arrive_after_their_day_is_over() {
         .iter()
         .filter(|e| {
             let z = tz[e.event.school_id.as_str()];
-            e.arrives_at.with_timezone(&z).date_naive()
-                > e.event.occurred_at.with_timezone(&z).date_naive() + Duration::days(1)
+            e.arrives_at.with_timezone(&z).date_naive() > e.event.occurred_at.with_timezone(&z).date_naive() + Duration::days(1)
         })
         .count();
     let rate = late as f64 / w.events.len() as f64;
@@ -198,8 +196,7 @@ fn the_roster_looks_like_a_school() {
         for e in &s.enrollments {
             *per_section.entry((&s.school_id, &e.section_id)).or_default() += 1;
         }
-        let mut teachers: Vec<&str> =
-            s.enrollments.iter().filter(|e| !e.specials).map(|e| e.staff_id.as_str()).collect();
+        let mut teachers: Vec<&str> = s.enrollments.iter().filter(|e| !e.specials).map(|e| e.staff_id.as_str()).collect();
         let n = teachers.len();
         teachers.dedup();
         assert_eq!(teachers.len(), n, "{}: distinct teachers", s.student_id);
@@ -272,4 +269,3 @@ fn default_counts() {
     println!("{kinds:?}");
     assert!(w.events.len() as f64 / student_days as f64 > 12.0);
 }
-

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
-use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions, WriteBatch, WriteOptions, DB,
+};
 use rollcall_engine::{KvStore, StoreError, Table};
 use serde::{Deserialize, Serialize};
 
@@ -32,12 +34,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig {
-            block_cache_bytes: 64 << 20,
-            write_buffer_bytes: 8 << 20,
-            max_write_buffers: 2,
-            sync_commits: false,
-        }
+        StoreConfig { block_cache_bytes: 64 << 20, write_buffer_bytes: 8 << 20, max_write_buffers: 2, sync_commits: false }
     }
 }
 
@@ -118,7 +115,14 @@ impl RocksStore {
         let cfs: Vec<_> = Table::ALL.iter().map(|t| cf_opts(*t)).collect();
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)
             .map_err(|source| OpenError::Rocks { path: path.to_path_buf(), source })?;
-        Ok(RocksStore { db, path: path.to_path_buf(), pending: no_pending(), pending_len: 0, sync: cfg.sync_commits, _cache: cache })
+        Ok(RocksStore {
+            db,
+            path: path.to_path_buf(),
+            pending: no_pending(),
+            pending_len: 0,
+            sync: cfg.sync_commits,
+            _cache: cache,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -128,10 +132,7 @@ impl RocksStore {
     /// The writes buffered since the last commit, in (table, key) order;
     /// `None` is a delete. The Kafka runtime copies them to its changelog.
     pub fn pending_writes(&self) -> impl Iterator<Item = (Table, &[u8], Option<&[u8]>)> {
-        Table::ALL
-            .iter()
-            .zip(&self.pending)
-            .flat_map(|(t, m)| m.iter().map(move |(k, v)| (*t, k.as_slice(), v.as_deref())))
+        Table::ALL.iter().zip(&self.pending).flat_map(|(t, m)| m.iter().map(move |(k, v)| (*t, k.as_slice(), v.as_deref())))
     }
 
     /// Forgets every buffered write: the state is again what was last committed.
@@ -279,7 +280,8 @@ impl KvStore for RocksStore {
         // Merge the committed keys with the buffered writes in one ordered
         // pass, stopping at `limit` live entries; a buffered write wins.
         let mut out = Vec::new();
-        let mut pending = self.pending[table as usize].range::<[u8], _>((Bound::Included(start), Bound::Excluded(end))).peekable();
+        let mut pending =
+            self.pending[table as usize].range::<[u8], _>((Bound::Included(start), Bound::Excluded(end))).peekable();
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(end.to_vec());
         let mut it = self.db.raw_iterator_cf_opt(self.cf(table)?, opts);

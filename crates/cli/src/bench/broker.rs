@@ -111,7 +111,8 @@ fn high_watermarks(brokers: &str, topics: &[&str]) -> anyhow::Result<HashMap<(St
         let md = c.fetch_metadata(Some(t), Duration::from_secs(30)).with_context(|| format!("metadata of {t}"))?;
         for mt in md.topics() {
             for p in mt.partitions() {
-                let (_, high) = c.fetch_watermarks(t, p.id(), Duration::from_secs(30)).with_context(|| format!("watermarks of {t}"))?;
+                let (_, high) =
+                    c.fetch_watermarks(t, p.id(), Duration::from_secs(30)).with_context(|| format!("watermarks of {t}"))?;
                 out.insert((t.to_string(), p.id()), high);
             }
         }
@@ -287,7 +288,8 @@ fn rate(n: u64, secs: f64) -> f64 {
 }
 
 pub fn kafka(a: KafkaArgs) -> anyhow::Result<ExitCode> {
-    let data = load_or_simulate(&a.file, &SimConfig { students: a.students, days: a.days, seed: a.seed, ..SimConfig::default() })?;
+    let data =
+        load_or_simulate(&a.file, &SimConfig { students: a.students, days: a.days, seed: a.seed, ..SimConfig::default() })?;
     let prefix = unique("kafka");
     let topics = create_topics(&a.brokers, &prefix, a.partitions)?;
     let keyed = produce(&a.brokers, &topics, &data, None)?;
@@ -295,7 +297,9 @@ pub fn kafka(a: KafkaArgs) -> anyhow::Result<ExitCode> {
 
     let (n, bytes, secs) = bare_consume(&a.brokers, &[&topics.activity, &topics.roster, &topics.reports])?;
     let bare = rate(n, secs);
-    println!("bare consumer (read_committed, fetch.wait.max.ms 100): {n} records ({bytes} bytes) in {secs:.3} s = {bare:.0} records/s");
+    println!(
+        "bare consumer (read_committed, fetch.wait.max.ms 100): {n} records ({bytes} bytes) in {secs:.3} s = {bare:.0} records/s"
+    );
 
     let state = tempfile::tempdir().context("creating a state directory")?;
     let cfg = processor_config(&a.brokers, &prefix, "proc", state.path().to_path_buf(), Some(data.end));
@@ -318,7 +322,10 @@ pub fn kafka(a: KafkaArgs) -> anyhow::Result<ExitCode> {
         println!("  first transaction with input records committed at {:.3} s, holding {at} records", t.as_secs_f64());
     }
     anyhow::ensure!(r.stats.records == n, "the processor consumed {} records, the bare consumer {n}", r.stats.records);
-    println!("kafka: processor {proc_rate:.0} records/s, bare consumer {bare:.0} records/s, ratio {}", ratio(proc_rate / bare.max(1e-9)));
+    println!(
+        "kafka: processor {proc_rate:.0} records/s, bare consumer {bare:.0} records/s, ratio {}",
+        ratio(proc_rate / bare.max(1e-9))
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -347,7 +354,13 @@ pub fn latency(a: LatencyArgs) -> anyhow::Result<ExitCode> {
         school_id: "lat-school".into(),
         timezone: tz.clone(),
         policy: "daily-engagement".into(),
-        days: vec![CalendarDay { date: today, instructional: true, day_type: DayType::Full, start: t("00:00")?, end: t("23:59")? }],
+        days: vec![CalendarDay {
+            date: today,
+            instructional: true,
+            day_type: DayType::Full,
+            start: t("00:00")?,
+            end: t("23:59")?,
+        }],
     };
     let student = |i: usize| format!("lat-{i:07}");
     let p = rollcall_kafka::replay::producer(&a.brokers)?;
@@ -359,7 +372,10 @@ pub fn latency(a: LatencyArgs) -> anyhow::Result<ExitCode> {
     }
     p.flush(Duration::from_secs(60)).context("flushing the roster")?;
     drop(p);
-    println!("world: one school ({tz}, today {today}, daily-engagement), {total} students; {} events/s for {} s", a.rate, a.seconds);
+    println!(
+        "world: one school ({tz}, today {today}, daily-engagement), {total} students; {} events/s for {} s",
+        a.rate, a.seconds
+    );
 
     // The processor, on the wall clock, in its own thread until stopped.
     let state = tempfile::tempdir().context("creating a state directory")?;
@@ -512,7 +528,11 @@ fn measure_latency(
     bar.finish_and_clear();
     producer.join().map_err(|_| anyhow::anyhow!("the producer thread panicked"))??;
     let sent = sent.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-    Ok(seen.iter().zip(sent.iter()).filter_map(|(v, s)| Some(v.as_ref()?.saturating_duration_since(*s.as_ref()?).as_secs_f64())).collect())
+    Ok(seen
+        .iter()
+        .zip(sent.iter())
+        .filter_map(|(v, s)| Some(v.as_ref()?.saturating_duration_since(*s.as_ref()?).as_secs_f64()))
+        .collect())
 }
 
 pub fn restore(a: DistrictOnBroker) -> anyhow::Result<ExitCode> {
@@ -668,8 +688,11 @@ pub fn peers(a: PeersArgs) -> anyhow::Result<ExitCode> {
     println!("input: {}, every school under daily-engagement; {events} records on {}", data.source, topics.activity);
 
     let state = tempfile::tempdir().context("creating a state directory")?;
-    let r =
-        run_processor(processor_config(&a.district.brokers, &prefix, "rollcall", state.path().to_path_buf(), Some(data.end)), keyed, "rollcall")?;
+    let r = run_processor(
+        processor_config(&a.district.brokers, &prefix, "rollcall", state.path().to_path_buf(), Some(data.end)),
+        keyed,
+        "rollcall",
+    )?;
     let from = r.watched.ready.unwrap_or_default();
     let secs = (r.wall - from).as_secs_f64();
     let ours = rate(events, secs);

@@ -90,7 +90,9 @@ impl<S: KvStore> Engine<S> {
             self.stats.released += 1;
             match self.apply_event(&ev) {
                 Ok(_) => {}
-                Err(ApplyError::Rejected(rejection)) => self.out.push(Output::Refused(Box::new(Refusal { event: ev, rejection, at: self.clock.unwrap_or_default() }))),
+                Err(ApplyError::Rejected(rejection)) => {
+                    self.out.push(Output::Refused(Box::new(Refusal { event: ev, rejection, at: self.clock.unwrap_or_default() })))
+                }
                 Err(ApplyError::Fatal(e)) => return Err(e),
             }
         }
@@ -137,7 +139,11 @@ impl<S: KvStore> Engine<S> {
                 return match self.apply_event(&ev) {
                     Ok(_) => Ok(()),
                     Err(ApplyError::Rejected(rejection)) => {
-                        self.out.push(Output::Refused(Box::new(Refusal { event: ev, rejection, at: self.clock.unwrap_or_default() })));
+                        self.out.push(Output::Refused(Box::new(Refusal {
+                            event: ev,
+                            rejection,
+                            at: self.clock.unwrap_or_default(),
+                        })));
                         Ok(())
                     }
                     Err(ApplyError::Fatal(e)) => Err(e),
@@ -232,7 +238,11 @@ mod tests {
         let r = refusals(&out);
         assert_eq!(r.len(), 1, "{out:?}");
         assert_eq!((r[0].event.event_id.as_str(), r[0].rejection.kind), ("x1", DeadLetterKind::UnknownStudent));
-        assert!(r[0].rejection.message.contains("`nobody`") && r[0].rejection.message.contains("waited from"), "{}", r[0].rejection.message);
+        assert!(
+            r[0].rejection.message.contains("`nobody`") && r[0].rejection.message.contains("waited from"),
+            "{}",
+            r[0].rejection.message
+        );
         assert_eq!(e.parked().unwrap(), 0);
         assert_eq!(e.stats().expired, 1);
         // Refused once: its timer does not fire again.

@@ -52,7 +52,9 @@ impl Processor {
                     .collect();
                 workers
                     .into_iter()
-                    .flat_map(|w| w.join().unwrap_or_else(|_| vec![(usize::MAX, Err(KafkaError::bad_state("an apply thread panicked")))]))
+                    .flat_map(|w| {
+                        w.join().unwrap_or_else(|_| vec![(usize::MAX, Err(KafkaError::bad_state("an apply thread panicked")))])
+                    })
                     .collect()
             });
             done.sort_by_key(|(i, _)| *i);
@@ -100,7 +102,13 @@ struct Applied {
 }
 
 /// Applies a task's ready records, advances its clock and flushes its engine.
-fn apply_task(task: &mut Task, replay: bool, until: Option<DateTime<Utc>>, now: DateTime<Utc>, topics: &Topics) -> Result<Applied, KafkaError> {
+fn apply_task(
+    task: &mut Task,
+    replay: bool,
+    until: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    topics: &Topics,
+) -> Result<Applied, KafkaError> {
     let span = info_span!(
         "batch",
         partition = task.partition,
@@ -129,7 +137,10 @@ fn apply_task(task: &mut Task, replay: bool, until: Option<DateTime<Utc>>, now: 
         if replay && rec.topic != topics.roster {
             if let Some(ts) = rec.timestamp.and_then(DateTime::from_timestamp_millis) {
                 task.engine.advance(ts).map_err(|e| {
-                    KafkaError::state(format!("{} [{}] @{}: advancing the clock to {ts}", rec.topic, rec.partition, rec.offset), e)
+                    KafkaError::state(
+                        format!("{} [{}] @{}: advancing the clock to {ts}", rec.topic, rec.partition, rec.offset),
+                        e,
+                    )
                 })?;
             }
         }
@@ -152,7 +163,9 @@ fn apply_task(task: &mut Task, replay: bool, until: Option<DateTime<Utc>>, now: 
     task.caught_up |= task.at_end.len() == 3 && task.buffered.is_empty();
     let target = if replay { until } else { Some(now).filter(|_| task.caught_up) };
     if let Some(t) = target {
-        task.engine.advance(t).map_err(|e| KafkaError::state(format!("partition {}: advancing the clock to {t}", task.partition), e))?;
+        task.engine
+            .advance(t)
+            .map_err(|e| KafkaError::state(format!("partition {}: advancing the clock to {t}", task.partition), e))?;
     }
     task.engine.flush().map_err(|e| KafkaError::state(format!("partition {}: flushing the engine", task.partition), e))?;
     let out = task.engine.take_outputs();
@@ -311,7 +324,14 @@ mod tests {
             Case {
                 name: "replay: released strictly before the oldest of the inputs' newest records",
                 replay: true,
-                buffered: &[(ROSTER, 0, 100), (ROSTER, 1, 300), (REPORTS, 0, 200), (ACTIVITY, 0, 150), (ACTIVITY, 1, 250), (ACTIVITY, 2, 400)],
+                buffered: &[
+                    (ROSTER, 0, 100),
+                    (ROSTER, 1, 300),
+                    (REPORTS, 0, 200),
+                    (ACTIVITY, 0, 150),
+                    (ACTIVITY, 1, 250),
+                    (ACTIVITY, 2, 400),
+                ],
                 at_end: &[],
                 ready: &[(ROSTER, 0), (ACTIVITY, 0)],
                 held: &[(REPORTS, 0), (ACTIVITY, 1), (ROSTER, 1), (ACTIVITY, 2)],
@@ -475,14 +495,26 @@ mod tests {
             let may_go = |r: &Record| !replay || open.iter().all(|i| newest[*i].is_some_and(|n| n > r.timestamp.unwrap_or(0)));
             let ready = take_ready(&mut self.buffered, &self.at_end, replay, &self.topics);
             for r in &ready {
-                assert!(may_go(r), "{} @{} (ts {:?}) released before every input reached past it", r.topic, r.offset, r.timestamp);
+                assert!(
+                    may_go(r),
+                    "{} @{} (ts {:?}) released before every input reached past it",
+                    r.topic,
+                    r.offset,
+                    r.timestamp
+                );
                 let i = self.topics.input_rank(&r.topic);
                 assert!(self.applied[i].insert(r.offset), "{} @{} released twice", r.topic, r.offset);
                 self.ever[i].insert(r.offset);
                 self.order.push((r.timestamp.unwrap_or(0), i, r.offset));
             }
             for r in &self.buffered {
-                assert!(!may_go(r), "{} @{} (ts {:?}) held back though every input reached past it", r.topic, r.offset, r.timestamp);
+                assert!(
+                    !may_go(r),
+                    "{} @{} (ts {:?}) held back though every input reached past it",
+                    r.topic,
+                    r.offset,
+                    r.timestamp
+                );
             }
             advance_positions(&mut self.positions, &self.buffered, &self.fetched, &self.topics);
             for i in 0..3 {

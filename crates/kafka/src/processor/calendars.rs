@@ -40,7 +40,10 @@ impl Processor {
             }
         }
         if tpl.count() == 0 {
-            return Err(KafkaError::Setup(format!("topic {} does not exist: run `rollcall topics create` first", self.topics.calendar)));
+            return Err(KafkaError::Setup(format!(
+                "topic {} does not exist: run `rollcall topics create` first",
+                self.topics.calendar
+            )));
         }
         self.calendars.assign(&tpl).map_err(|e| rd("calendar assignment", e))?;
         // Read the calendars that exist before any event is applied.

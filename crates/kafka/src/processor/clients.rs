@@ -59,10 +59,7 @@ pub(super) fn connect(cfg: &ProcessorConfig) -> Result<Clients, KafkaError> {
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
-        .create_with_context(DeliveryContext {
-            changelog_next: Mutex::new(HashMap::new()),
-            failures: Mutex::new(Vec::new()),
-        })
+        .create_with_context(DeliveryContext { changelog_next: Mutex::new(HashMap::new()), failures: Mutex::new(Vec::new()) })
         .map_err(|e| rd("producer", e))?;
     let calendars = crate::reader(&cfg.brokers, &format!("{}-calendars", cfg.group))?;
     Ok((consumer, producer, calendars))

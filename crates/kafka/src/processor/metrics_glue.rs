@@ -24,8 +24,12 @@ impl Processor {
     pub(super) fn offsets_field(&self) -> String {
         let mut out = String::new();
         for (p, task) in &self.tasks {
-            let pos: Vec<String> =
-                self.topics.keyed_inputs().iter().map(|t| task.positions.get(*t).map_or("-".to_string(), |o| o.to_string())).collect();
+            let pos: Vec<String> = self
+                .topics
+                .keyed_inputs()
+                .iter()
+                .map(|t| task.positions.get(*t).map_or("-".to_string(), |o| o.to_string()))
+                .collect();
             if !out.is_empty() {
                 out.push(' ');
             }

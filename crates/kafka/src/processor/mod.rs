@@ -194,7 +194,11 @@ impl Processor {
     }
 
     /// As [`Processor::new`], recording into `metrics` (which the caller may serve).
-    pub fn with_metrics(cfg: ProcessorConfig, stop: Arc<AtomicBool>, metrics: Arc<crate::metrics::Metrics>) -> Result<Processor, KafkaError> {
+    pub fn with_metrics(
+        cfg: ProcessorConfig,
+        stop: Arc<AtomicBool>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Processor, KafkaError> {
         cfg.validate().map_err(|e| KafkaError::Setup(e.to_string()))?;
         let policies = load_policies(&cfg)?;
         std::fs::create_dir_all(&cfg.state_dir)

@@ -152,7 +152,13 @@ mod tests {
             after: Entries,
         }
         let cases = [
-            Case { name: "nothing fetched: the committed positions stay", before: &[(ROSTER, 5)], waiting: &[], fetched: &[], after: &[(ROSTER, 5)] },
+            Case {
+                name: "nothing fetched: the committed positions stay",
+                before: &[(ROSTER, 5)],
+                waiting: &[],
+                fetched: &[],
+                after: &[(ROSTER, 5)],
+            },
             Case {
                 name: "everything fetched was applied: the offset after the last one",
                 before: &[(ACTIVITY, 0)],

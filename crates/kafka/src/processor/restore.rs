@@ -45,10 +45,8 @@ impl Processor {
         for chunk in partitions.chunks(AT_ONCE) {
             let (cfg, metrics, policies, calendars) = (&self.cfg, &self.metrics.shared, &self.policies, &self.known_calendars);
             let opened: Vec<Result<(Task, u64), KafkaError>> = std::thread::scope(|s| {
-                let handles: Vec<_> = chunk
-                    .iter()
-                    .map(|p| s.spawn(move || open_task(cfg, metrics, policies, calendars, *p)))
-                    .collect();
+                let handles: Vec<_> =
+                    chunk.iter().map(|p| s.spawn(move || open_task(cfg, metrics, policies, calendars, *p))).collect();
                 handles
                     .into_iter()
                     .map(|h| h.join().unwrap_or_else(|_| Err(KafkaError::bad_state("a task-opening thread panicked"))))
@@ -77,8 +75,8 @@ fn open_task(
     let span = info_span!("restore", partition);
     let _g = span.enter();
     let dir = cfg.state_dir.join(format!("p{partition}"));
-    let mut store =
-        RocksStore::open(&dir, &cfg.store).map_err(|e| KafkaError::local(format!("partition {partition}: opening RocksDB"), e))?;
+    let mut store = RocksStore::open(&dir, &cfg.store)
+        .map_err(|e| KafkaError::local(format!("partition {partition}: opening RocksDB"), e))?;
     let restoring = metrics.restore_started();
     let restored = restore_from_changelog(cfg, partition, &mut store)?;
     drop(restoring);
@@ -144,7 +142,9 @@ fn restore_from_changelog(cfg: &ProcessorConfig, partition: i32, store: &mut Roc
                 // read_committed stops at the last stable offset; a killed
                 // predecessor's open transaction holds it until it times out.
                 if started.elapsed() > Duration::from_millis(cfg.transaction_timeout_ms * 3 + 30_000) {
-                    return Err(KafkaError::kafka_step(format!("changelog partition {partition}: restore did not reach the end")));
+                    return Err(KafkaError::kafka_step(format!(
+                        "changelog partition {partition}: restore did not reach the end"
+                    )));
                 }
             }
             Some(Err(RdError::PartitionEOF(_))) => break,
@@ -154,12 +154,14 @@ fn restore_from_changelog(cfg: &ProcessorConfig, partition: i32, store: &mut Roc
                 let Some((&t, k)) = key.split_first() else { continue };
                 let Some(table) = Table::ALL.iter().copied().find(|x| *x as u8 == t) else {
                     let at = m.offset();
-                    return Err(KafkaError::bad_state(format!("changelog partition {partition}: the record at offset {at} names table {t}")));
+                    return Err(KafkaError::bad_state(format!(
+                        "changelog partition {partition}: the record at offset {at} names table {t}"
+                    )));
                 };
                 store.apply(table, k, m.payload());
                 n += 1;
                 next = m.offset() + 1;
-                if n % 50_000 == 0 {
+                if n.is_multiple_of(50_000) {
                     store.commit().map_err(|e| {
                         KafkaError::state(format!("partition {partition}: committing the restore at changelog offset {next}"), e)
                     })?;

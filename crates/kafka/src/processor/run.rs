@@ -56,7 +56,9 @@ impl Processor {
         info!(group = %self.cfg.group, transactional_id = %self.cfg.transactional_id(), "processor started");
         let mut idle_rounds = 0u32;
         while !self.stop.load(Ordering::SeqCst) {
-            for (what, client) in [("consumer", self.consumer.client().fatal_error()), ("producer", self.producer.client().fatal_error())] {
+            for (what, client) in
+                [("consumer", self.consumer.client().fatal_error()), ("producer", self.producer.client().fatal_error())]
+            {
                 if let Some((code, reason)) = client {
                     return Err(KafkaError::kafka_step(format!("{what} failed fatally: {code:?}: {reason}")));
                 }

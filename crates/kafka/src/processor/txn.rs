@@ -146,7 +146,8 @@ impl Processor {
         span.record("offsets", self.offsets_field().as_str());
         if offsets.count() > 0 {
             let gm = self.consumer.group_metadata().ok_or_else(|| KafkaError::kafka_step("no consumer group metadata"))?;
-            let sent = retry_txn("send offsets", || self.producer.send_offsets_to_transaction(&offsets, &gm, Duration::from_secs(30)));
+            let sent =
+                retry_txn("send offsets", || self.producer.send_offsets_to_transaction(&offsets, &gm, Duration::from_secs(30)));
             match sent {
                 TxnStep::Done => {}
                 TxnStep::Abort(why) => return self.abort(&why),

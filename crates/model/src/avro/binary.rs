@@ -15,10 +15,7 @@ pub(super) struct CodecError {
 
 impl CodecError {
     pub(super) fn new(message: impl Into<String>) -> Self {
-        CodecError {
-            path: String::new(),
-            message: message.into(),
-        }
+        CodecError { path: String::new(), message: message.into() }
     }
 
     /// Prefixes a path segment: a field name, or `[i]` for an array item.
@@ -132,18 +129,7 @@ mod tests {
 
     #[test]
     fn varints_round_trip_at_the_edges() {
-        for n in [
-            0,
-            1,
-            -1,
-            63,
-            -64,
-            64,
-            i32::MAX as i64,
-            i32::MIN as i64,
-            i64::MAX,
-            i64::MIN,
-        ] {
+        for n in [0, 1, -1, 63, -64, 64, i32::MAX as i64, i32::MIN as i64, i64::MAX, i64::MIN] {
             let mut out = Vec::new();
             write_long(n, &mut out);
             let mut input = out.as_slice();

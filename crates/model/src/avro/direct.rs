@@ -49,9 +49,8 @@ pub(super) fn activity_event_direct(datum: &[u8]) -> Option<ActivityEvent> {
     let kind = symbol(input, ActivityKind::from_index)?;
     let direction = opt(input, |i| symbol(i, Direction::from_index))?;
     let occurred_at = DateTime::from_timestamp_micros(read_long(input).ok()?)?;
-    let assigned_date = opt(input, |i| {
-        read_int(i).ok()?.checked_add(UNIX_EPOCH_DAYS_FROM_CE).and_then(NaiveDate::from_num_days_from_ce_opt)
-    })?;
+    let assigned_date =
+        opt(input, |i| read_int(i).ok()?.checked_add(UNIX_EPOCH_DAYS_FROM_CE).and_then(NaiveDate::from_num_days_from_ce_opt))?;
     let live_session_id = opt(input, string)?;
     let duration_seconds = opt(input, |i| read_long(i).ok())?;
     let mut attributes = BTreeMap::new();

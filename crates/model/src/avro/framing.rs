@@ -24,10 +24,7 @@ pub fn single_object_fingerprint(bytes: &[u8]) -> Result<u64, AvroError> {
         )));
     }
     if bytes[..2] != SINGLE_OBJECT_MARKER {
-        return Err(AvroError::Header(format!(
-            "expected marker C3 01, found {:02X} {:02X}",
-            bytes[0], bytes[1]
-        )));
+        return Err(AvroError::Header(format!("expected marker C3 01, found {:02X} {:02X}", bytes[0], bytes[1])));
     }
     let mut fp = [0u8; 8];
     fp.copy_from_slice(&bytes[2..SINGLE_OBJECT_HEADER_LEN]);
@@ -58,9 +55,7 @@ const RABIN_TABLE: [u64; 256] = {
 /// The CRC-64-AVRO fingerprint of `bytes` (for schemas: of their Parsing
 /// Canonical Form).
 pub fn rabin_fingerprint(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(RABIN_EMPTY, |fp, &b| {
-        (fp >> 8) ^ RABIN_TABLE[((fp ^ b as u64) & 0xff) as usize]
-    })
+    bytes.iter().fold(RABIN_EMPTY, |fp, &b| (fp >> 8) ^ RABIN_TABLE[((fp ^ b as u64) & 0xff) as usize])
 }
 
 // ---------------------------------------------------------------------------
@@ -180,14 +175,12 @@ mod tests {
             ours,
             r#"{"name":"a.b.R","type":"record","fields":[{"name":"f","type":{"name":"a.b.E","type":"enum","symbols":["A"]}}]}"#
         );
-        let with_logical = r#"{"type":"record","name":"R","fields":[{"name":"t","type":{"type":"long","logicalType":"timestamp-micros"}}]}"#;
+        let with_logical =
+            r#"{"type":"record","name":"R","fields":[{"name":"t","type":{"type":"long","logicalType":"timestamp-micros"}}]}"#;
         let json: serde_json::Value = serde_json::from_str(with_logical).unwrap();
         assert_eq!(parsing_canonical_form(&json, None), r#"{"name":"R","type":"record","fields":[{"name":"t","type":"long"}]}"#);
         let int = Schema::parse_str(r#""int""#).unwrap();
         assert_eq!(int.canonical_form(), r#""int""#);
-        assert_eq!(
-            rabin_fingerprint(b"\"int\"").to_le_bytes().to_vec(),
-            int.fingerprint::<Rabin>().bytes
-        );
+        assert_eq!(rabin_fingerprint(b"\"int\"").to_le_bytes().to_vec(), int.fingerprint::<Rabin>().bytes);
     }
 }

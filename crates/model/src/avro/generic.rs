@@ -28,28 +28,20 @@ impl CompiledSchema {
     /// The embedded schema texts are part of the build, so a failure here is
     /// a defect caught by the tests, not a runtime condition.
     pub(super) fn parse(record: &'static str, file: &str, text: &str) -> CompiledSchema {
-        let schema =
-            Schema::parse_str(text).unwrap_or_else(|e| panic!("schemas/{file} is not a valid Avro schema: {e}"));
+        let schema = Schema::parse_str(text).unwrap_or_else(|e| panic!("schemas/{file} is not a valid Avro schema: {e}"));
         let names = ResolvedSchema::try_from(&schema)
             .unwrap_or_else(|e| panic!("schemas/{file}: cannot resolve named types: {e}"))
             .get_names()
             .iter()
             .map(|(n, s)| (n.clone(), (*s).clone()))
             .collect();
-        let json: serde_json::Value =
-            serde_json::from_str(text).unwrap_or_else(|e| panic!("schemas/{file} is not JSON: {e}"));
+        let json: serde_json::Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("schemas/{file} is not JSON: {e}"));
         let fingerprint = rabin_fingerprint(parsing_canonical_form(&json, None).as_bytes());
-        CompiledSchema {
-            record,
-            schema,
-            names,
-            fingerprint,
-        }
+        CompiledSchema { record, schema, names, fingerprint }
     }
 
     pub(super) fn encode(&self, value: &Value, out: &mut Vec<u8>) -> Result<(), AvroError> {
-        encode_value(self, &self.schema, &None, value, out)
-            .map_err(|e| AvroError::Encode(format!("{}: {e}", self.record)))
+        encode_value(self, &self.schema, &None, value, out).map_err(|e| AvroError::Encode(format!("{}: {e}", self.record)))
     }
 
     /// Decodes exactly one datum: the input must end where the datum does.
@@ -77,9 +69,7 @@ impl CompiledSchema {
                 .names
                 .get(name)
                 .or_else(|| self.names.get(&name.fully_qualified_name(ns)))
-                .ok_or_else(|| {
-                    CodecError::new(format!("schema refers to unknown type `{}`", name.fullname(ns.clone())))
-                }),
+                .ok_or_else(|| CodecError::new(format!("schema refers to unknown type `{}`", name.fullname(ns.clone())))),
             s => Ok(s),
         }
     }
@@ -93,13 +83,7 @@ fn mismatch(expected: &str, found: &Value) -> CodecError {
     CodecError::new(format!("expected {expected}, found {}", describe(found)))
 }
 
-fn encode_value(
-    c: &CompiledSchema,
-    schema: &Schema,
-    ns: &Namespace,
-    value: &Value,
-    out: &mut Vec<u8>,
-) -> Result<(), CodecError> {
+fn encode_value(c: &CompiledSchema, schema: &Schema, ns: &Namespace, value: &Value, out: &mut Vec<u8>) -> Result<(), CodecError> {
     match (c.resolve(schema, ns)?, value) {
         (Schema::Null, Value::Null) => {}
         (Schema::Boolean, Value::Boolean(b)) => out.push(*b as u8),
@@ -109,18 +93,10 @@ fn encode_value(
         (Schema::Bytes, Value::Bytes(b)) => write_bytes(b, out),
         (Schema::Enum(e), Value::Enum(i, symbol)) => match e.symbols.get(*i as usize) {
             Some(s) if s == symbol => write_long(*i as i64, out),
-            _ => {
-                return Err(CodecError::new(format!(
-                    "enum {} has no symbol `{symbol}` at position {i}",
-                    e.name.name
-                )))
-            }
+            _ => return Err(CodecError::new(format!("enum {} has no symbol `{symbol}` at position {i}", e.name.name))),
         },
         (Schema::Union(u), Value::Union(i, inner)) => {
-            let variant = u
-                .variants()
-                .get(*i as usize)
-                .ok_or_else(|| CodecError::new(format!("union has no branch {i}")))?;
+            let variant = u.variants().get(*i as usize).ok_or_else(|| CodecError::new(format!("union has no branch {i}")))?;
             write_long(*i as i64, out);
             encode_value(c, variant, ns, inner, out)?;
         }
@@ -149,17 +125,10 @@ fn encode_value(
         (Schema::Record(r), Value::Record(fields)) => {
             let inner_ns = record_namespace(&r.name, ns);
             if fields.len() != r.fields.len() {
-                let extra: Vec<&str> = fields
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .filter(|n| !r.fields.iter().any(|f| f.name == *n))
-                    .collect();
+                let extra: Vec<&str> =
+                    fields.iter().map(|(n, _)| n.as_str()).filter(|n| !r.fields.iter().any(|f| f.name == *n)).collect();
                 if !extra.is_empty() {
-                    return Err(CodecError::new(format!(
-                        "{} has no field(s) {}",
-                        r.name.name,
-                        extra.join(", ")
-                    )));
+                    return Err(CodecError::new(format!("{} has no field(s) {}", r.name.name, extra.join(", "))));
                 }
             }
             for f in &r.fields {
@@ -197,11 +166,7 @@ fn decode_value(c: &CompiledSchema, schema: &Schema, ns: &Namespace, input: &mut
         Schema::Enum(e) => {
             let i = read_long(input)?;
             let symbol = usize::try_from(i).ok().and_then(|i| e.symbols.get(i)).ok_or_else(|| {
-                CodecError::new(format!(
-                    "enum index {i} is out of range for {} ({} symbols)",
-                    e.name.name,
-                    e.symbols.len()
-                ))
+                CodecError::new(format!("enum index {i} is out of range for {} ({} symbols)", e.name.name, e.symbols.len()))
             })?;
             Value::Enum(i as u32, symbol.clone())
         }
@@ -210,12 +175,7 @@ fn decode_value(c: &CompiledSchema, schema: &Schema, ns: &Namespace, input: &mut
             let variant = usize::try_from(i)
                 .ok()
                 .and_then(|i| u.variants().get(i))
-                .ok_or_else(|| {
-                    CodecError::new(format!(
-                        "union branch {i} is out of range ({} branches)",
-                        u.variants().len()
-                    ))
-                })?;
+                .ok_or_else(|| CodecError::new(format!("union branch {i} is out of range ({} branches)", u.variants().len())))?;
             Value::Union(i as u32, Box::new(decode_value(c, variant, ns, input)?))
         }
         Schema::Array(a) => {
@@ -253,12 +213,7 @@ fn decode_value(c: &CompiledSchema, schema: &Schema, ns: &Namespace, input: &mut
             }
             Value::Record(fields)
         }
-        other => {
-            return Err(CodecError::new(format!(
-                "schema type {} is not supported",
-                schema_kind(other)
-            )))
-        }
+        other => return Err(CodecError::new(format!("schema type {} is not supported", schema_kind(other)))),
     })
 }
 
@@ -266,10 +221,7 @@ fn schema_kind(s: &Schema) -> String {
     match s {
         Schema::Record(r) => format!("record {}", r.name.name),
         Schema::Enum(e) => format!("enum {}", e.name.name),
-        Schema::Union(u) => format!(
-            "union [{}]",
-            u.variants().iter().map(schema_kind).collect::<Vec<_>>().join(", ")
-        ),
+        Schema::Union(u) => format!("union [{}]", u.variants().iter().map(schema_kind).collect::<Vec<_>>().join(", ")),
         Schema::Ref { name } => name.name.clone(),
         other => format!("{:?}", apache_avro::schema::SchemaKind::from(other)).to_lowercase(),
     }

@@ -35,8 +35,7 @@ use apache_avro::schema::Schema;
 use apache_avro::types::Value;
 
 pub use framing::{
-    parsing_canonical_form, rabin_fingerprint, single_object_fingerprint, SINGLE_OBJECT_HEADER_LEN,
-    SINGLE_OBJECT_MARKER,
+    parsing_canonical_form, rabin_fingerprint, single_object_fingerprint, SINGLE_OBJECT_HEADER_LEN, SINGLE_OBJECT_MARKER,
 };
 pub use generic::CompiledSchema;
 
@@ -47,11 +46,7 @@ pub enum AvroError {
     /// value the Rust type cannot represent. `field` is a path for nested
     /// values, e.g. `enrollments[1].meetings[0].start`.
     #[error("field `{field}` of {record}: {message}")]
-    Field {
-        record: &'static str,
-        field: String,
-        message: String,
-    },
+    Field { record: &'static str, field: String, message: String },
     /// The value given for a record is not a record at all.
     #[error("{record}: {message}")]
     Record { record: &'static str, message: String },
@@ -71,11 +66,7 @@ pub enum AvroError {
         "single-object datum is not a {record}: its schema fingerprint is {found:#018x}, \
          expected {expected:#018x} (another record type or schema version)"
     )]
-    Fingerprint {
-        record: &'static str,
-        expected: u64,
-        found: u64,
-    },
+    Fingerprint { record: &'static str, expected: u64, found: u64 },
 }
 
 /// A record type with an Avro schema in `schemas/`.
@@ -178,11 +169,7 @@ pub trait AvroRecord: Sized {
         let c = Self::compiled();
         let found = single_object_fingerprint(bytes)?;
         if found != c.fingerprint {
-            return Err(AvroError::Fingerprint {
-                record: c.record,
-                expected: c.fingerprint,
-                found,
-            });
+            return Err(AvroError::Fingerprint { record: c.record, expected: c.fingerprint, found });
         }
         Self::from_avro_datum(&bytes[SINGLE_OBJECT_HEADER_LEN..])
     }

@@ -62,24 +62,9 @@ avro_record!(
     activity_event_from,
     direct: activity_event_direct
 );
-avro_record!(
-    StudentRecord,
-    "student_record.avsc",
-    student_record_to,
-    student_record_from
-);
-avro_record!(
-    SchoolCalendar,
-    "school_calendar.avsc",
-    school_calendar_to,
-    school_calendar_from
-);
-avro_record!(
-    AbsenceReport,
-    "absence_report.avsc",
-    absence_report_to,
-    absence_report_from
-);
+avro_record!(StudentRecord, "student_record.avsc", student_record_to, student_record_from);
+avro_record!(SchoolCalendar, "school_calendar.avsc", school_calendar_to, school_calendar_from);
+avro_record!(AbsenceReport, "absence_report.avsc", absence_report_to, absence_report_from);
 avro_record!(
     Determination,
     "determination.avsc",
@@ -87,12 +72,7 @@ avro_record!(
     determination_from,
     direct_encoder: determination_direct
 );
-avro_record!(
-    OutreachTrigger,
-    "outreach_trigger.avsc",
-    outreach_trigger_to,
-    outreach_trigger_from
-);
+avro_record!(OutreachTrigger, "outreach_trigger.avsc", outreach_trigger_to, outreach_trigger_from);
 avro_record!(DeadLetter, "dead_letter.avsc", dead_letter_to, dead_letter_from);
 
 fn activity_event_to(e: &ActivityEvent) -> Value {
@@ -109,10 +89,7 @@ fn activity_event_to(e: &ActivityEvent) -> Value {
         ("assigned_date", v_opt(e.assigned_date, v_date)),
         ("live_session_id", v_opt(e.live_session_id.as_deref(), v_str)),
         ("duration_seconds", v_opt(e.duration_seconds, Value::Long)),
-        (
-            "attributes",
-            Value::Map(e.attributes.iter().map(|(k, v)| (k.clone(), v_str(v))).collect()),
-        ),
+        ("attributes", Value::Map(e.attributes.iter().map(|(k, v)| (k.clone(), v_str(v))).collect())),
     ])
 }
 

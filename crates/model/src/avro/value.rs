@@ -120,10 +120,7 @@ pub(super) struct Issue {
 
 impl From<String> for Issue {
     fn from(message: String) -> Self {
-        Issue {
-            path: String::new(),
-            message,
-        }
+        Issue { path: String::new(), message }
     }
 }
 
@@ -148,30 +145,19 @@ impl Fields {
     pub(super) fn of(record: &'static str, v: Value) -> Result<Fields, AvroError> {
         match v {
             Value::Record(fields) => Ok(Fields { record, fields }),
-            other => Err(AvroError::Record {
-                record,
-                message: format!("expected a record, found {}", describe(&other)),
-            }),
+            other => Err(AvroError::Record { record, message: format!("expected a record, found {}", describe(&other)) }),
         }
     }
 
     pub(super) fn get<T>(&mut self, name: &str, conv: impl FnOnce(Value) -> Result<T, Issue>) -> Result<T, AvroError> {
         let record = self.record;
-        let at = self
-            .fields
-            .iter()
-            .position(|(n, _)| n == name)
-            .ok_or_else(|| AvroError::Field {
-                record,
-                field: name.to_owned(),
-                message: "missing".into(),
-            })?;
-        let (_, v) = self.fields.swap_remove(at);
-        conv(v).map_err(|i| AvroError::Field {
+        let at = self.fields.iter().position(|(n, _)| n == name).ok_or_else(|| AvroError::Field {
             record,
-            field: format!("{name}{}", i.path),
-            message: i.message,
-        })
+            field: name.to_owned(),
+            message: "missing".into(),
+        })?;
+        let (_, v) = self.fields.swap_remove(at);
+        conv(v).map_err(|i| AvroError::Field { record, field: format!("{name}{}", i.path), message: i.message })
     }
 
     /// Refuses fields the record does not have, so a value built for another
@@ -225,8 +211,9 @@ pub(super) fn as_bytes(v: Value) -> Result<Vec<u8>, Issue> {
 
 pub(super) fn as_timestamp(v: Value) -> Result<DateTime<Utc>, Issue> {
     match v {
-        Value::TimestampMicros(us) => DateTime::from_timestamp_micros(us)
-            .ok_or_else(|| format!("timestamp {us} µs since the epoch is out of range").into()),
+        Value::TimestampMicros(us) => {
+            DateTime::from_timestamp_micros(us).ok_or_else(|| format!("timestamp {us} µs since the epoch is out of range").into())
+        }
         other => Err(wrong("timestamp-micros", &other)),
     }
 }
@@ -256,11 +243,7 @@ pub(super) fn as_enum<E: WireEnum>(v: Value) -> Result<E, Issue> {
         Value::Enum(i, s) => {
             let e = s.parse::<E>().map_err(|e| e.to_string())?;
             if e.position() as u32 != i {
-                return Err(format!(
-                    "symbol `{s}` is at position {i} in the value but {} in the schema",
-                    e.position()
-                )
-                .into());
+                return Err(format!("symbol `{s}` is at position {i} in the value but {} in the schema", e.position()).into());
             }
             Ok(e)
         }
@@ -269,9 +252,7 @@ pub(super) fn as_enum<E: WireEnum>(v: Value) -> Result<E, Issue> {
 }
 
 /// An `["null", T]` union.
-pub(super) fn optional<T>(
-    conv: impl FnOnce(Value) -> Result<T, Issue>,
-) -> impl FnOnce(Value) -> Result<Option<T>, Issue> {
+pub(super) fn optional<T>(conv: impl FnOnce(Value) -> Result<T, Issue>) -> impl FnOnce(Value) -> Result<Option<T>, Issue> {
     move |v| match v {
         Value::Union(0, inner) => match *inner {
             Value::Null => Ok(None),
@@ -284,11 +265,9 @@ pub(super) fn optional<T>(
 
 pub(super) fn array_of<T>(conv: impl Fn(Value) -> Result<T, Issue>) -> impl FnOnce(Value) -> Result<Vec<T>, Issue> {
     move |v| match v {
-        Value::Array(items) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| conv(item).map_err(|e| e.within(format!("[{i}]"))))
-            .collect(),
+        Value::Array(items) => {
+            items.into_iter().enumerate().map(|(i, item)| conv(item).map_err(|e| e.within(format!("[{i}]")))).collect()
+        }
         other => Err(wrong("array", &other)),
     }
 }
@@ -310,10 +289,7 @@ pub(super) fn as_string_map(v: Value) -> Result<BTreeMap<String, String>, Issue>
 pub(super) fn nested<T>(from: fn(Value) -> Result<T, AvroError>) -> impl Fn(Value) -> Result<T, Issue> {
     move |v| {
         from(v).map_err(|e| match e {
-            AvroError::Field { field, message, .. } => Issue {
-                path: format!(".{field}"),
-                message,
-            },
+            AvroError::Field { field, message, .. } => Issue { path: format!(".{field}"), message },
             AvroError::Record { message, .. } => message.into(),
             other => other.to_string().into(),
         })
