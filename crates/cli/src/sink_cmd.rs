@@ -17,11 +17,13 @@ pub enum SinkCommand {
 
 #[derive(clap::Args)]
 pub struct PostgresArgs {
+    /// Kafka bootstrap servers, host:port[,host:port...].
     #[arg(long, env = "ROLLCALL_BROKERS")]
     brokers: String,
     /// postgres://user[:password]@host:port/database
     #[arg(long, env = "ROLLCALL_DATABASE_URL", hide_env_values = true)]
     database_url: String,
+    /// Put before every topic name, as given to `topics create --topic-prefix`.
     #[arg(long, env = "ROLLCALL_TOPIC_PREFIX", default_value = "")]
     topic_prefix: String,
     /// Names the Kafka client; positions are kept in the database, not in the group.
@@ -86,6 +88,7 @@ pub enum ExportCommand {
 
 #[derive(clap::Args)]
 pub struct EdfiArgs {
+    /// The sink's database: postgres://user[:password]@host:port/database
     #[arg(long, env = "ROLLCALL_DATABASE_URL", hide_env_values = true)]
     database_url: String,
     /// Only this school (rollcall's school_id).
@@ -153,6 +156,7 @@ pub fn export(cmd: ExportCommand) -> anyhow::Result<ExitCode> {
 
 #[derive(clap::Args)]
 pub struct BenchSinkArgs {
+    /// Kafka bootstrap servers, host:port[,host:port...] (the bench makes topics of its own).
     #[arg(long, env = "ROLLCALL_BROKERS")]
     brokers: String,
     /// A server where the user may CREATE DATABASE: the bench writes into a
@@ -162,8 +166,10 @@ pub struct BenchSinkArgs {
     /// Determination records to produce (three versions per key).
     #[arg(long, default_value_t = 300_000)]
     records: usize,
+    /// Partitions of the determinations topic.
     #[arg(long, default_value_t = 6)]
     partitions: i32,
+    /// A sink batch (one database transaction) closes after this many records.
     #[arg(long, default_value_t = 5_000)]
     batch_max_records: usize,
 }

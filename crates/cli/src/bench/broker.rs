@@ -542,12 +542,10 @@ pub fn restore(a: DistrictOnBroker) -> anyhow::Result<ExitCode> {
     let keyed = produce(&a.brokers, &topics, &data, None)?;
     println!("input: {}; {keyed} input records", data.source);
     let first = tempfile::tempdir().context("creating a state directory")?;
-    let r = run_processor(
-        processor_config(&a.brokers, &prefix, "fill", first.path().to_path_buf(), Some(data.end)),
-        keyed,
-        "filling the changelog",
-    )?;
-    let highs = high_watermarks(&a.brokers, &[&topics.changelog])?;
+    let fill = processor_config(&a.brokers, &prefix, "fill", first.path().to_path_buf(), Some(data.end));
+    let changelog = fill.topics().changelog;
+    let r = run_processor(fill, keyed, "filling the changelog")?;
+    let highs = high_watermarks(&a.brokers, &[&changelog])?;
     println!(
         "first run: {} records in {:.1} s; changelog {} offsets over {} partitions",
         r.stats.records,
@@ -555,11 +553,12 @@ pub fn restore(a: DistrictOnBroker) -> anyhow::Result<ExitCode> {
         highs.values().sum::<i64>(),
         highs.len()
     );
-    // Another instance (its own group, so no rebalance waits on the first),
+    // The same instance of the same group (the changelog is the group's, and
+    // its static member id takes the partitions back at once), started again
     // with an empty state directory: every partition comes from the changelog.
     let empty = tempfile::tempdir().context("creating a state directory")?;
     let expected = highs.values().sum::<i64>().max(0) as u64;
-    let cfg = processor_config(&a.brokers, &prefix, "restore", empty.path().to_path_buf(), Some(data.end));
+    let cfg = processor_config(&a.brokers, &prefix, "fill", empty.path().to_path_buf(), Some(data.end));
     let metrics = Arc::new(Metrics::new());
     let stop_watch = Arc::new(AtomicBool::new(false));
     let bar = bar(expected, "restoring");
