@@ -734,6 +734,182 @@ fn broker_restart_loses_nothing(b: &str) -> TestResult {
     result
 }
 
+/// One in-process processor run with the replay clock to `until`, until idle.
+fn run_group(b: &str, cfg: rollcall_kafka::ProcessorConfig) -> TestResult {
+    let mut p = rollcall_kafka::Processor::new(cfg, std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)))
+        .map_err(|e| format!("{e:#}"))?;
+    p.run().map(|_| ()).map_err(|e| format!("{b}: {e:#}"))
+}
+
+/// A group's settings; the group is also the instance id, so it must be
+/// unique to the run (static membership would otherwise hand the new
+/// member an earlier run's assignment until its session expired).
+fn group_config(
+    b: &str,
+    prefix: &str,
+    group: &str,
+    state: &Path,
+    until: chrono::DateTime<chrono::Utc>,
+) -> rollcall_kafka::ProcessorConfig {
+    rollcall_kafka::ProcessorConfig {
+        brokers: b.to_string(),
+        group: group.to_string(),
+        state_dir: state.to_path_buf(),
+        instance_id: group.to_string(),
+        clock: rollcall_kafka::ClockMode::Replay,
+        until: Some(until),
+        exit_when_idle: true,
+        topic_prefix: prefix.to_string(),
+        batch_max_ms: 100,
+        metrics_addr: "off".into(),
+        ..rollcall_kafka::ProcessorConfig::default()
+    }
+}
+
+/// What a determination decided, without when and in which version.
+fn decisions(b: &str, topics: &Topics) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let out = read_outputs(b, topics).map_err(|e| format!("{e:#}"))?;
+    let latest = out.latest();
+    Ok(latest
+        .into_iter()
+        .map(|(k, d)| (k, format!("{:?} {} {:?} {:?} {} {:?}", d.status, d.code, d.minutes, d.contacts, d.rule, d.evidence)))
+        .collect())
+}
+
+/// Two groups over the same inputs at once, with different policies: each
+/// gives what it gives alone. One runs the presets; the other a district
+/// file that replaces the cms preset (a stricter in-person share, its own code) and
+/// writes its outputs behind a prefix of its own, as the README says a
+/// trial group should.
+fn two_groups_side_by_side(b: &str) -> TestResult {
+    let s = district(40, 5, 11);
+    let cms = rollcall_policy::Policy::preset_text("cms").ok_or("no cms preset")?;
+    let strict =
+        cms.replace("fraction = 0.5", "fraction = 0.95").replace("absent_unexcused = \"AU\"", "absent_unexcused = \"UA\"");
+    ensure(strict.matches("0.95").count() == 1 && strict.contains("\"UA\""), || {
+        "the cms preset changed; mend the test's edit".into()
+    })?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let policy_file = dir.path().join("cms-strict.toml");
+    std::fs::write(&policy_file, &strict).map_err(|e| e.to_string())?;
+    let trial = |cfg: &mut rollcall_kafka::ProcessorConfig, outputs: &str| {
+        cfg.policy_files = vec![policy_file.clone()];
+        cfg.replace_presets = vec!["cms".into()];
+        cfg.output_topic_prefix = outputs.to_string();
+    };
+    // Alone, each on inputs of its own.
+    let mut alone = Vec::new();
+    for (i, name) in ["preset", "strict"].iter().enumerate() {
+        let prefix = unique(&format!("alone-{name}"));
+        let topics = Topics::with_prefix(&prefix);
+        create_topics(b, &topics, 3, 1).map_err(|e| format!("{e:#}"))?;
+        produce_scenario(b, &topics, &s).map_err(|e| format!("{e:#}"))?;
+        let mut cfg = group_config(b, &prefix, &format!("{prefix}alone"), &dir.path().join(name), s.now);
+        if i == 1 {
+            trial(&mut cfg, &prefix);
+        }
+        run_group(b, cfg)?;
+        alone.push(decisions(b, &topics)?);
+    }
+    ensure(alone[0] != alone[1], || "the two policies decide the district alike; the test proves nothing".into())?;
+    ensure(alone[0].keys().eq(alone[1].keys()), || "the two policies decide different keys".into())?;
+    // Side by side on one set of inputs.
+    let prefix = unique("side");
+    let trial_outputs = format!("{prefix}trial.");
+    let production = Topics::with_prefix(&prefix);
+    create_topics(b, &production, 3, 1).map_err(|e| format!("{e:#}"))?;
+    create_topics(b, &Topics::with_prefix(&prefix).with_outputs_behind(&trial_outputs), 3, 1).map_err(|e| format!("{e:#}"))?;
+    produce_scenario(b, &production, &s).map_err(|e| format!("{e:#}"))?;
+    let first = group_config(b, &prefix, &format!("{prefix}production"), &dir.path().join("production"), s.now);
+    let mut second = group_config(b, &prefix, &format!("{prefix}trial"), &dir.path().join("trial"), s.now);
+    trial(&mut second, &trial_outputs);
+    let (one, two) = std::thread::scope(|sc| {
+        let one = sc.spawn(|| run_group(b, first));
+        let two = sc.spawn(|| run_group(b, second));
+        (one.join(), two.join())
+    });
+    one.map_err(|_| "the production group panicked")??;
+    two.map_err(|_| "the trial group panicked")??;
+    let side = [decisions(b, &production)?, decisions(b, &production.clone().with_outputs_behind(&trial_outputs))?];
+    for (i, name) in ["production (presets)", "trial (cms replaced)"].iter().enumerate() {
+        let differ: Vec<_> = alone[i].iter().filter(|(k, v)| side[i].get(*k) != Some(*v)).take(3).collect();
+        ensure(alone[i] == side[i], || {
+            format!("{name}: {} keys side by side vs {} alone; differ e.g. {differ:?}", side[i].len(), alone[i].len())
+        })?;
+    }
+    eprintln!(
+        "  {} keys per group; the policies differ on {}",
+        alone[0].len(),
+        alone[0].iter().filter(|(k, v)| alone[1].get(*k) != Some(*v)).count()
+    );
+    Ok(())
+}
+
+/// A school's calendar comes after its events have been refused
+/// (UNKNOWN_SCHOOL, no wait): `rollcall dlq replay` puts them back, the
+/// processor decides them as late data, and the school's students end as
+/// in a run where the calendar was there from the start. A second replay
+/// puts nothing back.
+fn dlq_replay_recovers_refused_records(b: &str) -> TestResult {
+    let s = district(30, 4, 5);
+    let late = s.calendars.first().ok_or("a district with no schools")?.clone();
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    // The reference: everything in order.
+    let ref_prefix = unique("dlq-ref");
+    let ref_topics = Topics::with_prefix(&ref_prefix);
+    create_topics(b, &ref_topics, 3, 1).map_err(|e| format!("{e:#}"))?;
+    produce_scenario(b, &ref_topics, &s).map_err(|e| format!("{e:#}"))?;
+    run_group(b, group_config(b, &ref_prefix, &format!("{ref_prefix}g"), &dir.path().join("ref"), s.now))?;
+    let reference = decisions(b, &ref_topics)?;
+    // The calendar held back.
+    let prefix = unique("dlq-replay");
+    let topics = Topics::with_prefix(&prefix);
+    create_topics(b, &topics, 3, 1).map_err(|e| format!("{e:#}"))?;
+    let mut without = s.clone();
+    without.calendars.retain(|c| c.school_id != late.school_id);
+    produce_scenario(b, &topics, &without).map_err(|e| format!("{e:#}"))?;
+    let mut cfg = group_config(b, &prefix, &format!("{prefix}g"), &dir.path().join("run"), s.now);
+    cfg.unknown_school_wait_hours = 0;
+    run_group(b, cfg.clone())?;
+    let refused = dead_letters(b, &topics)?;
+    let unknown_school = refused.iter().filter(|d| d.error_kind == "UNKNOWN_SCHOOL").count();
+    ensure(unknown_school > 0 && unknown_school == refused.len(), || format!("dead letters:\n  {}", brief(&refused)))?;
+    let of_school = |m: &std::collections::BTreeMap<String, String>| -> std::collections::BTreeMap<String, String> {
+        let students: std::collections::HashSet<&str> =
+            s.roster.iter().filter(|r| r.school_id == late.school_id).map(|r| r.student_id.as_str()).collect();
+        m.iter()
+            .filter(|(k, _)| students.contains(k.split('|').next().unwrap_or_default()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    ensure(of_school(&decisions(b, &topics)?).is_empty(), || "the school was decided without its calendar".into())?;
+    // The calendar arrives; the operator replays.
+    let p = rollcall_kafka::replay::producer(b).map_err(|e| format!("{e:#}"))?;
+    rollcall_kafka::replay::send(&p, &topics.calendar, &late.school_id, &encode(&late)?, s.events[0].arrives_at)
+        .map_err(|e| format!("{e:#}"))?;
+    p.flush(Duration::from_secs(30)).map_err(|e| e.to_string())?;
+    let replay = |want: usize| -> TestResult {
+        let out = Command::new(bin())
+            .args(["dlq", "replay", "--brokers", b, "--topic-prefix", &prefix, "--kind", "UNKNOWN_SCHOOL"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        ensure(out.status.success(), || format!("dlq replay failed: {}{}", text, String::from_utf8_lossy(&out.stderr)))?;
+        ensure(text.contains(&format!(": {want} replayed")), || format!("expected {want} replayed:\n{text}"))
+    };
+    replay(unknown_school)?;
+    replay(0)?;
+    run_group(b, cfg)?;
+    let (want, got) = (of_school(&reference), of_school(&decisions(b, &topics)?));
+    ensure(!want.is_empty(), || "the reference decided nothing for the school".into())?;
+    let differ: Vec<_> = want.iter().filter(|(k, v)| got.get(*k) != Some(*v)).take(3).collect();
+    ensure(want == got, || {
+        format!("{} keys after the replay vs {} in the reference; differ e.g. {differ:?}", got.len(), want.len())
+    })?;
+    eprintln!("  {unknown_school} dead letters replayed; {} determinations of the school as in the reference", got.len());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
@@ -745,6 +921,8 @@ fn main() -> ExitCode {
         ("quiet_night_closes_on_the_wall_clock", quiet_night_closes_on_the_wall_clock),
         ("kill_nine_loses_and_duplicates_nothing", kill_nine_loses_and_duplicates_nothing),
         ("broker_restart_loses_nothing", broker_restart_loses_nothing),
+        ("two_groups_side_by_side", two_groups_side_by_side),
+        ("dlq_replay_recovers_refused_records", dlq_replay_recovers_refused_records),
     ];
     // A hang is a failure, not a stalled suite.
     std::thread::spawn(|| {

@@ -26,6 +26,11 @@ pub enum TopicsCommand {
         /// Put before every topic name (`trial.` gives trial.lms.activity.v1, ...).
         #[arg(long = "topic-prefix", visible_alias = "prefix", default_value = "")]
         prefix: String,
+        /// Put this before the output topics' names instead (determinations,
+        /// outreach, dead letters): a trial group's outputs, as given to
+        /// `run --output-prefix`.
+        #[arg(long = "output-prefix")]
+        output_prefix: Option<String>,
         /// The consumer group whose changelog to create too (`rollcall run`
         /// creates its group's changelog itself when it is missing).
         #[arg(long, default_value = rollcall_kafka::wire::DEFAULT_GROUP)]
@@ -64,6 +69,11 @@ pub struct RunArgs {
     /// Put before every topic name, as given to `topics create --topic-prefix`.
     #[arg(long)]
     topic_prefix: Option<String>,
+    /// Write the outputs (determinations, outreach, dead letters) behind this
+    /// prefix instead, so that a trial group reads production's inputs and
+    /// keeps its outputs apart [config output_topic_prefix].
+    #[arg(long)]
+    output_prefix: Option<String>,
     /// A district policy file (repeatable).
     #[arg(long = "policy-file")]
     policy_files: Vec<PathBuf>,
@@ -166,8 +176,11 @@ fn simulate_to_avro(cfg: &rollcall_sim::SimConfig, out: &std::path::Path) -> any
 
 pub fn topics(cmd: TopicsCommand) -> anyhow::Result<ExitCode> {
     use rollcall_kafka::topics::{check_partitions, create_topics, partition_counts, topic_specs};
-    let TopicsCommand::Create { brokers, partitions, replication, prefix, group } = cmd;
-    let topics = rollcall_kafka::wire::Topics::of_group(&prefix, &group);
+    let TopicsCommand::Create { brokers, partitions, replication, prefix, output_prefix, group } = cmd;
+    let mut topics = rollcall_kafka::wire::Topics::of_group(&prefix, &group);
+    if let Some(o) = &output_prefix {
+        topics = topics.with_outputs_behind(o);
+    }
     let created = create_topics(&brokers, &topics, partitions, replication)?;
     let specs = topic_specs(&topics, partitions);
     let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
@@ -212,6 +225,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = args.topic_prefix {
         cfg.topic_prefix = p;
     }
+    if let Some(p) = args.output_prefix {
+        cfg.output_topic_prefix = p;
+    }
     cfg.policy_files.extend(args.policy_files);
     cfg.replace_presets.extend(args.replace_presets);
     if let Some(a) = args.metrics_addr {
@@ -223,7 +239,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     ctrlc_flag(s);
     let metrics = Arc::new(Metrics::new());
     let _server = serve_metrics(&cfg.metrics_addr, &metrics)?;
-    let mut p = Processor::with_metrics(cfg, stop.clone(), metrics).context("starting the processor")?;
+    let mut p = match Processor::with_metrics(cfg, stop.clone(), metrics) {
+        Ok(p) => p,
+        Err(rollcall_kafka::KafkaError::Stopped) => return Ok(ExitCode::SUCCESS),
+        Err(e) => return Err(e).context("starting the processor"),
+    };
     let stats = p.run()?;
     eprintln!(
         "processed {} records in {} transactions: {} determinations, {} outreach, {} dead letters ({} state records restored)",
@@ -244,7 +264,14 @@ pub fn serve_metrics(addr: &str, metrics: &Arc<Metrics>) -> anyhow::Result<Optio
     Ok(Some(server))
 }
 
-/// Stops the loop cleanly on SIGINT/SIGTERM (the open transaction is aborted).
+/// How long a stop may take before the process exits anyway.
+const STOP_LIMIT: std::time::Duration = std::time::Duration::from_millis(1800);
+
+/// Stops the loop cleanly on SIGINT/SIGTERM (the open transaction is
+/// aborted). A loop that cannot stop in time (a transaction step waiting
+/// for a broker that is away) is not waited for: the process exits, which
+/// is as safe as a crash, since the state on disk only ever holds committed
+/// transactions and the broker aborts the open one.
 pub fn ctrlc_flag(flag: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
@@ -259,5 +286,8 @@ pub fn ctrlc_flag(flag: Arc<AtomicBool>) {
             }
         });
         flag.store(true, Ordering::SeqCst);
+        std::thread::sleep(STOP_LIMIT);
+        tracing::warn!(limit_ms = STOP_LIMIT.as_millis() as u64, "not stopped in time; exiting without the open transaction");
+        std::process::exit(0);
     });
 }

@@ -4,6 +4,7 @@
 
 mod bench;
 mod demo;
+mod dlq_cmd;
 mod kafka_cmd;
 mod normalize_cmd;
 mod scenario_cmd;
@@ -68,6 +69,11 @@ enum Command {
     Simulate(kafka_cmd::SimulateArgs),
     /// Print a topic's records as JSON lines (read_committed), as an SIS consumer sees them.
     Tail(tail_cmd::TailArgs),
+    /// Put dead letters back on their topics once their cause is mended.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq_cmd::DlqCommand,
+    },
     /// The processor's settings.
     Config {
         #[command(subcommand)]
@@ -175,6 +181,7 @@ fn main() -> ExitCode {
         Command::Run(args) => kafka_cmd::run(args),
         Command::Simulate(args) => kafka_cmd::simulate(args),
         Command::Tail(args) => tail_cmd::run(args),
+        Command::Dlq { command } => dlq_cmd::run(command),
         Command::Config { command: ConfigCommand::Example } => {
             print!("{}", rollcall_kafka::ProcessorConfig::example_toml());
             Ok(ExitCode::SUCCESS)

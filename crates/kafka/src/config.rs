@@ -56,6 +56,13 @@ pub struct ProcessorConfig {
     pub replace_presets: Vec<String>,
     /// Put before every topic name (empty in production).
     pub topic_prefix: String,
+    /// Put before the output topics' names (determinations, outreach, dead
+    /// letters) instead of `topic_prefix`: a trial group reads production's
+    /// inputs and writes outputs of its own. Empty: `topic_prefix`.
+    pub output_topic_prefix: String,
+    /// At start, how long to keep trying brokers that cannot be reached
+    /// (0: give up after the first check, a few seconds).
+    pub broker_wait_seconds: u64,
     pub store: StoreConfig,
     /// Where `rollcall run` serves /metrics, /healthz and /readyz: an
     /// IP:port (port 0 picks a free one), or `off`.
@@ -81,6 +88,8 @@ impl Default for ProcessorConfig {
             policy_files: Vec::new(),
             replace_presets: Vec::new(),
             topic_prefix: String::new(),
+            output_topic_prefix: String::new(),
+            broker_wait_seconds: 0,
             store: StoreConfig { sync_commits: true, ..StoreConfig::default() },
             metrics_addr: "127.0.0.1:9464".into(),
         }
@@ -147,6 +156,8 @@ fn key_doc(key: &str) -> &'static str {
         "policy_files" => "District policy files (TOML), registered by their ids.",
         "replace_presets" => "Preset ids a policy file may replace (a file whose id is a preset's is refused otherwise).",
         "topic_prefix" => "Put before every topic name (empty in production).",
+        "output_topic_prefix" => "Put before the output topics' names instead of topic_prefix, so that a trial group reads\n# production's inputs and writes its own outputs (empty: topic_prefix).",
+        "broker_wait_seconds" => "At start, keep trying unreachable brokers this long (0: give up after the first check).",
         "metrics_addr" => "Where /metrics, /healthz and /readyz are served: IP:port, or \"off\".",
         "block_cache_bytes" => "RocksDB block cache shared by this instance's partitions, bytes.",
         "write_buffer_bytes" => "RocksDB memtable size per table and partition, bytes.",
@@ -249,6 +260,8 @@ impl ProcessorConfig {
             "policy_files",
             "replace_presets",
             "topic_prefix",
+            "output_topic_prefix",
+            "broker_wait_seconds",
             "metrics_addr",
         ];
         const STORE: &[&str] = &["block_cache_bytes", "write_buffer_bytes", "max_write_buffers", "sync_commits"];
@@ -286,7 +299,8 @@ impl ProcessorConfig {
     }
 
     pub fn topics(&self) -> crate::wire::Topics {
-        crate::wire::Topics::of_group(&self.topic_prefix, &self.group)
+        let outputs = if self.output_topic_prefix.is_empty() { &self.topic_prefix } else { &self.output_topic_prefix };
+        crate::wire::Topics::of_group(&self.topic_prefix, &self.group).with_outputs_behind(outputs)
     }
 
     pub fn transactional_id(&self) -> String {

@@ -3,8 +3,11 @@
 //! its determinations, outreach and dead letters back, in transactions.
 
 pub mod config;
+pub mod dead_log;
+pub mod dlq;
 pub mod metrics;
 pub mod processor;
+pub mod reach;
 pub mod redact;
 pub mod replay;
 pub mod topics;
@@ -53,6 +56,11 @@ pub enum KafkaError {
         #[source]
         source: rollcall_model::avro::AvroError,
     },
+    /// The brokers did not answer at start-up; `detail` is the last
+    /// transport error librdkafka met, which names the address.
+    Unreachable { brokers: String, detail: String, waited_s: u64 },
+    /// Asked to stop before start-up finished.
+    Stopped,
 }
 
 impl KafkaError {
@@ -100,6 +108,12 @@ impl std::fmt::Display for KafkaError {
             KafkaError::Kafka { what, .. } => write!(f, "kafka: {what}")?,
             KafkaError::State { what, .. } => write!(f, "state: {what}")?,
             KafkaError::Record { what, .. } => write!(f, "record: {what}")?,
+            KafkaError::Unreachable { brokers, detail, waited_s } => write!(
+                f,
+                "kafka: cannot reach the brokers at `{brokers}` (tried for {waited_s} s): {detail}. Check the address \
+                 (--brokers, ROLLCALL_BROKERS) and that the broker is up; broker_wait_seconds keeps trying at start"
+            )?,
+            KafkaError::Stopped => write!(f, "stopped before start-up finished")?,
         }
         if f.alternate() {
             // librdkafka's errors (and some of ours) repeat their source at

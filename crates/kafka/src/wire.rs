@@ -54,6 +54,15 @@ impl Topics {
         }
     }
 
+    /// The same, writing the outputs (determinations, outreach, dead
+    /// letters) behind `prefix` instead: a trial group beside production.
+    pub fn with_outputs_behind(mut self, prefix: &str) -> Topics {
+        self.determinations = format!("{prefix}{DETERMINATIONS}");
+        self.outreach = format!("{prefix}{OUTREACH}");
+        self.dlq = format!("{prefix}{DLQ}");
+        self
+    }
+
     /// The partitioned inputs, in the order records of one timestamp are
     /// applied: who the student is, then what was reported, then what happened.
     pub fn keyed_inputs(&self) -> [&str; 3] {
@@ -225,11 +234,12 @@ pub fn refused_dead_letter(topics: &Topics, r: &rollcall_engine::Refusal) -> Res
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::{DateTime, Utc};
 
-    fn event() -> ActivityEvent {
+    /// A valid event of student `s1`, for this crate's tests.
+    pub(crate) fn event() -> ActivityEvent {
         ActivityEvent {
             event_id: "e1".into(),
             source: "canvas".into(),

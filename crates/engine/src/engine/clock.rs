@@ -24,6 +24,15 @@ impl<S: KvStore> Engine<S> {
         self.clock.unwrap_or(fallback)
     }
 
+    /// Judges the times of records against `now` (TIMESTAMP_OUT_OF_RANGE,
+    /// TOO_LATE) while the clock has not been set, without moving it. Under
+    /// a wall clock the processor reads its backlog before it sets the clock
+    /// (so that closes see the whole roster); a record from years ago must
+    /// not pass only because the clock has not been set yet.
+    pub fn judge_times_at(&mut self, now: DateTime<Utc>) {
+        self.checks_at = Some(now);
+    }
+
     /// Moves the clock to `now`: evaluates what arrived since the last flush,
     /// then fires every close and timer due by then, in time order. Records
     /// that arrive at one instant are evaluated together, so their order

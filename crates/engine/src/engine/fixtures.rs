@@ -1,7 +1,7 @@
 //! Fixtures shared by the engine's unit tests.
 
 use chrono::{DateTime, Utc};
-use rollcall_model::{CalendarDay, DayType, GradeLevel, SchoolCalendar, StudentRecord};
+use rollcall_model::{ActivityEvent, ActivityKind, CalendarDay, DayType, GradeLevel, SchoolCalendar, StudentRecord};
 
 use crate::kv::MemStore;
 
@@ -33,4 +33,23 @@ pub(super) fn chicago_school(students: &[&str]) -> Engine<MemStore> {
         e.upsert_student(StudentRecord::new(*id, "sch", GradeLevel::G3)).unwrap();
     }
     e
+}
+
+/// A submission at `sch` for Monday 2020-10-05, made at `t`.
+pub(super) fn submission(id: &str, student: &str, t: &str) -> ActivityEvent {
+    ActivityEvent {
+        event_id: id.into(),
+        source: "lms".into(),
+        student_id: student.into(),
+        school_id: "sch".into(),
+        section_id: None,
+        staff_id: None,
+        kind: ActivityKind::Submission,
+        direction: None,
+        occurred_at: at(t),
+        assigned_date: Some("2020-10-05".parse().unwrap()),
+        live_session_id: None,
+        duration_seconds: None,
+        attributes: Default::default(),
+    }
 }

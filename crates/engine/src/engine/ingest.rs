@@ -132,7 +132,7 @@ impl<S: KvStore> Engine<S> {
     /// `what` names the record in a refusal; it is only built for one.
     fn check_time(&self, school: &School, at: DateTime<Utc>, what: &dyn Fn() -> String) -> Result<NaiveDate, ApplyError> {
         let date = school.local_date(at);
-        if let Some(now) = self.clock {
+        if let Some(now) = self.clock.or(self.checks_at) {
             let skew = Duration::days(self.config.max_clock_skew_days);
             if at > now + skew || at < now - skew {
                 return Err(reject(
@@ -272,5 +272,36 @@ impl<S: KvStore> Engine<S> {
         self.stats.reports += 1;
         self.dirty.push((no, r.date, false));
         Ok(Applied::Accepted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rollcall_model::DeadLetterKind;
+
+    use super::super::fixtures::{at, chicago_school, submission};
+    use super::*;
+
+    fn refusal(r: Result<(), ApplyError>) -> Option<DeadLetterKind> {
+        match r {
+            Err(ApplyError::Rejected(r)) => Some(r.kind),
+            _ => None,
+        }
+    }
+
+    /// Before the clock is set, record times are judged against the time
+    /// the processor gives, without moving the clock.
+    #[test]
+    fn times_are_judged_before_the_clock_is_set() {
+        let mut e = chicago_school(&["s1"]);
+        let event = submission("e1", "s1", "2020-10-05T15:00:00Z");
+        assert_eq!(refusal(e.apply_event(&event).map(|_| ())), None, "no clock, no reference: accepted");
+        e.judge_times_at(at("2026-11-30T00:00:00Z"));
+        let late = submission("e2", "s1", "2020-10-05T16:00:00Z");
+        assert_eq!(refusal(e.apply_event(&late).map(|_| ())), Some(DeadLetterKind::TimestampOutOfRange));
+        assert_eq!(e.clock(), None, "judging does not move the clock");
+        let mut e = chicago_school(&["s1"]);
+        e.judge_times_at(at("2020-10-06T00:00:00Z"));
+        assert_eq!(refusal(e.apply_event(&late).map(|_| ())), None, "within range");
     }
 }

@@ -172,6 +172,9 @@ pub struct Engine<S: KvStore> {
     /// Future school closes: (instant micros, school id, action).
     schedule: BTreeSet<(i64, String, SchoolAction)>,
     clock: Option<DateTime<Utc>>,
+    /// What record times are judged against while `clock` has not been
+    /// set (see [`Engine::judge_times_at`]).
+    checks_at: Option<DateTime<Utc>>,
     names: Names,
     /// Roster records by student number.
     roster: FxHashMap<u32, Arc<StudentRecord>>,
@@ -212,6 +215,7 @@ impl<S: KvStore> Engine<S> {
             schools: FxHashMap::default(),
             schedule: BTreeSet::new(),
             clock: None,
+            checks_at: None,
             names: Names::default(),
             roster: FxHashMap::default(),
             days: RecordCache::default(),

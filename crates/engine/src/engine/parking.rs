@@ -163,30 +163,12 @@ impl<S: KvStore> Engine<S> {
 
 #[cfg(test)]
 mod tests {
-    use rollcall_model::{ActivityKind, GradeLevel, SchoolCalendar, StudentRecord};
+    use rollcall_model::{GradeLevel, SchoolCalendar, StudentRecord};
 
-    use super::super::fixtures::{at, chicago_school};
+    use super::super::fixtures::{at, chicago_school, submission as login};
     use super::*;
     use crate::kv::MemStore;
     use crate::EngineConfig;
-
-    fn login(id: &str, student: &str, t: &str) -> ActivityEvent {
-        ActivityEvent {
-            event_id: id.into(),
-            source: "lms".into(),
-            student_id: student.into(),
-            school_id: "sch".into(),
-            section_id: None,
-            staff_id: None,
-            kind: ActivityKind::Submission,
-            direction: None,
-            occurred_at: at(t),
-            assigned_date: Some("2020-10-05".parse().unwrap()),
-            live_session_id: None,
-            duration_seconds: None,
-            attributes: Default::default(),
-        }
-    }
 
     fn determinations(outs: &[Output]) -> Vec<(String, String, String)> {
         outs.iter()

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use rollcall_engine::{ApplyError, Engine, Output};
 use rollcall_model::{DeadLetter, DeadLetterKind};
 use rollcall_store::RocksStore;
-use tracing::{debug, info_span, warn};
+use tracing::{debug, info_span};
 
 use super::positions::advance_positions;
 use super::{Processor, Record, Task};
@@ -131,6 +131,9 @@ fn apply_task(
         span.record("first_offset", f);
         span.record("last_offset", l);
     }
+    if !replay && !task.caught_up {
+        task.engine.judge_times_at(now);
+    }
     for rec in ready.drain(..) {
         // Who is enrolled is not an event in time: only activity and
         // reports move the replay clock, so closes see the whole roster.
@@ -228,7 +231,7 @@ fn apply_record(
     let failed_at = engine.clock().unwrap_or_default();
     let dead = |kind: DeadLetterKind, message: String| {
         let key = crate::redact::student_key(rec.key.as_deref());
-        warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, %key, kind = kind.as_str(), "dead letter");
+        debug!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, %key, kind = kind.as_str(), %message, "dead letter");
         let (at, key) = (Some((rec.partition, rec.offset)), rec.key.as_deref());
         let letter = wire::dead_letter(&rec.topic, at, key, rec.value.as_deref(), kind, message, failed_at);
         Some((kind, letter))

@@ -16,7 +16,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use rollcall_engine::{ApplyError, KvStore, Table};
 use rollcall_model::{DeadLetter, DeadLetterKind};
@@ -125,7 +125,7 @@ impl Processor {
                     };
                     let Some((kind, message)) = refused else { continue };
                     let (partition, offset) = (m.partition(), m.offset());
-                    warn!(partition, offset, kind = kind.as_str(), %message, "calendar record refused");
+                    debug!(partition, offset, kind = kind.as_str(), %message, "calendar record refused");
                     if !self.calendar_dead.iter().any(|(_, d)| d.partition == Some(partition) && d.offset == Some(offset)) {
                         let at = Some((partition, offset));
                         let (topic, key, value) = (&self.topics.calendar, m.key(), m.payload());

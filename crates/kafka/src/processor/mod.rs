@@ -145,6 +145,8 @@ pub struct Processor {
     stats: RunStats,
     stop: Arc<AtomicBool>,
     metrics: crate::metrics::Recorder,
+    /// Dead letters are logged as a summary per interval.
+    dead_log: crate::dead_log::DeadLetterLog,
 }
 
 /// The district policy files, each checked against the presets: a file
@@ -208,6 +210,7 @@ impl Processor {
         for p in &policies {
             calendar_check.register_policy(p.clone());
         }
+        crate::reach::check_brokers(&cfg.brokers, std::time::Duration::from_secs(cfg.broker_wait_seconds), &stop)?;
         let (consumer, producer, calendars) = connect(&cfg)?;
         if crate::topics::ensure_changelog(&cfg.brokers, &cfg.topics())? {
             info!(topic = %cfg.topics().changelog, "created the group's changelog topic");
@@ -231,6 +234,7 @@ impl Processor {
             stats: RunStats::default(),
             stop,
             metrics,
+            dead_log: crate::dead_log::DeadLetterLog::new(std::time::Duration::from_secs(10)),
         })
     }
 

@@ -3,7 +3,9 @@
 //! when the Kafka clients fail instead of stopping the process.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use rdkafka::error::KafkaError as RdError;
 
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::Producer;
@@ -35,7 +37,9 @@ impl Processor {
                     self.calendars_at_end = false;
                     // The new calendar reader reads every calendar again.
                     self.calendar_dead.clear();
-                    std::thread::sleep(backoff);
+                    if !self.pause(backoff) {
+                        return Ok(self.stats.clone());
+                    }
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                     let (consumer, producer, calendars) = connect(&self.cfg)?;
                     self.consumer = consumer;
@@ -47,9 +51,40 @@ impl Processor {
         }
     }
 
+    /// Sleeps for `d` unless asked to stop first; false when stopped.
+    fn pause(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            if self.stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())));
+        }
+        !self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Registers the transactional id with the coordinator, in short calls
+    /// so that a stop is honoured at once (a timed-out call resumes where it
+    /// was). False when stopped.
+    fn init_transactions(&self) -> Result<bool, KafkaError> {
+        let started = Instant::now();
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return Ok(false);
+            }
+            match self.producer.init_transactions(Duration::from_secs(1)) {
+                Ok(()) => return Ok(true),
+                Err(RdError::Transaction(e)) if e.is_retriable() && started.elapsed() < Duration::from_secs(30) => {}
+                Err(e) => return Err(rd("init transactions", e)),
+            }
+        }
+    }
+
     fn run_once(&mut self) -> Result<(), KafkaError> {
         let t = Duration::from_secs(30);
-        self.producer.init_transactions(t).map_err(|e| rd("init transactions", e))?;
+        if !self.init_transactions()? {
+            return Ok(());
+        }
         self.start_calendar_feed()?;
         self.consumer.subscribe(&self.topics.keyed_inputs()).map_err(|e| rd("subscribe", e))?;
         self.metrics.shared.set_not_ready("waiting for the partition assignment");
@@ -84,6 +119,7 @@ impl Processor {
             let until = if idle && self.cfg.clock == ClockMode::Replay { self.cfg.until } else { None };
             let worked = self.process_batch(until)?;
             self.refresh_metrics();
+            self.log_dead_letters(idle);
             if idle && !worked {
                 idle_rounds += 1;
                 let finished = self.cfg.until.map(|u| self.tasks.values().all(|t| t.engine.clock() >= Some(u))).unwrap_or(true);
@@ -98,8 +134,23 @@ impl Processor {
         if self.in_txn {
             let _ = self.producer.abort_transaction(t);
         }
+        self.log_dead_letters(true);
         self.metrics.shared.set_not_ready("stopped");
         Ok(())
+    }
+
+    /// The dead letters since the last summary, when the interval is over
+    /// or the inputs are consumed; and, under the wall clock, the hint that
+    /// the input is from the past.
+    fn log_dead_letters(&mut self, now: bool) {
+        if self.cfg.clock == ClockMode::Wall {
+            if let Some(hint) = self.dead_log.take_clock_hint() {
+                warn!("{hint}");
+            }
+        }
+        if let Some(s) = self.dead_log.take_due(std::time::Instant::now(), now) {
+            warn!(dead_letters = s.total, topic = %self.topics.dlq, "{s}");
+        }
     }
 
     fn all_at_end(&self) -> bool {

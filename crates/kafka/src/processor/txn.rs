@@ -97,6 +97,7 @@ impl Processor {
                         self.send(&self.topics.dlq, None, r.event.student_id.as_bytes(), Some(&v))?;
                         self.stats.dead_letters += 1;
                         self.metrics.dead_letter(&d.topic, r.rejection.kind);
+                        self.dead_log.note(r.rejection.kind, &d);
                     }
                 }
             }
@@ -108,6 +109,7 @@ impl Processor {
                 self.send(&self.topics.dlq, None, d.key.as_deref().unwrap_or("").as_bytes(), Some(&v))?;
                 self.stats.dead_letters += 1;
                 self.metrics.dead_letter(&d.topic, *kind);
+                self.dead_log.note(*kind, d);
             }
         }
         // The task positions and clock are state too: they travel in the changelog.
@@ -169,6 +171,7 @@ impl Processor {
         self.stats.transactions += 1;
         self.metrics.committed(started.elapsed());
         self.stats.records += consumed;
+        self.dead_log.records(consumed);
         let next = self.producer.context().changelog_next.lock().map(|g| g.clone()).unwrap_or_default();
         for (p, task) in self.tasks.iter_mut() {
             let store = task.engine.store_mut();
