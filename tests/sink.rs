@@ -434,6 +434,22 @@ fn metrics_and_sigterm(b: &str, db: &Database) -> TestResult {
         ensure(versions == Some(d.expected.versions.len() as f64), || {
             format!("rows_written for determination_versions: {versions:?}")
         })?;
+        // The partitions' ends are asked of the broker beside the work (about
+        // a second for both topics): the lag appears then, at most 1 once all
+        // is written (the processor's last commit marker takes an offset the
+        // sink never reads as a record).
+        let asked = Instant::now();
+        let body = loop {
+            let body = http_get(&addr, "/metrics")?;
+            let lags: Vec<&str> = body.lines().filter(|l| l.starts_with("rollcall_sink_lag_records{")).collect();
+            if lags.len() == 6 && lags.iter().all(|l| l.ends_with(" 0") || l.ends_with(" 1")) {
+                break body;
+            }
+            ensure(asked.elapsed() < Duration::from_secs(15), || {
+                format!("the lag of 6 partitions (2 topics × 3) is not all 0 or 1: {lags:?}")
+            })?;
+            std::thread::sleep(Duration::from_millis(200));
+        };
         for name in rollcall_sink::metrics::METRIC_NAMES {
             ensure(body.contains(&format!("# TYPE {name}")), || format!("{name} not exported"))?;
         }
