@@ -461,7 +461,58 @@ fn a_category_change_is_a_delete_then_a_post(db: &Database) -> TestResult {
     let cat: String = pg.query("SELECT category FROM edfi_posted WHERE student_id = 's1'")?[0].get(0);
     ensure(cat == UNEXCUSED, || format!("edfi_posted category {cat}"))?;
     ensure(fake.posts_of("s2").len() == 1, || "s2 was sent again".into())?;
-    Ok(())
+    // A determination the mapping no longer places (EXEMPT has no default
+    // category): its resource is deleted and the key forgotten.
+    let s2_id: String = pg.query("SELECT resource_id FROM edfi_posted WHERE student_id = 's2'")?[0].get(0);
+    put(&pg, "s2", None, "EXEMPT", "DE", 3, "CORRECTION", 0)?;
+    run_once(&url, &fake, &[])?;
+    let gone = fake.with(|s| !s.store.values().any(|(id, _)| *id == s2_id));
+    ensure(gone && fake.count("DELETE", 204) == 2, || {
+        format!("s2's resource {s2_id} not deleted: {:?}", fake.with(|s| s.log.clone()))
+    })?;
+    ensure(one(&pg, "SELECT count(*) FROM edfi_posted WHERE student_id = 's2'")? == 0, || "s2 still in edfi_posted".into())
+}
+
+/// Without --once it polls; SIGTERM stops it within 2 s, exit status 0.
+fn polls_and_stops_on_sigterm(db: &Database) -> TestResult {
+    let (url, pg) = database(db, "edfi_term")?;
+    let fake = Fake::start()?;
+    put(&pg, "s1", None, "PRESENT", "P", 2, "FINAL", 390)?;
+    let secret = secret_file()?;
+    let mut child = sink_cmd(&url, &fake, secret.path(), &["--poll-seconds", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let wait_for = |what: &str, cond: &dyn Fn() -> Result<bool, String>| -> TestResult {
+        let started = Instant::now();
+        while !cond()? {
+            ensure(started.elapsed() < Duration::from_secs(30), || format!("not within 30 s: {what}"))?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    };
+    let result = (|| {
+        wait_for("the first document", &|| Ok(fake.count("POST", 201) == 1))?;
+        // A row that arrives later is picked up by a later pass.
+        put(&pg, "s2", None, "PRESENT", "P", 2, "FINAL", 390)?;
+        wait_for("the second document", &|| Ok(fake.count("POST", 201) == 2))?;
+        let term = Instant::now();
+        let st = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().map_err(|e| e.to_string())?;
+        ensure(st.success(), || "kill -TERM failed".into())?;
+        loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                ensure(status.success(), || format!("after SIGTERM it exited with {status}"))?;
+                break;
+            }
+            ensure(term.elapsed() < Duration::from_secs(2), || "it did not stop within 2 s of SIGTERM".into())?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result
 }
 
 /// A token the API stops honouring (401) is fetched again and the request
@@ -571,10 +622,13 @@ fn sigkill_mid_run_resumes_without_posting_twice(db: &Database) -> TestResult {
     let (docs, accepted, twice) =
         fake.with(|s| (s.store.len(), s.accepted.values().sum::<usize>(), s.accepted.iter().filter(|(_, n)| **n > 1).count()));
     ensure(docs == n, || format!("{docs} documents at the API of {n}; {said}"))?;
+    ensure(twice == 0 && accepted == n, || format!("{twice} documents posted more than once, {accepted} POSTs for {n}; {said}"))?;
+    ensure(one(&pg, "SELECT count(*) FROM edfi_posted WHERE state = 'posted'")? == n as i64, || {
+        "not every key is posted".into()
+    })?;
     // Each kill came while a POST was answered slowly: the restart asked the API about it.
     ensure(fake.count("GET", 200) >= 1, || format!("no restart asked the API about a document in flight; {said}"))?;
-    ensure(twice == 0 && accepted == n, || format!("{twice} documents posted more than once, {accepted} POSTs for {n}; {said}"))?;
-    ensure(one(&pg, "SELECT count(*) FROM edfi_posted WHERE state = 'posted'")? == n as i64, || "not every key is posted".into())
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -595,6 +649,7 @@ fn main() -> ExitCode {
         ("refusals_are_recorded_and_the_run_goes_on", refusals_are_recorded_and_the_run_goes_on),
         ("server_errors_and_429_are_retried", server_errors_and_429_are_retried),
         ("sigkill_mid_run_resumes_without_posting_twice", sigkill_mid_run_resumes_without_posting_twice),
+        ("polls_and_stops_on_sigterm", polls_and_stops_on_sigterm),
     ];
     std::thread::spawn(|| {
         std::thread::sleep(Duration::from_secs(600));
