@@ -399,7 +399,7 @@ fn one(pg: &Pg, sql: &str) -> Result<i64, String> {
 
 /// New documents are created (201), an unchanged one is not sent again, a
 /// changed one under the same natural key is posted again (200); PROVISIONAL
-/// rows wait; the state table holds each key's resource id.
+/// rows wait; the state table holds each key's resource id, per API.
 fn posts_updates_and_leaves_unchanged_alone(db: &Database) -> TestResult {
     let (url, pg) = database(db, "edfi_post")?;
     let fake = Fake::start()?;
@@ -430,7 +430,12 @@ fn posts_updates_and_leaves_unchanged_alone(db: &Database) -> TestResult {
             .map(|(_, d)| d["schoolAttendanceDuration"].clone())
     });
     ensure(minutes == Some(json!(200)), || format!("s2's stored minutes: {minutes:?}"))?;
-    ensure(fake.count("DELETE", 204) == 0, || "a DELETE without a category change".into())
+    ensure(fake.count("DELETE", 204) == 0, || "a DELETE without a category change".into())?;
+    // Another API (another base URL) has been sent nothing yet: it gets every document.
+    let other = Fake::start()?;
+    run_once(&url, &other, &[])?;
+    ensure(other.count("POST", 201) == 4, || format!("the second API got {} documents of 4", other.count("POST", 201)))?;
+    ensure(fake.count("POST", 201) + fake.count("POST", 200) == 5, || "the first API was sent something again".into())
 }
 
 /// A correction that changes the category: the old resource is DELETEd by

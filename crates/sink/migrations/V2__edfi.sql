@@ -1,12 +1,14 @@
 -- `rollcall sink edfi`: what it posted to an Ed-Fi ODS/API, what the API
 -- refused, and where its pass over `determinations` stands.
 
--- One row per determination key (the key of `determinations`): the
--- document last sent for it. `state` is 'posting' from just before the POST
--- until the API answered, 'posted' once it accepted it, 'refused' when it
--- answered with a 4xx (the answer is in edfi_refusals). A restart finding
--- 'posting' asks the API (GET by natural key) before posting again.
+-- One row per API (its base URL) and determination key (the key of
+-- `determinations`): the document last sent there for it. `state` is
+-- 'posting' from just before the POST until the API answered, 'posted' once
+-- it accepted it, 'refused' when it answered with a 4xx (the answer is in
+-- edfi_refusals). A restart finding 'posting' asks the API (GET by natural
+-- key) before posting again.
 CREATE TABLE edfi_posted (
+    base_url text NOT NULL,
     student_id text NOT NULL,
     scope text NOT NULL,
     date date NOT NULL,
@@ -20,13 +22,14 @@ CREATE TABLE edfi_posted (
     location text,
     state text NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (student_id, scope, date, section_key)
+    PRIMARY KEY (base_url, student_id, scope, date, section_key)
 );
 
 -- Every answer of the API that refused a document (4xx other than 401 and
 -- 429), with the API's own problem-details body.
 CREATE TABLE edfi_refusals (
     refusal_id bigserial PRIMARY KEY,
+    base_url text NOT NULL,
     student_id text NOT NULL,
     scope text NOT NULL,
     date date NOT NULL,

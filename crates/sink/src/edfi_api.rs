@@ -758,7 +758,9 @@ impl EdfiSync {
                         d.code, d.attendance_type, d.minutes, d.rule, d.section_key,
                         p.resource, p.natural_key, p.document_hash, p.resource_id, p.state
                    FROM determinations d
-                   LEFT JOIN edfi_posted p USING (student_id, scope, date, section_key)
+                   LEFT JOIN edfi_posted p
+                          ON p.base_url = $7 AND p.student_id = d.student_id AND p.scope = d.scope
+                         AND p.date = d.date AND p.section_key = d.section_key
                   WHERE ($1::text IS NULL OR (d.student_id, d.scope, d.date, d.section_key) > ($1, $2, $3, $4))
                     AND ($5 OR d.finality <> 'PROVISIONAL')
                   ORDER BY d.student_id, d.scope, d.date, d.section_key
@@ -772,7 +774,7 @@ impl EdfiSync {
                 None => (None, None, None, None),
             };
             let rows = client
-                .query(&stmt, &[&s, &sc, &d, &sk, &self.cfg.include_provisional, &self.cfg.page])
+                .query(&stmt, &[&s, &sc, &d, &sk, &self.cfg.include_provisional, &self.cfg.page, &base])
                 .await
                 .map_err(db("reading determinations"))?;
             if rows.is_empty() {
@@ -898,8 +900,9 @@ impl EdfiSync {
                     if self.delete(client, api, key, row, old, &what).await? {
                         client
                             .execute(
-                                "DELETE FROM edfi_posted WHERE student_id = $1 AND scope = $2 AND date = $3 AND section_key = $4",
-                                &[&key.student_id, &key.scope, &key.date, &key.section_key],
+                                "DELETE FROM edfi_posted
+                                  WHERE base_url = $5 AND student_id = $1 AND scope = $2 AND date = $3 AND section_key = $4",
+                                &[&key.student_id, &key.scope, &key.date, &key.section_key, &self.cfg.base()],
                             )
                             .await
                             .map_err(db(format!("forgetting {what} in edfi_posted")))?;
@@ -952,10 +955,10 @@ impl EdfiSync {
         // Said before the POST: a restart that finds `posting` asks the API first.
         client
             .execute(
-                "INSERT INTO edfi_posted (student_id, scope, date, section_key, determination_id, resource, natural_key,
-                                          category, document_hash, state)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'posting')
-                 ON CONFLICT (student_id, scope, date, section_key) DO UPDATE SET
+                "INSERT INTO edfi_posted (base_url, student_id, scope, date, section_key, determination_id, resource,
+                                          natural_key, category, document_hash, state)
+                 VALUES ($10, $1, $2, $3, $4, $5, $6, $7, $8, $9, 'posting')
+                 ON CONFLICT (base_url, student_id, scope, date, section_key) DO UPDATE SET
                    determination_id = excluded.determination_id, category = excluded.category,
                    document_hash = excluded.document_hash, state = 'posting', updated_at = now(),
                    resource_id = CASE WHEN edfi_posted.resource = excluded.resource
@@ -975,6 +978,7 @@ impl EdfiSync {
                     &p.natural_key,
                     &p.category,
                     &p.hash,
+                    &self.cfg.base(),
                 ],
             )
             .await
@@ -1010,8 +1014,8 @@ impl EdfiSync {
             .execute(
                 "UPDATE edfi_posted SET state = $5, resource_id = coalesce($6, resource_id),
                         location = coalesce($7, location), updated_at = now()
-                  WHERE student_id = $1 AND scope = $2 AND date = $3 AND section_key = $4",
-                &[&key.student_id, &key.scope, &key.date, &key.section_key, &state.as_str(), &id, &location],
+                  WHERE base_url = $8 AND student_id = $1 AND scope = $2 AND date = $3 AND section_key = $4",
+                &[&key.student_id, &key.scope, &key.date, &key.section_key, &state.as_str(), &id, &location, &self.cfg.base()],
             )
             .await
             .map_err(db(format!("recording {} as {}", key.describe(), state.as_str())))?;
@@ -1035,9 +1039,9 @@ impl EdfiSync {
         warn!(resource, method, status, %message, "the Ed-Fi API refused a document; recorded in edfi_refusals");
         client
             .execute(
-                "INSERT INTO edfi_refusals (student_id, scope, date, section_key, determination_id, resource, method, status,
-                                            message, body)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                "INSERT INTO edfi_refusals (base_url, student_id, scope, date, section_key, determination_id, resource,
+                                            method, status, message, body)
+                 VALUES ($11, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 &[
                     &key.student_id,
                     &key.scope,
@@ -1049,6 +1053,7 @@ impl EdfiSync {
                     &(status as i32),
                     &message,
                     &body,
+                    &self.cfg.base(),
                 ],
             )
             .await
