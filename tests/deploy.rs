@@ -704,6 +704,23 @@ fn prometheus_scrapes_the_processors() {
         let rules: Vec<String> = seq(&p["rule_files"]).iter().map(s).collect();
         assert_eq!(rules, ["alerts.yml"], "{rel}: rule_files");
     }
+    // The PostgreSQL sink's /metrics, on the port its compose command serves.
+    let sink_cmd = command_of(c.service("sink"));
+    let sink_addr = flag(&sink_cmd, "--metrics-addr").expect("the compose sink has --metrics-addr");
+    let sink_port = sink_addr.rsplit(':').next().unwrap().to_string();
+    assert!(sink_cmd.starts_with(&["sink".to_string(), "postgres".to_string()]), "compose sink: {sink_cmd:?}");
+    for (file, want) in [("prometheus.yml", format!("sink:{sink_port}")), ("prometheus-local.yml", "127.0.0.1:9466".to_string())]
+    {
+        let rel = format!("deploy/prometheus/{file}");
+        let p = yaml(&rel);
+        let jobs = seq(&p["scrape_configs"]);
+        let job =
+            jobs.iter().find(|j| j["job_name"] == "rollcall-sink").unwrap_or_else(|| panic!("{rel}: no job `rollcall-sink`"));
+        assert_eq!(s(&job["metrics_path"]), "/metrics", "{rel}: rollcall-sink metrics_path");
+        let targets: Vec<String> = seq(&job["static_configs"]).iter().flat_map(|sc| seq(&sc["targets"]).iter().map(s)).collect();
+        assert_eq!(targets, [want], "{rel}: rollcall-sink targets");
+    }
+    assert!(depends_on(c.service("prometheus")).contains(&"sink".to_string()), "prometheus does not wait for the sink");
     // `up` is asked of the job the configs define.
     let alerts = yaml("deploy/prometheus/alerts.yml");
     let down = rule_exprs(&alerts).into_iter().find(|(_, r)| r["alert"] == "RollcallProcessorDown").unwrap().0;

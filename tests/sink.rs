@@ -23,104 +23,10 @@ use rollcall_model::avro::AvroRecord;
 use rollcall_model::{Determination, Finality, OutreachTrigger, Scope, Status};
 
 mod support;
+use support::pg::*;
 use support::*;
 
-/// The database for the run: the given one, or a cluster started here.
-struct Database {
-    url: String,
-    run_dir: Option<PathBuf>,
-}
-
-impl Database {
-    fn get() -> Result<Database, String> {
-        if let Ok(u) = std::env::var("ROLLCALL_TEST_DATABASE_URL") {
-            if !u.trim().is_empty() {
-                return Ok(Database { url: u.trim().to_string(), run_dir: None });
-            }
-        }
-        let run_dir = std::env::temp_dir().join(format!("rollcall-sink-test-pg-{}", std::process::id()));
-        eprintln!("starting PostgreSQL with scripts/postgres.sh (run dir {})", run_dir.display());
-        let out = Command::new("bash")
-            .arg(repo().join("scripts/postgres.sh"))
-            .arg("start")
-            .env("ROLLCALL_PG_RUN", &run_dir)
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("scripts/postgres.sh: {e}"))?;
-        // Made before the check, so that a half-started cluster is stopped too.
-        let mut db = Database { url: String::new(), run_dir: Some(run_dir) };
-        if !out.status.success() {
-            return Err("scripts/postgres.sh start failed".into());
-        }
-        db.url = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_string();
-        Ok(db)
-    }
-
-    /// A new, empty database on the server, and its URL.
-    fn fresh(&self, name: &str) -> Result<String, String> {
-        let db = format!("sink_{}_{}_{}", name, std::process::id(), Utc::now().timestamp_millis());
-        Pg::connect(&self.url)?.exec(&format!("CREATE DATABASE {db}"))?;
-        Ok(with_dbname(&self.url, &db))
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Some(d) = &self.run_dir {
-            let _ = Command::new("bash").arg(repo().join("scripts/postgres.sh")).arg("stop").env("ROLLCALL_PG_RUN", d).status();
-        }
-    }
-}
-
-/// The URL with another database name (URL form or key=value form).
-fn with_dbname(url: &str, db: &str) -> String {
-    if let Some(rest) = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://")) {
-        let scheme = &url[..url.len() - rest.len()];
-        let (main, query) = match rest.split_once('?') {
-            Some((m, q)) => (m, format!("?{q}")),
-            None => (rest, String::new()),
-        };
-        let host = main.split('/').next().unwrap_or(main);
-        format!("{scheme}{host}/{db}{query}")
-    } else {
-        format!("{url} dbname={db}")
-    }
-}
-
-/// A blocking PostgreSQL client for the checks.
-struct Pg {
-    rt: tokio::runtime::Runtime,
-    client: tokio_postgres::Client,
-}
-
 impl Pg {
-    fn connect(url: &str) -> Result<Pg, String> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        let (client, conn) =
-            rt.block_on(tokio_postgres::connect(url, tokio_postgres::NoTls)).map_err(|e| format!("connecting to {url}: {e}"))?;
-        rt.spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Pg { rt, client })
-    }
-
-    fn query(&self, sql: &str) -> Result<Vec<tokio_postgres::Row>, String> {
-        self.rt.block_on(self.client.query(sql, &[])).map_err(|e| format!("{sql}: {e}"))
-    }
-
-    fn exec(&self, sql: &str) -> Result<(), String> {
-        self.rt.block_on(self.client.batch_execute(sql)).map_err(|e| format!("{sql}: {e}"))
-    }
-
-    fn count(&self, table: &str) -> Result<i64, String> {
-        // A table the sink has not created yet holds nothing.
-        let exists = self.query(&format!("SELECT to_regclass('{table}') IS NOT NULL"))?;
-        if !exists.first().map(|r| r.get::<_, bool>(0)).unwrap_or(false) {
-            return Ok(0);
-        }
-        Ok(self.query(&format!("SELECT count(*) FROM {table}"))?.first().map(|r| r.get(0)).unwrap_or(0))
-    }
-
     fn determinations(&self, table: &str) -> Result<Vec<Determination>, String> {
         let rows = self.query(&format!(
             "SELECT determination_id, student_id, school_id, scope, date, section_id, policy, status, code, attendance_type,
@@ -528,6 +434,22 @@ fn metrics_and_sigterm(b: &str, db: &Database) -> TestResult {
         ensure(versions == Some(d.expected.versions.len() as f64), || {
             format!("rows_written for determination_versions: {versions:?}")
         })?;
+        // The partitions' ends are asked of the broker beside the work (about
+        // a second for both topics): the lag appears then, at most 1 once all
+        // is written (the processor's last commit marker takes an offset the
+        // sink never reads as a record).
+        let asked = Instant::now();
+        let body = loop {
+            let body = http_get(&addr, "/metrics")?;
+            let lags: Vec<&str> = body.lines().filter(|l| l.starts_with("rollcall_sink_lag_records{")).collect();
+            if lags.len() == 6 && lags.iter().all(|l| l.ends_with(" 0") || l.ends_with(" 1")) {
+                break body;
+            }
+            ensure(asked.elapsed() < Duration::from_secs(15), || {
+                format!("the lag of 6 partitions (2 topics × 3) is not all 0 or 1: {lags:?}")
+            })?;
+            std::thread::sleep(Duration::from_millis(200));
+        };
         for name in rollcall_sink::metrics::METRIC_NAMES {
             ensure(body.contains(&format!("# TYPE {name}")), || format!("{name} not exported"))?;
         }
@@ -779,24 +701,31 @@ fn edfi_export_has_the_resource_shapes(b: &str, db: &Database) -> TestResult {
     )
 }
 
-/// `rollcall bench sink` on a small input: it reads every record into its
-/// own database, drops that database, and reports its rate on its last line.
+/// `rollcall bench sink` on a small district: the processor's output goes
+/// through the sink into the bench's own database and through a bare COPY;
+/// the three rates are printed, the last line holds them, and the database
+/// is dropped afterwards.
 fn bench_sink_reports_its_rate(b: &str, db: &Database) -> TestResult {
     let before = Pg::connect(&db.url)?.query("SELECT count(*) FROM pg_database WHERE datname LIKE 'rollcall_bench_%'")?;
     let out = Command::new(rollcall())
-        .args(["bench", "sink", "--brokers", b, "--database-url", &db.url, "--records", "3000", "--partitions", "2"])
-        .args(["--batch-max-records", "500"])
+        .args(["bench", "sink", "--brokers", b, "--database-url", &db.url, "--students", "40", "--days", "2"])
+        .args(["--partitions", "2", "--batch-max-records", "500"])
         .output()
         .map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     ensure(out.status.success(), || format!("bench sink exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr)))?;
     let last = stdout.lines().last().unwrap_or_default();
-    let rate: f64 = last
-        .strip_prefix("sink: ")
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| format!("last line: {last}"))?;
-    ensure(rate > 0.0 && last.contains("(3000 records, "), || format!("last line: {last}"))?;
+    let number_after = |label: &str| -> Option<f64> {
+        let at = last.find(label)? + label.len();
+        last[at..].trim_start().split(|c: char| !(c.is_ascii_digit() || c == '.')).next()?.parse().ok()
+    };
+    let (sink, copy, proc) = (number_after("sink:"), number_after("bare COPY"), number_after("processor"));
+    ensure(matches!((sink, copy, proc), (Some(s), Some(c), Some(p)) if s > 0.0 && c > 0.0 && p > 0.0), || {
+        format!("last line: {last}")
+    })?;
+    for row in ["processor (its output", "sink postgres", "bare binary COPY"] {
+        ensure(stdout.contains(row), || format!("no `{row}` row: {stdout}"))?;
+    }
     let after = Pg::connect(&db.url)?.query("SELECT count(*) FROM pg_database WHERE datname LIKE 'rollcall_bench_%'")?;
     ensure(before[0].get::<_, i64>(0) == after[0].get::<_, i64>(0), || "the bench left its database behind".into())
 }

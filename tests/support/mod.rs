@@ -8,6 +8,8 @@ use std::process::{Command, ExitCode, Stdio};
 
 use rollcall_scenario::Scenario;
 
+pub mod pg;
+
 pub type TestResult = Result<(), String>;
 
 pub fn repo() -> PathBuf {

@@ -42,9 +42,10 @@ pub enum BenchCommand {
     /// Quix Streams) on the same input topic, under the daily-engagement
     /// policy. Last line: `peers: rollcall N events/s, kafka-streams N events/s (Rx), quix ...`.
     Peers(PeersArgs),
-    /// Produce synthetic determinations (three versions per key) to fresh
-    /// topics and write them into a fresh database with `rollcall sink
-    /// postgres`'s code. Last line: `sink: N records/s (N records, N batches)`.
+    /// Run a simulated district through the processor, then write its
+    /// determinations into a fresh database with `rollcall sink postgres`'s
+    /// code, and the same rows with a bare COPY. Last line: `sink: N
+    /// determinations/s, bare COPY N/s (ratio R, …), processor N/s (sink/processor R, …)`.
     Sink(crate::sink_cmd::BenchSinkArgs),
 }
 
@@ -171,7 +172,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Latency(a) => broker::latency(a),
         BenchCommand::Restore(a) => broker::restore(a),
         BenchCommand::Peers(a) => broker::peers(a),
-        BenchCommand::Sink(a) => crate::sink_cmd::bench(a),
+        BenchCommand::Sink(a) => broker::sink(a),
     }
 }
 

@@ -1,4 +1,4 @@
-//! `rollcall sink postgres` and `rollcall export edfi`: the SIS side.
+//! `rollcall sink postgres`, `rollcall sink edfi` and `rollcall export edfi`: the SIS side.
 
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -7,12 +7,59 @@ use std::sync::Arc;
 use anyhow::Context;
 use rollcall_sink::metrics::{MetricsServer, SinkMetrics};
 use rollcall_sink::postgres::Sink;
-use rollcall_sink::SinkConfig;
+use rollcall_sink::{SinkConfig, SinkStats};
 
 #[derive(clap::Subcommand)]
 pub enum SinkCommand {
     /// Keep determinations and outreach in PostgreSQL, exactly once (README: For SIS integrators).
     Postgres(PostgresArgs),
+    /// Send the determinations in the sink's database to an Ed-Fi ODS/API as they change
+    /// (README: For SIS integrators, Ed-Fi).
+    Edfi(EdfiSinkArgs),
+}
+
+#[derive(clap::Args)]
+pub struct EdfiSinkArgs {
+    /// The sink's database: postgres://user[:password]@host:port/database
+    #[arg(long, env = "ROLLCALL_DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// The ODS/API's base URL, the part before /oauth/token and /data/v3 (e.g. https://api.example.org/v7.1/api).
+    #[arg(long, env = "ROLLCALL_EDFI_BASE_URL")]
+    base_url: String,
+    /// The API client's key (OAuth2 client id).
+    #[arg(long, env = "ROLLCALL_EDFI_CLIENT_ID")]
+    client_id: String,
+    /// A file holding the API client's secret (its first line); the secret is never printed.
+    #[arg(long, env = "ROLLCALL_EDFI_CLIENT_SECRET_FILE")]
+    client_secret_file: std::path::PathBuf,
+    /// The mapping file (TOML; crates/sink/edfi-mapping.example.toml). Without it, Ed-Fi's default
+    /// descriptors and whole-number school ids only.
+    #[arg(long)]
+    mapping: Option<std::path::PathBuf>,
+    /// Also determinations still PROVISIONAL (by default only FINAL and CORRECTION).
+    #[arg(long)]
+    include_provisional: bool,
+    /// One pass over the table, then exit (a cron job, a backfill); without it, a pass every --poll-seconds.
+    #[arg(long)]
+    once: bool,
+    /// Seconds between passes.
+    #[arg(long, default_value_t = 30)]
+    poll_seconds: u64,
+    /// Determinations read per page; the pass's position is stored after each page.
+    #[arg(long, default_value_t = 500)]
+    page: i64,
+    /// The wait after a first 5xx, 429 or unanswered request, in milliseconds; doubled after each further failure.
+    #[arg(long, default_value_t = 500)]
+    retry_base_ms: u64,
+    /// The longest wait between two attempts, in milliseconds (a 429's Retry-After is honoured up to 5 minutes).
+    #[arg(long, default_value_t = 30_000)]
+    retry_max_ms: u64,
+    /// Attempts of one request (the first included) before the run stops with an error.
+    #[arg(long, default_value_t = 8)]
+    max_attempts: u32,
+    /// One request's time limit, in seconds.
+    #[arg(long, default_value_t = 30)]
+    timeout_seconds: u64,
 }
 
 #[derive(clap::Args)]
@@ -46,7 +93,48 @@ pub struct PostgresArgs {
 pub fn sink(cmd: SinkCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         SinkCommand::Postgres(a) => postgres(a),
+        SinkCommand::Edfi(a) => edfi_sink(a),
     }
+}
+
+fn edfi_sink(a: EdfiSinkArgs) -> anyhow::Result<ExitCode> {
+    use rollcall_sink::edfi::Mapping;
+    use rollcall_sink::edfi_api::{EdfiSync, EdfiSyncConfig, RetryPolicy, Secret};
+    let secret = Secret::read(&a.client_secret_file)?;
+    let mut cfg = EdfiSyncConfig::new(a.database_url, a.base_url, a.client_id, secret);
+    cfg.mapping = match &a.mapping {
+        Some(f) => Mapping::load(f)?,
+        None => Mapping::default(),
+    };
+    cfg.include_provisional = a.include_provisional;
+    cfg.once = a.once;
+    cfg.poll = std::time::Duration::from_secs(a.poll_seconds);
+    cfg.page = a.page;
+    cfg.retry = RetryPolicy {
+        base: std::time::Duration::from_millis(a.retry_base_ms),
+        max: std::time::Duration::from_millis(a.retry_max_ms),
+        attempts: a.max_attempts,
+    };
+    cfg.timeout = std::time::Duration::from_secs(a.timeout_seconds);
+    let stop = Arc::new(AtomicBool::new(false));
+    crate::kafka_cmd::ctrlc_flag(stop.clone());
+    let st = EdfiSync::new(cfg, stop).context("starting the Ed-Fi sink")?.run()?;
+    let skipped: Vec<String> = st.skipped.iter().map(|(r, n)| format!("{r}={n}")).collect();
+    eprintln!(
+        "edfi: {} passes, {} determinations read: {} created, {} updated, {} deleted, {} unchanged, {} confirmed after a restart, {} refused (edfi_refusals), {} retries, {} tokens; skipped: {}",
+        st.passes,
+        st.rows,
+        st.created,
+        st.updated,
+        st.deleted,
+        st.unchanged,
+        st.confirmed,
+        st.refused,
+        st.retries,
+        st.token_fetches,
+        if skipped.is_empty() { "none".to_string() } else { skipped.join(", ") }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn postgres(a: PostgresArgs) -> anyhow::Result<ExitCode> {
@@ -158,75 +246,59 @@ pub fn export(cmd: ExportCommand) -> anyhow::Result<ExitCode> {
 pub struct BenchSinkArgs {
     /// Kafka bootstrap servers, host:port[,host:port...] (the bench makes topics of its own).
     #[arg(long, env = "ROLLCALL_BROKERS")]
-    brokers: String,
+    pub(crate) brokers: String,
     /// A server where the user may CREATE DATABASE: the bench writes into a
     /// database of its own and drops it afterwards.
     #[arg(long, env = "ROLLCALL_DATABASE_URL", hide_env_values = true)]
-    database_url: String,
-    /// Determination records to produce (three versions per key).
-    #[arg(long, default_value_t = 300_000)]
-    records: usize,
-    /// Partitions of the determinations topic.
+    pub(crate) database_url: String,
+    /// Students in the simulated district.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) students: usize,
+    /// Calendar days from Monday 2020-10-05.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) days: u32,
+    /// The simulation seed: the same seed, the same district.
+    #[arg(long, default_value_t = 42)]
+    pub(crate) seed: u64,
+    /// Partitions of the keyed topics.
     #[arg(long, default_value_t = 6)]
-    partitions: i32,
+    pub(crate) partitions: i32,
     /// A sink batch (one database transaction) closes after this many records.
     #[arg(long, default_value_t = 5_000)]
-    batch_max_records: usize,
+    pub(crate) batch_max_records: usize,
 }
 
-/// `rollcall bench sink`: the sink's write rate, from topics that are
-/// already full (the processor is not part of it).
-pub fn bench(a: BenchSinkArgs) -> anyhow::Result<ExitCode> {
-    use rollcall_model::avro::AvroRecord;
-    use rollcall_model::{Determination, Finality, Scope, Status};
+/// The processor's part of `rollcall bench sink`, measured by the caller:
+/// its determinations and the seconds it took from start to exit.
+pub(crate) struct ProcessorRun {
+    pub determinations: u64,
+    pub seconds: f64,
+}
+
+/// `rollcall bench sink`, once the processor has filled the topics under
+/// `prefix`: the sink over them into a database of its own, then a bare
+/// binary COPY of the same determinations into a table without keys or
+/// indexes in the same database; the three rates side by side.
+pub(crate) fn bench_after_processor(a: &BenchSinkArgs, prefix: &str, proc_run: ProcessorRun) -> anyhow::Result<ExitCode> {
+    let topics = rollcall_kafka::wire::Topics::with_prefix(prefix);
     let stamp = chrono::Utc::now().timestamp_millis();
-    let prefix = format!("bench-sink-{stamp}.");
-    let topics = rollcall_kafka::wire::Topics::with_prefix(&prefix);
-    rollcall_kafka::topics::create_topics(&a.brokers, &topics, a.partitions, 1)?;
-    let p = rollcall_kafka::replay::producer(&a.brokers)?;
-    let start = chrono::NaiveDate::from_ymd_opt(2020, 9, 1).context("start date")?;
-    let decided = chrono::DateTime::from_timestamp(1_600_000_000, 0).context("timestamp")?;
-    for i in 0..a.records {
-        let (key, version) = (i / 3, (i % 3) as i32 + 1);
-        let (student, day) = (key % 20_000, key / 20_000);
-        let d = Determination {
-            determination_id: String::new(),
-            student_id: format!("bench-{student:06}"),
-            school_id: "bench-school".into(),
-            scope: Scope::Day,
-            date: start + chrono::Duration::days(day as i64),
-            section_id: None,
-            policy: "mmsd".into(),
-            status: if version == 3 { Status::AbsentUnexcused } else { Status::Present },
-            code: if version == 3 { "AU".into() } else { "P".into() },
-            attendance_type: Some(rollcall_model::AttendanceType::Virtual),
-            minutes: Some(120),
-            contacts: None,
-            category: None,
-            rule: "(a) live session on the day".into(),
-            evidence: vec![format!("ev-{i}-a"), format!("ev-{i}-b")],
-            version,
-            finality: if version == 1 { Finality::Provisional } else { Finality::Final },
-            decided_at: decided,
-        };
-        let d = Determination { determination_id: format!("{}#{version}", d.key()), ..d };
-        rollcall_kafka::replay::send(&p, &topics.determinations, &d.key(), &d.to_single_object()?, decided)?;
-    }
-    rdkafka::producer::Producer::flush(&p, std::time::Duration::from_secs(120))?;
-    // A database of its own, dropped at the end.
     let db = format!("rollcall_bench_{stamp}");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let admin = |sql: String| -> anyhow::Result<()> {
-        rt.block_on(async {
-            let (c, conn) = tokio_postgres::connect(&a.database_url, tokio_postgres::NoTls).await?;
+    let connect = |url: String| {
+        rt.block_on(async move {
+            let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
             let task = tokio::spawn(async move {
                 let _ = conn.await;
             });
-            c.batch_execute(&sql).await?;
-            drop(c);
-            let _ = task.await;
-            anyhow::Ok(())
+            anyhow::Ok((c, task))
         })
+    };
+    let admin = |sql: String| -> anyhow::Result<()> {
+        let (c, task) = connect(a.database_url.clone())?;
+        rt.block_on(c.batch_execute(&sql))?;
+        drop(c);
+        let _ = rt.block_on(task);
+        Ok(())
     };
     admin(format!("CREATE DATABASE {db}"))?;
     let url = {
@@ -234,23 +306,70 @@ pub fn bench(a: BenchSinkArgs) -> anyhow::Result<ExitCode> {
         cfg.dbname(&db);
         config_url(&cfg)
     };
-    let cfg = SinkConfig {
-        brokers: a.brokers.clone(),
-        database_url: url,
-        topic_prefix: prefix,
-        group: format!("bench-sink-{stamp}"),
-        batch_max_records: a.batch_max_records,
-        exit_when_idle: true,
-        ..SinkConfig::default()
-    };
-    let started = std::time::Instant::now();
-    let result = Sink::new(cfg, Arc::new(AtomicBool::new(false)), Arc::new(SinkMetrics::new())).and_then(|mut s| s.run());
-    let seconds = started.elapsed().as_secs_f64();
+    let metrics = Arc::new(SinkMetrics::new());
+    let measured = (|| -> anyhow::Result<(SinkStats, f64, usize, f64)> {
+        let cfg = SinkConfig {
+            brokers: a.brokers.clone(),
+            database_url: url.clone(),
+            topic_prefix: prefix.to_string(),
+            group: format!("bench-sink-{stamp}"),
+            batch_max_records: a.batch_max_records,
+            exit_when_idle: true,
+            ..SinkConfig::default()
+        };
+        let started = std::time::Instant::now();
+        let st = Sink::new(cfg, Arc::new(AtomicBool::new(false)), metrics.clone())?.run()?;
+        let sink_secs = started.elapsed().as_secs_f64();
+        // The same rows, decoded beforehand, by one bare COPY (and its commit).
+        let rows = rollcall_kafka::replay::read_outputs(&a.brokers, &topics)?.determinations;
+        let (mut c, task) = connect(url.clone())?;
+        let copy_secs = rt.block_on(async {
+            c.batch_execute("CREATE TABLE bare_copy (LIKE determination_versions)").await?;
+            let started = std::time::Instant::now();
+            let tx = c.transaction().await?;
+            rollcall_sink::db::copy_determinations(&tx, "bare_copy", &rows).await?;
+            tx.commit().await?;
+            anyhow::Ok(started.elapsed().as_secs_f64())
+        })?;
+        drop(c);
+        let _ = rt.block_on(task);
+        Ok((st, sink_secs, rows.len(), copy_secs))
+    })();
     let dropped = admin(format!("DROP DATABASE {db}"));
-    let st = result?;
+    let (st, sink_secs, rows, copy_secs) = measured?;
     dropped?;
-    anyhow::ensure!(st.records as usize == a.records, "the sink read {} records of {}", st.records, a.records);
-    println!("sink: {:.0} records/s ({} records, {} batches)", st.records as f64 / seconds, st.records, st.batches);
+    anyhow::ensure!(
+        st.determination_versions == proc_run.determinations && rows as u64 == proc_run.determinations,
+        "the processor made {} determinations, the sink wrote {} versions, the topic holds {rows}",
+        proc_run.determinations,
+        st.determination_versions
+    );
+    let rate = |n: u64, s: f64| n as f64 / s.max(1e-9);
+    let (proc_rate, sink_rate, copy_rate) = (
+        rate(proc_run.determinations, proc_run.seconds),
+        rate(st.determination_versions, sink_secs),
+        rate(rows as u64, copy_secs),
+    );
+    let in_db = metrics.batch_seconds.get_sample_sum();
+    println!(
+        "{rows} determinations ({} sink records with outreach, {} batches); the sink spent {in_db:.3} s of its {sink_secs:.3} s in batch transactions ({:.0} determinations/s while writing)",
+        st.records,
+        st.batches,
+        rate(st.determination_versions, in_db)
+    );
+    println!("{:<44} {:>16} {:>10} {:>16}", "", "determinations/s", "seconds", "ratio to COPY");
+    for (what, r, s) in [
+        ("processor (its output, start to exit)", proc_rate, proc_run.seconds),
+        ("sink postgres (start to exit)", sink_rate, sink_secs),
+        ("bare binary COPY + commit (no keys)", copy_rate, copy_secs),
+    ] {
+        println!("{what:<44} {r:>16.0} {s:>10.3} {:>16.2}", r / copy_rate.max(1e-9));
+    }
+    println!(
+        "sink: {sink_rate:.0} determinations/s, bare COPY {copy_rate:.0}/s (ratio {:.2}, target >= 0.5), processor {proc_rate:.0}/s (sink/processor {:.2}, target > 1)",
+        sink_rate / copy_rate.max(1e-9),
+        sink_rate / proc_rate.max(1e-9)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

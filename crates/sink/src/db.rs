@@ -121,43 +121,56 @@ pub async fn load_offsets(client: &Client, topics: &[&str]) -> Result<BTreeMap<(
     Ok(rows.iter().map(|r| ((r.get::<_, String>(0), r.get::<_, i32>(1)), r.get::<_, i64>(2))).collect())
 }
 
+/// Binary COPY of determinations into `table` (a table with the columns of
+/// `determination_versions`), in the caller's transaction. The sink copies
+/// into its staging table; `rollcall bench sink` into a bare table, to
+/// compare.
+pub async fn copy_determinations(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    determinations: &[Determination],
+) -> Result<(), SinkError> {
+    let sink = tx
+        .copy_in(&format!("COPY {table} ({DET_COLUMNS}) FROM STDIN BINARY"))
+        .await
+        .map_err(SinkError::db("starting COPY of determinations"))?;
+    let writer = BinaryCopyInWriter::new(sink, DET_TYPES);
+    let mut writer = std::pin::pin!(writer);
+    for d in determinations {
+        let (scope, status, finality) = (d.scope.as_str(), d.status.as_str(), d.finality.as_str());
+        let attendance_type = d.attendance_type.map(|a| a.as_str());
+        let row: [&(dyn ToSql + Sync); 18] = [
+            &d.determination_id,
+            &d.student_id,
+            &d.school_id,
+            &scope,
+            &d.date,
+            &d.section_id,
+            &d.policy,
+            &status,
+            &d.code,
+            &attendance_type,
+            &d.minutes,
+            &d.contacts,
+            &d.category,
+            &d.rule,
+            &d.evidence,
+            &d.version,
+            &finality,
+            &d.decided_at,
+        ];
+        writer.as_mut().write(&row).await.map_err(SinkError::db(format!("COPY of determination {}", d.determination_id)))?;
+    }
+    writer.finish().await.map_err(SinkError::db("finishing COPY of determinations"))?;
+    Ok(())
+}
+
 /// Writes the batch and its positions in one transaction.
 pub async fn write_batch(client: &mut Client, batch: &Batch) -> Result<Written, SinkError> {
     let tx = client.transaction().await.map_err(SinkError::db("beginning a batch"))?;
     let mut w = Written::default();
     if !batch.determinations.is_empty() {
-        let sink = tx
-            .copy_in(&format!("COPY incoming_determinations ({DET_COLUMNS}) FROM STDIN BINARY"))
-            .await
-            .map_err(SinkError::db("starting COPY of determinations"))?;
-        let writer = BinaryCopyInWriter::new(sink, DET_TYPES);
-        let mut writer = std::pin::pin!(writer);
-        for d in &batch.determinations {
-            let (scope, status, finality) = (d.scope.as_str(), d.status.as_str(), d.finality.as_str());
-            let attendance_type = d.attendance_type.map(|a| a.as_str());
-            let row: [&(dyn ToSql + Sync); 18] = [
-                &d.determination_id,
-                &d.student_id,
-                &d.school_id,
-                &scope,
-                &d.date,
-                &d.section_id,
-                &d.policy,
-                &status,
-                &d.code,
-                &attendance_type,
-                &d.minutes,
-                &d.contacts,
-                &d.category,
-                &d.rule,
-                &d.evidence,
-                &d.version,
-                &finality,
-                &d.decided_at,
-            ];
-            writer.as_mut().write(&row).await.map_err(SinkError::db(format!("COPY of determination {}", d.determination_id)))?;
-        }
-        writer.finish().await.map_err(SinkError::db("finishing COPY of determinations"))?;
+        copy_determinations(&tx, "incoming_determinations", &batch.determinations).await?;
         w.determination_versions = tx
             .execute(
                 &format!(

@@ -11,13 +11,16 @@
 //! - the database schema and its migrations ([`migrate`], `migrations/*.sql`),
 //!   applied on start;
 //! - the sink's metrics and HTTP endpoint ([`metrics`]);
-//! - Ed-Fi attendance documents made from the tables ([`edfi`]).
+//! - Ed-Fi attendance documents made from the tables ([`edfi`]), and
+//!   `rollcall sink edfi`, which sends them to an Ed-Fi ODS/API as they
+//!   change ([`edfi_api`]).
 //!
 //! The processor's own guarantees (transactions, the DLQ) are in
 //! `rollcall-kafka`; this crate only reads its outputs.
 
 pub mod db;
 pub mod edfi;
+pub mod edfi_api;
 pub mod metrics;
 pub mod migrate;
 pub mod postgres;

@@ -17,8 +17,10 @@ pub struct Migration {
 
 /// Every migration, in order. A new one is appended, never edited: a
 /// database that applied the old text would not see the change.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "tables", sql: include_str!("../migrations/V1__tables.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "tables", sql: include_str!("../migrations/V1__tables.sql") },
+    Migration { version: 2, name: "edfi", sql: include_str!("../migrations/V2__edfi.sql") },
+];
 
 /// Brings the database's schema to the newest migration. Concurrent
 /// callers (two sinks starting at once) are serialized by a lock on

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{Datelike, Utc};
@@ -283,11 +283,20 @@ impl Sink {
         ];
         self.metrics.set_ready(Ok(()));
         info!(database = %url, brokers = %self.cfg.brokers, "sink started");
+        // The ends of the partitions, asked of the broker by a thread of
+        // their own: the requests take ~100 ms a partition (a second for the
+        // two topics), which this loop spent reading and writing nothing.
+        let ends = Watermarks::start(&self.cfg, &readers)?;
         let mut lag_refreshed: Option<Instant> = None;
+        // The partition count is asked of the broker every 10 s.
+        let mut checked = Instant::now();
         loop {
-            if lag_refreshed.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                self.refresh_lag(&readers);
+            if lag_refreshed.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                self.refresh_lag(&readers, &ends);
                 lag_refreshed = Some(Instant::now());
+            }
+            if checked.elapsed() > Duration::from_secs(10) {
+                checked = Instant::now();
                 // Partitions added to a topic are read from their start: the
                 // session begins again and assigns them with the others.
                 for r in &readers {
@@ -433,19 +442,74 @@ impl Sink {
         Ok(())
     }
 
-    /// The lag gauge: the end of each partition less the committed position.
-    fn refresh_lag(&self, readers: &[TopicReader]) {
+    /// The lag gauge: the end of each partition (as last asked) less the committed position.
+    fn refresh_lag(&self, readers: &[TopicReader], ends: &Watermarks) {
+        let ends = ends.get();
         for r in readers {
             for &p in &r.partitions {
-                if self.stopped() {
-                    return;
-                }
-                if let Ok((low, high)) = r.consumer.fetch_watermarks(&r.topic, p, Duration::from_millis(300)) {
+                if let Some(&(low, high)) = ends.get(&(r.topic.clone(), p)) {
                     let pos = r.position.get(&p).copied().unwrap_or(low);
                     self.metrics.lag.with_label_values(&[&r.topic, &p.to_string()]).set((high - pos).max(0));
                 }
             }
         }
+    }
+}
+
+/// The low and high watermarks of every partition read, refreshed every
+/// 10 s by a thread with a consumer of its own; it stops when dropped.
+struct Watermarks {
+    ends: Arc<Mutex<BTreeMap<(String, i32), (i64, i64)>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Watermarks {
+    fn start(cfg: &SinkConfig, readers: &[TopicReader]) -> Result<Watermarks, SinkError> {
+        let consumer: BaseConsumer<QuietContext> = ClientConfig::new()
+            .set("bootstrap.servers", &cfg.brokers)
+            .set("group.id", &cfg.group)
+            .set("client.id", format!("{}-watermarks", cfg.group))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create_with_context(QuietContext)
+            .map_err(SinkError::kafka(format!("watermark consumer at {}", cfg.brokers)))?;
+        let partitions: Vec<(String, i32)> =
+            readers.iter().flat_map(|r| r.partitions.iter().map(|p| (r.topic.clone(), *p))).collect();
+        let ends = Arc::new(Mutex::new(BTreeMap::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (e, s) = (ends.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("sink-watermarks".into())
+            .spawn(move || {
+                while !s.load(Ordering::SeqCst) {
+                    for (t, p) in &partitions {
+                        if s.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        if let Ok(w) = consumer.fetch_watermarks(t, *p, Duration::from_millis(300)) {
+                            e.lock().unwrap_or_else(|p| p.into_inner()).insert((t.clone(), *p), w);
+                        }
+                    }
+                    for _ in 0..100 {
+                        if s.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            })
+            .map_err(|source| SinkError::Io { what: "starting the watermark thread".into(), source })?;
+        Ok(Watermarks { ends, stop })
+    }
+
+    fn get(&self) -> BTreeMap<(String, i32), (i64, i64)> {
+        self.ends.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for Watermarks {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
 

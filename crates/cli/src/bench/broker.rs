@@ -732,3 +732,27 @@ pub fn peers(a: PeersArgs) -> anyhow::Result<ExitCode> {
     println!("{last}");
     Ok(ExitCode::SUCCESS)
 }
+
+/// `rollcall bench sink`: a simulated district through the processor (its
+/// determinations per second, start to exit), then the sink over the
+/// processor's output topics and a bare COPY of the same rows
+/// (crate::sink_cmd::bench_after_processor).
+pub fn sink(a: crate::sink_cmd::BenchSinkArgs) -> anyhow::Result<ExitCode> {
+    let data = load_or_simulate(&None, &SimConfig { students: a.students, days: a.days, seed: a.seed, ..SimConfig::default() })?;
+    let prefix = unique("sink");
+    let topics = create_topics(&a.brokers, &prefix, a.partitions)?;
+    let keyed = produce(&a.brokers, &topics, &data, None)?;
+    println!("input: {}; {keyed} records on the roster, report and activity topics", data.source);
+    let state = tempfile::tempdir().context("creating a state directory")?;
+    let cfg = processor_config(&a.brokers, &prefix, "proc", state.path().to_path_buf(), Some(data.end));
+    let r = run_processor(cfg, keyed, "processor")?;
+    println!(
+        "processor: {} records in {:.3} s, {} determinations, {} outreach",
+        r.stats.records,
+        r.wall.as_secs_f64(),
+        r.stats.determinations,
+        r.stats.outreach
+    );
+    let run = crate::sink_cmd::ProcessorRun { determinations: r.stats.determinations, seconds: r.wall.as_secs_f64() };
+    crate::sink_cmd::bench_after_processor(&a, &prefix, run)
+}
