@@ -146,7 +146,7 @@ fn through_kafka(
     };
     let metrics = std::sync::Arc::new(rollcall_kafka::metrics::Metrics::new());
     let server = match &args.metrics_addr {
-        Some(a) => crate::kafka_cmd::serve_metrics(a, &metrics)?,
+        Some(a) => crate::kafka_cmd::serve_metrics(a, metrics.clone())?,
         None => None,
     };
     if let Some(s) = &server {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use rollcall_kafka::metrics::{Metrics, MetricsServer};
+use rollcall_http::{HttpServer, Observed};
+use rollcall_kafka::metrics::Metrics;
 use rollcall_kafka::{ClockMode, Processor, ProcessorConfig};
 
 #[derive(clap::Subcommand)]
@@ -238,7 +239,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let s = stop.clone();
     ctrlc_flag(s);
     let metrics = Arc::new(Metrics::new());
-    let _server = serve_metrics(&cfg.metrics_addr, &metrics)?;
+    let _server = serve_metrics(&cfg.metrics_addr, metrics.clone())?;
     let mut p = match Processor::with_metrics(cfg, stop.clone(), metrics) {
         Ok(p) => p,
         Err(rollcall_kafka::KafkaError::Stopped) => return Ok(ExitCode::SUCCESS),
@@ -255,11 +256,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// Starts the HTTP endpoint (`off`: none). Failing to bind is an error: a
 /// processor that cannot be watched should not run unnoticed.
-pub fn serve_metrics(addr: &str, metrics: &Arc<Metrics>) -> anyhow::Result<Option<MetricsServer>> {
+pub fn serve_metrics(addr: &str, observed: Arc<dyn Observed>) -> anyhow::Result<Option<HttpServer>> {
     if addr == "off" {
         return Ok(None);
     }
-    let server = MetricsServer::start(addr, metrics.clone()).with_context(|| format!("serving metrics on {addr}"))?;
+    let server = HttpServer::observe(addr, observed).with_context(|| format!("serving metrics on {addr}"))?;
     tracing::info!(address = %server.local_addr(), "serving /metrics, /healthz and /readyz");
     Ok(Some(server))
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
-use rollcall_sink::metrics::{MetricsServer, SinkMetrics};
+use rollcall_sink::metrics::SinkMetrics;
 use rollcall_sink::postgres::Sink;
 use rollcall_sink::{SinkConfig, SinkStats};
 
@@ -150,14 +150,7 @@ fn postgres(a: PostgresArgs) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     crate::kafka_cmd::ctrlc_flag(stop.clone());
     let metrics = Arc::new(SinkMetrics::new());
-    let _server = if a.metrics_addr == "off" {
-        None
-    } else {
-        let s = MetricsServer::start(&a.metrics_addr, metrics.clone())
-            .with_context(|| format!("serving metrics on {}", a.metrics_addr))?;
-        tracing::info!(address = %s.local_addr(), "serving /metrics, /healthz and /readyz");
-        Some(s)
-    };
+    let _server = crate::kafka_cmd::serve_metrics(&a.metrics_addr, metrics.clone())?;
     let mut sink = Sink::new(cfg, stop, metrics).context("starting the sink")?;
     let st = sink.run()?;
     eprintln!(

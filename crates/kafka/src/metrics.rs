@@ -32,8 +32,6 @@
 //!   families, `rocksdb.block-cache-usage` of the one cache they share.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -535,90 +533,13 @@ impl Recorder {
     }
 }
 
-/// The HTTP endpoint of a long-running process: `/metrics`, `/healthz`,
-/// `/readyz`. A small HTTP/1.1 server on its own thread; one request per
-/// connection, served in turn.
-pub struct MetricsServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl MetricsServer {
-    /// Binds `addr` (port 0 picks a free port) and serves until dropped.
-    pub fn start(addr: &str, metrics: Arc<Metrics>) -> std::io::Result<MetricsServer> {
-        let listener = TcpListener::bind(addr)?;
-        let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::Builder::new().name("metrics-http".into()).spawn(move || {
-            for conn in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Ok(c) = conn {
-                    let _ = serve_one(c, &metrics);
-                }
-            }
-        })?;
-        Ok(MetricsServer { addr, stop, thread: Some(thread) })
+impl rollcall_http::Observed for Metrics {
+    fn render(&self) -> Vec<u8> {
+        Metrics::render(self)
     }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+    fn readiness(&self) -> Result<(), String> {
+        Metrics::readiness(self)
     }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept call.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve_one(mut conn: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
-    conn.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new((&conn).take(16 * 1024));
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // The headers are not needed; read them so that the client sees a clean close.
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
-            break;
-        }
-    }
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let (status, content_type, body): (&str, &str, Vec<u8>) = if method != "GET" && method != "HEAD" {
-        ("405 Method Not Allowed", "text/plain; charset=utf-8", b"only GET and HEAD\n".to_vec())
-    } else {
-        match path {
-            "/metrics" => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", metrics.render()),
-            "/healthz" => ("200 OK", "text/plain; charset=utf-8", b"ok\n".to_vec()),
-            "/readyz" => match metrics.readiness() {
-                Ok(()) => ("200 OK", "text/plain; charset=utf-8", b"ready\n".to_vec()),
-                Err(why) => ("503 Service Unavailable", "text/plain; charset=utf-8", format!("not ready: {why}\n").into_bytes()),
-            },
-            _ => ("404 Not Found", "text/plain; charset=utf-8", b"not found: try /metrics, /healthz or /readyz\n".to_vec()),
-        }
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    conn.write_all(head.as_bytes())?;
-    if method != "HEAD" {
-        conn.write_all(&body)?;
-    }
-    conn.flush()
 }
 
 #[cfg(test)]
@@ -747,32 +668,17 @@ mod tests {
         assert_eq!(m.transactions.with_label_values(&["aborted"]).get(), 1);
     }
 
-    fn get(addr: SocketAddr, path: &str) -> (String, String) {
-        let mut c = TcpStream::connect(addr).unwrap();
-        write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut s = String::new();
-        c.read_to_string(&mut s).unwrap();
-        let (head, body) = s.split_once("\r\n\r\n").unwrap();
-        (head.to_string(), body.to_string())
-    }
-
+    /// The processor's registry and readiness behind the shared endpoint
+    /// (whose own tests cover the HTTP side).
     #[test]
-    fn http_endpoints() {
+    fn the_endpoint_shows_this_registry_and_readiness() {
+        use rollcall_http::Observed;
         let m = Arc::new(Metrics::new());
-        let server = MetricsServer::start("127.0.0.1:0", m.clone()).unwrap();
-        let a = server.local_addr();
-        let (h, b) = get(a, "/healthz");
-        assert!(h.starts_with("HTTP/1.1 200") && b == "ok\n", "{h}{b}");
         m.set_not_ready("restoring partition 3");
-        let (h, b) = get(a, "/readyz");
-        assert!(h.starts_with("HTTP/1.1 503") && b.contains("restoring partition 3"), "{h}{b}");
+        assert_eq!(Observed::readiness(&*m), Err("restoring partition 3".to_string()));
         m.set_ready();
-        assert!(get(a, "/readyz").0.starts_with("HTTP/1.1 200"));
-        let (h, b) = get(a, "/metrics?x=1");
-        assert!(h.contains("Content-Type: text/plain; version=0.0.4"), "{h}");
-        assert!(b.contains("# TYPE rollcall_transaction_commit_seconds histogram"), "{b}");
-        assert!(get(a, "/nope").0.starts_with("HTTP/1.1 404"));
-        drop(server);
-        assert!(TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_err());
+        assert_eq!(Observed::readiness(&*m), Ok(()));
+        let text = String::from_utf8(Observed::render(&*m)).unwrap();
+        assert!(text.contains("# TYPE rollcall_transaction_commit_seconds histogram"), "{text}");
     }
 }

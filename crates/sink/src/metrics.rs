@@ -4,14 +4,10 @@
 //! kinds, outcomes and partition numbers — never a student, staff or
 //! section id. Rows are counted when their transaction commits.
 //!
-//! Served with `/healthz` and `/readyz` by a small HTTP/1.1 server on its
-//! own thread, like `rollcall run`'s.
+//! Served with `/healthz` and `/readyz` by the endpoint every rollcall
+//! process has (`rollcall-http`), like `rollcall run`'s.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
 
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
@@ -153,88 +149,14 @@ impl SinkMetrics {
     }
 }
 
-/// `/metrics`, `/healthz`, `/readyz` (ready once partitions are assigned
-/// at the stored positions), one request per connection, until dropped.
-pub struct MetricsServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl MetricsServer {
-    pub fn start(addr: &str, metrics: Arc<SinkMetrics>) -> std::io::Result<MetricsServer> {
-        let listener = TcpListener::bind(addr)?;
-        let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::Builder::new().name("sink-metrics-http".into()).spawn(move || {
-            for conn in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Ok(c) = conn {
-                    let _ = serve_one(c, &metrics);
-                }
-            }
-        })?;
-        Ok(MetricsServer { addr, stop, thread: Some(thread) })
+/// Ready once partitions are assigned at the stored positions.
+impl rollcall_http::Observed for SinkMetrics {
+    fn render(&self) -> Vec<u8> {
+        SinkMetrics::render(self)
     }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+    fn readiness(&self) -> Result<(), String> {
+        SinkMetrics::readiness(self)
     }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept call.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve_one(mut conn: TcpStream, metrics: &SinkMetrics) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
-    conn.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new((&conn).take(16 * 1024));
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
-            break;
-        }
-    }
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let text = "text/plain; charset=utf-8";
-    let (status, content_type, body): (&str, &str, Vec<u8>) = if method != "GET" && method != "HEAD" {
-        ("405 Method Not Allowed", text, b"only GET and HEAD\n".to_vec())
-    } else {
-        match path {
-            "/metrics" => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", metrics.render()),
-            "/healthz" => ("200 OK", text, b"ok\n".to_vec()),
-            "/readyz" => match metrics.readiness() {
-                Ok(()) => ("200 OK", text, b"ready\n".to_vec()),
-                Err(why) => ("503 Service Unavailable", text, format!("not ready: {why}\n").into_bytes()),
-            },
-            _ => ("404 Not Found", text, b"not found: try /metrics, /healthz or /readyz\n".to_vec()),
-        }
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    conn.write_all(head.as_bytes())?;
-    if method != "HEAD" {
-        conn.write_all(&body)?;
-    }
-    conn.flush()
 }
 
 #[cfg(test)]
