@@ -1882,3 +1882,40 @@ fn closes_by_mode() {
         assert_eq!(o.closes_by, FinalizeKey::NextWeek(Weekday::Mon.index(), 16 * 60));
     }
 }
+
+#[test]
+fn more_boundaries() {
+    let d = cal(TUE, "08:00", "15:00", DayType::Full);
+    let ip = preset("instruction-partners");
+    let ms = preset("mississippi");
+    let mmsd = preset("mmsd");
+    let packets = in_mode(ms_student(), Mode::LearningPackets, ALL_DAYS);
+    check(vec![
+        // instruction-partners.md rule 1: "A block is attended when the student
+        // has live minutes inside it": one minute of the morning session is enough.
+        case("the last minute of the morning session", &ip, &ip_student())
+            .on(d.clone())
+            .facts(live("jh", "lh", "hr", "09:29", "09:45"))
+            .want([day(Present, "MORNING_ONLY", "attended 1 of 3 blocks (morning session attended)", &["jh", "lh"]).minutes(1)]),
+        // mississippi.md rule 5: "a school date no later than the Sunday of D's
+        // week": work for Tuesday handed in on Monday counts.
+        case("packets for Tuesday returned on Monday", &ms, &packets)
+            .fact(ev_on("w", OfflineWorkReturned, MON, "15:00").assigned(TUE))
+            .want([day(Present, "PV", "work for the day returned by the end of its week", &["w"])]),
+        // mmsd.md rule 3: "a submission for D made later ... do[es] not count", at SECTION scope too.
+        case("grade 9: science work for D made on D+1", &mmsd, &mmsd_9())
+            .fact(ev_on("s", Submission, WED, "07:00").sec("sci").assigned(TUE))
+            .want([sec("math", AbsentUnexcused, "AU", NOTHING, &[]), sec("sci", AbsentUnexcused, "AU", NOTHING, &[])]),
+        // mmsd.md rule 4: "with the student or with the guardian, at every grade".
+        case("grade 9: the guardian and the science teacher exchange messages", &mmsd, &mmsd_9())
+            .fact(ev("m_in", Message, "12:00").dir(FromGuardian).sec("sci"))
+            .fact(ev("m_out", Message, "12:30").dir(FromStaff).sec("sci"))
+            .want([
+                sec("math", AbsentUnexcused, "AU", NOTHING, &[]),
+                sec("sci", Present, "P", "two-way communication with the class teacher", &["m_in", "m_out"]),
+            ]),
+    ]);
+    // nmped.md rule 2: "Monday through Sunday (weekends count)".
+    let got = run_week(&nm_student(), &[ev_on("c", ContentAccess, SAT, "11:00").sec("math")]);
+    assert_eq!(got[1], ("math".to_string(), "C1".to_string(), 1, vec!["c".to_string()]));
+}
