@@ -925,3 +925,6 @@ pub fn evaluate_week<'a>(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
