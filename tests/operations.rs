@@ -210,7 +210,9 @@ fn prometheus_scrapes_the_processor(b: &str, prometheus: &Path) -> TestResult {
             http_get(&metrics_addr, "/healthz").ok().filter(|(st, _, body)| *st == 200 && body.trim() == "ok")
         })?;
         let (st, head, body) = http_get(&metrics_addr, "/metrics")?;
-        ensure(st == 200 && head.contains("Content-Type: text/plain; version=0.0.4"), || format!("/metrics: {head}"))?;
+        ensure(st == 200 && head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), || {
+            format!("/metrics: {head}")
+        })?;
         ensure(body.contains("rollcall_build_info{version="), || "/metrics has no rollcall_build_info".into())?;
         wait_for("/readyz answers 200", Duration::from_secs(120), &mut kids, || {
             http_get(&metrics_addr, "/readyz").ok().filter(|(st, ..)| *st == 200)

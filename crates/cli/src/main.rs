@@ -5,6 +5,7 @@
 mod bench;
 mod demo;
 mod dlq_cmd;
+mod gateway_cmd;
 mod kafka_cmd;
 mod normalize_cmd;
 mod scenario_cmd;
@@ -69,6 +70,8 @@ enum Command {
     Simulate(kafka_cmd::SimulateArgs),
     /// Print a topic's records as JSON lines (read_committed), as an SIS consumer sees them.
     Tail(tail_cmd::TailArgs),
+    /// Take the platforms' own events over HTTP (Caliper, xAPI, Canvas, Zoom, native) onto Kafka.
+    Gateway(gateway_cmd::GatewayArgs),
     /// Put dead letters back on their topics once their cause is mended.
     Dlq {
         #[command(subcommand)]
@@ -182,6 +185,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => kafka_cmd::simulate(args),
         Command::Tail(args) => tail_cmd::run(args),
         Command::Dlq { command } => dlq_cmd::run(command),
+        Command::Gateway(args) => gateway_cmd::run(args),
         Command::Config { command: ConfigCommand::Example } => {
             print!("{}", rollcall_kafka::ProcessorConfig::example_toml());
             Ok(ExitCode::SUCCESS)

@@ -358,6 +358,8 @@ mod tests {
             (None, "policy_files", "[\"f.toml\"]", "e1.toml, e2.toml"),
             (None, "replace_presets", "[\"cms\"]", "mmsd"),
             (None, "topic_prefix", "\"f.\"", "e."),
+            (None, "output_topic_prefix", "\"fo.\"", "eo."),
+            (None, "broker_wait_seconds", "5", "6"),
             (None, "metrics_addr", "\"127.0.0.1:1\"", "off"),
             (Some("store"), "block_cache_bytes", "13", "14"),
             (Some("store"), "write_buffer_bytes", "15", "16"),

@@ -86,6 +86,11 @@ pub fn produce_scenario(brokers: &str, topics: &Topics, s: &Scenario) -> Result<
         send(&p, &topics.roster, &r.student_id, &encode(r)?, world_ts)?;
         n += 1;
     }
+    // On the broker before anything that happens in it: a processor that
+    // runs while this produces must not read a partition's reports and
+    // events before its roster records, which would still be in flight in
+    // another partition's batch.
+    p.flush(Duration::from_secs(60)).map_err(|e| rd("flush", e))?;
     for r in &s.absence_reports {
         send(&p, &topics.reports, &r.student_id, &encode(r)?, r.reported_at)?;
         n += 1;

@@ -1,0 +1,59 @@
+//! `rollcall gateway`: the platforms' own events over HTTP, onto Kafka.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rollcall_gateway::GatewayConfig;
+
+#[derive(clap::Args)]
+pub struct GatewayArgs {
+    /// The gateway's settings (TOML): the sources with their routes, formats
+    /// and credentials, the limits (README: For platform integrators).
+    #[arg(long)]
+    config: PathBuf,
+    /// IP:port to listen on (port 0 picks a free one) [config listen].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Kafka bootstrap servers, host:port[,host:port...] [config brokers].
+    #[arg(long, env = "ROLLCALL_BROKERS")]
+    brokers: Option<String>,
+    /// Put before the activity topic's name, as given to `topics create --topic-prefix`.
+    #[arg(long)]
+    topic_prefix: Option<String>,
+    /// The identity mapping, CSV: source,type,external_id,id,school_id [config identities_file].
+    #[arg(long)]
+    identities: Option<PathBuf>,
+}
+
+pub fn run(a: GatewayArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = GatewayConfig::load(&a.config)?;
+    if let Some(l) = a.listen {
+        cfg.listen = l;
+    }
+    if let Some(b) = a.brokers {
+        cfg.brokers = b;
+    }
+    if let Some(p) = a.topic_prefix {
+        cfg.topic_prefix = p;
+    }
+    if let Some(i) = a.identities {
+        cfg.identities_file = Some(i);
+    }
+    let stop = async {
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        match term {
+            Ok(mut t) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = t.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    rollcall_gateway::serve(cfg, stop, |addr| println!("listening on {addr}")).context("running the gateway")?;
+    Ok(ExitCode::SUCCESS)
+}
