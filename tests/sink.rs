@@ -410,6 +410,74 @@ fn out_of_order_versions_never_regress(b: &str, db: &Database) -> TestResult {
     })
 }
 
+/// The COPY path (with its fallback) and the staged path, over the same
+/// batches — versions out of order in a batch and across batches, one
+/// record twice in a batch, a record already stored — leave identical
+/// tables, and the right ones; exactly the batches holding a duplicate went
+/// through the fallback.
+fn copy_and_staged_paths_agree(_b: &str, db: &Database) -> TestResult {
+    use rollcall_sink::db::{write_batch, write_batch_via, Batch, VersionsPath};
+    let d = |student: &str, version: i32| {
+        determination(student, version, if version % 2 == 0 { "AU" } else { "P" }, Finality::Provisional)
+    };
+    let batches: Vec<(Vec<Determination>, bool)> = vec![
+        // a's v2 before its v1.
+        (vec![d("p-a", 2), d("p-a", 1), d("p-b", 1), d("p-c", 3)], false),
+        // b's v3 before v2; d's v1 twice.
+        (vec![d("p-b", 3), d("p-b", 2), d("p-c", 1), d("p-d", 1), d("p-d", 1)], true),
+        // a's v2 again: stored by the first batch.
+        (vec![d("p-e", 1), d("p-a", 2)], true),
+        (vec![d("p-a", 4), d("p-c", 2), d("p-e", 2)], false),
+        // A stored version first, then many rows: the server refuses the
+        // COPY while the sink is still sending it.
+        (std::iter::once(d("p-b", 1)).chain((0..20_000).map(|i| d(&format!("p-bulk-{i}"), 1))).collect(), true),
+    ];
+    let mut tables = Vec::new();
+    for path in [VersionsPath::Copy, VersionsPath::Staged] {
+        let url = db.fresh(if path == VersionsPath::Copy { "copy" } else { "staged" })?;
+        let mut pg = Pg::connect(&url)?;
+        let Pg { rt, client } = &mut pg;
+        rt.block_on(async {
+            rollcall_sink::migrate::migrate(client).await?;
+            rollcall_sink::db::prepare_session(client).await?;
+            for (i, (ds, duplicate)) in batches.iter().enumerate() {
+                let batch = Batch {
+                    determinations: ds.clone(),
+                    next_offsets: [(("t".to_string(), 0), 5 * (i as i64 + 1))].into_iter().collect(),
+                    records: ds.len(),
+                    ..Batch::default()
+                };
+                let w = match path {
+                    VersionsPath::Copy => write_batch(client, &batch).await?,
+                    VersionsPath::Staged => write_batch_via(client, &batch, VersionsPath::Staged).await?,
+                };
+                if path == VersionsPath::Copy && w.staged != *duplicate {
+                    return Err(format!("batch {i}: staged {} (a duplicate: {duplicate})", w.staged).into());
+                }
+            }
+            Ok::<_, Box<dyn std::error::Error>>(())
+        })
+        .map_err(|e| format!("{path:?}: {e}"))?;
+        let offsets: Vec<String> = pg
+            .query("SELECT topic, partition, next_offset FROM sink_offsets")?
+            .iter()
+            .map(|r| format!("{}[{}]={}", r.get::<_, String>(0), r.get::<_, i32>(1), r.get::<_, i64>(2)))
+            .collect();
+        tables.push((json(&pg.determinations("determination_versions")?), json(&pg.determinations("determinations")?), offsets));
+    }
+    let all: Vec<&Determination> = batches.iter().flat_map(|(ds, _)| ds).collect();
+    let mut seen = std::collections::HashSet::new();
+    let versions: Vec<Determination> = all.into_iter().filter(|x| seen.insert(x.determination_id.clone())).cloned().collect();
+    let mut latest = vec![d("p-a", 4), d("p-b", 3), d("p-c", 3), d("p-d", 1), d("p-e", 2)];
+    latest.extend((0..20_000).map(|i| d(&format!("p-bulk-{i}"), 1)));
+    for (path, (v, l, o)) in ["copy", "staged"].iter().zip(&tables) {
+        compare(&json(&versions), v, &format!("{path}: determination_versions"))?;
+        compare(&json(&latest), l, &format!("{path}: determinations"))?;
+        ensure(o == &vec!["t[0]=25".to_string()], || format!("{path}: sink_offsets {o:?}"))?;
+    }
+    ensure(tables[0] == tables[1], || "the two paths' tables differ".into())
+}
+
 /// A running sink answers /metrics with what it wrote, and SIGTERM stops it within 2 s.
 fn metrics_and_sigterm(b: &str, db: &Database) -> TestResult {
     let d = processed_district(b)?;
@@ -757,6 +825,7 @@ fn main() -> ExitCode {
     let tests: Vec<(&str, fn(&str, &Database) -> TestResult)> = vec![
         ("district_flows_into_postgres", district_flows_into_postgres),
         ("out_of_order_versions_never_regress", out_of_order_versions_never_regress),
+        ("copy_and_staged_paths_agree", copy_and_staged_paths_agree),
         ("metrics_and_sigterm", metrics_and_sigterm),
         ("edfi_export_has_the_resource_shapes", edfi_export_has_the_resource_shapes),
         ("bench_sink_reports_its_rate", bench_sink_reports_its_rate),

@@ -3,7 +3,8 @@
 //! binary COPY into temporary tables, then one `INSERT … SELECT … ON
 //! CONFLICT` per table: a few statements per batch, whatever its size.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use rollcall_model::{Determination, OutreachTrigger};
@@ -55,6 +56,9 @@ pub struct Written {
     pub determination_versions: u64,
     pub outreach_triggers: u64,
     pub sink_dead_letters: u64,
+    /// The batch held a version already stored and went through
+    /// [`VersionsPath::Staged`] after its COPY failed.
+    pub staged: bool,
 }
 
 const DET_COLUMNS: &str = "determination_id, student_id, school_id, scope, date, section_id, policy, status, code, \
@@ -99,10 +103,19 @@ const OUT_TYPES: &[Type] = &[
 
 /// Creates this connection's staging tables (temporary: each connection has
 /// its own, emptied at every commit or rollback).
+///
+/// The session commits without waiting for the WAL flush
+/// (`synchronous_commit = off`). That loses no row and doubles none: a
+/// batch's rows and the Kafka offsets after them are in one transaction, so
+/// a server crash that forgets the last commits forgets both, and the next
+/// start reads those records again from the older offsets. A committed
+/// transaction is never half there; only its durability is delayed (by at
+/// most three times `wal_writer_delay`), and what it lost is still in Kafka.
 pub async fn prepare_session(client: &Client) -> Result<(), SinkError> {
     client
         .batch_execute(
-            "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_determinations
+            "SET synchronous_commit = off;
+             CREATE TEMPORARY TABLE IF NOT EXISTS incoming_determinations
                  (LIKE determination_versions) ON COMMIT DELETE ROWS;
              CREATE TEMPORARY TABLE IF NOT EXISTS incoming_outreach
                  (LIKE outreach_triggers) ON COMMIT DELETE ROWS;",
@@ -128,7 +141,7 @@ pub async fn load_offsets(client: &Client, topics: &[&str]) -> Result<BTreeMap<(
 pub async fn copy_determinations(
     tx: &tokio_postgres::Transaction<'_>,
     table: &str,
-    determinations: &[Determination],
+    determinations: impl IntoIterator<Item = &Determination>,
 ) -> Result<(), SinkError> {
     let sink = tx
         .copy_in(&format!("COPY {table} ({DET_COLUMNS}) FROM STDIN BINARY"))
@@ -165,32 +178,102 @@ pub async fn copy_determinations(
     Ok(())
 }
 
-/// Writes the batch and its positions in one transaction.
+/// How a batch's determinations reach `determination_versions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionsPath {
+    /// One binary COPY straight into `determination_versions`, no staging
+    /// and no conflict check. Exactly once makes this safe: a batch's rows
+    /// commit with the offsets after them, so no batch is applied twice and
+    /// a version already in the table means the topic itself holds it twice
+    /// (two producers, two groups writing one topic). Then the COPY fails
+    /// with a unique violation, the transaction is rolled back and the
+    /// batch goes through [`VersionsPath::Staged`].
+    Copy,
+    /// COPY into the staging table, then `INSERT … ON CONFLICT DO NOTHING`:
+    /// any duplicate, in the batch or in the table, is skipped.
+    Staged,
+}
+
+/// Writes the batch and its positions in one transaction: by
+/// [`VersionsPath::Copy`], or by [`VersionsPath::Staged`] again when the
+/// batch holds a version the table already has.
 pub async fn write_batch(client: &mut Client, batch: &Batch) -> Result<Written, SinkError> {
+    match write_batch_via(client, batch, VersionsPath::Copy).await {
+        Err(e) if e.is_unique_violation() => {
+            tracing::warn!(error = %e, "a version of the batch is already stored (a duplicate in the topic); writing the batch again, skipping duplicates");
+            let mut w = write_batch_via(client, batch, VersionsPath::Staged).await?;
+            w.staged = true;
+            Ok(w)
+        }
+        other => other,
+    }
+}
+
+/// The latest version per key of `determinations`: the highest version, the
+/// later record of the batch among equal ones (the same row twice: the
+/// processor's `determination_id` is the key and the version).
+fn latest_per_key(determinations: &[Determination]) -> Vec<&Determination> {
+    let mut latest: HashMap<(&str, &str, chrono::NaiveDate, &str), usize> = HashMap::with_capacity(determinations.len());
+    for (i, d) in determinations.iter().enumerate() {
+        let key = (d.student_id.as_str(), d.scope.as_str(), d.date, d.section_id.as_deref().unwrap_or(""));
+        match latest.entry(key) {
+            Entry::Vacant(v) => {
+                v.insert(i);
+            }
+            Entry::Occupied(mut o) => {
+                if determinations[*o.get()].version <= d.version {
+                    o.insert(i);
+                }
+            }
+        }
+    }
+    let mut keep: Vec<usize> = latest.into_values().collect();
+    keep.sort_unstable();
+    keep.into_iter().map(|i| &determinations[i]).collect()
+}
+
+/// Writes the batch and its positions in one transaction, its versions by `path`.
+pub async fn write_batch_via(client: &mut Client, batch: &Batch, path: VersionsPath) -> Result<Written, SinkError> {
     let tx = client.transaction().await.map_err(SinkError::db("beginning a batch"))?;
     let mut w = Written::default();
     if !batch.determinations.is_empty() {
-        copy_determinations(&tx, "incoming_determinations", &batch.determinations).await?;
-        w.determination_versions = tx
-            .execute(
-                &format!(
-                    "INSERT INTO determination_versions ({DET_COLUMNS}) SELECT {DET_COLUMNS} FROM incoming_determinations
-                     ON CONFLICT (determination_id) DO NOTHING"
-                ),
-                &[],
-            )
-            .await
-            .map_err(SinkError::db("inserting determination_versions"))?;
+        let latest = match path {
+            VersionsPath::Copy => {
+                copy_determinations(&tx, "determination_versions", &batch.determinations).await?;
+                w.determination_versions = batch.determinations.len() as u64;
+                // Only the latest version per key goes to the staging table:
+                // fewer rows to copy, none to sort.
+                let latest = latest_per_key(&batch.determinations);
+                copy_determinations(&tx, "incoming_determinations", latest).await?;
+                "SELECT {DET_COLUMNS} FROM incoming_determinations"
+            }
+            VersionsPath::Staged => {
+                copy_determinations(&tx, "incoming_determinations", &batch.determinations).await?;
+                w.determination_versions = tx
+                    .execute(
+                        &format!(
+                            "INSERT INTO determination_versions ({DET_COLUMNS}) SELECT {DET_COLUMNS} FROM incoming_determinations
+                             ON CONFLICT (determination_id) DO NOTHING"
+                        ),
+                        &[],
+                    )
+                    .await
+                    .map_err(SinkError::db("inserting determination_versions"))?;
+                "SELECT DISTINCT ON (student_id, scope, date, coalesce(section_id, '')) {DET_COLUMNS}
+                   FROM incoming_determinations
+                  ORDER BY student_id, scope, date, coalesce(section_id, ''), version DESC"
+            }
+        };
+        let latest = latest.replace("{DET_COLUMNS}", DET_COLUMNS);
         // One row per key, its highest version of the batch: ON CONFLICT may
-        // not touch a row twice in one statement. The WHERE keeps a row from
-        // going back to an older version that arrives later.
+        // not touch a row twice in one statement (on the COPY path the
+        // staging table holds one row per key already). The WHERE keeps a
+        // row from going back to an older version that arrives later.
         w.determinations = tx
             .execute(
                 &format!(
                     "INSERT INTO determinations ({DET_COLUMNS})
-                     SELECT DISTINCT ON (student_id, scope, date, coalesce(section_id, '')) {DET_COLUMNS}
-                       FROM incoming_determinations
-                      ORDER BY student_id, scope, date, coalesce(section_id, ''), version DESC
+                     {latest}
                      ON CONFLICT (student_id, scope, date, section_key) DO UPDATE SET
                        determination_id = excluded.determination_id, school_id = excluded.school_id,
                        policy = excluded.policy, status = excluded.status, code = excluded.code,

@@ -76,6 +76,12 @@ impl SinkError {
         move |source| SinkError::Kafka { what, source }
     }
 
+    /// A unique violation: a row the table already holds.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, SinkError::Db { source, .. }
+            if source.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION))
+    }
+
     /// Whether starting again (new connections, positions re-read from the
     /// database) can help: the database or the broker went away, or the
     /// server asked to retry. A constraint or a schema problem cannot be

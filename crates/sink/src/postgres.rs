@@ -123,8 +123,6 @@ struct TopicReader {
     consumer: BaseConsumer<QuietContext>,
     partitions: Vec<i32>,
     at_end: HashSet<i32>,
-    /// The committed position per partition, for the lag gauge.
-    position: BTreeMap<i32, i64>,
 }
 
 pub struct Sink {
@@ -220,11 +218,11 @@ impl Sink {
             return Err(SinkError::NoTopic(topic.to_string()));
         }
         let mut tpl = TopicPartitionList::new();
-        let mut position = BTreeMap::new();
+        let mut stored_here = 0;
         for &p in &partitions {
             let offset = match stored.get(&(topic.to_string(), p)) {
                 Some(&o) => {
-                    position.insert(p, o);
+                    stored_here += 1;
                     Offset::Offset(o)
                 }
                 None => Offset::Beginning,
@@ -232,8 +230,8 @@ impl Sink {
             tpl.add_partition_offset(topic, p, offset).map_err(SinkError::kafka(format!("assigning {topic}[{p}]")))?;
         }
         consumer.assign(&tpl).map_err(SinkError::kafka(format!("assigning {topic}")))?;
-        info!(topic, partitions = partitions.len(), stored = position.len(), "assigned at the stored positions");
-        Ok(TopicReader { topic: topic.to_string(), kind, consumer, partitions, at_end: HashSet::new(), position })
+        info!(topic, partitions = partitions.len(), stored = stored_here, "assigned at the stored positions");
+        Ok(TopicReader { topic: topic.to_string(), kind, consumer, partitions, at_end: HashSet::new() })
     }
 
     async fn session(&mut self) -> Result<(), SinkError> {
@@ -277,104 +275,46 @@ impl Sink {
         db::prepare_session(&client).await?;
         self.metrics.init_topics(&[&topics.determinations, &topics.outreach]);
         let stored = db::load_offsets(&client, &[&topics.determinations, &topics.outreach]).await?;
-        let mut readers = vec![
+        let readers = vec![
             self.reader(&topics.determinations, Kind::Determinations, &stored)?,
             self.reader(&topics.outreach, Kind::Outreach, &stored)?,
         ];
         self.metrics.set_ready(Ok(()));
         info!(database = %url, brokers = %self.cfg.brokers, "sink started");
+        let partitions: Vec<(String, i32)> =
+            readers.iter().flat_map(|r| r.partitions.iter().map(|p| (r.topic.clone(), *p))).collect();
+        // The committed position per partition, for the lag gauge.
+        let mut positions: BTreeMap<(String, i32), i64> =
+            partitions.iter().filter_map(|k| stored.get(k).map(|o| (k.clone(), *o))).collect();
         // The ends of the partitions, asked of the broker by a thread of
         // their own: the requests take ~100 ms a partition (a second for the
         // two topics), which this loop spent reading and writing nothing.
-        let ends = Watermarks::start(&self.cfg, &readers)?;
+        let ends = Watermarks::start(&self.cfg, &partitions)?;
+        // Reading and decoding the next batch overlap writing this one.
+        let mut reading = Reading::start(&self.cfg, &self.stop, readers)?;
         let mut lag_refreshed: Option<Instant> = None;
-        // The partition count is asked of the broker every 10 s.
-        let mut checked = Instant::now();
         loop {
             if lag_refreshed.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
-                self.refresh_lag(&readers, &ends);
+                self.refresh_lag(&partitions, &positions, &ends);
                 lag_refreshed = Some(Instant::now());
             }
-            if checked.elapsed() > Duration::from_secs(10) {
-                checked = Instant::now();
-                // Partitions added to a topic are read from their start: the
-                // session begins again and assigns them with the others.
-                for r in &readers {
-                    if let Ok(md) = r.consumer.fetch_metadata(Some(&r.topic), Duration::from_millis(500)) {
-                        let n = md.topics().iter().filter(|t| t.name() == r.topic).map(|t| t.partitions().len()).sum::<usize>();
-                        if n > r.partitions.len() {
-                            return Err(SinkError::PartitionsAdded {
-                                topic: r.topic.clone(),
-                                before: r.partitions.len(),
-                                now: n,
-                            });
-                        }
-                    }
-                }
+            let Ok(read) = tokio::time::timeout(Duration::from_secs(1), reading.batches.recv()).await else { continue };
+            if self.stopped() {
+                // A batch read but not written is dropped: nothing of it is committed.
+                return Ok(());
             }
-            let Some(batch) = self.collect(&mut readers) else { return Ok(()) };
-            if batch.is_empty() {
-                if self.cfg.exit_when_idle && readers.iter().all(|r| r.at_end.len() == r.partitions.len()) {
+            match read {
+                Some(Read::Batch(batch)) => self.write(&mut client, &batch, &mut positions).await?,
+                Some(Read::AllWritten) => {
                     info!("every partition is written to its end");
                     return Ok(());
                 }
-                continue;
-            }
-            self.write(&mut client, &batch, &mut readers).await?;
-        }
-    }
-
-    /// Reads one batch: up to `batch_max_records` records, or what arrived
-    /// within `batch_max_ms` of the first. `None`: stop requested (the
-    /// partial batch is dropped; nothing of it is committed).
-    fn collect(&self, readers: &mut [TopicReader]) -> Option<Batch> {
-        let mut batch = Batch::default();
-        let mut first: Option<Instant> = None;
-        let max_wait = Duration::from_millis(self.cfg.batch_max_ms);
-        let mut idle_rounds = 0;
-        loop {
-            if self.stopped() {
-                return None;
-            }
-            if batch.records >= self.cfg.batch_max_records || first.is_some_and(|f| f.elapsed() >= max_wait) {
-                return Some(batch);
-            }
-            let mut got = false;
-            for r in readers.iter_mut() {
-                // Drain what is buffered without waiting; wait only when a
-                // whole round found nothing.
-                let timeout = if idle_rounds > 0 { Duration::from_millis(25) } else { Duration::ZERO };
-                for _ in 0..1_000 {
-                    if batch.records >= self.cfg.batch_max_records {
-                        break;
-                    }
-                    match r.consumer.poll(timeout) {
-                        None => break,
-                        Some(Err(RdError::PartitionEOF(p))) => {
-                            r.at_end.insert(p);
-                            break;
-                        }
-                        Some(Err(e)) => {
-                            // librdkafka retries fetches itself; say what happened.
-                            warn!(topic = %r.topic, error = %e, "kafka consumer");
-                            break;
-                        }
-                        Some(Ok(m)) => {
-                            got = true;
-                            first.get_or_insert_with(Instant::now);
-                            r.at_end.remove(&m.partition());
-                            take(r.kind, &m, &mut batch);
-                        }
-                    }
-                }
-            }
-            if got {
-                idle_rounds = 0;
-            } else {
-                idle_rounds += 1;
-                if first.is_none() && idle_rounds > 1 {
-                    // Nothing at all: give the caller a chance to check idleness.
-                    return Some(batch);
+                Some(Read::Failed(e)) => return Err(e),
+                None => {
+                    return Err(SinkError::Io {
+                        what: "reading the topics".into(),
+                        source: std::io::Error::other("the reading thread ended"),
+                    })
                 }
             }
         }
@@ -384,7 +324,7 @@ impl Sink {
         &mut self,
         client: &mut tokio_postgres::Client,
         batch: &Batch,
-        readers: &mut [TopicReader],
+        positions: &mut BTreeMap<(String, i32), i64>,
     ) -> Result<(), SinkError> {
         let spans: Vec<String> = batch.next_offsets.iter().map(|((t, p), o)| format!("{t}[{p}]<{o}")).collect();
         let span = tracing::info_span!(
@@ -406,12 +346,8 @@ impl Sink {
         };
         let seconds = started.elapsed().as_secs_f64();
         let mut by_topic: BTreeMap<String, u64> = BTreeMap::new();
-        for r in readers.iter_mut() {
-            for ((t, p), o) in &batch.next_offsets {
-                if *t == r.topic {
-                    r.position.insert(*p, *o);
-                }
-            }
+        for (k, o) in &batch.next_offsets {
+            positions.insert(k.clone(), *o);
         }
         for b in &batch.bad {
             self.metrics.bad_records.with_label_values(&[&b.topic, b.error_kind]).inc();
@@ -443,14 +379,162 @@ impl Sink {
     }
 
     /// The lag gauge: the end of each partition (as last asked) less the committed position.
-    fn refresh_lag(&self, readers: &[TopicReader], ends: &Watermarks) {
+    fn refresh_lag(&self, partitions: &[(String, i32)], positions: &BTreeMap<(String, i32), i64>, ends: &Watermarks) {
         let ends = ends.get();
-        for r in readers {
-            for &p in &r.partitions {
-                if let Some(&(low, high)) = ends.get(&(r.topic.clone(), p)) {
-                    let pos = r.position.get(&p).copied().unwrap_or(low);
-                    self.metrics.lag.with_label_values(&[&r.topic, &p.to_string()]).set((high - pos).max(0));
+        for k in partitions {
+            if let Some(&(low, high)) = ends.get(k) {
+                let pos = positions.get(k).copied().unwrap_or(low);
+                self.metrics.lag.with_label_values(&[&k.0, &k.1.to_string()]).set((high - pos).max(0));
+            }
+        }
+    }
+}
+
+/// What the reading thread hands the writer.
+enum Read {
+    Batch(Batch),
+    /// Every partition is read to its end, and every batch before this was
+    /// handed over (`exit_when_idle`).
+    AllWritten,
+    /// The session must start again (partitions were added).
+    Failed(SinkError),
+}
+
+/// The thread that reads and decodes batches while the session writes the
+/// previous one; at most one batch waits for the writer. Dropping this ends
+/// the thread and waits for it (within a poll, ~25 ms).
+struct Reading {
+    batches: tokio::sync::mpsc::Receiver<Read>,
+    quit: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Reading {
+    fn start(cfg: &SinkConfig, stop: &Arc<AtomicBool>, readers: Vec<TopicReader>) -> Result<Reading, SinkError> {
+        let (tx, batches) = tokio::sync::mpsc::channel(1);
+        let quit = Arc::new(AtomicBool::new(false));
+        let (cfg, stop, q) = (cfg.clone(), stop.clone(), quit.clone());
+        let thread = std::thread::Builder::new()
+            .name("sink-reader".into())
+            .spawn(move || read_batches(&cfg, &stop, &q, readers, &tx))
+            .map_err(|source| SinkError::Io { what: "starting the reading thread".into(), source })?;
+        Ok(Reading { batches, quit, thread: Some(thread) })
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.quit.store(true, Ordering::SeqCst);
+        // Wakes the thread if it waits to hand over a batch.
+        self.batches.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The reading thread's loop: batches to the writer until the session ends.
+fn read_batches(
+    cfg: &SinkConfig,
+    stop: &AtomicBool,
+    quit: &AtomicBool,
+    mut readers: Vec<TopicReader>,
+    tx: &tokio::sync::mpsc::Sender<Read>,
+) {
+    let halted = || stop.load(Ordering::SeqCst) || quit.load(Ordering::SeqCst);
+    // The partition count is asked of the broker every 10 s.
+    let mut checked = Instant::now();
+    loop {
+        if checked.elapsed() > Duration::from_secs(10) {
+            checked = Instant::now();
+            // Partitions added to a topic are read from their start: the
+            // session begins again and assigns them with the others.
+            for r in &readers {
+                if let Ok(md) = r.consumer.fetch_metadata(Some(&r.topic), Duration::from_millis(500)) {
+                    let n = md.topics().iter().filter(|t| t.name() == r.topic).map(|t| t.partitions().len()).sum::<usize>();
+                    if n > r.partitions.len() {
+                        let _ = tx.blocking_send(Read::Failed(SinkError::PartitionsAdded {
+                            topic: r.topic.clone(),
+                            before: r.partitions.len(),
+                            now: n,
+                        }));
+                        return;
+                    }
                 }
+            }
+        }
+        let Some(batch) = collect(cfg, &halted, &mut readers) else { return };
+        if batch.is_empty() {
+            if cfg.exit_when_idle && readers.iter().all(|r| r.at_end.len() == r.partitions.len()) {
+                let _ = tx.blocking_send(Read::AllWritten);
+                return;
+            }
+            if tx.is_closed() {
+                return;
+            }
+            continue;
+        }
+        if tx.blocking_send(Read::Batch(batch)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one batch: up to `batch_max_records` records, or what arrived
+/// within `batch_max_ms` of the first. `None`: stop requested (the
+/// partial batch is dropped; nothing of it is committed).
+fn collect(cfg: &SinkConfig, halted: &dyn Fn() -> bool, readers: &mut [TopicReader]) -> Option<Batch> {
+    let mut batch = Batch::default();
+    let mut first: Option<Instant> = None;
+    let max_wait = Duration::from_millis(cfg.batch_max_ms);
+    let mut idle_rounds = 0;
+    loop {
+        if halted() {
+            return None;
+        }
+        if batch.records >= cfg.batch_max_records || first.is_some_and(|f| f.elapsed() >= max_wait) {
+            return Some(batch);
+        }
+        let mut got = false;
+        for r in readers.iter_mut() {
+            // Drain what is buffered without waiting; wait only when a
+            // whole round found nothing.
+            let timeout = if idle_rounds > 0 { Duration::from_millis(25) } else { Duration::ZERO };
+            for _ in 0..1_000 {
+                if batch.records >= cfg.batch_max_records {
+                    break;
+                }
+                match r.consumer.poll(timeout) {
+                    None => break,
+                    Some(Err(RdError::PartitionEOF(p))) => {
+                        r.at_end.insert(p);
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        // librdkafka retries fetches itself; say what happened.
+                        warn!(topic = %r.topic, error = %e, "kafka consumer");
+                        break;
+                    }
+                    Some(Ok(m)) => {
+                        got = true;
+                        first.get_or_insert_with(Instant::now);
+                        r.at_end.remove(&m.partition());
+                        take(r.kind, &m, &mut batch);
+                    }
+                }
+            }
+        }
+        if got {
+            idle_rounds = 0;
+        } else if cfg.exit_when_idle && readers.iter().all(|r| r.at_end.len() == r.partitions.len()) {
+            // Every partition is read to its end and nothing more is
+            // awaited: the last batch need not wait out `batch_max_ms`.
+            return Some(batch);
+        } else {
+            idle_rounds += 1;
+            if first.is_none() && idle_rounds > 1 {
+                // Nothing at all: give the caller a chance to check idleness.
+                return Some(batch);
             }
         }
     }
@@ -464,7 +548,7 @@ struct Watermarks {
 }
 
 impl Watermarks {
-    fn start(cfg: &SinkConfig, readers: &[TopicReader]) -> Result<Watermarks, SinkError> {
+    fn start(cfg: &SinkConfig, partitions: &[(String, i32)]) -> Result<Watermarks, SinkError> {
         let consumer: BaseConsumer<QuietContext> = ClientConfig::new()
             .set("bootstrap.servers", &cfg.brokers)
             .set("group.id", &cfg.group)
@@ -473,8 +557,7 @@ impl Watermarks {
             .set("isolation.level", "read_committed")
             .create_with_context(QuietContext)
             .map_err(SinkError::kafka(format!("watermark consumer at {}", cfg.brokers)))?;
-        let partitions: Vec<(String, i32)> =
-            readers.iter().flat_map(|r| r.partitions.iter().map(|p| (r.topic.clone(), *p))).collect();
+        let partitions = partitions.to_vec();
         let ends = Arc::new(Mutex::new(BTreeMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (e, s) = (ends.clone(), stop.clone());
