@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use tracing::debug;
 
 use super::fetch::cached_high_watermark;
@@ -85,7 +84,7 @@ impl Processor {
         m.open_windows.with_label_values(&["week"]).set(open.week as i64);
         m.events_waiting.set(waiting as i64);
         let at = match self.cfg.clock {
-            ClockMode::Wall => Some(Utc::now()),
+            ClockMode::Wall => Some(self.cfg.wall_now()),
             ClockMode::Replay => self.tasks.values().filter_map(|t| t.engine.clock()).max(),
         };
         if let (Some(at), Some(task)) = (at, self.tasks.values().next()) {
