@@ -732,7 +732,7 @@ fn a_day_closes_while_the_processor_is_idle(b: &str) -> TestResult {
         .spawn()
         .map_err(|e| e.to_string())?;
     let close_at = Duration::from_secs(LEAD_SECS as u64);
-    let mut idle_before_close = false;
+    let (mut idle_before_close, mut in_session_before_close) = (false, false);
     let result = loop {
         let out = read_outputs(b, &topics).map_err(|e| format!("{e:#}"))?;
         let got = out.determinations.iter().find(|d| d.student_id == "idle-1");
@@ -748,10 +748,17 @@ fn a_day_closes_while_the_processor_is_idle(b: &str) -> TestResult {
                 ensure(idle_before_close, || {
                     "the processor had not consumed its input (consumer lag 0) before the day ended".into()
                 })
+            })
+            .and_then(|()| {
+                ensure(in_session_before_close, || "rollcall_schools_in_session was never 1 during the school day".into())
             });
         }
-        if started.elapsed() + Duration::from_secs(2) < close_at && !idle_before_close {
-            idle_before_close = consumed_everything(&metrics_addr);
+        if started.elapsed() + Duration::from_secs(2) < close_at {
+            if let Some(text) = scrape(&metrics_addr) {
+                idle_before_close |= consumed_everything(&text);
+                // The shifted clock is on the calendar's one instructional day.
+                in_session_before_close |= text.lines().any(|l| l == "rollcall_schools_in_session 1");
+            }
         }
         if started.elapsed() > close_at + Duration::from_secs(60) {
             break Err(format!("no determination within 60 s of the day's end (idle before it: {idle_before_close})"));
@@ -763,27 +770,23 @@ fn a_day_closes_while_the_processor_is_idle(b: &str) -> TestResult {
     result
 }
 
-/// Whether the processor's /metrics says every input partition it owns is
-/// read to its end (consumer lag series present, all 0).
-fn consumed_everything(addr: &str) -> bool {
+/// The processor's /metrics text, if it answers.
+fn scrape(addr: &str) -> Option<String> {
     use std::io::{Read, Write};
-    let Ok(sock) = addr.parse() else { return false };
-    let Ok(mut c) = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)) else { return false };
-    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-    if write!(c, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").is_err() {
-        return false;
-    }
+    let sock = addr.parse().ok()?;
+    let mut c = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(c, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
     let mut text = String::new();
-    if c.read_to_string(&mut text).is_err() {
-        return false;
-    }
-    let lags: Vec<f64> = text
-        .lines()
-        .filter(|l| l.starts_with("rollcall_consumer_lag_records{"))
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
-        .collect();
-    text.lines().any(|l| l.starts_with("rollcall_consumer_lag_records{") && l.contains("sis.roster.v1"))
-        && lags.iter().all(|v| *v == 0.0)
+    c.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// Whether /metrics says every input partition the processor owns is read
+/// to its end (consumer lag series for the roster present, all 0).
+fn consumed_everything(text: &str) -> bool {
+    let lag: Vec<&str> = text.lines().filter(|l| l.starts_with("rollcall_consumer_lag_records{")).collect();
+    lag.iter().any(|l| l.contains("sis.roster.v1")) && lag.iter().all(|l| l.ends_with(" 0"))
 }
 
 /// The broker stops and starts again mid-run; the processor waits,
