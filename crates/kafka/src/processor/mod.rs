@@ -28,7 +28,7 @@ mod calendars;
 mod clients;
 mod contexts;
 mod fetch;
-mod metrics_glue;
+pub(crate) mod metrics_glue;
 pub(crate) mod positions;
 mod restore;
 mod run;
