@@ -677,6 +677,118 @@ fn quiet_night_closes_on_the_wall_clock(b: &str) -> TestResult {
     result
 }
 
+/// The processor, idle on the wall clock, closes a day when the day ends:
+/// nothing arrives after the roster and the calendar are consumed, and the
+/// day's FINAL absence appears once its end passes. The wall clock is
+/// shifted (`ROLLCALL_CLOCK_OFFSET_SECONDS`) so that a school day three days
+/// from now ends 25 s after the processor starts.
+fn a_day_closes_while_the_processor_is_idle(b: &str) -> TestResult {
+    use rollcall_model::{CalendarDay, DayType, GradeLevel, SchoolCalendar, StudentRecord};
+    const LEAD_SECS: i64 = 25;
+    let day = chrono::Utc::now().date_naive() + chrono::Duration::days(3);
+    let s = Scenario {
+        file: "<idle>".into(),
+        name: "idle".into(),
+        policy: "mmsd".into(),
+        custom_policy: None,
+        calendars: vec![SchoolCalendar {
+            school_id: "i-school".into(),
+            timezone: "Etc/UTC".into(),
+            policy: "mmsd".into(),
+            days: vec![CalendarDay {
+                date: day,
+                instructional: true,
+                day_type: DayType::Full,
+                start: "08:00".parse().map_err(|e: String| e)?,
+                end: "15:00".parse().map_err(|e: String| e)?,
+            }],
+        }],
+        roster: vec![StudentRecord::new("idle-1", "i-school", GradeLevel::G3)],
+        absence_reports: vec![],
+        events: vec![],
+        now: chrono::Utc::now(),
+        expect: Expect::default(),
+    };
+    let prefix = unique("idle");
+    let topics = Topics::with_prefix(&prefix);
+    create_topics(b, &topics, 1, 1).map_err(|e| format!("{e:#}"))?;
+    produce_scenario(b, &topics, &s).map_err(|e| format!("{e:#}"))?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    // mmsd closes a day at the end of the school's local day (midnight, UTC here).
+    let closes = day.succ_opt().ok_or("no next day")?.and_hms_opt(0, 0, 0).ok_or("no midnight")?.and_utc();
+    let started = Instant::now();
+    let offset = (closes - chrono::Utc::now()).num_seconds() - LEAD_SECS;
+    let metrics_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        l.local_addr().map_err(|e| e.to_string())?.to_string()
+    };
+    let mut child = Command::new(bin())
+        .args(["run", "--brokers", b, "--clock", "wall", "--instance-id", "idle", "--topic-prefix", &prefix])
+        .args(["--group", &format!("{prefix}g"), "--metrics-addr", &metrics_addr])
+        .arg("--state-dir")
+        .arg(dir.path())
+        .env("ROLLCALL_CLOCK_OFFSET_SECONDS", offset.to_string())
+        .env("ROLLCALL_LOG", std::env::var("ROLLCALL_TEST_LOG").unwrap_or_else(|_| "error".into()))
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let close_at = Duration::from_secs(LEAD_SECS as u64);
+    let (mut idle_before_close, mut in_session_before_close) = (false, false);
+    let result = loop {
+        let out = read_outputs(b, &topics).map_err(|e| format!("{e:#}"))?;
+        let got = out.determinations.iter().find(|d| d.student_id == "idle-1");
+        // A margin of 2 s either side of the close for the clocks' rounding.
+        if let Some(d) = got {
+            if started.elapsed() + Duration::from_secs(2) < close_at {
+                break Err(format!("a determination {:.0?} before the day ends: {d:?}", close_at - started.elapsed()));
+            }
+            break ensure(d.code == "AU" && d.date == day && d.finality == rollcall_model::Finality::Final, || {
+                format!("expected a FINAL AU for {day}, got {d:?}")
+            })
+            .and_then(|()| {
+                ensure(idle_before_close, || {
+                    "the processor had not consumed its input (consumer lag 0) before the day ended".into()
+                })
+            })
+            .and_then(|()| {
+                ensure(in_session_before_close, || "rollcall_schools_in_session was never 1 during the school day".into())
+            });
+        }
+        if started.elapsed() + Duration::from_secs(2) < close_at {
+            if let Some(text) = scrape(&metrics_addr) {
+                idle_before_close |= consumed_everything(&text);
+                // The shifted clock is on the calendar's one instructional day.
+                in_session_before_close |= text.lines().any(|l| l == "rollcall_schools_in_session 1");
+            }
+        }
+        if started.elapsed() > close_at + Duration::from_secs(60) {
+            break Err(format!("no determination within 60 s of the day's end (idle before it: {idle_before_close})"));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// The processor's /metrics text, if it answers.
+fn scrape(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let sock = addr.parse().ok()?;
+    let mut c = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(c, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    c.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// Whether /metrics says every input partition the processor owns is read
+/// to its end (consumer lag series for the roster present, all 0).
+fn consumed_everything(text: &str) -> bool {
+    let lag: Vec<&str> = text.lines().filter(|l| l.starts_with("rollcall_consumer_lag_records{")).collect();
+    lag.iter().any(|l| l.contains("sis.roster.v1")) && lag.iter().all(|l| l.ends_with(" 0"))
+}
+
 /// The broker stops and starts again mid-run; the processor waits,
 /// reconnects and its outputs equal an uninterrupted run's.
 fn broker_restart_loses_nothing(b: &str) -> TestResult {
@@ -919,6 +1031,7 @@ fn main() -> ExitCode {
         ("waiting_events_are_released_or_refused", waiting_events_are_released_or_refused),
         ("survivor_takes_over_partitions", survivor_takes_over_partitions),
         ("quiet_night_closes_on_the_wall_clock", quiet_night_closes_on_the_wall_clock),
+        ("a_day_closes_while_the_processor_is_idle", a_day_closes_while_the_processor_is_idle),
         ("kill_nine_loses_and_duplicates_nothing", kill_nine_loses_and_duplicates_nothing),
         ("broker_restart_loses_nothing", broker_restart_loses_nothing),
         ("two_groups_side_by_side", two_groups_side_by_side),

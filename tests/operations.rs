@@ -8,7 +8,7 @@
 //! the `prometheus` binary on PATH (scripts/setup.sh installs it): without
 //! it the test fails. Prints `N passed, N failed`.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -239,6 +239,70 @@ fn prometheus_scrapes_the_processor(b: &str, prometheus: &Path) -> TestResult {
                 (stable && prom as usize == topic && topic > 0).then_some((prom, topic))
             })?;
         eprintln!("  {consumed} records consumed, {emitted} determinations counted, {on_topic} on the topic");
+        // Values, not only names: each must equal what the topics and the calendars say.
+        let outputs = read_outputs(b, &topics).map_err(|e| format!("{e:#}"))?;
+        let mut want_outreach: BTreeMap<String, f64> = BTreeMap::new();
+        for t in &outputs.outreach {
+            *want_outreach.entry(t.kind.as_str().to_ascii_lowercase()).or_default() += 1.0;
+        }
+        ensure(!want_outreach.is_empty(), || "the district raised no outreach: the comparison would prove nothing".into())?;
+        let mut want_dead: BTreeMap<String, f64> = BTreeMap::new();
+        for d in &outputs.dead_letters {
+            *want_dead.entry(d.error_kind.as_str().to_string()).or_default() += 1.0;
+        }
+        let by = |q: &str, label: &str| -> Option<BTreeMap<String, f64>> {
+            let samples = query(&prom_addr, q).ok()?;
+            Some(
+                samples
+                    .into_iter()
+                    .filter(|(_, v)| *v > 0.0)
+                    .map(|(l, v)| (l.get(label).and_then(Value::as_str).unwrap_or_default().to_string(), v))
+                    .collect(),
+            )
+        };
+        let mut got_outreach = BTreeMap::new();
+        wait_for("outreach counted by kind = triggers on the topic by kind", Duration::from_secs(60), &mut kids, || {
+            got_outreach = by("sum by (kind) (rollcall_outreach_triggers_total)", "kind")?;
+            (got_outreach == want_outreach).then_some(())
+        })
+        .map_err(|e| format!("{e}: Prometheus {got_outreach:?}, the outreach topic {want_outreach:?}"))?;
+        let mut got_dead = BTreeMap::new();
+        wait_for("dead letters counted by kind = the DLQ topic by kind", Duration::from_secs(60), &mut kids, || {
+            got_dead = by("sum by (error_kind) (rollcall_dlq_records_total)", "error_kind")?;
+            (got_dead == want_dead).then_some(())
+        })
+        .map_err(|e| format!("{e}: Prometheus {got_dead:?}, the DLQ topic {want_dead:?}"))?;
+        // Every input consumed: the lag of every input partition is 0.
+        let mut lag = (f64::NAN, f64::NAN);
+        wait_for("consumer lag 0 on every input partition", Duration::from_secs(60), &mut kids, || {
+            lag = (
+                scalar(&prom_addr, "count(rollcall_consumer_lag_records)").ok().flatten()?,
+                scalar(&prom_addr, "max(rollcall_consumer_lag_records)").ok().flatten()?,
+            );
+            (lag.0 >= 3.0 * partitions as f64 && lag.1 == 0.0).then_some(())
+        })
+        .map_err(|e| format!("{e}: (series, max lag) = {lag:?}"))?;
+        // The replay clock ends at the district's end: the schools whose
+        // calendar makes that instant's local date an instructional day.
+        let in_session = s
+            .calendars
+            .iter()
+            .filter(|c| {
+                let tz: chrono_tz::Tz = c.timezone.parse().unwrap_or(chrono_tz::UTC);
+                let local = s.now.with_timezone(&tz).date_naive();
+                c.days.iter().any(|d| d.date == local && d.instructional)
+            })
+            .count() as f64;
+        let mut gauge = f64::NAN;
+        wait_for("rollcall_schools_in_session = the calendars' count", Duration::from_secs(60), &mut kids, || {
+            gauge = scalar(&prom_addr, "rollcall_schools_in_session").ok().flatten()?;
+            (gauge == in_session).then_some(())
+        })
+        .map_err(|e| format!("{e}: the gauge says {gauge}, the calendars {in_session} at {}", s.now))?;
+        eprintln!(
+            "  outreach by kind {want_outreach:?}, dead letters by kind {want_dead:?}, {in_session} schools in session at {}",
+            s.now
+        );
         for name in METRIC_NAMES {
             let n = scalar(&prom_addr, &format!("count({{__name__=~\"{name}|{name}_count\"}})"))?.unwrap_or(0.0);
             ensure(n > 0.0, || format!("{name}: no series in Prometheus"))?;
@@ -266,8 +330,12 @@ fn prometheus_scrapes_the_processor(b: &str, prometheus: &Path) -> TestResult {
             let v: Value = serde_json::from_str(line).map_err(|e| format!("log line is not JSON ({e}): {line}"))?;
             ensure(v.get("fields").is_some(), || format!("log line without fields: {line}"))?;
         }
-        let dead_line = log.lines().find(|l| l.contains("dead letter")).ok_or("no dead-letter log line")?;
-        ensure(dead_line.contains("\"key\":\"st:"), || format!("dead-letter line without a hashed key: {dead_line}"))?;
+        // Dead letters are summed up per interval (one line for all of them,
+        // each named by topic, partition and offset, never by student).
+        let dead_line = log.lines().find(|l| l.contains("dead letter(s) in the last")).ok_or("no dead-letter summary line")?;
+        ensure(dead_line.contains("NOT_AVRO") && !dead_line.contains(victim.as_str()), || {
+            format!("the dead-letter summary should name NOT_AVRO and not the student: {dead_line}")
+        })?;
         if let Some(id) = student_ids.iter().find(|id| log.contains(id.as_str())) {
             return Err(format!("the log shows student id {id}"));
         }

@@ -196,44 +196,54 @@ pub fn topics(cmd: TopicsCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+impl RunArgs {
+    /// The flags' layer: each flag given overrides the file and the
+    /// environment; a repeatable list flag adds to the list they give.
+    fn apply(self, cfg: &mut ProcessorConfig) -> anyhow::Result<()> {
+        let args = self;
+        if let Some(b) = args.brokers {
+            cfg.brokers = b;
+        }
+        if let Some(d) = args.state_dir {
+            cfg.state_dir = d;
+        }
+        if let Some(g) = args.group {
+            cfg.group = g;
+        }
+        if let Some(i) = args.instance_id {
+            cfg.instance_id = i;
+        }
+        if let Some(c) = args.clock {
+            cfg.clock = match c.as_str() {
+                "wall" => ClockMode::Wall,
+                "replay" => ClockMode::Replay,
+                other => anyhow::bail!("--clock: `{other}` is neither `wall` nor `replay`"),
+            };
+        }
+        if args.until.is_some() {
+            cfg.until = args.until;
+        }
+        if args.exit_when_idle {
+            cfg.exit_when_idle = true;
+        }
+        if let Some(p) = args.topic_prefix {
+            cfg.topic_prefix = p;
+        }
+        if let Some(p) = args.output_prefix {
+            cfg.output_topic_prefix = p;
+        }
+        cfg.policy_files.extend(args.policy_files);
+        cfg.replace_presets.extend(args.replace_presets);
+        if let Some(a) = args.metrics_addr {
+            cfg.metrics_addr = a;
+        }
+        Ok(())
+    }
+}
+
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = ProcessorConfig::load(args.config.as_deref())?;
-    if let Some(b) = args.brokers {
-        cfg.brokers = b;
-    }
-    if let Some(d) = args.state_dir {
-        cfg.state_dir = d;
-    }
-    if let Some(g) = args.group {
-        cfg.group = g;
-    }
-    if let Some(i) = args.instance_id {
-        cfg.instance_id = i;
-    }
-    if let Some(c) = args.clock {
-        cfg.clock = match c.as_str() {
-            "wall" => ClockMode::Wall,
-            "replay" => ClockMode::Replay,
-            other => anyhow::bail!("--clock: `{other}` is neither `wall` nor `replay`"),
-        };
-    }
-    if args.until.is_some() {
-        cfg.until = args.until;
-    }
-    if args.exit_when_idle {
-        cfg.exit_when_idle = true;
-    }
-    if let Some(p) = args.topic_prefix {
-        cfg.topic_prefix = p;
-    }
-    if let Some(p) = args.output_prefix {
-        cfg.output_topic_prefix = p;
-    }
-    cfg.policy_files.extend(args.policy_files);
-    cfg.replace_presets.extend(args.replace_presets);
-    if let Some(a) = args.metrics_addr {
-        cfg.metrics_addr = a;
-    }
+    args.apply(&mut cfg)?;
     cfg.validate()?;
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
@@ -291,4 +301,104 @@ pub fn ctrlc_flag(flag: Arc<AtomicBool>) {
         tracing::warn!(limit_ms = STOP_LIMIT.as_millis() as u64, "not stopped in time; exiting without the open transaction");
         std::process::exit(0);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+    use rollcall_kafka::config::env_var;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Run {
+        #[command(flatten)]
+        args: RunArgs,
+    }
+
+    /// Per key with a flag of `rollcall run`: the file's value (TOML), the
+    /// environment's (text), the flag's arguments, then what the key holds
+    /// after the environment and after the flag (TOML). A repeatable list
+    /// flag adds to the list the file and the environment give.
+    type Row = (&'static str, &'static str, &'static str, &'static [&'static str], &'static str, &'static str);
+
+    fn table() -> Vec<Row> {
+        vec![
+            ("brokers", "\"f:1\"", "e:2", &["--brokers", "g:3"], "\"e:2\"", "\"g:3\""),
+            ("state_dir", "\"/f\"", "/e", &["--state-dir", "/g"], "\"/e\"", "\"/g\""),
+            ("group", "\"fg\"", "eg", &["--group", "gg"], "\"eg\"", "\"gg\""),
+            ("instance_id", "\"fi\"", "ei", &["--instance-id", "gi"], "\"ei\"", "\"gi\""),
+            ("clock", "\"replay\"", "wall", &["--clock", "replay"], "\"wall\"", "\"replay\""),
+            (
+                "until",
+                "\"2020-10-12T00:00:00Z\"",
+                "2021-01-01T00:00:00Z",
+                &["--until", "2022-02-02T00:00:00Z"],
+                "\"2021-01-01T00:00:00Z\"",
+                "\"2022-02-02T00:00:00Z\"",
+            ),
+            ("exit_when_idle", "true", "false", &["--exit-when-idle"], "false", "true"),
+            ("topic_prefix", "\"f.\"", "e.", &["--topic-prefix", "g."], "\"e.\"", "\"g.\""),
+            ("output_topic_prefix", "\"fo.\"", "eo.", &["--output-prefix", "go."], "\"eo.\"", "\"go.\""),
+            (
+                "policy_files",
+                "[\"f.toml\"]",
+                "e1.toml,e2.toml",
+                &["--policy-file", "g.toml"],
+                "[\"e1.toml\", \"e2.toml\"]",
+                "[\"e1.toml\", \"e2.toml\", \"g.toml\"]",
+            ),
+            ("replace_presets", "[\"cms\"]", "mmsd", &["--replace-preset", "nmped"], "[\"mmsd\"]", "[\"mmsd\", \"nmped\"]"),
+            ("metrics_addr", "\"127.0.0.1:1\"", "off", &["--metrics-addr", "127.0.0.1:2"], "\"off\"", "\"127.0.0.1:2\""),
+        ]
+    }
+
+    /// The configuration of a file that sets only `key`.
+    fn only(key: &str, value: &str) -> ProcessorConfig {
+        toml::from_str(&format!("{key} = {value}\n")).unwrap_or_else(|e| panic!("{key} = {value}: {e}"))
+    }
+
+    #[test]
+    fn a_flag_beats_the_environment_which_beats_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rollcall.toml");
+        for (key, file_value, env_value, flags, after_env, after_flag) in table() {
+            assert!(ProcessorConfig::keys().contains(&(None, key)), "{key} is not a key");
+            std::fs::write(&file, format!("{key} = {file_value}\n")).unwrap();
+            let from_file = ProcessorConfig::load(Some(&file)).unwrap();
+            assert_eq!(from_file, only(key, file_value), "{key} from the file");
+            assert_ne!(from_file, ProcessorConfig::default(), "{key}: the file's value must not be the default");
+            let mut cfg = from_file.clone();
+            let var = env_var(None, key);
+            cfg.apply_env(|k| (k == var).then(|| env_value.to_string())).unwrap_or_else(|e| panic!("{var}: {e}"));
+            assert_eq!(cfg, only(key, after_env), "{var} over the file");
+            assert_ne!(cfg, from_file, "{var} must change what the file gave");
+            let args = Run::try_parse_from(std::iter::once("run").chain(flags.iter().copied()))
+                .unwrap_or_else(|e| panic!("{flags:?}: {e}"))
+                .args;
+            let before = cfg.clone();
+            args.apply(&mut cfg).unwrap();
+            assert_eq!(cfg, only(key, after_flag), "{flags:?} over {var} and the file");
+            assert_ne!(cfg, before, "{flags:?} must change what the environment gave");
+        }
+    }
+
+    #[test]
+    fn every_flag_of_run_is_in_the_precedence_table() {
+        let flags: std::collections::BTreeSet<String> = Run::command()
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .filter(|l| !matches!(l.as_str(), "config" | "help" | "version"))
+            .collect();
+        let covered: std::collections::BTreeSet<String> =
+            table().iter().map(|r| r.3[0].trim_start_matches("--").to_string()).collect();
+        assert_eq!(flags, covered, "a flag of `rollcall run` missing from the table, or a row without a flag");
+    }
+
+    #[test]
+    fn a_bad_clock_flag_is_refused() {
+        let args = Run::try_parse_from(["run", "--clock", "sundial"]).unwrap().args;
+        let e = args.apply(&mut ProcessorConfig::default()).unwrap_err().to_string();
+        assert!(e.contains("--clock") && e.contains("sundial"), "{e}");
+    }
 }

@@ -18,6 +18,10 @@ pub enum ClockMode {
     Replay,
 }
 
+/// How far `clock_offset_seconds` may shift the wall clock: ten years.
+pub const MAX_CLOCK_OFFSET_SECONDS: u64 = 10 * 366 * 86_400;
+const MAX_CLOCK_OFFSET_SECONDS_I64: i64 = MAX_CLOCK_OFFSET_SECONDS as i64;
+
 /// Everything `rollcall run` needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -29,6 +33,10 @@ pub struct ProcessorConfig {
     /// a restarted instance with the same id fences its predecessor at once.
     pub instance_id: String,
     pub clock: ClockMode,
+    /// For tests and demos only: the wall clock is shifted by this many
+    /// seconds (read once, at start), so that a school day of the near
+    /// future closes within seconds. 0 in production.
+    pub clock_offset_seconds: i64,
     /// Replay: advance to this instant once every input is consumed.
     pub until: Option<DateTime<Utc>>,
     /// Exit once every input is consumed (and, in replay, the final advance is committed).
@@ -77,6 +85,7 @@ impl Default for ProcessorConfig {
             state_dir: PathBuf::from("rollcall-state"),
             instance_id: "0".into(),
             clock: ClockMode::Wall,
+            clock_offset_seconds: 0,
             until: None,
             exit_when_idle: false,
             batch_max_records: 20_000,
@@ -145,6 +154,7 @@ fn key_doc(key: &str) -> &'static str {
         "state_dir" => "Where this instance keeps its RocksDB state, one directory per partition it owns.",
         "instance_id" => "Names this instance's transactional producer; keep it stable across restarts.",
         "clock" => "\"wall\" (production: windows close on the wall clock) or \"replay\" (the records' timestamps).",
+        "clock_offset_seconds" => "For tests and demos only: shift the wall clock by this many seconds (0 in production).",
         "until" => "Replay: advance the clock to this instant once every input is consumed.",
         "exit_when_idle" => "Exit once every input is consumed.",
         "batch_max_records" => "A transaction closes after this many input records...",
@@ -249,6 +259,7 @@ impl ProcessorConfig {
             "state_dir",
             "instance_id",
             "clock",
+            "clock_offset_seconds",
             "until",
             "exit_when_idle",
             "batch_max_records",
@@ -289,6 +300,12 @@ impl ProcessorConfig {
         if self.clock == ClockMode::Wall && self.until.is_some() {
             return invalid("until", "only the replay clock takes a final instant");
         }
+        if self.clock == ClockMode::Replay && self.clock_offset_seconds != 0 {
+            return invalid("clock_offset_seconds", "only the wall clock is shifted; the replay clock is the records'");
+        }
+        if self.clock_offset_seconds.unsigned_abs() > MAX_CLOCK_OFFSET_SECONDS {
+            return invalid("clock_offset_seconds", &format!("at most {MAX_CLOCK_OFFSET_SECONDS} seconds either way"));
+        }
         if self.metrics_addr != "off" && self.metrics_addr.parse::<std::net::SocketAddr>().is_err() {
             return invalid(
                 "metrics_addr",
@@ -301,6 +318,15 @@ impl ProcessorConfig {
     pub fn topics(&self) -> crate::wire::Topics {
         let outputs = if self.output_topic_prefix.is_empty() { &self.topic_prefix } else { &self.output_topic_prefix };
         crate::wire::Topics::of_group(&self.topic_prefix, &self.group).with_outputs_behind(outputs)
+    }
+
+    /// The wall clock as the processor sees it: now, shifted by
+    /// [`ProcessorConfig::clock_offset_seconds`].
+    pub fn wall_now(&self) -> DateTime<Utc> {
+        Utc::now()
+            + chrono::Duration::seconds(
+                self.clock_offset_seconds.clamp(-MAX_CLOCK_OFFSET_SECONDS_I64, MAX_CLOCK_OFFSET_SECONDS_I64),
+            )
     }
 
     pub fn transactional_id(&self) -> String {
@@ -347,6 +373,7 @@ mod tests {
             (None, "state_dir", "\"/f\"", "/e"),
             (None, "instance_id", "\"fi\"", "ei"),
             (None, "clock", "\"replay\"", "wall"),
+            (None, "clock_offset_seconds", "60", "-60"),
             (None, "until", "\"2020-10-12T00:00:00Z\"", "2021-01-01T00:00:00Z"),
             (None, "exit_when_idle", "true", "false"),
             (None, "batch_max_records", "7", "8"),

@@ -24,7 +24,7 @@ impl Processor {
     /// up to [`apply_threads`] threads; the transaction is one, as before.
     pub(super) fn process_batch(&mut self, until: Option<DateTime<Utc>>) -> Result<bool, KafkaError> {
         let replay = self.cfg.clock == ClockMode::Replay;
-        let now = Utc::now();
+        let now = self.cfg.wall_now();
         self.metrics.begin_batch();
         let topics = &self.topics;
         let mut tasks: Vec<&mut Task> = self.tasks.values_mut().collect();

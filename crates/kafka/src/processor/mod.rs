@@ -28,8 +28,8 @@ mod calendars;
 mod clients;
 mod contexts;
 mod fetch;
-mod metrics_glue;
-mod positions;
+pub(crate) mod metrics_glue;
+pub(crate) mod positions;
 mod restore;
 mod run;
 mod txn;
@@ -53,9 +53,9 @@ use crate::KafkaError;
 use clients::connect;
 use contexts::{DeliveryContext, GroupContext};
 
-const META_POSITIONS: &[u8] = b"input_positions";
-const META_REFUSED: &[u8] = b"refused_above_positions";
-const META_CHANGELOG_POS: &[u8] = b"changelog_position";
+pub(crate) const META_POSITIONS: &[u8] = b"input_positions";
+pub(crate) const META_REFUSED: &[u8] = b"refused_above_positions";
+pub(crate) const META_CHANGELOG_POS: &[u8] = b"changelog_position";
 /// In the state of partition 0's task: per calendar partition, the next
 /// offset whose refusal is still to be dead-lettered (see `calendars`).
 const META_CALENDAR_DEAD: &[u8] = b"calendar_dead_letter_positions";

@@ -14,7 +14,7 @@ use crate::KafkaError;
 
 /// One `topic=offset` line per input topic. Kafka topic names are made of
 /// `[a-zA-Z0-9._-]`, so neither `=` nor a line break needs escaping.
-pub(super) fn encode_positions(p: &BTreeMap<String, i64>) -> Vec<u8> {
+pub(crate) fn encode_positions(p: &BTreeMap<String, i64>) -> Vec<u8> {
     let mut out = Vec::new();
     for (t, o) in p {
         out.extend_from_slice(t.as_bytes());
@@ -35,7 +35,7 @@ pub(super) fn committed_positions(engine: &Engine<RocksStore>, partition: i32) -
 }
 
 /// The refused records above the positions, one `topic@offset` a line.
-pub(super) fn encode_refused(r: &std::collections::BTreeSet<(String, i64)>) -> Vec<u8> {
+pub(crate) fn encode_refused(r: &std::collections::BTreeSet<(String, i64)>) -> Vec<u8> {
     r.iter().flat_map(|(t, o)| format!("{t}@{o}\n").into_bytes()).collect()
 }
 
@@ -48,18 +48,53 @@ pub(super) fn committed_refused(
         .store()
         .get(Table::Meta, META_REFUSED)
         .map_err(|e| KafkaError::state(format!("partition {partition}: reading the refused records"), e))?;
-    Ok(b.map(|b| {
-        String::from_utf8_lossy(&b)
-            .lines()
-            .filter_map(|l| l.rsplit_once('@').and_then(|(t, o)| Some((t.to_string(), o.parse().ok()?))))
-            .collect()
-    })
-    .unwrap_or_default())
+    Ok(b.map(|b| decode_refused(&b)).unwrap_or_default())
+}
+
+/// What [`encode_refused`] wrote; a line that does not parse is skipped.
+pub(crate) fn decode_refused(b: &[u8]) -> std::collections::BTreeSet<(String, i64)> {
+    String::from_utf8_lossy(b)
+        .lines()
+        .filter_map(|l| l.rsplit_once('@').and_then(|(t, o)| Some((t.to_string(), o.parse().ok()?))))
+        .collect()
+}
+
+/// A changelog record's key: the table's number, then the table's key.
+pub(crate) fn changelog_key(table: Table, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 1);
+    out.push(table as u8);
+    out.extend_from_slice(key);
+    out
+}
+
+/// What a changelog record's key says (see [`changelog_key`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ChangelogKey<'a> {
+    /// A write to this table, at this key.
+    Entry(Table, &'a [u8]),
+    /// No table byte at all: the record is skipped.
+    Empty,
+    /// A table number this build does not know: the changelog is not ours.
+    UnknownTable(u8),
+}
+
+pub(crate) fn decode_changelog_key(key: &[u8]) -> ChangelogKey<'_> {
+    let Some((&t, k)) = key.split_first() else { return ChangelogKey::Empty };
+    match Table::ALL.iter().copied().find(|x| *x as u8 == t) {
+        Some(table) => ChangelogKey::Entry(table, k),
+        None => ChangelogKey::UnknownTable(t),
+    }
+}
+
+/// The changelog offset a restored store has read up to (8 bytes, big-endian);
+/// anything else reads as none, and the restore starts from the beginning.
+pub(crate) fn decode_changelog_position(b: &[u8]) -> Option<i64> {
+    b.try_into().ok().map(i64::from_be_bytes)
 }
 
 /// What [`encode_positions`] wrote. A line that does not parse is skipped:
 /// its topic then has no position, and the task reads it from the beginning.
-pub(super) fn decode_positions(b: &[u8]) -> BTreeMap<String, i64> {
+pub(crate) fn decode_positions(b: &[u8]) -> BTreeMap<String, i64> {
     String::from_utf8_lossy(b)
         .lines()
         .filter_map(|l| l.split_once('=').and_then(|(t, o)| Some((t.to_string(), o.parse().ok()?))))
@@ -99,6 +134,20 @@ mod tests {
 
     fn map(entries: &[(&str, i64)]) -> BTreeMap<String, i64> {
         entries.iter().map(|(t, o)| (t.to_string(), *o)).collect()
+    }
+
+    #[test]
+    fn changelog_keys_round_trip() {
+        for t in Table::ALL {
+            let k = changelog_key(t, b"s1\0x");
+            assert_eq!(decode_changelog_key(&k), ChangelogKey::Entry(t, b"s1\0x"));
+        }
+        assert_eq!(decode_changelog_key(b""), ChangelogKey::Empty);
+        assert_eq!(decode_changelog_key(&[200, 1]), ChangelogKey::UnknownTable(200));
+        assert_eq!(decode_changelog_position(&7i64.to_be_bytes()), Some(7));
+        assert_eq!(decode_changelog_position(b"short"), None);
+        let r: std::collections::BTreeSet<(String, i64)> = [("a.b".to_string(), 3), ("c".to_string(), -1)].into();
+        assert_eq!(decode_refused(&encode_refused(&r)), r);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use rollcall_policy::Policy;
 use rollcall_store::RocksStore;
 use tracing::{info, info_span, warn};
 
-use super::positions::{committed_positions, committed_refused};
+use super::positions::{committed_positions, committed_refused, decode_changelog_key, decode_changelog_position, ChangelogKey};
 use super::{rd, Processor, Task, META_CHANGELOG_POS};
 use crate::config::ProcessorConfig;
 use crate::KafkaError;
@@ -121,7 +121,7 @@ fn restore_from_changelog(cfg: &ProcessorConfig, partition: i32, store: &mut Roc
     let from = store
         .get(Table::Meta, META_CHANGELOG_POS)
         .map_err(|e| KafkaError::state(format!("partition {partition}: reading the changelog position"), e))?
-        .and_then(|b| b.try_into().ok().map(i64::from_be_bytes))
+        .and_then(|b| decode_changelog_position(&b))
         .unwrap_or(0);
     let consumer = crate::reader(&cfg.brokers, &format!("{}-restore", cfg.group))?;
     let (_, high) = consumer
@@ -151,12 +151,15 @@ fn restore_from_changelog(cfg: &ProcessorConfig, partition: i32, store: &mut Roc
             Some(Err(e)) => return Err(rd("restore", e)),
             Some(Ok(m)) => {
                 let Some(key) = m.key() else { continue };
-                let Some((&t, k)) = key.split_first() else { continue };
-                let Some(table) = Table::ALL.iter().copied().find(|x| *x as u8 == t) else {
-                    let at = m.offset();
-                    return Err(KafkaError::bad_state(format!(
-                        "changelog partition {partition}: the record at offset {at} names table {t}"
-                    )));
+                let (table, k) = match decode_changelog_key(key) {
+                    ChangelogKey::Entry(table, k) => (table, k),
+                    ChangelogKey::Empty => continue,
+                    ChangelogKey::UnknownTable(t) => {
+                        let at = m.offset();
+                        return Err(KafkaError::bad_state(format!(
+                            "changelog partition {partition}: the record at offset {at} names table {t}"
+                        )));
+                    }
                 };
                 store.apply(table, k, m.payload());
                 n += 1;

@@ -134,12 +134,7 @@ impl Processor {
                 .engine
                 .store()
                 .pending_writes()
-                .map(|(t, k, v)| {
-                    let mut key = Vec::with_capacity(k.len() + 1);
-                    key.push(t as u8);
-                    key.extend_from_slice(k);
-                    (key, v.map(<[u8]>::to_vec))
-                })
+                .map(|(t, k, v)| (super::positions::changelog_key(t, k), v.map(<[u8]>::to_vec)))
                 .collect();
             for (k, v) in &writes {
                 self.send(&self.topics.changelog, Some(*p), k, v.as_deref())?;
