@@ -637,7 +637,6 @@ fn sigkill_mid_run_resumes_without_posting_twice(db: &Database) -> TestResult {
 }
 
 fn main() -> ExitCode {
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     // A test that cannot get a database fails; it never passes unseen.
     let db = match Database::get() {
         Ok(d) => d,
@@ -647,7 +646,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let tests: Vec<(&str, fn(&Database) -> TestResult)> = vec![
+    let tests: &[(&str, fn(&Database) -> TestResult)] = &[
         ("posts_updates_and_leaves_unchanged_alone", posts_updates_and_leaves_unchanged_alone),
         ("a_category_change_is_a_delete_then_a_post", a_category_change_is_a_delete_then_a_post),
         ("an_expired_token_is_fetched_again", an_expired_token_is_fetched_again),
@@ -656,23 +655,7 @@ fn main() -> ExitCode {
         ("sigkill_mid_run_resumes_without_posting_twice", sigkill_mid_run_resumes_without_posting_twice),
         ("polls_and_stops_on_sigterm", polls_and_stops_on_sigterm),
     ];
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(600));
-        println!("the edfi tests did not finish within 10 minutes");
-        println!("0 passed, 1 failed");
-        std::process::exit(1);
-    });
-    let (mut passed, mut failed) = (0, 0);
-    for (name, f) in tests {
-        if filter.as_deref().map(|p| !name.contains(p)).unwrap_or(false) {
-            continue;
-        }
-        if run_one(name, || f(&db)) {
-            passed += 1;
-        } else {
-            failed += 1;
-        }
-    }
+    let (passed, failed) = run_all("Ed-Fi", Duration::from_secs(600), tests, &db);
     drop(db);
     summary(passed, failed)
 }

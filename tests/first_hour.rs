@@ -18,7 +18,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{bin, ensure, repo, run_one, summary, unique, Broker, TestResult};
+use support::{bin, ensure, repo, run_all, summary, unique, Broker, TestResult};
 
 /// The `rollcall` lines of the README's first-hour block, split into words.
 fn walkthrough() -> Result<Vec<Vec<String>>, String> {
@@ -350,32 +350,15 @@ fn first_lines(s: &str, n: usize) -> String {
 }
 
 fn main() -> ExitCode {
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(900));
-        println!("the first-hour tests did not finish within 15 minutes");
-        println!("0 passed, 1 failed");
-        std::process::exit(1);
-    });
-    let tests: [(&str, fn(&str) -> TestResult); 5] = [
+    let tests: &[(&str, fn(&str) -> TestResult)] = &[
         ("readme_walkthrough_gives_attendance", readme_walkthrough_gives_attendance),
         ("topics_create_says_what_is_there", topics_create_says_what_is_there),
         ("a_copied_preset_replaces_only_when_said", a_copied_preset_replaces_only_when_said),
         ("unreachable_brokers_are_named_and_a_stop_is_quick", unreachable_brokers_are_named_and_a_stop_is_quick),
         ("dead_letters_are_summed_up_and_the_clock_is_hinted", dead_letters_are_summed_up_and_the_clock_is_hinted),
     ];
-    let (mut passed, mut failed) = (0, 0);
-    for (name, f) in tests {
-        if filter.as_deref().is_some_and(|p| !name.contains(p)) {
-            continue;
-        }
-        if run_one(name, || f(&broker.address)) {
-            passed += 1;
-        } else {
-            failed += 1;
-        }
-    }
+    let (passed, failed) = run_all("first-hour", Duration::from_secs(900), tests, broker.address.as_str());
     drop(broker);
     summary(passed, failed)
 }

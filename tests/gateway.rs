@@ -315,31 +315,14 @@ fn a_stopped_broker_gives_503_and_loses_nothing(_: &str) -> TestResult {
 }
 
 fn main() -> ExitCode {
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(900));
-        println!("the gateway tests did not finish within 15 minutes");
-        println!("0 passed, 1 failed");
-        std::process::exit(1);
-    });
-    let tests: [(&str, fn(&str) -> TestResult); 4] = [
+    let tests: &[(&str, fn(&str) -> TestResult)] = &[
         ("every_route_puts_its_events_on_the_topic", every_route_puts_its_events_on_the_topic),
         ("refusals_have_their_status_and_produce_nothing", refusals_have_their_status_and_produce_nothing),
         ("a_burst_lands_exactly_once", a_burst_lands_exactly_once),
         ("a_stopped_broker_gives_503_and_loses_nothing", a_stopped_broker_gives_503_and_loses_nothing),
     ];
-    let (mut passed, mut failed) = (0, 0);
-    for (name, f) in tests {
-        if filter.as_deref().is_some_and(|p| !name.contains(p)) {
-            continue;
-        }
-        if run_one(name, || f(&broker.address)) {
-            passed += 1;
-        } else {
-            failed += 1;
-        }
-    }
+    let (passed, failed) = run_all("gateway", Duration::from_secs(900), tests, broker.address.as_str());
     drop(broker);
     summary(passed, failed)
 }

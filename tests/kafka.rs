@@ -1023,9 +1023,8 @@ fn dlq_replay_recovers_refused_records(b: &str) -> TestResult {
 }
 
 fn main() -> ExitCode {
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
-    let tests: Vec<(&str, fn(&str) -> TestResult)> = vec![
+    let tests: &[(&str, fn(&str) -> TestResult)] = &[
         ("scenarios_pass_through_kafka", scenarios_pass_through_kafka),
         ("bad_records_are_dead_lettered", bad_records_are_dead_lettered),
         ("waiting_events_are_released_or_refused", waiting_events_are_released_or_refused),
@@ -1037,24 +1036,7 @@ fn main() -> ExitCode {
         ("two_groups_side_by_side", two_groups_side_by_side),
         ("dlq_replay_recovers_refused_records", dlq_replay_recovers_refused_records),
     ];
-    // A hang is a failure, not a stalled suite.
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(1_800));
-        println!("the Kafka tests did not finish within 30 minutes");
-        println!("0 passed, 1 failed");
-        std::process::exit(1);
-    });
-    let (mut passed, mut failed) = (0, 0);
-    for (name, f) in tests {
-        if filter.as_deref().map(|p| !name.contains(p)).unwrap_or(false) {
-            continue;
-        }
-        if run_one(name, || f(&broker.address)) {
-            passed += 1;
-        } else {
-            failed += 1;
-        }
-    }
+    let (passed, failed) = run_all("Kafka", Duration::from_secs(1_800), tests, broker.address.as_str());
     drop(broker);
     summary(passed, failed)
 }

@@ -122,3 +122,35 @@ pub fn summary(passed: usize, failed: usize) -> ExitCode {
         ExitCode::FAILURE
     }
 }
+
+/// Runs the tests whose names contain the command line's filter (its first
+/// argument not starting with `-`), each given `ctx`, and gives the exit
+/// code after the summary line. A run that outlives `limit` is a failure,
+/// not a stalled suite.
+pub fn run_all<C: ?Sized>(
+    what: &str,
+    limit: std::time::Duration,
+    tests: &[(&str, fn(&C) -> TestResult)],
+    ctx: &C,
+) -> (usize, usize) {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let what = what.to_string();
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        println!("the {what} tests did not finish within {} minutes", limit.as_secs() / 60);
+        println!("0 passed, 1 failed");
+        std::process::exit(1);
+    });
+    let (mut passed, mut failed) = (0, 0);
+    for (name, f) in tests {
+        if filter.as_deref().is_some_and(|p| !name.contains(p)) {
+            continue;
+        }
+        if run_one(name, || f(ctx)) {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+    }
+    (passed, failed)
+}
