@@ -491,7 +491,7 @@ fn with_derived_day<'a>(input: &DayInput<'a>, mut sections: Vec<Outcome<'a>>) ->
     }
     let n = sections.len();
     let present: Vec<&Outcome> = sections.iter().filter(|o| o.status.is_present()).collect();
-    let evidence = |of: &[&Outcome<'a>]| of.iter().flat_map(|o| o.evidence.iter().copied()).collect::<Vec<_>>();
+    let evidence = |of: &[&Outcome<'a>]| distinct(of.iter().flat_map(|o| o.evidence.iter().copied()));
     if matches!(input.policy().rule, Rule::HalfDay(_)) && input.mode() == Mode::InPerson && 2 * present.len() >= n {
         let on_site: Vec<&Outcome> =
             present.iter().copied().filter(|o| matches!(o.rule, Why::Minutes { on_site: true, .. })).collect();
@@ -827,7 +827,7 @@ pub fn blocks_day<'a>(input: &DayInput<'a>, p: &Blocks, blocks: &[BlockAttendanc
         "PARTIAL"
     };
     let rule = Why::Blocks { category, attended, of: blocks.len(), morning, async_day: input.day.day_type == DayType::Async };
-    let evidence: Vec<&'a str> = blocks.iter().flat_map(|b| b.evidence.iter().copied()).collect();
+    let evidence: Vec<&'a str> = distinct(blocks.iter().flat_map(|b| b.evidence.iter().copied()));
     // docs/policies/instruction-partners.md: status PRESENT unless ABSENT, whatever the mode.
     let status = if attended == 0 { input.absence().0 } else { Status::Present };
     let mut o = input.outcome(Scope::Day, None, status, category, rule, evidence);
@@ -924,6 +924,19 @@ pub fn evaluate_week<'a>(
             }
         })
         .collect()
+}
+
+/// Event ids in the order first met, each once: a day derived from its
+/// periods or blocks names an event that several of them counted (one
+/// check-in covers every period of the morning) once.
+fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut out: Vec<&'a str> = Vec::new();
+    for id in ids {
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
