@@ -808,49 +808,29 @@ fn http_get(addr: &str, path: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// What every sink test is given.
+struct Ctx {
+    broker: Broker,
+    db: Database,
+}
+
 fn main() -> ExitCode {
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    // A test that cannot get a database fails; it never passes unseen.
-    let db = match Database::get() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("no database: {e}");
-            println!("0 passed, 1 failed");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(db) = Database::get_or_report() else { return ExitCode::FAILURE };
     let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
     eprintln!("logs of the sink runs: {}", log_dir().display());
     rollcall();
-    let tests: Vec<(&str, fn(&str, &Database) -> TestResult)> = vec![
-        ("district_flows_into_postgres", district_flows_into_postgres),
-        ("out_of_order_versions_never_regress", out_of_order_versions_never_regress),
-        ("copy_and_staged_paths_agree", copy_and_staged_paths_agree),
-        ("metrics_and_sigterm", metrics_and_sigterm),
-        ("edfi_export_has_the_resource_shapes", edfi_export_has_the_resource_shapes),
-        ("bench_sink_reports_its_rate", bench_sink_reports_its_rate),
-        ("kill_nine_loses_and_doubles_nothing", kill_nine_loses_and_doubles_nothing),
+    let tests: &[(&str, fn(&Ctx) -> TestResult)] = &[
+        ("district_flows_into_postgres", |c| district_flows_into_postgres(&c.broker.address, &c.db)),
+        ("out_of_order_versions_never_regress", |c| out_of_order_versions_never_regress(&c.broker.address, &c.db)),
+        ("copy_and_staged_paths_agree", |c| copy_and_staged_paths_agree(&c.broker.address, &c.db)),
+        ("metrics_and_sigterm", |c| metrics_and_sigterm(&c.broker.address, &c.db)),
+        ("edfi_export_has_the_resource_shapes", |c| edfi_export_has_the_resource_shapes(&c.broker.address, &c.db)),
+        ("bench_sink_reports_its_rate", |c| bench_sink_reports_its_rate(&c.broker.address, &c.db)),
+        ("kill_nine_loses_and_doubles_nothing", |c| kill_nine_loses_and_doubles_nothing(&c.broker.address, &c.db)),
     ];
-    // A hang is a failure, not a stalled suite.
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(1_200));
-        println!("the sink tests did not finish within 20 minutes");
-        println!("0 passed, 1 failed");
-        std::process::exit(1);
-    });
-    let (mut passed, mut failed) = (0, 0);
-    for (name, f) in tests {
-        if filter.as_deref().map(|p| !name.contains(p)).unwrap_or(false) {
-            continue;
-        }
-        if run_one(name, || f(&broker.address, &db)) {
-            passed += 1;
-        } else {
-            failed += 1;
-        }
-    }
-    drop(broker);
-    drop(db);
+    let ctx = Ctx { broker, db };
+    let (passed, failed) = run_all("sink", Duration::from_secs(1_200), tests, &ctx);
+    drop(ctx);
     // The logs stay for a post-mortem when something failed or they were asked for.
     let _ = std::fs::remove_file(log_dir().join("rollcall"));
     if failed == 0 && std::env::var_os("ROLLCALL_TEST_LOG_DIR").is_none() {

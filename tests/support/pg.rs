@@ -17,6 +17,20 @@ pub struct Database {
 }
 
 impl Database {
+    /// The database, or, when none can be had, the failure said the way
+    /// the test binaries end (`0 passed, 1 failed`): a test that cannot get
+    /// a database fails; it never passes unseen.
+    pub fn get_or_report() -> Option<Database> {
+        match Database::get() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("no database: {e}");
+                println!("0 passed, 1 failed");
+                None
+            }
+        }
+    }
+
     pub fn get() -> Result<Database, String> {
         if let Ok(u) = std::env::var("ROLLCALL_TEST_DATABASE_URL") {
             if !u.trim().is_empty() {
