@@ -20,6 +20,7 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "tables", sql: include_str!("../migrations/V1__tables.sql") },
     Migration { version: 2, name: "edfi", sql: include_str!("../migrations/V2__edfi.sql") },
+    Migration { version: 3, name: "explain_and_roster", sql: include_str!("../migrations/V3__explain_and_roster.sql") },
 ];
 
 /// Brings the database's schema to the newest migration. Concurrent
