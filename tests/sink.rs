@@ -30,7 +30,8 @@ impl Pg {
     fn determinations(&self, table: &str) -> Result<Vec<Determination>, String> {
         let rows = self.query(&format!(
             "SELECT determination_id, student_id, school_id, scope, date, section_id, policy, status, code, attendance_type,
-                    minutes, contacts, category, rule, evidence, version, finality, decided_at FROM {table}"
+                    minutes, contacts, category, rule, evidence, version, finality, decided_at,
+                    evidence_detail, looked_for, seen FROM {table}"
         ))?;
         rows.iter()
             .map(|r| {
@@ -54,6 +55,9 @@ impl Pg {
                     version: r.get(15),
                     finality: r.get::<_, String>(16).parse().map_err(parse_err)?,
                     decided_at: r.get::<_, DateTime<Utc>>(17),
+                    evidence_detail: serde_json::from_value(r.get(18)).map_err(|e| format!("evidence_detail: {e}"))?,
+                    looked_for: r.get(19),
+                    seen: serde_json::from_value(r.get(20)).map_err(|e| format!("seen: {e}"))?,
                 })
             })
             .collect()
@@ -353,6 +357,9 @@ fn determination(student: &str, version: i32, code: &str, finality: Finality) ->
         version,
         finality,
         decided_at: DateTime::from_timestamp(1_601_900_000 + version as i64 * 60, 0).unwrap_or_default(),
+        evidence_detail: vec![],
+        looked_for: if code == "P" { vec![] } else { vec![format!("looked for at version {version}")] },
+        seen: vec![],
     }
 }
 

@@ -8,7 +8,9 @@ use std::process::{Command, ExitCode, Stdio};
 
 use rollcall_scenario::Scenario;
 
+pub mod http;
 pub mod pg;
+pub mod pipeline;
 
 pub type TestResult = Result<(), String>;
 

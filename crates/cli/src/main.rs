@@ -5,10 +5,12 @@
 mod bench;
 mod demo;
 mod dlq_cmd;
+mod explain_cmd;
 mod gateway_cmd;
 mod kafka_cmd;
 mod normalize_cmd;
 mod scenario_cmd;
+mod serve_cmd;
 mod sink_cmd;
 mod tail_cmd;
 
@@ -87,6 +89,10 @@ enum Command {
         #[command(subcommand)]
         command: sink_cmd::SinkCommand,
     },
+    /// Why a student was marked as they were on a date: the rule, the evidence, the versions.
+    Explain(explain_cmd::ExplainArgs),
+    /// Serve explain, a student's attendance, a school's day and the reports over HTTP (JSON and pages).
+    Serve(serve_cmd::ServeArgs),
     /// Export what the sink keeps in a standard's shape (Ed-Fi).
     Export {
         #[command(subcommand)]
@@ -152,6 +158,7 @@ fn main() -> ExitCode {
     let default = match cli.command {
         Command::Run(_) => "warn,rollcall_kafka=info",
         Command::Sink { .. } => "warn,rollcall_sink=info",
+        Command::Serve(_) => "warn,rollcall_serve=info",
         _ => "error",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLCALL_LOG").unwrap_or_else(|_| default.into());
@@ -192,6 +199,8 @@ fn main() -> ExitCode {
         }
         Command::Sink { command } => sink_cmd::sink(command),
         Command::Export { command } => sink_cmd::export(command),
+        Command::Explain(args) => explain_cmd::run(args),
+        Command::Serve(args) => serve_cmd::run(args),
         Command::Bench { command } => bench::run(command),
     };
     match result {

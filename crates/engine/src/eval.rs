@@ -939,5 +939,7 @@ fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     out
 }
 
+pub mod explain;
+
 #[cfg(test)]
 mod tests;

@@ -27,6 +27,9 @@ pub struct Fact {
     pub assigned: Option<NaiveDate>,
     pub session: Option<String>,
     pub duration_s: Option<i64>,
+    /// The system that reported it, for a person asking why (records
+    /// written before it was kept have none).
+    pub source: Option<String>,
 }
 
 /// An absence report as kept in a day window.
@@ -65,7 +68,7 @@ impl DayRecord {
     /// - `head`: kind (bits 0–3), direction + 1 (bits 4–5), instant delta
     ///   in whole seconds (bit 6), local date follows (bit 7);
     /// - `flags`: section, staff, assigned date, session, duration (bits
-    ///   0–4), id as prefix and number (bit 5).
+    ///   0–4), id as prefix and number (bit 5), source (bit 6).
     pub fn encode(&self) -> Vec<u8> {
         fn index<'a>(s: &'a str, strings: &mut Vec<&'a str>) -> u64 {
             match strings.iter().position(|x| *x == s) {
@@ -83,7 +86,7 @@ impl DayRecord {
             if let Some((prefix, _)) = split_id(&f.event_id) {
                 refs.push(index(prefix, &mut strings));
             }
-            for s in [&f.section, &f.staff, &f.session].into_iter().flatten() {
+            for s in [&f.section, &f.staff, &f.session, &f.source].into_iter().flatten() {
                 refs.push(index(s, &mut strings));
             }
         }
@@ -108,7 +111,8 @@ impl DayRecord {
                 | (f.assigned.is_some() as u8) << 2
                 | (f.session.is_some() as u8) << 3
                 | (f.duration_s.is_some() as u8) << 4
-                | (id.is_some() as u8) << 5;
+                | (id.is_some() as u8) << 5
+                | (f.source.is_some() as u8) << 6;
             e.u8(head).u8(flags);
             match id {
                 Some((_, n)) => {
@@ -135,6 +139,9 @@ impl DayRecord {
             }
             if let Some(d) = f.duration_s {
                 e.ivar(d);
+            }
+            if f.source.is_some() {
+                e.uvar(refs.next().unwrap_or_default());
             }
         }
         e.uvar(self.reports.len() as u64);
@@ -199,7 +206,8 @@ impl DayRecord {
             let staff = if flags & 2 != 0 { Some(string(&mut d)?.clone()) } else { None };
             let session = if flags & 8 != 0 { Some(string(&mut d)?.clone()) } else { None };
             let duration_s = if flags & 16 != 0 { Some(d.ivar()?) } else { None };
-            facts.push(Fact { event_id, kind, direction, section, staff, at, local_date, assigned, session, duration_s });
+            let source = if flags & 64 != 0 { Some(string(&mut d)?.clone()) } else { None };
+            facts.push(Fact { event_id, kind, direction, section, staff, at, local_date, assigned, session, duration_s, source });
         }
         let n = d.uvar()? as usize;
         let mut reports = Vec::with_capacity(n.min(64));
@@ -473,6 +481,7 @@ mod tests {
             assigned: Some(d("2020-09-28")),
             session: Some("sec-1".into()),
             duration_s: None,
+            source: Some("canvas".into()),
         };
         let ids = ["ev-10", "ev-9", "ev-007", "0", "x", "", "12345678901234567890", "ev-0", "a1b2", "ev-5", "é9"];
         let ats =
@@ -513,6 +522,7 @@ mod tests {
                     assigned: Some(d("2020-10-04")),
                     session: Some("live-1".into()),
                     duration_s: Some(-3),
+                    source: Some("zoom".into()),
                 },
                 Fact {
                     event_id: "e2".into(),
@@ -525,6 +535,7 @@ mod tests {
                     assigned: None,
                     session: None,
                     duration_s: None,
+                    source: None,
                 },
             ],
             reports: vec![
@@ -588,23 +599,29 @@ mod tests {
                 (id, 0..ActivityKind::ALL.len(), proptest::option::of(0..Direction::ALL.len()), at),
                 (-20_000i32..40_000, proptest::option::of(-400i32..400)),
                 (proptest::option::of(name.clone()), proptest::option::of(name.clone()), proptest::option::of(name)),
-                proptest::option::of(any::<i64>()),
+                (
+                    proptest::option::of(any::<i64>()),
+                    proptest::option::of(prop_oneof![Just("canvas".to_string()), Just("zoom".to_string())]),
+                ),
             )
-                .prop_map(|((event_id, k, dir, at), (day, assigned), (section, staff, session), duration_s)| {
-                    let local_date = codec::date_from_number(day).unwrap();
-                    Fact {
-                        event_id,
-                        kind: ActivityKind::ALL[k],
-                        direction: dir.map(|i| Direction::ALL[i]),
-                        section,
-                        staff,
-                        at,
-                        local_date,
-                        assigned: assigned.map(|a| codec::date_from_number(day + a).unwrap()),
-                        session,
-                        duration_s,
-                    }
-                })
+                .prop_map(
+                    |((event_id, k, dir, at), (day, assigned), (section, staff, session), (duration_s, source))| {
+                        let local_date = codec::date_from_number(day).unwrap();
+                        Fact {
+                            event_id,
+                            kind: ActivityKind::ALL[k],
+                            direction: dir.map(|i| Direction::ALL[i]),
+                            section,
+                            staff,
+                            at,
+                            local_date,
+                            assigned: assigned.map(|a| codec::date_from_number(day + a).unwrap()),
+                            session,
+                            duration_s,
+                            source,
+                        }
+                    },
+                )
         }
 
         proptest! {

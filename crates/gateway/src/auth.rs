@@ -6,13 +6,7 @@ use rollcall_ingest::IngestError;
 
 use crate::config::Credential;
 
-/// Equal without revealing, by timing, how much of a guess was right.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub use rollcall_http::constant_time_eq;
 
 /// Why a request is not let in (answered 401).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -55,6 +55,15 @@ async fn readyz(State(o): State<Arc<dyn Observed>>) -> Response {
     }
 }
 
+/// Equal without revealing, by timing, how much of a guess was right: for
+/// comparing a presented token with the configured ones.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// A running server; dropping it stops it.
 pub struct HttpServer {
     addr: SocketAddr,

@@ -458,6 +458,54 @@ pub struct Determination {
     pub version: i32,
     pub finality: Finality,
     pub decided_at: DateTime<Utc>,
+    /// The evidence in detail, for a person asking why (schema version 2;
+    /// records of version 1 read as empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence_detail: Vec<EvidenceDetail>,
+    /// For an absence: what the rule looked for and did not find.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub looked_for: Vec<String>,
+    /// For an absence: the activity in the window that did not count, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seen: Vec<SeenActivity>,
+}
+
+/// One piece of a determination's evidence, as explain shows it: an
+/// activity event, or an absence report (kind `ABSENCE_REPORT`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceDetail {
+    pub id: String,
+    pub kind: String,
+    #[serde(default)]
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// `occurred_at` in the school's time zone, `YYYY-MM-DD HH:MM`.
+    #[serde(default)]
+    pub local_time: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub section_id: Option<String>,
+    #[serde(default)]
+    pub staff_id: Option<String>,
+    /// A contact's direction, a session's minutes, a submission's assigned
+    /// date, a report's reason and reporter.
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+/// Activity in a window that its rule did not count, grouped by kind and
+/// section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeenActivity {
+    pub kind: String,
+    #[serde(default)]
+    pub section_id: Option<String>,
+    pub count: i32,
+    /// The first of them in the school's time zone, `YYYY-MM-DD HH:MM`.
+    pub first_local_time: String,
+    pub why_not: String,
 }
 
 impl Determination {

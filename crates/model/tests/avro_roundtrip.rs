@@ -195,6 +195,36 @@ fn determination_full() -> Determination {
         version: 2,
         finality: Finality::Correction,
         decided_at: at("2020-10-12T21:00:00.000001Z"),
+        evidence_detail: vec![
+            EvidenceDetail {
+                id: "ev-1".into(),
+                kind: "LIVE_JOIN".into(),
+                occurred_at: Some(at("2020-10-06T14:05:00Z")),
+                local_time: Some("2020-10-06 08:05".into()),
+                source: Some("zoom".into()),
+                section_id: Some("math-7".into()),
+                staff_id: Some("t-1".into()),
+                detail: Some("52 minutes".into()),
+            },
+            EvidenceDetail {
+                id: "r-1".into(),
+                kind: "ABSENCE_REPORT".into(),
+                occurred_at: None,
+                local_time: None,
+                source: None,
+                section_id: None,
+                staff_id: None,
+                detail: None,
+            },
+        ],
+        looked_for: vec!["a live session".into(), "a submission".into()],
+        seen: vec![SeenActivity {
+            kind: "CONTENT_VIEW".into(),
+            section_id: None,
+            count: 3,
+            first_local_time: "2020-10-06 09:12".into(),
+            why_not: "not counted".into(),
+        }],
     }
 }
 
@@ -218,6 +248,9 @@ fn determination_min() -> Determination {
         version: 1,
         finality: Finality::Provisional,
         decided_at: at("2020-10-07T05:00:00Z"),
+        evidence_detail: vec![],
+        looked_for: vec![],
+        seen: vec![],
     }
 }
 
@@ -831,4 +864,30 @@ fn the_direct_event_decoder_reads_the_schema_in_its_order() {
         assert_eq!(ActivityEvent::decode_direct(&longer), None);
         assert!(ActivityEvent::from_avro_datum(&longer).is_err());
     }
+}
+
+/// A determination written with version 1 of its schema (before the
+/// evidence detail) still reads, the added fields empty: records already on
+/// a compacted topic outlive the program that wrote them.
+#[test]
+fn a_determination_of_schema_version_1_still_reads() {
+    let v1: serde_json::Value = serde_json::from_str(include_str!("../../../schemas/history/determination.1.avsc")).unwrap();
+    let schema = apache_avro::Schema::parse(&v1).unwrap();
+    let fingerprint = rollcall_model::avro::rabin_fingerprint(rollcall_model::avro::parsing_canonical_form(&v1, None).as_bytes());
+    assert_ne!(fingerprint, Determination::fingerprint());
+    let mut d = determination_full();
+    d.evidence_detail.clear();
+    d.looked_for.clear();
+    d.seen.clear();
+    // The version-1 datum is today's without its three trailing empty arrays.
+    let today = d.to_avro_datum().unwrap();
+    let datum = today[..today.len() - 3].to_vec();
+    assert!(apache_avro::from_avro_datum(&schema, &mut &datum[..], None).is_ok(), "not a version-1 datum");
+    let mut framed = vec![0xC3, 0x01];
+    framed.extend_from_slice(&fingerprint.to_le_bytes());
+    framed.extend_from_slice(&datum);
+    assert_eq!(Determination::from_single_object(&framed).unwrap(), d);
+    // A fingerprint of neither version is still refused.
+    framed[2] ^= 1;
+    assert!(Determination::from_single_object(&framed).is_err());
 }

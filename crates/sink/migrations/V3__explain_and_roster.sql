@@ -19,7 +19,7 @@ ALTER TABLE determinations
 CREATE TABLE students (
     student_id text PRIMARY KEY,
     school_id text NOT NULL,
-    grade_level integer NOT NULL,
+    grade_level text NOT NULL,
     homeroom_section_id text,
     homeroom_staff_id text,
     groups text[] NOT NULL,

@@ -7,9 +7,9 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use rollcall_model::{Determination, OutreachTrigger};
+use rollcall_model::{Determination, OutreachTrigger, SchoolCalendar, StudentRecord};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::Client;
 
 use crate::SinkError;
@@ -27,11 +27,21 @@ pub struct BadRecord {
     pub failed_at: DateTime<Utc>,
 }
 
+/// A roster record: a student as the SIS has them now, or gone (a tombstone).
+#[derive(Debug, Clone)]
+pub enum Roster {
+    Student(Box<StudentRecord>),
+    Gone(String),
+}
+
 /// What one transaction writes.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub determinations: Vec<Determination>,
     pub outreach: Vec<OutreachTrigger>,
+    /// In topic order: the last record of a student wins.
+    pub roster: Vec<Roster>,
+    pub calendars: Vec<SchoolCalendar>,
     pub bad: Vec<BadRecord>,
     /// (topic, partition) → the offset after the last record of the batch.
     pub next_offsets: BTreeMap<(String, i32), i64>,
@@ -56,13 +66,16 @@ pub struct Written {
     pub determination_versions: u64,
     pub outreach_triggers: u64,
     pub sink_dead_letters: u64,
+    /// Students added, changed or removed.
+    pub students: u64,
     /// The batch held a version already stored and went through
     /// [`VersionsPath::Staged`] after its COPY failed.
     pub staged: bool,
 }
 
 const DET_COLUMNS: &str = "determination_id, student_id, school_id, scope, date, section_id, policy, status, code, \
-     attendance_type, minutes, contacts, category, rule, evidence, version, finality, decided_at";
+     attendance_type, minutes, contacts, category, rule, evidence, version, finality, decided_at, \
+     evidence_detail, looked_for, seen";
 const DET_TYPES: &[Type] = &[
     Type::TEXT,
     Type::TEXT,
@@ -82,6 +95,9 @@ const DET_TYPES: &[Type] = &[
     Type::INT4,
     Type::TEXT,
     Type::TIMESTAMPTZ,
+    Type::JSONB,
+    Type::TEXT_ARRAY,
+    Type::JSONB,
 ];
 const OUT_COLUMNS: &str = "trigger_id, student_id, school_id, kind, recipient_role, staff_id, section_id, \
      window_start, window_end, reason, evidence, policy, created_at";
@@ -152,7 +168,8 @@ pub async fn copy_determinations(
     for d in determinations {
         let (scope, status, finality) = (d.scope.as_str(), d.status.as_str(), d.finality.as_str());
         let attendance_type = d.attendance_type.map(|a| a.as_str());
-        let row: [&(dyn ToSql + Sync); 18] = [
+        let (evidence_detail, seen) = (Json(&d.evidence_detail), Json(&d.seen));
+        let row: [&(dyn ToSql + Sync); 21] = [
             &d.determination_id,
             &d.student_id,
             &d.school_id,
@@ -171,6 +188,9 @@ pub async fn copy_determinations(
             &d.version,
             &finality,
             &d.decided_at,
+            &evidence_detail,
+            &d.looked_for,
+            &seen,
         ];
         writer.as_mut().write(&row).await.map_err(SinkError::db(format!("COPY of determination {}", d.determination_id)))?;
     }
@@ -280,7 +300,9 @@ pub async fn write_batch_via(client: &mut Client, batch: &Batch, path: VersionsP
                        attendance_type = excluded.attendance_type, minutes = excluded.minutes,
                        contacts = excluded.contacts, category = excluded.category, rule = excluded.rule,
                        evidence = excluded.evidence, version = excluded.version,
-                       finality = excluded.finality, decided_at = excluded.decided_at
+                       finality = excluded.finality, decided_at = excluded.decided_at,
+                       evidence_detail = excluded.evidence_detail, looked_for = excluded.looked_for,
+                       seen = excluded.seen
                      WHERE excluded.version > determinations.version"
                 ),
                 &[],
@@ -328,6 +350,12 @@ pub async fn write_batch_via(client: &mut Client, batch: &Batch, path: VersionsP
             .await
             .map_err(SinkError::db("inserting outreach_triggers"))?;
     }
+    if !batch.roster.is_empty() {
+        w.students = write_roster(&tx, &batch.roster).await?;
+    }
+    if !batch.calendars.is_empty() {
+        write_calendars(&tx, &batch.calendars).await?;
+    }
     for b in &batch.bad {
         w.sink_dead_letters += tx
             .execute(
@@ -353,4 +381,91 @@ pub async fn write_batch_via(client: &mut Client, batch: &Batch, path: VersionsP
     }
     tx.commit().await.map_err(SinkError::db("committing a batch"))?;
     Ok(w)
+}
+
+/// The batch's roster records, the last per student: one statement for
+/// the students that are there (their rows as one JSON array, so that each
+/// keeps its own lists) and one for those that left.
+async fn write_roster(tx: &tokio_postgres::Transaction<'_>, roster: &[Roster]) -> Result<u64, SinkError> {
+    let mut last: BTreeMap<&str, &Roster> = BTreeMap::new();
+    for r in roster {
+        let id = match r {
+            Roster::Student(s) => s.student_id.as_str(),
+            Roster::Gone(id) => id.as_str(),
+        };
+        last.insert(id, r);
+    }
+    let mut gone: Vec<&str> = Vec::new();
+    let mut rows: Vec<serde_json::Value> = Vec::new();
+    for (id, r) in last {
+        match r {
+            Roster::Gone(_) => gone.push(id),
+            Roster::Student(s) => rows.push(serde_json::json!({
+                "student_id": s.student_id,
+                "school_id": s.school_id,
+                "grade_level": s.grade_level.to_string(),
+                "homeroom_section_id": s.homeroom_section_id,
+                "homeroom_staff_id": s.homeroom_staff_id,
+                "groups": s.groups,
+                "section_ids": s.enrollments.iter().map(|e| e.section_id.as_str()).collect::<Vec<_>>(),
+            })),
+        }
+    }
+    let mut n = 0;
+    if !gone.is_empty() {
+        n += tx
+            .execute("DELETE FROM students WHERE student_id = ANY($1)", &[&gone])
+            .await
+            .map_err(SinkError::db("removing students who left the roster"))?;
+    }
+    if !rows.is_empty() {
+        n += tx
+            .execute(
+                "INSERT INTO students (student_id, school_id, grade_level, homeroom_section_id, homeroom_staff_id, groups, section_ids)
+                 SELECT student_id, school_id, grade_level, homeroom_section_id, homeroom_staff_id,
+                        ARRAY(SELECT jsonb_array_elements_text(groups)), ARRAY(SELECT jsonb_array_elements_text(section_ids))
+                   FROM jsonb_to_recordset($1::jsonb) AS x(student_id text, school_id text, grade_level text,
+                        homeroom_section_id text, homeroom_staff_id text, groups jsonb, section_ids jsonb)
+                 ON CONFLICT (student_id) DO UPDATE SET school_id = excluded.school_id, grade_level = excluded.grade_level,
+                   homeroom_section_id = excluded.homeroom_section_id, homeroom_staff_id = excluded.homeroom_staff_id,
+                   groups = excluded.groups, section_ids = excluded.section_ids, updated_at = now()",
+                &[&serde_json::Value::Array(rows)],
+            )
+            .await
+            .map_err(SinkError::db("writing students"))?;
+    }
+    Ok(n)
+}
+
+/// The batch's calendars, the last per school: the school's row and its
+/// days, which replace the days it had.
+async fn write_calendars(tx: &tokio_postgres::Transaction<'_>, calendars: &[SchoolCalendar]) -> Result<(), SinkError> {
+    let mut last: BTreeMap<&str, &SchoolCalendar> = BTreeMap::new();
+    for c in calendars {
+        last.insert(&c.school_id, c);
+    }
+    for c in last.values() {
+        tx.execute(
+            "INSERT INTO schools (school_id, timezone, policy) VALUES ($1, $2, $3)
+             ON CONFLICT (school_id) DO UPDATE SET timezone = excluded.timezone, policy = excluded.policy, updated_at = now()",
+            &[&c.school_id, &c.timezone, &c.policy],
+        )
+        .await
+        .map_err(SinkError::db(format!("writing school {}", c.school_id)))?;
+        tx.execute("DELETE FROM school_days WHERE school_id = $1", &[&c.school_id])
+            .await
+            .map_err(SinkError::db(format!("replacing the days of school {}", c.school_id)))?;
+        let dates: Vec<chrono::NaiveDate> = c.days.iter().map(|d| d.date).collect();
+        let instructional: Vec<bool> = c.days.iter().map(|d| d.instructional).collect();
+        let types: Vec<&str> = c.days.iter().map(|d| d.day_type.as_str()).collect();
+        let minutes: Vec<i32> = c.days.iter().map(|d| if d.instructional { d.minutes() as i32 } else { 0 }).collect();
+        tx.execute(
+            "INSERT INTO school_days (school_id, date, instructional, day_type, minutes)
+             SELECT $1, * FROM unnest($2::date[], $3::bool[], $4::text[], $5::int4[]) ON CONFLICT DO NOTHING",
+            &[&c.school_id, &dates, &instructional, &types, &minutes],
+        )
+        .await
+        .map_err(SinkError::db(format!("writing the days of school {}", c.school_id)))?;
+    }
+    Ok(())
 }

@@ -28,10 +28,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use rollcall_kafka::wire::Topics;
 use rollcall_kafka::QuietContext;
 use rollcall_model::avro::{AvroError, AvroRecord};
-use rollcall_model::{Determination, OutreachTrigger};
+use rollcall_model::{Determination, OutreachTrigger, SchoolCalendar, StudentRecord};
 use tracing::{info, warn, Instrument};
 
-use crate::db::{self, BadRecord, Batch, Written};
+use crate::db::{self, BadRecord, Batch, Roster, Written};
 use crate::metrics::SinkMetrics;
 use crate::SinkError;
 
@@ -112,6 +112,10 @@ pub struct SinkStats {
 enum Kind {
     Determinations,
     Outreach,
+    /// The roster and the calendars the processor decided with, for the
+    /// reports' groups and the schools' time zones.
+    Roster,
+    Calendars,
 }
 
 /// One topic's consumer. One per topic, because an end-of-partition event
@@ -273,12 +277,24 @@ impl Sink {
             info!(?applied, "database migrations applied");
         }
         db::prepare_session(&client).await?;
-        self.metrics.init_topics(&[&topics.determinations, &topics.outreach]);
-        let stored = db::load_offsets(&client, &[&topics.determinations, &topics.outreach]).await?;
-        let readers = vec![
+        let all: [&str; 4] = [&topics.determinations, &topics.outreach, &topics.roster, &topics.calendar];
+        self.metrics.init_topics(&all);
+        let stored = db::load_offsets(&client, &all).await?;
+        let mut readers = vec![
             self.reader(&topics.determinations, Kind::Determinations, &stored)?,
             self.reader(&topics.outreach, Kind::Outreach, &stored)?,
         ];
+        // The roster and calendars only feed the reports: without them the
+        // determinations are still kept.
+        for (topic, kind) in [(&topics.roster, Kind::Roster), (&topics.calendar, Kind::Calendars)] {
+            match self.reader(topic, kind, &stored) {
+                Ok(r) => readers.push(r),
+                Err(SinkError::NoTopic(t)) => {
+                    warn!(topic = %t, "topic does not exist: the students, schools and school_days tables are not kept")
+                }
+                Err(e) => return Err(e),
+            }
+        }
         self.metrics.set_ready(Ok(()));
         info!(database = %url, brokers = %self.cfg.brokers, "sink started");
         let partitions: Vec<(String, i32)> =
@@ -650,8 +666,20 @@ fn det_problem(d: &Determination) -> Option<String> {
         .map(String::as_str)
         .chain(d.section_id.as_deref())
         .chain(d.category.as_deref())
-        .chain(d.evidence.iter().map(String::as_str));
-    unstorable(strings, &[d.decided_at])
+        .chain(d.evidence.iter().map(String::as_str))
+        .chain(d.looked_for.iter().map(String::as_str))
+        .chain(d.evidence_detail.iter().flat_map(|e| {
+            [&e.id, &e.kind]
+                .into_iter()
+                .map(String::as_str)
+                .chain([&e.local_time, &e.source, &e.section_id, &e.staff_id, &e.detail].into_iter().flat_map(|s| s.as_deref()))
+        }))
+        .chain(d.seen.iter().flat_map(|s| {
+            [&s.kind, &s.first_local_time, &s.why_not].into_iter().map(String::as_str).chain(s.section_id.as_deref())
+        }));
+    let mut instants = vec![d.decided_at];
+    instants.extend(d.evidence_detail.iter().filter_map(|e| e.occurred_at));
+    unstorable(strings, &instants)
 }
 
 fn trigger_problem(t: &OutreachTrigger) -> Option<String> {
@@ -671,12 +699,43 @@ fn take(kind: Kind, m: &BorrowedMessage<'_>, batch: &mut Batch) {
     batch.next_offsets.insert((topic.to_string(), partition), offset + 1);
     *batch.topic_counts.entry(topic.to_string()).or_default() += 1;
     let problem: Option<(&'static str, String)> = match m.payload() {
+        // A compacted roster's tombstone: the student left.
+        None if kind == Kind::Roster => match m.key().map(String::from_utf8_lossy) {
+            Some(k) => {
+                batch.roster.push(Roster::Gone(k.into_owned()));
+                None
+            }
+            None => Some(("MISSING_VALUE", "a roster tombstone without a key".into())),
+        },
         None => Some(("MISSING_VALUE", "the record has no value".into())),
         Some(v) => match kind {
             Kind::Determinations => match Determination::from_single_object(v) {
                 Ok(d) => match det_problem(&d) {
                     None => {
                         batch.determinations.push(d);
+                        None
+                    }
+                    Some(p) => Some(("INVALID_RECORD", p)),
+                },
+                Err(e) => Some((error_kind(&e), e.to_string())),
+            },
+            Kind::Roster => match StudentRecord::from_single_object(v) {
+                Ok(r) => match unstorable(
+                    [&r.student_id, &r.school_id].into_iter().map(String::as_str).chain(r.groups.iter().map(String::as_str)),
+                    &[],
+                ) {
+                    None => {
+                        batch.roster.push(Roster::Student(Box::new(r)));
+                        None
+                    }
+                    Some(p) => Some(("INVALID_RECORD", p)),
+                },
+                Err(e) => Some((error_kind(&e), e.to_string())),
+            },
+            Kind::Calendars => match SchoolCalendar::from_single_object(v) {
+                Ok(c) => match unstorable([c.school_id.as_str(), &c.timezone, &c.policy], &[]) {
+                    None => {
+                        batch.calendars.push(c);
                         None
                     }
                     Some(p) => Some(("INVALID_RECORD", p)),

@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rollcall_model::{Determination, Finality, StudentRecord};
 use rollcall_policy::Rule;
 
+use crate::eval::explain::{self, Explained};
 use crate::eval::{self, DayInput, Outcome};
 use crate::kv::KvStore;
 use crate::school::{FinalizeKey, School};
@@ -78,7 +79,7 @@ impl<S: KvStore> Engine<S> {
                 Some(rules) => rules.contains(&o.closes_by),
                 None => at >= self.finalize_instant(school, date, o.closes_by),
             };
-            let (emitted, now_final) = self.emit(no, student, school, o, finalize, at)?;
+            let (emitted, now_final) = self.emit(no, student, school, o, finalize, at, || explain::explain_day(&input, o))?;
             all_final &= now_final;
             changed_final |= emitted && now_final;
         }
@@ -107,13 +108,15 @@ impl<S: KvStore> Engine<S> {
         let days: Vec<(NaiveDate, &DayRecord)> = records.iter().map(|(d, r)| (*d, &**r)).collect();
         let outcomes = eval::evaluate_week(school, student, monday, &days);
         for o in &outcomes {
-            self.emit(no, student, school, o, finalize, at)?;
+            self.emit(no, student, school, o, finalize, at, || explain::explain_week(school, student, &days, o))?;
         }
         // (section, contacts): what the low-contact check reads.
         Ok(outcomes.iter().filter_map(|o| Some((o.section?.to_string(), o.contacts.unwrap_or(0) as u32))).collect())
     }
 
     /// Versions and emits an outcome if it is news. Returns (emitted, final).
+    /// `explain` is called only for an outcome that is emitted.
+    #[allow(clippy::too_many_arguments)]
     fn emit(
         &mut self,
         no: u32,
@@ -122,6 +125,7 @@ impl<S: KvStore> Engine<S> {
         o: &Outcome,
         finalize: bool,
         at: DateTime<Utc>,
+        explain: impl FnOnce() -> Explained,
     ) -> Result<(bool, bool), EngineError> {
         let key = self.emitted_key(no, o.date, o.scope, o.section);
         let prev = self.load_emitted(key)?;
@@ -171,6 +175,7 @@ impl<S: KvStore> Engine<S> {
         };
         self.emitted.set(key, em);
         let det_key = rollcall_model::determination_key(&student.student_id, o.scope, o.date, o.section);
+        let Explained { evidence_detail, looked_for, seen } = explain();
         self.out.push(Output::Determination(Determination {
             determination_id: format!("{det_key}#{version}"),
             student_id: student.student_id.clone(),
@@ -190,6 +195,9 @@ impl<S: KvStore> Engine<S> {
             version: version as i32,
             finality,
             decided_at: at,
+            evidence_detail,
+            looked_for,
+            seen,
         }));
         self.stats.determinations += 1;
         if finality == Finality::Correction {

@@ -212,6 +212,7 @@ impl<S: KvStore> Engine<S> {
             assigned: ev.assigned_date,
             session: ev.live_session_id.clone(),
             duration_s: ev.duration_seconds,
+            source: Some(ev.source.clone()).filter(|s| !s.is_empty()),
         };
         let assigned = ev
             .assigned_date

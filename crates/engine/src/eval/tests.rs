@@ -52,6 +52,7 @@ fn ev_on(id: &str, kind: rollcall_model::ActivityKind, day: &str, t: &str) -> Fa
         assigned: None,
         session: None,
         duration_s: None,
+        source: None,
     }
 }
 
@@ -1918,4 +1919,124 @@ fn more_boundaries() {
     // nmped.md rule 2: "Monday through Sunday (weekends count)".
     let got = run_week(&nm_student(), &[ev_on("c", ContentAccess, SAT, "11:00").sec("math")]);
     assert_eq!(got[1], ("math".to_string(), "C1".to_string(), 1, vec!["c".to_string()]));
+}
+
+// ---------------------------------------------------------------- explanations
+
+mod explanations {
+    use super::*;
+    use crate::eval::explain::{explain_day, explain_week};
+
+    type Explained = crate::eval::explain::Explained;
+
+    /// Leaked: the outcomes borrow from what they were decided with.
+    fn explain_one(
+        s: School,
+        st: StudentRecord,
+        facts: Vec<Fact>,
+        reports: Vec<ReportFact>,
+    ) -> Vec<(Outcome<'static>, Explained)> {
+        let s: &'static School = Box::leak(Box::new(s));
+        let st: &'static StudentRecord = Box::leak(Box::new(st));
+        let record: &'static DayRecord = Box::leak(Box::new(DayRecord { facts, reports }));
+        let input = DayInput { school: s, day: s.instructional(date(TUE)).unwrap(), student: st, record, next: None };
+        evaluate_day(&input)
+            .into_iter()
+            .map(|o| {
+                let e = explain_day(&input, &o);
+                (o, e)
+            })
+            .collect()
+    }
+
+    /// mmsd: an absence says what each of the three rules looked for, and
+    /// that content views are not attendance under this policy.
+    #[test]
+    fn an_absence_names_what_was_looked_for_and_what_was_seen() {
+        let p = preset("mmsd");
+        let s = school(&p, vec![cal(TUE, "08:00", "14:30", DayType::Full)]);
+        let st = student(
+            GradeLevel::G2,
+            vec![meets("hr", "t_hr", WEEKDAYS, "08:00", "14:30"), specials(meets("art", "t_art", WEEKDAYS, "10:00", "10:45"))],
+        );
+        let facts = vec![
+            ev("c1", ContentAccess, "09:12").sec("hr"),
+            ev("c2", ContentAccess, "11:00").sec("hr"),
+            ev("m1", Message, "12:00").sec("hr").dir(Direction::FromStudent),
+        ];
+        let out = explain_one(s, st, facts, vec![]);
+        let (o, e) = &out[0];
+        assert_eq!(o.status, Status::AbsentUnexcused);
+        assert!(e.evidence_detail.is_empty());
+        assert_eq!(e.looked_for[0], "a live session on Tue Oct 6");
+        assert!(
+            e.looked_for[1].starts_with("a submission of work assigned for Tue Oct 6, made by the end of"),
+            "{:?}",
+            e.looked_for
+        );
+        assert_eq!(
+            e.looked_for[2],
+            "two-way communication with the homeroom teacher (t_hr) and every specials teacher of the day (t_art) on Tue Oct 6"
+        );
+        assert_eq!(e.seen.len(), 2, "{:?}", e.seen);
+        assert_eq!(
+            (e.seen[0].kind.as_str(), e.seen[0].count, e.seen[0].first_local_time.as_str()),
+            ("CONTENT_ACCESS", 2, "2020-10-06 09:12")
+        );
+        assert_eq!(e.seen[0].why_not, "the mmsd policy does not count content views as attendance");
+        assert!(e.seen[1].why_not.contains("two-way"), "{:?}", e.seen[1]);
+    }
+
+    /// A present day carries its evidence in detail, the teacher taken from
+    /// the section when the event names none; nothing is looked for.
+    #[test]
+    fn a_present_day_details_its_evidence() {
+        let p = preset("mmsd");
+        let s = school(&p, vec![cal(TUE, "08:00", "14:30", DayType::Full)]);
+        let st = student(GradeLevel::G2, vec![meets("hr", "t_hr", WEEKDAYS, "08:00", "14:30")]);
+        let mut join = ev("j1", LiveJoin, "08:05").sec("hr").session("m-1");
+        join.source = Some("zoom".into());
+        let out = explain_one(s, st, vec![join, ev("c1", ContentAccess, "09:00").sec("hr")], vec![]);
+        let (o, e) = &out[0];
+        assert_eq!(o.status, Status::Present);
+        assert!(e.looked_for.is_empty() && e.seen.is_empty());
+        let d = &e.evidence_detail[0];
+        assert_eq!((d.id.as_str(), d.kind.as_str(), d.local_time.as_deref()), ("j1", "LIVE_JOIN", Some("2020-10-06 08:05")));
+        assert_eq!(
+            (d.source.as_deref(), d.section_id.as_deref(), d.staff_id.as_deref()),
+            (Some("zoom"), Some("hr"), Some("t_hr"))
+        );
+        assert_eq!(d.detail.as_deref(), Some("session m-1"));
+    }
+
+    /// An excused absence details its report.
+    #[test]
+    fn an_excused_absence_details_its_report() {
+        let p = preset("mmsd");
+        let s = school(&p, vec![cal(TUE, "08:00", "14:30", DayType::Full)]);
+        let st = student(GradeLevel::G2, vec![meets("hr", "t_hr", WEEKDAYS, "08:00", "14:30")]);
+        let out = explain_one(s, st, vec![], vec![guardian("r1", R::Illness)]);
+        let (o, e) = &out[0];
+        assert_eq!(o.status, Status::AbsentExcused);
+        assert_eq!(e.evidence_detail[0].kind, "ABSENCE_REPORT");
+        assert_eq!(e.evidence_detail[0].detail.as_deref(), Some("ILLNESS reported by a guardian"));
+        assert!(!e.looked_for.is_empty());
+    }
+
+    /// nmped: a class with no contact in the week says what counted as one.
+    #[test]
+    fn a_week_without_contact_says_what_a_contact_is() {
+        let p = preset("nmped");
+        let s = school(&p, vec![cal(MON, "08:00", "15:00", DayType::Full), cal(TUE, "08:00", "15:00", DayType::Full)]);
+        let st = student(GradeLevel::G7, vec![meets("math", "t_m", WEEKDAYS, "08:00", "09:00")]);
+        let rec = DayRecord { facts: vec![ev("m1", Message, "09:30").sec("math").dir(Direction::FromStaff)], reports: vec![] };
+        let days = [(date(TUE), &rec)];
+        let outcomes = evaluate_week(&s, &st, date(MON), &days);
+        let math = outcomes.iter().find(|o| o.section == Some("math")).unwrap();
+        assert_eq!(math.contacts, Some(0));
+        let e = explain_week(&s, &st, &days, math);
+        assert!(e.looked_for[0].starts_with("a contact with math ("), "{:?}", e.looked_for);
+        assert_eq!(e.seen.len(), 1);
+        assert_eq!(e.seen[0].why_not, "messages count as a contact only sent from the student or from a guardian");
+    }
 }

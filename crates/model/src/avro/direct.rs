@@ -100,6 +100,17 @@ pub(super) fn determination_direct(d: &Determination, out: &mut Vec<u8>) {
             }
         }
     }
+    // An array is one block of its items then the empty block; an empty
+    // array is the empty block alone.
+    fn array<T>(items: &[T], out: &mut Vec<u8>, item: impl Fn(&T, &mut Vec<u8>)) {
+        if !items.is_empty() {
+            write_long(items.len() as i64, out);
+            for i in items {
+                item(i, out);
+            }
+        }
+        out.push(0);
+    }
     string(&d.determination_id, out);
     string(&d.student_id, out);
     string(&d.school_id, out);
@@ -114,14 +125,24 @@ pub(super) fn determination_direct(d: &Determination, out: &mut Vec<u8>) {
     opt(d.contacts, out, |n, out| write_long(n as i64, out));
     opt(d.category.as_deref(), out, string);
     string(&d.rule, out);
-    if !d.evidence.is_empty() {
-        write_long(d.evidence.len() as i64, out);
-        for e in &d.evidence {
-            string(e, out);
-        }
-    }
-    out.push(0);
+    array(&d.evidence, out, |e, out| string(e, out));
     write_long(d.version as i64, out);
     write_long(d.finality.position() as i64, out);
     write_long(d.decided_at.timestamp_micros(), out);
+    array(&d.evidence_detail, out, |e, out| {
+        string(&e.id, out);
+        string(&e.kind, out);
+        opt(e.occurred_at, out, |t, out| write_long(t.timestamp_micros(), out));
+        for s in [&e.local_time, &e.source, &e.section_id, &e.staff_id, &e.detail] {
+            opt(s.as_deref(), out, string);
+        }
+    });
+    array(&d.looked_for, out, |s, out| string(s, out));
+    array(&d.seen, out, |s, out| {
+        string(&s.kind, out);
+        opt(s.section_id.as_deref(), out, string);
+        write_long(s.count as i64, out);
+        string(&s.first_local_time, out);
+        string(&s.why_not, out);
+    });
 }

@@ -44,6 +44,20 @@ impl CompiledSchema {
         encode_value(self, &self.schema, &None, value, out).map_err(|e| AvroError::Encode(format!("{}: {e}", self.record)))
     }
 
+    /// The CRC-64-AVRO fingerprint of this schema's canonical form.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// Decodes a datum written with this (earlier) schema and resolves it to
+    /// `reader`'s, as the Avro specification's schema resolution says: fields
+    /// the writer did not have take their defaults.
+    pub(super) fn decode_into(&self, bytes: &[u8], reader: &CompiledSchema) -> Result<Value, AvroError> {
+        self.decode(bytes)?
+            .resolve(&reader.schema)
+            .map_err(|e| AvroError::Decode(format!("{}: resolving a datum of an earlier schema version: {e}", reader.record)))
+    }
+
     /// Decodes exactly one datum: the input must end where the datum does.
     pub(super) fn decode(&self, bytes: &[u8]) -> Result<Value, AvroError> {
         let mut input = bytes;

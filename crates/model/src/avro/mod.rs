@@ -98,6 +98,14 @@ pub trait AvroRecord: Sized {
         false
     }
 
+    /// Earlier versions of this record's schema (`schemas/history/`), which
+    /// a reader of today's still reads: their datums are resolved to today's
+    /// schema, the fields added since taking their defaults.
+    #[doc(hidden)]
+    fn earlier() -> &'static [CompiledSchema] {
+        &[]
+    }
+
     fn schema() -> &'static Schema {
         &Self::compiled().schema
     }
@@ -169,7 +177,10 @@ pub trait AvroRecord: Sized {
         let c = Self::compiled();
         let found = single_object_fingerprint(bytes)?;
         if found != c.fingerprint {
-            return Err(AvroError::Fingerprint { record: c.record, expected: c.fingerprint, found });
+            return match Self::earlier().iter().find(|e| e.fingerprint == found) {
+                Some(writer) => Self::from_avro_value(writer.decode_into(&bytes[SINGLE_OBJECT_HEADER_LEN..], c)?),
+                None => Err(AvroError::Fingerprint { record: c.record, expected: c.fingerprint, found }),
+            };
         }
         Self::from_avro_datum(&bytes[SINGLE_OBJECT_HEADER_LEN..])
     }

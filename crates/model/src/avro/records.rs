@@ -21,13 +21,25 @@ macro_rules! avro_record {
     ($t:ident, $file:literal, $to:ident, $from:ident, direct: $direct:expr) => {
         avro_record!(@impl $t, $file, $to, $from, fn decode_direct(datum: &[u8]) -> Option<Self> { $direct(datum) });
     };
-    ($t:ident, $file:literal, $to:ident, $from:ident, direct_encoder: $direct:expr) => {
-        avro_record!(@impl $t, $file, $to, $from, fn encode_direct(&self, out: &mut Vec<u8>) -> bool { $direct(self, out); true });
+    ($t:ident, $file:literal, $to:ident, $from:ident, direct_encoder: $direct:expr, earlier: [$($old:literal),*]) => {
+        avro_record!(@impl $t, $file, $to, $from,
+            fn encode_direct(&self, out: &mut Vec<u8>) -> bool { $direct(self, out); true }
+            fn earlier() -> &'static [CompiledSchema] {
+                static EARLIER: OnceLock<Vec<CompiledSchema>> = OnceLock::new();
+                EARLIER.get_or_init(|| {
+                    vec![$(CompiledSchema::parse(
+                        stringify!($t),
+                        concat!("history/", $old),
+                        include_str!(concat!("../../../../schemas/history/", $old)),
+                    )),*]
+                })
+            }
+        );
     };
     ($t:ident, $file:literal, $to:ident, $from:ident) => {
         avro_record!(@impl $t, $file, $to, $from,);
     };
-    (@impl $t:ident, $file:literal, $to:ident, $from:ident, $($direct:item)?) => {
+    (@impl $t:ident, $file:literal, $to:ident, $from:ident, $($direct:item)*) => {
         impl AvroRecord for $t {
             const SCHEMA_FILE: &'static str = $file;
 
@@ -50,7 +62,7 @@ macro_rules! avro_record {
                 $from(v)
             }
 
-            $($direct)?
+            $($direct)*
         }
     };
 }
@@ -70,7 +82,8 @@ avro_record!(
     "determination.avsc",
     determination_to,
     determination_from,
-    direct_encoder: determination_direct
+    direct_encoder: determination_direct,
+    earlier: ["determination.1.avsc"]
 );
 avro_record!(OutreachTrigger, "outreach_trigger.avsc", outreach_trigger_to, outreach_trigger_from);
 avro_record!(DeadLetter, "dead_letter.avsc", dead_letter_to, dead_letter_from);
@@ -298,7 +311,62 @@ fn determination_to(d: &Determination) -> Value {
         ("version", Value::Int(d.version)),
         ("finality", v_enum(d.finality)),
         ("decided_at", v_timestamp(&d.decided_at)),
+        ("evidence_detail", v_array(&d.evidence_detail, evidence_detail_to)),
+        ("looked_for", v_strings(&d.looked_for)),
+        ("seen", v_array(&d.seen, seen_activity_to)),
     ])
+}
+
+fn evidence_detail_to(e: &EvidenceDetail) -> Value {
+    v_record([
+        ("id", v_str(&e.id)),
+        ("kind", v_str(&e.kind)),
+        ("occurred_at", v_opt(e.occurred_at.as_ref(), v_timestamp)),
+        ("local_time", v_opt(e.local_time.as_deref(), v_str)),
+        ("source", v_opt(e.source.as_deref(), v_str)),
+        ("section_id", v_opt(e.section_id.as_deref(), v_str)),
+        ("staff_id", v_opt(e.staff_id.as_deref(), v_str)),
+        ("detail", v_opt(e.detail.as_deref(), v_str)),
+    ])
+}
+
+fn evidence_detail_from(v: Value) -> Result<EvidenceDetail, AvroError> {
+    let mut f = Fields::of("EvidenceDetail", v)?;
+    let e = EvidenceDetail {
+        id: f.get("id", as_string)?,
+        kind: f.get("kind", as_string)?,
+        occurred_at: f.get("occurred_at", optional(as_timestamp))?,
+        local_time: f.get("local_time", optional(as_string))?,
+        source: f.get("source", optional(as_string))?,
+        section_id: f.get("section_id", optional(as_string))?,
+        staff_id: f.get("staff_id", optional(as_string))?,
+        detail: f.get("detail", optional(as_string))?,
+    };
+    f.finish()?;
+    Ok(e)
+}
+
+fn seen_activity_to(s: &SeenActivity) -> Value {
+    v_record([
+        ("kind", v_str(&s.kind)),
+        ("section_id", v_opt(s.section_id.as_deref(), v_str)),
+        ("count", Value::Int(s.count)),
+        ("first_local_time", v_str(&s.first_local_time)),
+        ("why_not", v_str(&s.why_not)),
+    ])
+}
+
+fn seen_activity_from(v: Value) -> Result<SeenActivity, AvroError> {
+    let mut f = Fields::of("SeenActivity", v)?;
+    let s = SeenActivity {
+        kind: f.get("kind", as_string)?,
+        section_id: f.get("section_id", optional(as_string))?,
+        count: f.get("count", as_int)?,
+        first_local_time: f.get("first_local_time", as_string)?,
+        why_not: f.get("why_not", as_string)?,
+    };
+    f.finish()?;
+    Ok(s)
 }
 
 fn determination_from(v: Value) -> Result<Determination, AvroError> {
@@ -322,6 +390,9 @@ fn determination_from(v: Value) -> Result<Determination, AvroError> {
         version: f.get("version", as_int)?,
         finality: f.get("finality", as_enum)?,
         decided_at: f.get("decided_at", as_timestamp)?,
+        evidence_detail: f.get("evidence_detail", array_of(nested(evidence_detail_from)))?,
+        looked_for: f.get("looked_for", array_of(as_string))?,
+        seen: f.get("seen", array_of(nested(seen_activity_from)))?,
     };
     f.finish()?;
     Ok(d)
