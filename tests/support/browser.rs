@@ -262,10 +262,9 @@ impl Page {
 
     /// Evaluates a JavaScript expression (promises awaited) to its JSON value.
     pub fn eval(&mut self, expression: &str) -> Result<Value, String> {
-        let r = self.conn.call(
-            "Runtime.evaluate",
-            json!({ "expression": expression, "returnByValue": true, "awaitPromise": true }),
-        )?;
+        let r = self
+            .conn
+            .call("Runtime.evaluate", json!({ "expression": expression, "returnByValue": true, "awaitPromise": true }))?;
         if let Some(ex) = r.get("exceptionDetails") {
             return Err(format!("{expression} threw: {}", describe_exception(ex)));
         }

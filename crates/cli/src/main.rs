@@ -8,6 +8,7 @@ mod dlq_cmd;
 mod gateway_cmd;
 mod kafka_cmd;
 mod normalize_cmd;
+mod report_cmd;
 mod scenario_cmd;
 mod sink_cmd;
 mod tail_cmd;
@@ -92,6 +93,8 @@ enum Command {
         #[command(subcommand)]
         command: sink_cmd::ExportCommand,
     },
+    /// The reports the policies ask for, from the sink's tables, as CSV or HTML (docs/reports.md).
+    Report(report_cmd::ReportArgs),
     /// Measure the engine and its state (BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -193,6 +196,7 @@ fn main() -> ExitCode {
         Command::Sink { command } => sink_cmd::sink(command),
         Command::Export { command } => sink_cmd::export(command),
         Command::Bench { command } => bench::run(command),
+        Command::Report(args) => report_cmd::run(args),
     };
     match result {
         Ok(code) => code,
