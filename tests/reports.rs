@@ -558,6 +558,61 @@ fn bad_arguments_say_what_is_wrong(c: &Ctx) -> TestResult {
     Ok(())
 }
 
+/// The harness itself over http://: the cookie and the header given reach
+/// the server, and a console error on the page is seen.
+fn browser_sends_cookies_and_headers_and_sees_errors(_c: &Ctx) -> TestResult {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let (mut path, mut cookie, mut auth) = (String::new(), String::new(), String::new());
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line != "\r\n" {
+                let l = line.trim_end();
+                if let Some(p) = l.strip_prefix("GET ") {
+                    path = p.split(' ').next().unwrap_or("").to_string();
+                } else if let Some((k, v)) = l.split_once(": ") {
+                    match k.to_ascii_lowercase().as_str() {
+                        "cookie" => cookie = v.to_string(),
+                        "authorization" => auth = v.to_string(),
+                        _ => {}
+                    }
+                }
+                line.clear();
+            }
+            let body = if path == "/" {
+                format!(
+                    "<!DOCTYPE html><html><body><p id=\"cookie\">{cookie}</p><p id=\"auth\">{auth}</p>\
+                     <script>console.error('boom ' + (6 * 7))</script></body></html>"
+                )
+            } else {
+                String::new()
+            };
+            let status = if path == "/" { "200 OK" } else { "204 No Content" };
+            let _ = write!(
+                &stream,
+                "HTTP/1.1 {status}\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let browser = Browser::start()?;
+    let opts = OpenOptions {
+        cookies: vec![support::browser::Cookie { name: "session".into(), value: "abc".into() }],
+        headers: vec![("Authorization".into(), "Bearer t0k".into())],
+    };
+    let mut page = browser.open(&format!("http://127.0.0.1:{port}/"), &opts)?;
+    let cookie = page.eval_string("document.getElementById('cookie').textContent")?;
+    let auth = page.eval_string("document.getElementById('auth').textContent")?;
+    ensure(cookie.contains("session=abc"), || format!("the server saw the cookie {cookie:?}"))?;
+    ensure(auth == "Bearer t0k", || format!("the server saw Authorization {auth:?}"))?;
+    ensure(page.eval_number("6 * 7")? == 42.0, || "evaluation is wrong".into())?;
+    let errors = page.errors()?;
+    ensure(errors.iter().any(|e| e.contains("boom 42")), || format!("the console error was not seen: {errors:?}"))
+}
+
 fn main() -> ExitCode {
     let Some(db) = Database::get_or_report() else { return ExitCode::FAILURE };
     let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
@@ -568,6 +623,7 @@ fn main() -> ExitCode {
         ("chronic_absence_cells", chronic_absence_cells),
         ("pages_render_in_chromium", pages_render_in_chromium),
         ("bad_arguments_say_what_is_wrong", bad_arguments_say_what_is_wrong),
+        ("browser_sends_cookies_and_headers_and_sees_errors", browser_sends_cookies_and_headers_and_sees_errors),
     ];
     let ctx = Ctx { broker, db, district: OnceLock::new() };
     let (passed, failed) = run_all("reports", Duration::from_secs(900), tests, &ctx);
