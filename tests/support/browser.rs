@@ -179,9 +179,12 @@ struct Connection {
 impl Connection {
     fn open(port: u16, path: &str) -> Result<Connection, String> {
         let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("DevTools port {port}: {e}"))?;
-        stream.set_read_timeout(Some(Duration::from_millis(200))).map_err(|e| e.to_string())?;
+        // The handshake waits as long as a command may; afterwards reads
+        // come back every 200 ms, so that waits can check their deadlines.
+        stream.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
         let url = format!("ws://127.0.0.1:{port}{path}");
         let (ws, _) = tungstenite::client(url.as_str(), stream).map_err(|e| format!("WebSocket {url}: {e}"))?;
+        ws.get_ref().set_read_timeout(Some(Duration::from_millis(200))).map_err(|e| e.to_string())?;
         Ok(Connection { ws, next_id: 1, events: Vec::new() })
     }
 

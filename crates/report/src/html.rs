@@ -44,7 +44,7 @@ table.data th, table.data td { padding: 4px 10px; border-bottom: 1px solid var(-
 table.data th { background: var(--band); font-weight: 600; position: sticky; top: 0; }
 table.data td.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.data tr.total td { font-weight: 700; border-top: 2px solid var(--ink); }
-figure.chart { margin: 10px 0 18px; }
+figure.chart { margin: 10px 0 18px; overflow-x: auto; }
 figure.chart figcaption { font-weight: 600; margin-bottom: 4px; }
 svg text { font: 12px system-ui, sans-serif; fill: var(--ink); }
 svg .axis { stroke: var(--muted); stroke-width: 1; }
@@ -102,6 +102,8 @@ const LEFT: f64 = 56.0;
 const RIGHT: f64 = 16.0;
 const TOP: f64 = 34.0;
 const BOTTOM: f64 = 64.0;
+/// The narrowest room per label before the chart widens.
+const MIN_SLOT: f64 = 18.0;
 
 /// A round top for the y axis above `max`.
 fn nice_max(max: f64) -> f64 {
@@ -128,9 +130,16 @@ fn fmt_num(v: f64) -> String {
 /// The frame shared by the charts: the svg element, grid, y ticks, legend
 /// and x labels; `plot` draws the data inside.
 fn frame(chart: &Chart, top: f64, plot: impl FnOnce(&mut String, f64, f64, f64)) -> String {
-    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
+    // Many labels widen the chart (the figure scrolls) rather than crowd it.
+    let w = W.max(LEFT + RIGHT + chart.labels.len() as f64 * MIN_SLOT);
+    let rotate = chart.labels.len() > 8;
+    // Slanted labels need room below the axis for the longest one.
+    let longest = chart.labels.iter().map(|l| l.chars().count()).max().unwrap_or(0) as f64;
+    let bottom = if rotate { BOTTOM.max(24.0 + longest * 5.5) } else { BOTTOM };
+    let h = H - BOTTOM + bottom;
+    let (pw, ph) = (w - LEFT - RIGHT, H - TOP - BOTTOM);
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{}\">",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{}\">",
         escape(&chart.title)
     );
     for i in 0..=5 {
@@ -147,7 +156,6 @@ fn frame(chart: &Chart, top: f64, plot: impl FnOnce(&mut String, f64, f64, f64))
     ));
     let n = chart.labels.len().max(1) as f64;
     let slot = pw / n;
-    let rotate = chart.labels.len() > 8;
     for (i, l) in chart.labels.iter().enumerate() {
         let x = LEFT + slot * (i as f64 + 0.5);
         let y = TOP + ph + 16.0;

@@ -88,7 +88,11 @@ pub fn build(p: &Params, data: &Data) -> Report {
         tables: Vec::new(),
     });
     r.sections.push(Section {
-        title: format!("Low contact: {} students", threshold.rows.len()),
+        title: format!(
+            "Low contact: {} students, {} class windows",
+            threshold.rows.iter().map(|r| r.cells[1].to_string()).collect::<BTreeSet<_>>().len(),
+            threshold.rows.len()
+        ),
         note: Some("LOW_CONTACT triggers: two consecutive weeks of five contacts or fewer in a class.".into()),
         charts: Vec::new(),
         tables: vec![threshold],
