@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building rollcall needs beyond a Rust toolchain: libclang
 # (RocksDB's bindings are generated at build time), a C++ compiler, cmake and
-# the curl headers librdkafka's build wants; and promtool and PostgreSQL for the tests.
+# the curl headers librdkafka's build wants; and promtool, PostgreSQL and
+# Chromium for the tests.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
@@ -21,6 +22,9 @@ docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null |
 # The sink's tests (tests/sink.rs) run a throwaway PostgreSQL cluster with
 # scripts/postgres.sh, from Debian's postgresql package (initdb, pg_ctl).
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null || need+=(postgresql)
+# The report pages are checked in headless Chromium over the DevTools
+# protocol (tests/support/browser.rs, tests/reports.rs).
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
 command -v cargo >/dev/null || { echo "setup: cargo is not on PATH; install Rust (rustup) first" >&2; exit 1; }
 
 if ((${#need[@]})); then

@@ -297,6 +297,77 @@ fn pages_keep_the_token_in_a_strict_cookie(c: &Ctx) -> TestResult {
     })
 }
 
+/// Each page in headless Chromium, signed in by its cookie: it loads with
+/// no console error and nothing fetched from elsewhere, a number read from
+/// the rendered page equals the database's, and a screenshot is kept.
+fn pages_render_in_chromium(c: &Ctx) -> TestResult {
+    use support::browser::{Browser, Cookie, OpenOptions};
+    let url = database(c)?;
+    let s = serve(url)?;
+    let pg = Pg::connect(url)?;
+    let one = |sql: &str| -> Result<String, String> {
+        pg.query(sql)?.first().map(|r| r.get::<_, String>(0)).ok_or_else(|| format!("{sql}: no row"))
+    };
+    let browser = Browser::start()?;
+    let opts = OpenOptions { cookies: vec![Cookie { name: "rollcall_token".into(), value: TOKEN.into() }], ..Default::default() };
+    let pages: [(&str, &str, String, String); 5] = [
+        (
+            "school-day",
+            "/schools/mmsd-explain/days/2020-10-05",
+            "document.getElementById('absent').textContent".into(),
+            one(&format!(
+                "SELECT count(*)::text FROM determinations WHERE school_id = '{SCHOOL}' AND date = '2020-10-05' AND scope = 'DAY' AND status LIKE 'ABSENT%'"
+            ))?,
+        ),
+        (
+            "student-month",
+            "/students/s-present/months/2020-10",
+            "document.querySelector('a.code[data-date=\"2020-10-06\"]').textContent".into(),
+            one("SELECT code FROM determinations WHERE student_id = 's-present' AND date = '2020-10-06' AND scope = 'DAY'")?,
+        ),
+        (
+            "explain-absence",
+            "/students/s-absent/explain/2020-10-05",
+            "String(document.querySelectorAll('ul.looked-for li').length)".into(),
+            one("SELECT cardinality(looked_for)::text FROM determinations WHERE student_id = 's-absent' AND date = '2020-10-05'")?,
+        ),
+        (
+            "explain-correction",
+            "/students/s-corrected/explain/2020-10-05",
+            "String(document.querySelectorAll('table.versions tr').length - 1)".into(),
+            one("SELECT count(*)::text FROM determination_versions WHERE student_id = 's-corrected' AND date = '2020-10-05'")?,
+        ),
+        (
+            "schools",
+            "/",
+            "document.querySelector('main table tr:nth-child(2) td').textContent".into(),
+            one("SELECT school_id FROM schools ORDER BY school_id LIMIT 1")?,
+        ),
+    ];
+    for (name, path, expression, want) in pages {
+        let mut page = browser.open(&format!("http://{}{path}", s.addr), &opts)?;
+        let got = page.eval_string(&expression)?;
+        ensure(got.trim() == want, || format!("{name}: the page shows `{got}`, the database `{want}`"))?;
+        let errors = page.errors()?;
+        ensure(errors.is_empty(), || format!("{name}: the page logged errors: {errors:?}"))?;
+        let elsewhere: Vec<String> =
+            page.requests().into_iter().filter(|u| !u.starts_with(&format!("http://{}", s.addr))).collect();
+        ensure(elsewhere.is_empty(), || format!("{name}: the page fetched {elsewhere:?}"))?;
+        let png = page.screenshot(&format!("serve-{name}"))?;
+        let bytes = std::fs::read(&png).map_err(|e| e.to_string())?;
+        ensure(bytes.starts_with(b"\x89PNG") && bytes.len() > 5_000, || format!("{}: not a screenshot", png.display()))?;
+    }
+    // A report through the service: the page the CLI writes, behind the same cookie.
+    let mut page = browser
+        .open(&format!("http://{}/reports/chronic-absence?school={SCHOOL}&from=2020-10-05&to=2020-10-06", s.addr), &opts)?;
+    let tables = page.eval_number("document.querySelectorAll('table.data').length")?;
+    ensure(tables >= 1.0, || "the report page has no table".into())?;
+    let errors = page.errors()?;
+    ensure(errors.is_empty(), || format!("report: the page logged errors: {errors:?}"))?;
+    page.screenshot("serve-report-chronic-absence")?;
+    Ok(())
+}
+
 /// What every test is given.
 struct Ctx {
     broker: Broker,
@@ -313,6 +384,7 @@ fn main() -> ExitCode {
         ("cli_explains_a_period", cli_explains_a_period),
         ("http_explains_and_guards", http_explains_and_guards),
         ("pages_keep_the_token_in_a_strict_cookie", pages_keep_the_token_in_a_strict_cookie),
+        ("pages_render_in_chromium", pages_render_in_chromium),
     ];
     let ctx = Ctx { broker, db };
     let (passed, failed) = run_all("explain", Duration::from_secs(600), tests, &ctx);

@@ -8,6 +8,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use rollcall_scenario::Scenario;
 
+pub mod browser;
 pub mod http;
 pub mod pg;
 pub mod pipeline;

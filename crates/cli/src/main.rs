@@ -9,6 +9,7 @@ mod explain_cmd;
 mod gateway_cmd;
 mod kafka_cmd;
 mod normalize_cmd;
+mod report_cmd;
 mod scenario_cmd;
 mod serve_cmd;
 mod sink_cmd;
@@ -98,6 +99,8 @@ enum Command {
         #[command(subcommand)]
         command: sink_cmd::ExportCommand,
     },
+    /// The reports the policies ask for, from the sink's tables, as CSV or HTML (docs/reports.md).
+    Report(report_cmd::ReportArgs),
     /// Measure the engine and its state (BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -202,6 +205,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain_cmd::run(args),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Bench { command } => bench::run(command),
+        Command::Report(args) => report_cmd::run(args),
     };
     match result {
         Ok(code) => code,

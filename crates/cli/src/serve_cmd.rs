@@ -31,7 +31,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async {
         let state = Arc::new(AppState { db: rollcall_serve::db::Db::new(a.database_url.clone()), tokens });
         state.db.client().await.with_context(|| format!("connecting to {}", rollcall_sink::redact_url(&a.database_url)))?;
-        let router = rollcall_serve::router(state, None);
+        let router = rollcall_serve::router(state);
         let stop = async {
             let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(t) => t,

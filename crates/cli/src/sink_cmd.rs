@@ -326,7 +326,7 @@ pub(crate) fn bench_after_processor(a: &BenchSinkArgs, prefix: &str, proc_run: P
         let (keyed_secs, bare_secs) = rt.block_on(async {
             c.batch_execute(
                 "CREATE TABLE copy_keyed (LIKE determination_versions INCLUDING ALL);
-                 CREATE TABLE copy_bare (LIKE determination_versions);",
+                 CREATE TABLE copy_bare (LIKE determination_versions INCLUDING DEFAULTS);",
             )
             .await?;
             let mut secs = Vec::new();

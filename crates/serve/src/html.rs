@@ -1,21 +1,8 @@
-//! The page shell: one self-contained document (inline CSS, no script, no
-//! asset from elsewhere), so that a page saved to disk opens the same.
+//! The shell of the service's own pages: one self-contained document
+//! (inline CSS, no script, no asset from elsewhere) with the service's
+//! navigation; the reports bring their own (`rollcall_report::html`).
 
-/// Text made safe inside HTML elements and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use rollcall_report::html::escape;
 
 const STYLE: &str = "body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1d2430;background:#f6f7f9}\
 header{background:#1f3a5f;color:#fff;padding:.6rem 1.5rem;display:flex;gap:1.5rem;align-items:baseline}\
@@ -32,7 +19,8 @@ ul{margin:.2rem 0 .8rem}form label{display:block;margin:.5rem 0}input{font:inher
 pub fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{} · rollcall</title><style>{STYLE}</style></head><body><header><strong>rollcall</strong>\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'\">\
+         <link rel=\"icon\" href=\"data:,\"><title>{} · rollcall</title><style>{STYLE}</style></head><body><header><strong>rollcall</strong>\
          <a href=\"/\">Schools</a><a href=\"/logout\">Sign out</a></header><main>{body}</main></body></html>",
         escape(title)
     )

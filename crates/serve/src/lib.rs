@@ -5,7 +5,8 @@
 //! `GET /v1/students/{id}/explain?date=[&section=]`. For people, pages: a
 //! school's day (codes, absences, outreach raised), a student's month (a
 //! calendar of codes, each day linking to its explanation), a
-//! determination's explanation, and the reports where they are mounted.
+//! determination's explanation, and the reports (`/reports/{kind}?school=
+//! &from=&to=[&format=csv]`, what `rollcall report` writes).
 //!
 //! Every route needs a bearer token (`Authorization: Bearer …`); the pages
 //! take it once on `/login` and keep it in a cookie that is HttpOnly and
@@ -13,13 +14,15 @@
 //! a bad date a 400.
 //!
 //! One file per concern: `auth` (tokens and the cookie), `db` (the shared
-//! connection), `api` (JSON), `pages` (HTML), `html` (the page shell).
+//! connection), `api` (JSON), `pages` (HTML), `reports`, `html` (the page
+//! shell).
 
 pub mod api;
 pub mod auth;
 pub mod db;
 pub mod html;
 pub mod pages;
+pub mod reports;
 
 use std::sync::Arc;
 
@@ -47,12 +50,9 @@ pub struct AppState {
 }
 
 /// Every route of the service behind the token check, with `/healthz` and
-/// the login; `extra` (the reports) is mounted behind the same check.
-pub fn router(state: Arc<AppState>, extra: Option<Router<Arc<AppState>>>) -> Router {
-    let mut protected = api::routes().merge(pages::routes());
-    if let Some(extra) = extra {
-        protected = protected.merge(extra);
-    }
+/// the login.
+pub fn router(state: Arc<AppState>) -> Router {
+    let protected = api::routes().merge(pages::routes()).merge(reports::routes());
     let protected = protected.layer(axum::middleware::from_fn_with_state(state.clone(), auth::require));
     Router::new()
         .merge(auth::routes())

@@ -104,6 +104,12 @@ async fn school_day(State(state): State<Arc<AppState>>, Path((school, date)): Pa
         day.students.len(),
         day.outreach.len()
     );
+    let first = date.with_day(1).unwrap_or(date);
+    let reports: Vec<String> = rollcall_report::Kind::NAMES
+        .iter()
+        .map(|k| link(&format!("/reports/{k}?school={}&from={first}&to={date}", seg(&school)), k))
+        .collect();
+    let _ = write!(body, "<p>Reports for the month so far: {}</p>", reports.join(" · "));
     if !day.outreach.is_empty() {
         body.push_str("<h2>Outreach raised</h2><table><tr><th>Student</th><th>Kind</th><th>For</th><th>Reason</th></tr>");
         for o in &day.outreach {

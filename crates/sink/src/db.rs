@@ -132,9 +132,9 @@ pub async fn prepare_session(client: &Client) -> Result<(), SinkError> {
         .batch_execute(
             "SET synchronous_commit = off;
              CREATE TEMPORARY TABLE IF NOT EXISTS incoming_determinations
-                 (LIKE determination_versions) ON COMMIT DELETE ROWS;
+                 (LIKE determination_versions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
              CREATE TEMPORARY TABLE IF NOT EXISTS incoming_outreach
-                 (LIKE outreach_triggers) ON COMMIT DELETE ROWS;",
+                 (LIKE outreach_triggers INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;",
         )
         .await
         .map_err(SinkError::db("creating the staging tables"))

@@ -211,11 +211,14 @@ fn looked_for_day(input: &DayInput, o: &Outcome) -> Vec<String> {
     match &policy.rule {
         Rule::AnyEvidence(p) => {
             let by = date + Duration::days(p.submission_allowance_days as i64);
-            let class = o.section.map(|s| format!(" of {s}")).unwrap_or_default();
+            let (of, in_class) = match o.section {
+                Some(s) => (format!(" of {s}"), format!(" in {s}")),
+                None => (String::new(), String::new()),
+            };
             if live_allowed(input, p) {
-                v.push(format!("a live session{class} on {day}"));
+                v.push(format!("a live session{of} on {day}"));
             }
-            v.push(format!("a submission{class} of work assigned for {day}, made by the end of {}", short(by)));
+            v.push(format!("a submission{in_class} of work assigned for {day}, made by the end of {}", short(by)));
             match o.section {
                 Some(s) => {
                     let teacher = input.student.enrollment(s).map(|e| e.staff_id.as_str()).unwrap_or("?");
