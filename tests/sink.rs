@@ -510,18 +510,19 @@ fn metrics_and_sigterm(b: &str, db: &Database) -> TestResult {
             format!("rows_written for determination_versions: {versions:?}")
         })?;
         // The partitions' ends are asked of the broker beside the work (about
-        // a second for both topics): the lag appears then, at most 1 once all
+        // a second for the topics): the lag appears then, at most 1 once all
         // is written (the processor's last commit marker takes an offset the
         // sink never reads as a record).
         let asked = Instant::now();
         let body = loop {
             let body = http_get(&addr, "/metrics")?;
             let lags: Vec<&str> = body.lines().filter(|l| l.starts_with("rollcall_sink_lag_records{")).collect();
-            if lags.len() == 6 && lags.iter().all(|l| l.ends_with(" 0") || l.ends_with(" 1")) {
+            // Determinations, outreach and the roster have 3 partitions, the calendars 1.
+            if lags.len() == 10 && lags.iter().all(|l| l.ends_with(" 0") || l.ends_with(" 1")) {
                 break body;
             }
             ensure(asked.elapsed() < Duration::from_secs(15), || {
-                format!("the lag of 6 partitions (2 topics × 3) is not all 0 or 1: {lags:?}")
+                format!("the lag of 10 partitions (3 topics × 3 and the calendars' 1) is not all 0 or 1: {lags:?}")
             })?;
             std::thread::sleep(Duration::from_millis(200));
         };
