@@ -10,7 +10,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -83,23 +83,10 @@ fn start_gateway(broker: &str, prefix: &str, extra: &str) -> Result<Gateway, Str
     Ok(Gateway { child, addr, _dir: dir })
 }
 
-/// One HTTP/1.1 request: (status, body).
+/// One HTTP/1.1 POST: (status, body).
 fn post(addr: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> Result<(u16, String), String> {
-    let mut c = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
-    c.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
-    let mut head = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    c.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
-    // A refused oversized body may be answered before it is all sent.
-    let _ = c.write_all(body);
-    let mut out = Vec::new();
-    let _ = c.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("no answer: `{text}`"))?;
-    Ok((status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+    let a = support::http::request(addr, "POST", path, headers, body)?;
+    Ok((a.status, a.body))
 }
 
 fn bearer() -> Vec<(&'static str, String)> {

@@ -13,13 +13,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use chrono::{Datelike, NaiveDate};
-use rollcall_kafka::replay::{produce_scenario, read_outputs};
-use rollcall_kafka::topics::create_topics;
+use rollcall_kafka::replay::read_outputs;
 use rollcall_kafka::wire::Topics;
 use rollcall_model::{AttendanceType, Determination, OutreachKind, OutreachTrigger, Scope, Status};
 
@@ -65,31 +64,10 @@ impl Ctx {
 fn prepare(b: &str, db: &Database) -> Result<District, String> {
     let started = Instant::now();
     let s = district(250, 12, 13);
-    let prefix = unique("reports");
+    let prefix = pipeline::process(b, &s, "reports")?;
     let topics = Topics::with_prefix(&prefix);
-    create_topics(b, &topics, 3, 1).map_err(|e| e.to_string())?;
-    produce_scenario(b, &topics, &s).map_err(|e| e.to_string())?;
-    let state = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let quiet = std::env::var("ROLLCALL_TEST_LOG").unwrap_or_else(|_| "error".into());
-    let status = Command::new(bin())
-        .args(["run", "--brokers", b, "--clock", "replay", "--exit-when-idle", "--instance-id", "p"])
-        .args(["--until", &s.now.to_rfc3339(), "--topic-prefix", &prefix, "--group", &format!("{prefix}g")])
-        .args(["--metrics-addr", "off"])
-        .arg("--state-dir")
-        .arg(state.path())
-        .env("ROLLCALL_LOG", &quiet)
-        .stdout(Stdio::null())
-        .status()
-        .map_err(|e| e.to_string())?;
-    ensure(status.success(), || format!("rollcall run exited with {status}"))?;
     let url = db.fresh("reports")?;
-    let out = Command::new(bin())
-        .args(["sink", "postgres", "--brokers", b, "--database-url", &url, "--topic-prefix", &prefix])
-        .args(["--group", &format!("{prefix}sink"), "--exit-when-idle", "--metrics-addr", "off"])
-        .env("ROLLCALL_LOG", &quiet)
-        .output()
-        .map_err(|e| e.to_string())?;
-    ensure(out.status.success(), || format!("the sink exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr)))?;
+    pipeline::sink_to_end(b, &prefix, &url)?;
     let outputs = read_outputs(b, &topics).map_err(|e| e.to_string())?;
     let mut latest: BTreeMap<String, Determination> = BTreeMap::new();
     for d in outputs.determinations {

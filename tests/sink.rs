@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use rollcall_kafka::replay::{produce_scenario, read_outputs};
+use rollcall_kafka::replay::read_outputs;
 use rollcall_kafka::topics::create_topics;
 use rollcall_kafka::wire::Topics;
 use rollcall_model::avro::AvroRecord;
@@ -193,25 +193,6 @@ fn spawn_sink(b: &str, prefix: &str, url: &str, extra: &[&str]) -> Result<(Child
     Ok((child, log))
 }
 
-fn run_sink_to_end(b: &str, prefix: &str, url: &str) -> Result<String, String> {
-    let (mut child, log) = spawn_sink(b, prefix, url, &["--exit-when-idle", "--metrics-addr", "off"])?;
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
-            break st;
-        }
-        if started.elapsed() > Duration::from_secs(180) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("the sink did not finish within 180 s; log: {}", log.display()));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let said = std::fs::read_to_string(&log).unwrap_or_default();
-    ensure(status.success(), || format!("the sink exited with {status}: {said}"))?;
-    Ok(said)
-}
-
 /// A district produced and run through the processor once, shared by the
 /// tests that read it (each into its own database).
 struct District {
@@ -223,23 +204,9 @@ fn processed_district(b: &str) -> Result<&'static District, String> {
     static D: OnceLock<Result<District, String>> = OnceLock::new();
     D.get_or_init(|| {
         let s = district(1000, 5, 21);
-        let prefix = unique("district");
-        let topics = Topics::with_prefix(&prefix);
-        create_topics(b, &topics, 3, 1).map_err(|e| e.to_string())?;
-        produce_scenario(b, &topics, &s).map_err(|e| e.to_string())?;
-        let state = tempfile::tempdir().map_err(|e| e.to_string())?;
         let started = Instant::now();
-        let status = Command::new(rollcall())
-            .args(["run", "--brokers", b, "--clock", "replay", "--exit-when-idle", "--instance-id", "p"])
-            .args(["--until", &s.now.to_rfc3339(), "--topic-prefix", &prefix, "--group", &format!("{prefix}g")])
-            .args(["--metrics-addr", "off"])
-            .arg("--state-dir")
-            .arg(state.path())
-            .env("ROLLCALL_LOG", std::env::var("ROLLCALL_TEST_LOG").unwrap_or_else(|_| "error".into()))
-            .stdout(Stdio::null())
-            .status()
-            .map_err(|e| e.to_string())?;
-        ensure(status.success(), || format!("rollcall run exited with {status}"))?;
+        let prefix = pipeline::process(b, &s, "district")?;
+        let topics = Topics::with_prefix(&prefix);
         let expected = Expected::read(b, &topics)?;
         eprintln!(
             "  district: {} events -> {} determination versions ({} keys), {} triggers in {:.1} s",
@@ -263,12 +230,12 @@ fn processed_district(b: &str) -> Result<&'static District, String> {
 fn district_flows_into_postgres(b: &str, db: &Database) -> TestResult {
     let d = processed_district(b)?;
     let url = db.fresh("district")?;
-    run_sink_to_end(b, &d.prefix, &url)?;
+    pipeline::sink_to_end(b, &d.prefix, &url)?;
     let pg = Pg::connect(&url)?;
     d.expected.check(&pg)?;
     // The positions stored are the ends of the partitions: a second run
     // reads nothing and changes nothing.
-    let said = run_sink_to_end(b, &d.prefix, &url)?;
+    let said = pipeline::sink_to_end(b, &d.prefix, &url)?;
     ensure(said.lines().any(|l| l.starts_with("sink: 0 records")), || format!("a second run read records again: {said}"))?;
     d.expected.check(&pg)?;
     let migrations = pg.query("SELECT version FROM schema_migrations")?;
@@ -330,7 +297,7 @@ fn kill_nine_loses_and_doubles_nothing(b: &str, db: &Database) -> TestResult {
         // Without --exit-when-idle the sink never exits by itself.
         ensure(alive, || format!("a sink exited before its kill: {}", std::fs::read_to_string(&log).unwrap_or_default()))?;
     }
-    run_sink_to_end(b, &d.prefix, &url)?;
+    pipeline::sink_to_end(b, &d.prefix, &url)?;
     d.expected.check(&pg)?;
     ensure(mid_work >= 10, || format!("only {mid_work} of {kills} kills landed mid-work; need 10"))
 }
@@ -396,14 +363,14 @@ fn out_of_order_versions_never_regress(b: &str, db: &Database) -> TestResult {
     rollcall_kafka::replay::send(&p, &topics.determinations, &b1.key(), b"{\"not\": \"avro\"}", Utc::now())
         .map_err(|e| e.to_string())?;
     rdkafka::producer::Producer::flush(&p, Duration::from_secs(30)).map_err(|e| e.to_string())?;
-    run_sink_to_end(b, &prefix, &url)?;
+    pipeline::sink_to_end(b, &prefix, &url)?;
     ensure(row_version(&pg, "ooo-a")? == (2, "AU".into()), || {
         format!("a: {:?} after v2 then v1 in one batch", row_version(&pg, "ooo-a"))
     })?;
     ensure(row_version(&pg, "ooo-b")? == (3, "AU".into()), || format!("b: {:?}", row_version(&pg, "ooo-b")))?;
     // A later run, a later batch: b's v1 arrives after its v3.
     produce_determinations(b, &topics, &[&b1])?;
-    run_sink_to_end(b, &prefix, &url)?;
+    pipeline::sink_to_end(b, &prefix, &url)?;
     ensure(row_version(&pg, "ooo-b")? == (3, "AU".into()), || {
         format!("b: {:?} after v1 in a later batch", row_version(&pg, "ooo-b"))
     })?;
@@ -695,7 +662,7 @@ fn export_edfi(url: &str, dir: &Path, name: &str, extra: &[&str]) -> Result<(Vec
 fn edfi_export_has_the_resource_shapes(b: &str, db: &Database) -> TestResult {
     let d = processed_district(b)?;
     let url = db.fresh("edfi")?;
-    run_sink_to_end(b, &d.prefix, &url)?;
+    pipeline::sink_to_end(b, &d.prefix, &url)?;
     let pg = Pg::connect(&url)?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let (lines, said) = export_edfi(&url, dir.path(), "all", &[])?;
@@ -807,13 +774,7 @@ fn bench_sink_reports_its_rate(b: &str, db: &Database) -> TestResult {
 }
 
 fn http_get(addr: &str, path: &str) -> Result<String, String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    Ok(out)
+    Ok(support::http::get(addr, path, &[])?.body)
 }
 
 /// What every sink test is given.

@@ -40,20 +40,7 @@ pub fn run(a: GatewayArgs) -> anyhow::Result<ExitCode> {
     if let Some(i) = a.identities {
         cfg.identities_file = Some(i);
     }
-    let stop = async {
-        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
-        match term {
-            Ok(mut t) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = t.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    };
-    rollcall_gateway::serve(cfg, stop, |addr| println!("listening on {addr}")).context("running the gateway")?;
+    rollcall_gateway::serve(cfg, crate::kafka_cmd::terminated(), |addr| println!("listening on {addr}"))
+        .context("running the gateway")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -275,6 +275,22 @@ pub fn serve_metrics(addr: &str, observed: Arc<dyn Observed>) -> anyhow::Result<
     Ok(Some(server))
 }
 
+/// Completes on SIGINT or SIGTERM (on SIGINT alone where SIGTERM cannot be
+/// listened for): how every long-running command is asked to stop.
+pub async fn terminated() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// How long a stop may take before the process exits anyway.
 const STOP_LIMIT: std::time::Duration = std::time::Duration::from_millis(1800);
 
@@ -286,16 +302,7 @@ const STOP_LIMIT: std::time::Duration = std::time::Duration::from_millis(1800);
 pub fn ctrlc_flag(flag: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        rt.block_on(async {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => return,
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        });
+        rt.block_on(terminated());
         flag.store(true, Ordering::SeqCst);
         std::thread::sleep(STOP_LIMIT);
         tracing::warn!(limit_ms = STOP_LIMIT.as_millis() as u64, "not stopped in time; exiting without the open transaction");

@@ -32,17 +32,8 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         let state = Arc::new(AppState { db: rollcall_serve::db::Db::new(a.database_url.clone()), tokens });
         state.db.client().await.with_context(|| format!("connecting to {}", rollcall_sink::redact_url(&a.database_url)))?;
         let router = rollcall_serve::router(state);
-        let stop = async {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => return,
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        };
-        rollcall_serve::serve(&a.listen, router, stop, |addr| println!("listening on http://{addr}")).await?;
+        rollcall_serve::serve(&a.listen, router, crate::kafka_cmd::terminated(), |addr| println!("listening on http://{addr}"))
+            .await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
