@@ -9,6 +9,7 @@ use std::process::{Command, ExitCode, Stdio};
 use rollcall_scenario::Scenario;
 
 pub mod pg;
+pub mod registry;
 
 pub type TestResult = Result<(), String>;
 
