@@ -110,6 +110,20 @@ fn v2_frame(id: u32, schema: &Schema, e: &ActivityEvent) -> Result<Vec<u8>, Stri
     Ok(out)
 }
 
+/// The timestamp of a scenario's calendars and roster: just before the
+/// first report or event, as the scenario runner gives them.
+fn world_time(s: &Scenario) -> chrono::DateTime<chrono::Utc> {
+    let first = s
+        .events
+        .iter()
+        .map(|a| a.arrives_at)
+        .chain(s.absence_reports.iter().map(|r| r.reported_at))
+        .chain(std::iter::once(s.now))
+        .min()
+        .unwrap_or(s.now);
+    first - chrono::Duration::seconds(1)
+}
+
 /// How the events of a scenario are written, by their index.
 type EventFrame<'a> = &'a dyn Fn(usize, &ActivityEvent) -> Result<Vec<u8>, String>;
 
@@ -118,8 +132,7 @@ type EventFrame<'a> = &'a dyn Fn(usize, &ActivityEvent) -> Result<Vec<u8>, Strin
 fn run_with_events(c: &Ctx, s: &Scenario, prefix: &str, codec: &Codec, frame: EventFrame<'_>) -> TestResult {
     let topics = Topics::with_prefix(prefix);
     let p = producer(&c.brokers).map_err(|e| format!("{e:#}"))?;
-    let first = s.events.iter().map(|a| a.arrives_at).chain(std::iter::once(s.now)).min().unwrap_or(s.now);
-    let world_ts = first - chrono::Duration::seconds(1);
+    let world_ts = world_time(s);
     let enc = |e: rollcall_registry::EncodeError| e.to_string();
     for cal in &s.calendars {
         send(&p, &topics.calendar, &cal.school_id, &codec.encode(cal).map_err(enc)?, world_ts).map_err(|e| e.to_string())?;
@@ -213,8 +226,7 @@ fn unknown_schema_id_is_dead_lettered(c: &Ctx) -> TestResult {
     let (topics, codec) = input_codec(c, &prefix)?;
     let unknown = 987_654_321u32;
     let p = producer(&c.brokers).map_err(|e| format!("{e:#}"))?;
-    let first = s.events.iter().map(|a| a.arrives_at).min().unwrap_or(s.now);
-    let world_ts = first - chrono::Duration::seconds(1);
+    let world_ts = world_time(&s);
     for cal in &s.calendars {
         send(&p, &topics.calendar, &cal.school_id, &codec.encode(cal).map_err(|e| e.to_string())?, world_ts)
             .map_err(|e| e.to_string())?;
@@ -373,8 +385,7 @@ fn confluent_client_writes_the_inputs(c: &Ctx) -> TestResult {
     let prefix = unique("pywrite");
     let topics = Topics::with_prefix(&prefix);
     create_topics(&c.brokers, &topics, 3, 1).map_err(|e| format!("{e:#}"))?;
-    let first = s.events.iter().map(|a| a.arrives_at).chain(std::iter::once(s.now)).min().unwrap_or(s.now);
-    let world_ts = first - chrono::Duration::seconds(1);
+    let world_ts = world_time(&s);
     let mut records = Vec::new();
     for cal in &s.calendars {
         records.push(entry(&topics.calendar, &cal.school_id, world_ts, cal));

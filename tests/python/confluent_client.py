@@ -96,9 +96,9 @@ def produce(brokers, registry_url, schemas_dir, path):
         if topic not in serializers:
             with open(f"{schemas_dir}/{r['schema']}") as f:
                 serializers[topic] = AvroSerializer(registry, f.read())
-        # The world before what happens in it: the roster and calendars are
-        # on the broker before the first event.
-        if previous is not None and previous != topic and topic.endswith("lms.activity.v1"):
+        # The world before what happens in it: each topic's records are on
+        # the broker before the next topic's (calendars, roster, reports, events).
+        if previous is not None and previous != topic:
             producer.flush(60)
         previous = topic
         ctx = SerializationContext(topic, MessageField.VALUE)
