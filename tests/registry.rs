@@ -16,9 +16,7 @@ use std::time::Duration;
 
 use apache_avro::schema::Schema;
 use apache_avro::types::Value;
-use rollcall_kafka::replay::{
-    process_scenario, producer, read_outputs_with, read_topic, run_scenario_in, send, Format,
-};
+use rollcall_kafka::replay::{process_scenario, producer, read_outputs_with, read_topic, run_scenario_in, send, Format};
 use rollcall_kafka::topics::create_topics;
 use rollcall_kafka::wire::Topics;
 use rollcall_model::avro::AvroRecord;
@@ -76,8 +74,8 @@ fn scenarios_pass_in_the_confluent_format(c: &Ctx) -> TestResult {
         let s = Scenario::load(f).map_err(|e| e.to_string())?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let prefix = unique(&format!("cf{i}"));
-        let (out, _) = run_scenario_in(&c.brokers, &s, &prefix, dir.path(), &format)
-            .map_err(|e| format!("{}: {e:#}", f.display()))?;
+        let (out, _) =
+            run_scenario_in(&c.brokers, &s, &prefix, dir.path(), &format).map_err(|e| format!("{}: {e:#}", f.display()))?;
         failures.extend(mismatches(&s, &out, &f.display().to_string()));
         let topics = Topics::with_prefix(&prefix);
         determinations += all_confluent(&c.brokers, &topics.determinations)?;
@@ -149,8 +147,8 @@ fn run_with_events(c: &Ctx, s: &Scenario, prefix: &str, codec: &Codec, frame: Ev
     }
     rdkafka::producer::Producer::flush(&p, Duration::from_secs(60)).map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let stats = process_scenario(&c.brokers, s, prefix, dir.path(), &Format::confluent(&c.registry))
-        .map_err(|e| format!("{e:#}"))?;
+    let stats =
+        process_scenario(&c.brokers, s, prefix, dir.path(), &Format::confluent(&c.registry)).map_err(|e| format!("{e:#}"))?;
     let out = read_outputs_with(&c.brokers, &topics, codec).map_err(|e| format!("{e:#}"))?;
     ensure(out.dead_letters.is_empty(), || format!("dead letters: {:?}", out.dead_letters))?;
     ensure(stats.records as usize >= s.events.len(), || format!("{} records applied of {}", stats.records, s.events.len()))?;
@@ -172,7 +170,7 @@ fn mixed_inputs_on_one_topic(c: &Ctx) -> TestResult {
     let prefix = unique("mixed");
     let (_, codec) = input_codec(c, &prefix)?;
     let frame = |i: usize, e: &ActivityEvent| -> Result<Vec<u8>, String> {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             e.to_single_object().map_err(|e| e.to_string())
         } else {
             codec.encode(e).map_err(|e| e.to_string())
@@ -195,7 +193,7 @@ fn backward_compatible_v2_is_read(c: &Ctx) -> TestResult {
     ensure(v2 != v1, || format!("v2 got v1's id {v1}"))?;
     let frame = |i: usize, e: &ActivityEvent| -> Result<Vec<u8>, String> {
         // v1 and v2 producers side by side, as while a district moves over.
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             v2_frame(v2, &schema, e)
         } else {
             codec.encode(e).map_err(|e| e.to_string())
@@ -243,8 +241,8 @@ fn unknown_schema_id_is_dead_lettered(c: &Ctx) -> TestResult {
     send(&p, &topics.activity, &a.event.student_id, &good, a.arrives_at).map_err(|e| e.to_string())?;
     rdkafka::producer::Producer::flush(&p, Duration::from_secs(60)).map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let stats = process_scenario(&c.brokers, &s, &prefix, dir.path(), &Format::confluent(&c.registry))
-        .map_err(|e| format!("{e:#}"))?;
+    let stats =
+        process_scenario(&c.brokers, &s, &prefix, dir.path(), &Format::confluent(&c.registry)).map_err(|e| format!("{e:#}"))?;
     let mut letters = Vec::new();
     read_topic(&c.brokers, &topics.dlq, |v, _| {
         letters.push(codec.decode::<DeadLetter>(v).map_err(|e| rollcall_kafka::KafkaError::Setup(e.to_string()))?);
@@ -286,7 +284,8 @@ fn python() -> Result<PathBuf, String> {
         return Ok(py);
     }
     eprintln!("  making {} with confluent-kafka[avro,schemaregistry] from PyPI", venv.display());
-    let status = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().map_err(|e| format!("python3 -m venv: {e}"))?;
+    let status =
+        Command::new("python3").arg("-m").arg("venv").arg(&venv).status().map_err(|e| format!("python3 -m venv: {e}"))?;
     ensure(status.success(), || format!("python3 -m venv {} failed (apt-get install python3-venv)", venv.display()))?;
     let status = Command::new(venv.join("bin/pip"))
         .args(["install", "-q", "confluent-kafka[avro,schemaregistry]==2.16.1"])
@@ -403,19 +402,16 @@ fn confluent_client_writes_the_inputs(c: &Ctx) -> TestResult {
     let file = dir.path().join("records.json");
     std::fs::write(&file, serde_json::to_string(&records).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let schemas = repo().join("schemas");
-    let delivered = client(&[
-        "produce",
-        &c.brokers,
-        &c.registry,
-        &schemas.display().to_string(),
-        &file.display().to_string(),
-    ])?;
+    let delivered = client(&["produce", &c.brokers, &c.registry, &schemas.display().to_string(), &file.display().to_string()])?;
     ensure(delivered.trim() == records.len().to_string(), || format!("delivered {delivered} of {}", records.len()))?;
     // Every value on the inputs is the Confluent client's.
     ensure(all_confluent(&c.brokers, &topics.activity)? == s.events.len(), || "not every event arrived".into())?;
     let state = dir.path().join("state");
     process_scenario(&c.brokers, &s, &prefix, &state, &Format::confluent(&c.registry)).map_err(|e| format!("{e:#}"))?;
-    let codec = Codec::new(ValueFormat::Confluent, Some(std::sync::Arc::new(Registry::new(&c.registry, None).map_err(|e| e.to_string())?)));
+    let codec = Codec::new(
+        ValueFormat::Confluent,
+        Some(std::sync::Arc::new(Registry::new(&c.registry, None).map_err(|e| e.to_string())?)),
+    );
     let out = read_outputs_with(&c.brokers, &topics, &codec).map_err(|e| format!("{e:#}"))?;
     ensure(out.dead_letters.is_empty(), || format!("dead letters: {:?}", out.dead_letters))?;
     eprintln!("  {} records from confluent-kafka; {} determinations", records.len(), out.determinations.len());

@@ -367,8 +367,22 @@ mod tests {
             ),
             ("replace_presets", "[\"cms\"]", "mmsd", &["--replace-preset", "nmped"], "[\"mmsd\"]", "[\"mmsd\", \"nmped\"]"),
             ("metrics_addr", "\"127.0.0.1:1\"", "off", &["--metrics-addr", "127.0.0.1:2"], "\"off\"", "\"127.0.0.1:2\""),
-            ("value_format", "\"confluent\"", "single-object", &["--value-format", "confluent"], "\"single-object\"", "\"confluent\""),
-            ("registry_url", "\"http://f:1\"", "http://e:2", &["--registry-url", "http://g:3"], "\"http://e:2\"", "\"http://g:3\""),
+            (
+                "value_format",
+                "\"confluent\"",
+                "single-object",
+                &["--value-format", "confluent"],
+                "\"single-object\"",
+                "\"confluent\"",
+            ),
+            (
+                "registry_url",
+                "\"http://f:1\"",
+                "http://e:2",
+                &["--registry-url", "http://g:3"],
+                "\"http://e:2\"",
+                "\"http://g:3\"",
+            ),
         ]
     }
 

@@ -40,7 +40,8 @@ pub fn execute(s: &Scenario, memory: bool) -> Result<RunOutput, ScenarioError> {
 
 /// The value format of a run through Kafka, from the flags.
 pub fn format_of(value_format: &str, registry_url: Option<&str>) -> anyhow::Result<Format> {
-    let value_format: rollcall_registry::ValueFormat = value_format.parse().map_err(|e| anyhow::anyhow!("--value-format: {e}"))?;
+    let value_format: rollcall_registry::ValueFormat =
+        value_format.parse().map_err(|e| anyhow::anyhow!("--value-format: {e}"))?;
     let registry_url = registry_url.unwrap_or_default().trim().to_string();
     anyhow::ensure!(
         value_format == rollcall_registry::ValueFormat::SingleObject || !registry_url.is_empty(),
@@ -90,8 +91,8 @@ fn check_through_kafka(
     let dir = tempfile::tempdir().map_err(|e| failed(e.to_string()))?;
     // Each scenario gets topics of its own on the shared broker.
     let prefix = format!("scenario-{}-{}-{n}.", std::process::id(), chrono::Utc::now().timestamp_millis());
-    let (out, _) =
-        rollcall_kafka::replay::run_scenario_in(brokers, &s, &prefix, dir.path(), format).map_err(|e| failed(format!("{e:#}")))?;
+    let (out, _) = rollcall_kafka::replay::run_scenario_in(brokers, &s, &prefix, dir.path(), format)
+        .map_err(|e| failed(format!("{e:#}")))?;
     Ok(check_expect(&s, &out))
 }
 

@@ -11,9 +11,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use rollcall_kafka::wire::{self, Topics};
 use rollcall_model::avro::AvroRecord;
+use rollcall_model::{AbsenceReport, ActivityEvent, DeadLetter, Determination, OutreachTrigger, SchoolCalendar, StudentRecord};
 use rollcall_registry::{Codec, Credentials, Registry, ValueFormat};
 use std::sync::Arc;
-use rollcall_model::{AbsenceReport, ActivityEvent, DeadLetter, Determination, OutreachTrigger, SchoolCalendar, StudentRecord};
 
 #[derive(clap::Args)]
 pub struct TailArgs {

@@ -342,7 +342,7 @@ impl ProcessorConfig {
             return invalid("registry_url", "value_format = \"confluent\" needs the schema registry's URL");
         }
         let url = self.registry_url.trim();
-        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+        if !url.is_empty() && !url.starts_with("http://") && !url.starts_with("https://") {
             return invalid("registry_url", &format!("`{url}` is not an http:// or https:// URL"));
         }
         if !self.registry_credentials_file.is_empty() && url.is_empty() {

@@ -16,9 +16,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use rollcall_model::avro::AvroRecord;
-use rollcall_model::{
-    AbsenceReport, ActivityEvent, DeadLetter, Determination, OutreachTrigger, SchoolCalendar, StudentRecord,
-};
+use rollcall_model::{AbsenceReport, ActivityEvent, DeadLetter, Determination, OutreachTrigger, SchoolCalendar, StudentRecord};
 use rollcall_registry::{Codec, DecodeError, EncodeError, Registry, RegistryError, ValueFormat};
 use rollcall_scenario::{DeadLetter as ScenarioDeadLetter, RunOutput, Scenario};
 
@@ -86,11 +84,8 @@ impl Format {
         if self.registry_url.is_empty() {
             return Ok(Codec::new(self.value_format, None));
         }
-        let reg = |what: String, e: RegistryError| KafkaError::Registry {
-            what,
-            transient: e.is_transient(),
-            source: Box::new(e),
-        };
+        let reg =
+            |what: String, e: RegistryError| KafkaError::Registry { what, transient: e.is_transient(), source: Box::new(e) };
         let registry = Registry::new(&self.registry_url, None).map_err(|e| reg("registry_url".into(), e))?;
         let mut codec = Codec::new(self.value_format, Some(Arc::new(registry)));
         if self.value_format == ValueFormat::Confluent {

@@ -2,8 +2,8 @@
 //! the checks that decide whether an input record is usable or a dead letter.
 
 use rollcall_model::avro::{AvroError, AvroRecord};
-use rollcall_registry::{Codec, DecodeError};
 use rollcall_model::{AbsenceReport, ActivityEvent, DeadLetter, DeadLetterKind, SchoolCalendar, StudentRecord};
+use rollcall_registry::{Codec, DecodeError};
 
 pub const ACTIVITY: &str = "lms.activity.v1";
 pub const ROSTER: &str = "sis.roster.v1";

@@ -165,7 +165,11 @@ impl Registry {
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| RegistryError::Unreachable { url: url.clone(), what: "building the HTTP client".into(), source: Some(e) })?;
+            .map_err(|e| RegistryError::Unreachable {
+                url: url.clone(),
+                what: "building the HTTP client".into(),
+                source: Some(e),
+            })?;
         Ok(Registry { url, http, credentials, by_id: RwLock::new(HashMap::new()) })
     }
 
@@ -178,11 +182,8 @@ impl Registry {
             Some(c) => c.apply(rb),
             None => rb,
         };
-        let unreachable = |e: reqwest::Error| RegistryError::Unreachable {
-            url: self.url.clone(),
-            what: what.to_string(),
-            source: Some(e),
-        };
+        let unreachable =
+            |e: reqwest::Error| RegistryError::Unreachable { url: self.url.clone(), what: what.to_string(), source: Some(e) };
         let resp = rb.header("Accept", CONTENT_TYPE).send().map_err(unreachable)?;
         let status = resp.status();
         let body = resp.text().map_err(unreachable)?;
@@ -289,7 +290,8 @@ impl Registry {
         if let Some(w) = self.by_id.read().ok().and_then(|m| m.get(&id).cloned()) {
             return Ok(Some(w));
         }
-        let answer = self.request(self.http.get(format!("{}/schemas/ids/{id}", self.url)), &format!("looking up schema id {id}"))?;
+        let answer =
+            self.request(self.http.get(format!("{}/schemas/ids/{id}", self.url)), &format!("looking up schema id {id}"))?;
         let Some(answer) = answer else { return Ok(None) };
         if let Some(t) = answer.get("schemaType").and_then(|t| t.as_str()) {
             if t != "AVRO" {
@@ -341,7 +343,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,10 +367,7 @@ mod tests {
         std::fs::write(&f, "Bearer t1").unwrap();
         let env = |_: &str| Some("u:p".to_string());
         assert_eq!(Credentials::load(Some(&f), env).unwrap(), Some(Credentials::Bearer("t1".into())));
-        assert_eq!(
-            Credentials::load(None, env).unwrap(),
-            Some(Credentials::Basic { user: "u".into(), password: "p".into() })
-        );
+        assert_eq!(Credentials::load(None, env).unwrap(), Some(Credentials::Basic { user: "u".into(), password: "p".into() }));
         assert_eq!(Credentials::load(None, |_| None).unwrap(), None);
         assert!(Credentials::load(Some(&dir.join("missing")), env).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

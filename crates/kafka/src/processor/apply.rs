@@ -15,8 +15,8 @@ use super::positions::advance_positions;
 use super::{Processor, Record, Task};
 use crate::config::ClockMode;
 use crate::wire::{self, Input, InputError, Topics};
-use rollcall_registry::Codec;
 use crate::KafkaError;
+use rollcall_registry::Codec;
 
 impl Processor {
     /// Applies buffered records, advances clocks, and commits one transaction.

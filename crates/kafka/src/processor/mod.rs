@@ -43,8 +43,8 @@ use rdkafka::error::KafkaError as RdError;
 use rdkafka::producer::ThreadedProducer;
 use rollcall_engine::{Engine, EngineConfig, MemStore};
 use rollcall_model::{DeadLetter, DeadLetterKind, Determination, OutreachTrigger, SchoolCalendar};
-use rollcall_registry::{Codec, Credentials, Registry, RegistryError, ValueFormat};
 use rollcall_policy::Policy;
+use rollcall_registry::{Codec, Credentials, Registry, RegistryError, ValueFormat};
 use rollcall_store::RocksStore;
 use tracing::{info, warn};
 
