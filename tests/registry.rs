@@ -419,6 +419,69 @@ fn confluent_client_writes_the_inputs(c: &Ctx) -> TestResult {
     ensure(failures.is_empty(), || failures.join("\n"))
 }
 
+/// `rollcall tail` prints Confluent-framed outputs with --registry-url,
+/// and single-object ones with or without it.
+fn tail_reads_both_formats(c: &Ctx) -> TestResult {
+    let s = scenario("mmsd-01-k5-live-join-and-submission.json")?;
+    let mut counts = Vec::new();
+    for (name, format) in [("tailso", Format::default()), ("tailcf", Format::confluent(&c.registry))] {
+        let prefix = unique(name);
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let (out, _) = run_scenario_in(&c.brokers, &s, &prefix, dir.path(), &format).map_err(|e| format!("{e:#}"))?;
+        let topic = Topics::with_prefix(&prefix).determinations;
+        let run = Command::new(bin())
+            .args(["tail", &topic, "--brokers", &c.brokers, "--from-beginning", "--exit-at-end", "--registry-url", &c.registry])
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("rollcall tail: {e}"))?;
+        let text = String::from_utf8_lossy(&run.stdout);
+        let mut n = 0;
+        for line in text.lines() {
+            let d: Determination = serde_json::from_str(line).map_err(|e| format!("{name}: {e}: {line}"))?;
+            ensure(d.student_id.starts_with('s'), || format!("{name}: {line}"))?;
+            n += 1;
+        }
+        ensure(run.status.success() && n == out.determinations.len(), || {
+            format!(
+                "{name}: tail printed {n} determinations of {}: {}",
+                out.determinations.len(),
+                String::from_utf8_lossy(&run.stderr)
+            )
+        })?;
+        counts.push(n);
+    }
+    eprintln!("  tail printed {counts:?} determinations (single-object, confluent)");
+    Ok(())
+}
+
+/// A registry that does not answer at start-up is waited for, then named
+/// with what to check; the processor does not start without it.
+fn a_registry_that_is_down_at_start_is_named(c: &Ctx) -> TestResult {
+    // A loopback port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let url = format!("http://127.0.0.1:{port}/apis/ccompat/v7");
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let cfg = rollcall_kafka::ProcessorConfig {
+        brokers: c.brokers.clone(),
+        group: unique("down"),
+        state_dir: dir.path().to_path_buf(),
+        value_format: ValueFormat::Confluent,
+        registry_url: url.clone(),
+        registry_wait_seconds: 2,
+        metrics_addr: "off".into(),
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let e = match rollcall_kafka::Processor::new(cfg, std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false))) {
+        Ok(_) => return Err("the processor started without its registry".into()),
+        Err(e) => format!("{e:#}"),
+    };
+    ensure(started.elapsed() >= Duration::from_secs(2), || format!("gave up after {:?}", started.elapsed()))?;
+    ensure(e.contains(&url) && e.contains("registry_wait_seconds"), || format!("the message: {e}"))?;
+    eprintln!("  {e}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
     let registry = match SchemaRegistry::get() {
@@ -435,6 +498,8 @@ fn main() -> ExitCode {
         ("unknown_schema_id_is_dead_lettered", unknown_schema_id_is_dead_lettered),
         ("mixed_inputs_on_one_topic", mixed_inputs_on_one_topic),
         ("backward_compatible_v2_is_read", backward_compatible_v2_is_read),
+        ("a_registry_that_is_down_at_start_is_named", a_registry_that_is_down_at_start_is_named),
+        ("tail_reads_both_formats", tail_reads_both_formats),
         ("confluent_client_reads_the_outputs", confluent_client_reads_the_outputs),
         ("confluent_client_writes_the_inputs", confluent_client_writes_the_inputs),
         ("scenarios_pass_in_the_confluent_format", scenarios_pass_in_the_confluent_format),

@@ -29,7 +29,7 @@ pub enum DecodeError {
     #[error("schema id {id} ({found}) cannot be read as {expected}: {message}")]
     WrongSchema { id: u32, found: String, expected: String, message: String },
     /// A Confluent-framed value, and no registry to look its id up in.
-    #[error("Confluent-framed value with schema id {id}, but no schema registry is configured (registry_url)")]
+    #[error("Confluent-framed value with schema id {id}, but no schema registry is given (registry_url, --registry-url)")]
     NoRegistry { id: u32 },
     /// The registry could not answer for an id not seen before: the record
     /// is not at fault, and must be read again once it answers.
