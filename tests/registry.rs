@@ -482,6 +482,60 @@ fn a_registry_that_is_down_at_start_is_named(c: &Ctx) -> TestResult {
     Ok(())
 }
 
+/// Ids already seen are read on after the registry goes away; a new id is
+/// then a failure to try again (not a dead letter), and the registry's own
+/// 404 for an unknown id is what makes a dead letter. Uses a registry of
+/// its own, stopped halfway.
+fn a_registry_that_goes_away_keeps_the_cached_ids(_c: &Ctx) -> TestResult {
+    let run_dir = std::env::temp_dir().join(format!("rollcall-registry-away-{}", std::process::id()));
+    let script = repo().join("scripts/registry.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("start")
+        .env("ROLLCALL_REGISTRY_RUN", &run_dir)
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("scripts/registry.sh: {e}"))?;
+    let stop =
+        || Command::new("bash").arg(&script).arg("stop").env("ROLLCALL_REGISTRY_RUN", &run_dir).stderr(Stdio::null()).status();
+    let url = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_string();
+    let result = (|| -> TestResult {
+        ensure(out.status.success(), || "scripts/registry.sh start failed".into())?;
+        let registry = std::sync::Arc::new(Registry::new(&url, None).map_err(|e| e.to_string())?);
+        let mut writer = Codec::new(ValueFormat::Confluent, Some(registry));
+        writer.register::<ActivityEvent>("away.lms.activity.v1").map_err(|e| e.to_string())?;
+        let mut other =
+            Codec::new(ValueFormat::Confluent, Some(std::sync::Arc::new(Registry::new(&url, None).map_err(|e| e.to_string())?)));
+        other.register::<Determination>("away.attendance.determinations.v1").map_err(|e| e.to_string())?;
+        let s = scenario("mmsd-01-k5-live-join-and-submission.json")?;
+        let e = &s.events.first().ok_or("no events")?.event;
+        let bytes = writer.encode(e).map_err(|e| e.to_string())?;
+        let unknown = confluent_frame(424_242, e).map_err(|e| e.to_string())?;
+        // A reader of its own, which has seen no id yet.
+        let reader = Codec::new(
+            ValueFormat::SingleObject,
+            Some(std::sync::Arc::new(Registry::new(&url, None).map_err(|e| e.to_string())?)),
+        );
+        ensure(reader.decode::<ActivityEvent>(&bytes).map_err(|e| e.to_string())? == *e, || "decoded another event".into())?;
+        match reader.decode::<ActivityEvent>(&unknown) {
+            Err(rollcall_registry::DecodeError::UnknownId { id: 424_242 }) => {}
+            other => return Err(format!("an unknown id while the registry is up: {other:?}")),
+        }
+        ensure(stop().is_ok_and(|s| s.success()), || "scripts/registry.sh stop failed".into())?;
+        ensure(reader.decode::<ActivityEvent>(&bytes).map_err(|e| format!("a cached id: {e}"))? == *e, || {
+            "decoded another event".into()
+        })?;
+        let determination_id = other.id_of::<Determination>().ok_or("no id")?;
+        let new_id = confluent_frame(determination_id, e).map_err(|e| e.to_string())?;
+        match reader.decode::<ActivityEvent>(&new_id) {
+            Err(rollcall_registry::DecodeError::Registry { source, .. }) if source.is_transient() => Ok(()),
+            other => Err(format!("an id not seen, with the registry gone: {other:?}")),
+        }
+    })();
+    let _ = stop();
+    result
+}
+
 fn main() -> ExitCode {
     let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
     let registry = match SchemaRegistry::get() {
@@ -500,6 +554,7 @@ fn main() -> ExitCode {
         ("backward_compatible_v2_is_read", backward_compatible_v2_is_read),
         ("a_registry_that_is_down_at_start_is_named", a_registry_that_is_down_at_start_is_named),
         ("tail_reads_both_formats", tail_reads_both_formats),
+        ("a_registry_that_goes_away_keeps_the_cached_ids", a_registry_that_goes_away_keeps_the_cached_ids),
         ("confluent_client_reads_the_outputs", confluent_client_reads_the_outputs),
         ("confluent_client_writes_the_inputs", confluent_client_writes_the_inputs),
         ("scenarios_pass_in_the_confluent_format", scenarios_pass_in_the_confluent_format),
