@@ -12,6 +12,7 @@ pub mod browser;
 pub mod http;
 pub mod pg;
 pub mod pipeline;
+pub mod registry;
 
 pub type TestResult = Result<(), String>;
 

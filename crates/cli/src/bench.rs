@@ -108,6 +108,13 @@ pub struct KafkaArgs {
     /// Partitions of the keyed topics.
     #[arg(long, default_value_t = 6)]
     partitions: i32,
+    /// `confluent`: also run the district Confluent-framed in and out
+    /// (through --registry-url), beside the single-object run.
+    #[arg(long, default_value = "single-object")]
+    value_format: String,
+    /// The schema registry's Confluent API, for --value-format confluent.
+    #[arg(long, env = "ROLLCALL_REGISTRY_URL")]
+    registry_url: Option<String>,
 }
 
 #[derive(clap::Args)]

@@ -87,6 +87,17 @@ pub struct RunArgs {
     /// env ROLLCALL_METRICS_ADDR].
     #[arg(long)]
     metrics_addr: Option<String>,
+    /// The format of the values written: `single-object` or `confluent`
+    /// (the Confluent wire format; needs --registry-url). Inputs are read
+    /// in either [config value_format, env ROLLCALL_VALUE_FORMAT].
+    #[arg(long)]
+    value_format: Option<String>,
+    /// The schema registry's Confluent API, e.g.
+    /// http://registry:8080/apis/ccompat/v7 [config registry_url, env
+    /// ROLLCALL_REGISTRY_URL]; credentials from registry_credentials_file
+    /// or ROLLCALL_REGISTRY_CREDENTIALS.
+    #[arg(long)]
+    registry_url: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -237,6 +248,12 @@ impl RunArgs {
         if let Some(a) = args.metrics_addr {
             cfg.metrics_addr = a;
         }
+        if let Some(f) = args.value_format {
+            cfg.value_format = f.parse().map_err(|e| anyhow::anyhow!("--value-format: {e}"))?;
+        }
+        if let Some(u) = args.registry_url {
+            cfg.registry_url = u;
+        }
         Ok(())
     }
 }
@@ -357,6 +374,22 @@ mod tests {
             ),
             ("replace_presets", "[\"cms\"]", "mmsd", &["--replace-preset", "nmped"], "[\"mmsd\"]", "[\"mmsd\", \"nmped\"]"),
             ("metrics_addr", "\"127.0.0.1:1\"", "off", &["--metrics-addr", "127.0.0.1:2"], "\"off\"", "\"127.0.0.1:2\""),
+            (
+                "value_format",
+                "\"confluent\"",
+                "single-object",
+                &["--value-format", "confluent"],
+                "\"single-object\"",
+                "\"confluent\"",
+            ),
+            (
+                "registry_url",
+                "\"http://f:1\"",
+                "http://e:2",
+                &["--registry-url", "http://g:3"],
+                "\"http://e:2\"",
+                "\"http://g:3\"",
+            ),
         ]
     }
 

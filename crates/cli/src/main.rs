@@ -118,6 +118,13 @@ enum ScenarioCommand {
         /// Run each scenario through these Kafka brokers and a real processor instead.
         #[arg(long, conflicts_with = "memory")]
         brokers: Option<String>,
+        /// With --brokers: the value format of the run, inputs and outputs
+        /// (`single-object` or `confluent`, which needs --registry-url).
+        #[arg(long, requires = "brokers", default_value = "single-object")]
+        value_format: String,
+        /// The schema registry's Confluent API, for --value-format confluent.
+        #[arg(long, requires = "brokers", env = "ROLLCALL_REGISTRY_URL")]
+        registry_url: Option<String>,
         /// Scenario files, or directories of them.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -183,8 +190,9 @@ fn main() -> ExitCode {
             .init(),
     }
     let result = match cli.command {
-        Command::Scenario { command: ScenarioCommand::Check { memory, brokers, files } } => {
-            scenario_cmd::check(&files, memory, brokers.as_deref())
+        Command::Scenario { command: ScenarioCommand::Check { memory, brokers, value_format, registry_url, files } } => {
+            scenario_cmd::format_of(&value_format, registry_url.as_deref())
+                .and_then(|format| scenario_cmd::check(&files, memory, brokers.as_deref(), &format))
         }
         Command::Scenario { command: ScenarioCommand::Run { memory, file } } => scenario_cmd::run(&file, memory),
         Command::Demo(args) => demo::run(&args),

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use rollcall_engine::MemStore;
+use rollcall_kafka::replay::Format;
 use rollcall_scenario::{check as check_expect, run as run_scenario, RunOutput, Scenario, ScenarioError};
 use rollcall_store::{RocksStore, StoreConfig};
 
@@ -37,13 +38,25 @@ pub fn execute(s: &Scenario, memory: bool) -> Result<RunOutput, ScenarioError> {
     run_scenario(s, store).map(|(o, _)| o)
 }
 
-pub fn check(files: &[PathBuf], memory: bool, brokers: Option<&str>) -> anyhow::Result<ExitCode> {
+/// The value format of a run through Kafka, from the flags.
+pub fn format_of(value_format: &str, registry_url: Option<&str>) -> anyhow::Result<Format> {
+    let value_format: rollcall_registry::ValueFormat =
+        value_format.parse().map_err(|e| anyhow::anyhow!("--value-format: {e}"))?;
+    let registry_url = registry_url.unwrap_or_default().trim().to_string();
+    anyhow::ensure!(
+        value_format == rollcall_registry::ValueFormat::SingleObject || !registry_url.is_empty(),
+        "--value-format confluent needs --registry-url (scripts/registry.sh start prints one)"
+    );
+    Ok(Format { value_format, registry_url })
+}
+
+pub fn check(files: &[PathBuf], memory: bool, brokers: Option<&str>, format: &Format) -> anyhow::Result<ExitCode> {
     let files = expand(files)?;
     let (mut passed, mut failed) = (0, 0);
     for (i, f) in files.iter().enumerate() {
         let result = match brokers {
             None => check_one(f, memory),
-            Some(b) => check_through_kafka(f, b, i),
+            Some(b) => check_through_kafka(f, b, i, format),
         };
         match result {
             Ok(diffs) if diffs.is_empty() => {
@@ -67,14 +80,19 @@ pub fn check(files: &[PathBuf], memory: bool, brokers: Option<&str>) -> anyhow::
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn check_through_kafka(f: &Path, brokers: &str, n: usize) -> Result<Vec<rollcall_scenario::Difference>, ScenarioError> {
+fn check_through_kafka(
+    f: &Path,
+    brokers: &str,
+    n: usize,
+    format: &Format,
+) -> Result<Vec<rollcall_scenario::Difference>, ScenarioError> {
     let s = Scenario::load(f)?;
     let failed = |message: String| ScenarioError::Invalid { file: s.file.clone(), place: "through Kafka".into(), message };
     let dir = tempfile::tempdir().map_err(|e| failed(e.to_string()))?;
     // Each scenario gets topics of its own on the shared broker.
     let prefix = format!("scenario-{}-{}-{n}.", std::process::id(), chrono::Utc::now().timestamp_millis());
-    let (out, _) =
-        rollcall_kafka::replay::run_scenario(brokers, &s, &prefix, dir.path()).map_err(|e| failed(format!("{e:#}")))?;
+    let (out, _) = rollcall_kafka::replay::run_scenario_in(brokers, &s, &prefix, dir.path(), format)
+        .map_err(|e| failed(format!("{e:#}")))?;
     Ok(check_expect(&s, &out))
 }
 

@@ -12,6 +12,8 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use rollcall_kafka::wire::{self, Topics};
 use rollcall_model::avro::AvroRecord;
 use rollcall_model::{AbsenceReport, ActivityEvent, DeadLetter, Determination, OutreachTrigger, SchoolCalendar, StudentRecord};
+use rollcall_registry::{Codec, Credentials, Registry, ValueFormat};
+use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct TailArgs {
@@ -33,14 +35,21 @@ pub struct TailArgs {
     /// Stop once every partition's end is reached, instead of waiting for more.
     #[arg(long)]
     exit_at_end: bool,
+    /// The schema registry's Confluent API, to read Confluent-framed values
+    /// (either format is read; without it, single-object only)
+    /// [credentials: ROLLCALL_REGISTRY_CREDENTIALS].
+    #[arg(long, env = "ROLLCALL_REGISTRY_URL")]
+    registry_url: Option<String>,
 }
 
+type Decode = fn(&Codec, &[u8]) -> anyhow::Result<serde_json::Value>;
+
 /// A topic's record type, by the standard name it ends in.
-fn decoder(name: &str) -> Option<fn(&[u8]) -> anyhow::Result<serde_json::Value>> {
-    fn json<T: AvroRecord + serde::Serialize>(b: &[u8]) -> anyhow::Result<serde_json::Value> {
-        Ok(serde_json::to_value(T::from_single_object(b)?)?)
+fn decoder(name: &str) -> Option<Decode> {
+    fn json<T: AvroRecord + serde::Serialize>(codec: &Codec, b: &[u8]) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::to_value(codec.decode::<T>(b)?)?)
     }
-    let by_name: [(&str, fn(&[u8]) -> anyhow::Result<serde_json::Value>); 7] = [
+    let by_name: [(&str, Decode); 7] = [
         (wire::DETERMINATIONS, json::<Determination>),
         (wire::OUTREACH, json::<OutreachTrigger>),
         (wire::DLQ, json::<DeadLetter>),
@@ -70,6 +79,13 @@ pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
     let topic = topic_name(&args);
     let decode = decoder(&topic)
         .with_context(|| format!("{topic}: not one of rollcall's record topics (the changelog is state, not records to read)"))?;
+    let codec = match args.registry_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        None => Codec::single_object(),
+        Some(url) => {
+            let credentials = Credentials::load(None, |k| std::env::var(k).ok())?;
+            Codec::new(ValueFormat::SingleObject, Some(Arc::new(Registry::new(url, credentials)?)))
+        }
+    };
     let consumer: BaseConsumer<_> = rollcall_kafka::reader(&args.brokers, "rollcall-tail")?;
     let md = consumer
         .fetch_metadata(Some(&topic), Duration::from_secs(10))
@@ -100,7 +116,7 @@ pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
                     writeln!(out, "{}", serde_json::json!({ "key": key, "deleted": true }))?;
                     continue;
                 };
-                match decode(value) {
+                match decode(&codec, value) {
                     Ok(v) => writeln!(out, "{v}")?,
                     Err(e) => eprintln!("{topic} [{}] @{}: not a record rollcall can read: {e:#}", m.partition(), m.offset()),
                 }

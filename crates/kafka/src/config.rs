@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use rollcall_registry::ValueFormat;
 use rollcall_store::StoreConfig;
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +76,19 @@ pub struct ProcessorConfig {
     /// Where `rollcall run` serves /metrics, /healthz and /readyz: an
     /// IP:port (port 0 picks a free one), or `off`.
     pub metrics_addr: String,
+    /// The format of the values written (determinations, outreach, dead
+    /// letters): Avro single-object encoding, or the Confluent wire format
+    /// with schemas in `registry_url`. Inputs are read in either.
+    pub value_format: ValueFormat,
+    /// The schema registry's Confluent API (`http://host:port/apis/ccompat/v7`
+    /// for Apicurio, `http://host:8081` for Confluent's). Needed by
+    /// `value_format = "confluent"`, and to read Confluent-framed inputs.
+    pub registry_url: String,
+    /// A file holding the registry's credentials: `user:password` (basic) or
+    /// `Bearer TOKEN`. Empty: ROLLCALL_REGISTRY_CREDENTIALS, if set, else none.
+    pub registry_credentials_file: String,
+    /// At start, how long to wait for a registry that does not answer.
+    pub registry_wait_seconds: u64,
 }
 
 impl Default for ProcessorConfig {
@@ -101,6 +115,10 @@ impl Default for ProcessorConfig {
             broker_wait_seconds: 0,
             store: StoreConfig { sync_commits: true, ..StoreConfig::default() },
             metrics_addr: "127.0.0.1:9464".into(),
+            value_format: ValueFormat::SingleObject,
+            registry_url: String::new(),
+            registry_credentials_file: String::new(),
+            registry_wait_seconds: 60,
         }
     }
 }
@@ -169,6 +187,10 @@ fn key_doc(key: &str) -> &'static str {
         "output_topic_prefix" => "Put before the output topics' names instead of topic_prefix, so that a trial group reads\n# production's inputs and writes its own outputs (empty: topic_prefix).",
         "broker_wait_seconds" => "At start, keep trying unreachable brokers this long (0: give up after the first check).",
         "metrics_addr" => "Where /metrics, /healthz and /readyz are served: IP:port, or \"off\".",
+        "value_format" => "The format of the values written: \"single-object\" (Avro single-object encoding) or \"confluent\"\n# (the Confluent wire format, schemas in registry_url). Inputs are read in either.",
+        "registry_url" => "The schema registry's Confluent API, e.g. http://registry:8080/apis/ccompat/v7 (empty: none).",
+        "registry_credentials_file" => "A file with the registry's credentials, `user:password` or `Bearer TOKEN` (empty:\n# ROLLCALL_REGISTRY_CREDENTIALS if set, else none).",
+        "registry_wait_seconds" => "At start, keep trying a registry that does not answer this long.",
         "block_cache_bytes" => "RocksDB block cache shared by this instance's partitions, bytes.",
         "write_buffer_bytes" => "RocksDB memtable size per table and partition, bytes.",
         "max_write_buffers" => "Memtables per table and partition before writes stall.",
@@ -274,6 +296,10 @@ impl ProcessorConfig {
             "output_topic_prefix",
             "broker_wait_seconds",
             "metrics_addr",
+            "value_format",
+            "registry_url",
+            "registry_credentials_file",
+            "registry_wait_seconds",
         ];
         const STORE: &[&str] = &["block_cache_bytes", "write_buffer_bytes", "max_write_buffers", "sync_commits"];
         TOP.iter().map(|k| (None, *k)).chain(STORE.iter().map(|k| (Some("store"), *k))).collect()
@@ -311,6 +337,16 @@ impl ProcessorConfig {
                 "metrics_addr",
                 &format!("`{}` is not an IP:port (such as 127.0.0.1:9464) nor `off`", self.metrics_addr),
             );
+        }
+        if self.value_format == ValueFormat::Confluent && self.registry_url.trim().is_empty() {
+            return invalid("registry_url", "value_format = \"confluent\" needs the schema registry's URL");
+        }
+        let url = self.registry_url.trim();
+        if !url.is_empty() && !url.starts_with("http://") && !url.starts_with("https://") {
+            return invalid("registry_url", &format!("`{url}` is not an http:// or https:// URL"));
+        }
+        if !self.registry_credentials_file.is_empty() && url.is_empty() {
+            return invalid("registry_credentials_file", "credentials without a registry_url");
         }
         Ok(())
     }
@@ -388,6 +424,10 @@ mod tests {
             (None, "output_topic_prefix", "\"fo.\"", "eo."),
             (None, "broker_wait_seconds", "5", "6"),
             (None, "metrics_addr", "\"127.0.0.1:1\"", "off"),
+            (None, "value_format", "\"confluent\"", "single-object"),
+            (None, "registry_url", "\"http://f:1\"", "http://e:2"),
+            (None, "registry_credentials_file", "\"/f/cred\"", "/e/cred"),
+            (None, "registry_wait_seconds", "7", "8"),
             (Some("store"), "block_cache_bytes", "13", "14"),
             (Some("store"), "write_buffer_bytes", "15", "16"),
             (Some("store"), "max_write_buffers", "3", "4"),
@@ -431,6 +471,21 @@ mod tests {
 
     fn env_value_for_test(text: &str, current: Option<&toml::Value>) -> toml::Value {
         env_value(text, current).unwrap()
+    }
+
+    #[test]
+    fn the_confluent_format_needs_a_registry() {
+        let c = ProcessorConfig { value_format: ValueFormat::Confluent, ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().starts_with("registry_url:"));
+        let c = ProcessorConfig { registry_url: "registry:8080".into(), ..c };
+        assert!(c.validate().unwrap_err().to_string().contains("not an http"));
+        let c = ProcessorConfig { registry_url: "http://registry:8080/apis/ccompat/v7".into(), ..c };
+        c.validate().unwrap();
+        let c = ProcessorConfig { registry_credentials_file: "/etc/cred".into(), ..ProcessorConfig::default() };
+        assert!(c.validate().unwrap_err().to_string().starts_with("registry_credentials_file:"));
+        let mut c = ProcessorConfig::default();
+        let e = c.apply_env(|k| (k == "ROLLCALL_VALUE_FORMAT").then(|| "json".to_string())).unwrap_err().to_string();
+        assert!(e.contains("ROLLCALL_VALUE_FORMAT") && e.contains("json"), "{e}");
     }
 
     #[test]

@@ -57,6 +57,16 @@ pub enum KafkaError {
         #[source]
         source: rollcall_model::avro::AvroError,
     },
+    /// The schema registry could not be used: at start-up (it did not answer
+    /// in time, or refused to register an output schema), or later, for a
+    /// schema id not seen before.
+    Registry {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+        /// Trying again later may succeed (it did not answer).
+        transient: bool,
+    },
     /// The brokers did not answer at start-up; `detail` is the last
     /// transport error librdkafka met, which names the address.
     Unreachable { brokers: String, detail: String, waited_s: u64 },
@@ -72,7 +82,9 @@ impl KafkaError {
     /// the end. The others would only happen again: a configuration, a
     /// local file or directory, the state or a record that cannot be used.
     pub fn is_reconnectable(&self) -> bool {
-        matches!(self, KafkaError::Kafka { .. })
+        // A registry that stopped answering for a new schema id: the batch is
+        // read again from the committed state once it answers.
+        matches!(self, KafkaError::Kafka { .. } | KafkaError::Registry { transient: true, .. })
     }
 
     pub(crate) fn kafka(what: impl Into<String>, source: rdkafka::error::KafkaError) -> KafkaError {
@@ -109,6 +121,7 @@ impl std::fmt::Display for KafkaError {
             KafkaError::Kafka { what, .. } => write!(f, "kafka: {what}")?,
             KafkaError::State { what, .. } => write!(f, "state: {what}")?,
             KafkaError::Record { what, .. } => write!(f, "record: {what}")?,
+            KafkaError::Registry { what, .. } => write!(f, "schema registry: {what}")?,
             KafkaError::Unreachable { brokers, detail, waited_s } => write!(
                 f,
                 "kafka: cannot reach the brokers at `{brokers}` (tried for {waited_s} s): {detail}. Check the address \

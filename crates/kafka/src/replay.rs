@@ -16,7 +16,8 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use rollcall_model::avro::AvroRecord;
-use rollcall_model::{ActivityEvent, DeadLetter, Determination, OutreachTrigger};
+use rollcall_model::{AbsenceReport, ActivityEvent, DeadLetter, Determination, OutreachTrigger, SchoolCalendar, StudentRecord};
+use rollcall_registry::{Codec, DecodeError, EncodeError, Registry, RegistryError, ValueFormat};
 use rollcall_scenario::{DeadLetter as ScenarioDeadLetter, RunOutput, Scenario};
 
 use crate::config::{ClockMode, ProcessorConfig};
@@ -54,12 +55,57 @@ pub fn send(p: &BaseProducer, topic: &str, key: &str, value: &[u8], ts: DateTime
     }
 }
 
-fn encode<T: AvroRecord>(r: &T) -> Result<Vec<u8>, KafkaError> {
-    r.to_single_object().map_err(|e| KafkaError::record(format!("encoding a scenario record ({})", T::SCHEMA_FILE), e))
+fn encode<T: AvroRecord>(codec: &Codec, r: &T) -> Result<Vec<u8>, KafkaError> {
+    let what = || format!("encoding a scenario record ({})", T::SCHEMA_FILE);
+    codec.encode(r).map_err(|e| match e {
+        EncodeError::Avro(e) => KafkaError::record(what(), e),
+        e => KafkaError::Registry { what: what(), source: Box::new(e), transient: false },
+    })
+}
+
+/// The value format of a run through Kafka: what the processor writes, and
+/// the registry it and the runner use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Format {
+    pub value_format: ValueFormat,
+    /// The registry's Confluent API; needed by the Confluent format.
+    pub registry_url: String,
+}
+
+impl Format {
+    pub fn confluent(registry_url: &str) -> Format {
+        Format { value_format: ValueFormat::Confluent, registry_url: registry_url.to_string() }
+    }
+
+    /// The codec that writes the inputs of `topics` as a producer of this
+    /// format would (the Confluent format: each input's schema registered
+    /// under its topic's subject), and reads outputs in either format.
+    pub fn input_codec(&self, topics: &Topics) -> Result<Codec, KafkaError> {
+        if self.registry_url.is_empty() {
+            return Ok(Codec::new(self.value_format, None));
+        }
+        let reg =
+            |what: String, e: RegistryError| KafkaError::Registry { what, transient: e.is_transient(), source: Box::new(e) };
+        let registry = Registry::new(&self.registry_url, None).map_err(|e| reg("registry_url".into(), e))?;
+        let mut codec = Codec::new(self.value_format, Some(Arc::new(registry)));
+        if self.value_format == ValueFormat::Confluent {
+            let what = |t: &str| format!("registering the value schema of {t}");
+            codec.register::<SchoolCalendar>(&topics.calendar).map_err(|e| reg(what(&topics.calendar), e))?;
+            codec.register::<StudentRecord>(&topics.roster).map_err(|e| reg(what(&topics.roster), e))?;
+            codec.register::<AbsenceReport>(&topics.reports).map_err(|e| reg(what(&topics.reports), e))?;
+            codec.register::<ActivityEvent>(&topics.activity).map_err(|e| reg(what(&topics.activity), e))?;
+        }
+        Ok(codec)
+    }
 }
 
 /// Produces a scenario's calendars, roster, absence reports and events.
 pub fn produce_scenario(brokers: &str, topics: &Topics, s: &Scenario) -> Result<u64, KafkaError> {
+    produce_scenario_with(brokers, topics, s, &Codec::single_object())
+}
+
+/// [`produce_scenario`], each value written by `codec`.
+pub fn produce_scenario_with(brokers: &str, topics: &Topics, s: &Scenario, codec: &Codec) -> Result<u64, KafkaError> {
     let p = producer(brokers)?;
     // The world comes before anything that happens in it.
     let first = s
@@ -79,11 +125,11 @@ pub fn produce_scenario(brokers: &str, topics: &Topics, s: &Scenario) -> Result<
                 c.policy = policy.id.clone();
             }
         }
-        send(&p, &topics.calendar, &c.school_id, &encode(&c)?, world_ts)?;
+        send(&p, &topics.calendar, &c.school_id, &encode(codec, &c)?, world_ts)?;
         n += 1;
     }
     for r in &s.roster {
-        send(&p, &topics.roster, &r.student_id, &encode(r)?, world_ts)?;
+        send(&p, &topics.roster, &r.student_id, &encode(codec, r)?, world_ts)?;
         n += 1;
     }
     // On the broker before anything that happens in it: a processor that
@@ -92,11 +138,11 @@ pub fn produce_scenario(brokers: &str, topics: &Topics, s: &Scenario) -> Result<
     // another partition's batch.
     p.flush(Duration::from_secs(60)).map_err(|e| rd("flush", e))?;
     for r in &s.absence_reports {
-        send(&p, &topics.reports, &r.student_id, &encode(r)?, r.reported_at)?;
+        send(&p, &topics.reports, &r.student_id, &encode(codec, r)?, r.reported_at)?;
         n += 1;
     }
     for a in &s.events {
-        send(&p, &topics.activity, &a.event.student_id, &encode(&a.event)?, a.arrives_at)?;
+        send(&p, &topics.activity, &a.event.student_id, &encode(codec, &a.event)?, a.arrives_at)?;
         n += 1;
     }
     p.flush(Duration::from_secs(60)).map_err(|e| rd("flush", e))?;
@@ -143,19 +189,28 @@ pub fn read_topic(
 
 /// Reads every committed output record (determinations, outreach, dead letters).
 pub fn read_outputs(brokers: &str, topics: &Topics) -> Result<RunOutput, KafkaError> {
+    read_outputs_with(brokers, topics, &Codec::single_object())
+}
+
+/// [`read_outputs`], each value read by `codec` (in either format).
+pub fn read_outputs_with(brokers: &str, topics: &Topics, codec: &Codec) -> Result<RunOutput, KafkaError> {
     let mut out = RunOutput::default();
-    let bad = |t: &str, o: i64, e: rollcall_model::avro::AvroError| KafkaError::record(format!("decoding {t} @{o}"), e);
+    let bad = |t: &str, o: i64, e: DecodeError| KafkaError::Registry {
+        what: format!("decoding {t} @{o}"),
+        transient: false,
+        source: Box::new(e),
+    };
     read_topic(brokers, &topics.determinations, |v, o| {
-        out.determinations.push(Determination::from_single_object(v).map_err(|e| bad(&topics.determinations, o, e))?);
+        out.determinations.push(codec.decode::<Determination>(v).map_err(|e| bad(&topics.determinations, o, e))?);
         Ok(())
     })?;
     read_topic(brokers, &topics.outreach, |v, o| {
-        out.outreach.push(OutreachTrigger::from_single_object(v).map_err(|e| bad(&topics.outreach, o, e))?);
+        out.outreach.push(codec.decode::<OutreachTrigger>(v).map_err(|e| bad(&topics.outreach, o, e))?);
         Ok(())
     })?;
     read_topic(brokers, &topics.dlq, |v, o| {
-        let d = DeadLetter::from_single_object(v).map_err(|e| bad(&topics.dlq, o, e))?;
-        let event_id = ActivityEvent::from_single_object(&d.value).ok().map(|e| e.event_id);
+        let d = codec.decode::<DeadLetter>(v).map_err(|e| bad(&topics.dlq, o, e))?;
+        let event_id = codec.decode::<ActivityEvent>(&d.value).ok().map(|e| e.event_id);
         out.dead_letters.push(ScenarioDeadLetter {
             source: format!("{}@{}", d.topic, d.offset.unwrap_or(-1)),
             event_id,
@@ -172,9 +227,37 @@ pub fn read_outputs(brokers: &str, topics: &Topics) -> Result<RunOutput, KafkaEr
 /// Runs one scenario end to end through the broker: fresh topics under a
 /// unique prefix, a processor with the replay clock, the outputs read back.
 pub fn run_scenario(brokers: &str, s: &Scenario, prefix: &str, state_dir: &Path) -> Result<(RunOutput, RunStats), KafkaError> {
+    run_scenario_in(brokers, s, prefix, state_dir, &Format::default())
+}
+
+/// [`run_scenario`] in a value format: the inputs are produced in it, the
+/// processor writes it, and the outputs are read back through the registry.
+pub fn run_scenario_in(
+    brokers: &str,
+    s: &Scenario,
+    prefix: &str,
+    state_dir: &Path,
+    format: &Format,
+) -> Result<(RunOutput, RunStats), KafkaError> {
     let topics = Topics::with_prefix(prefix);
     crate::topics::create_topics(brokers, &topics, 3, 1)?;
-    produce_scenario(brokers, &topics, s)?;
+    let codec = format.input_codec(&topics)?;
+    produce_scenario_with(brokers, &topics, s, &codec)?;
+    let stats = process_scenario(brokers, s, prefix, state_dir, format)?;
+    let out = read_outputs_with(brokers, &topics, &codec)?;
+    Ok((out, stats))
+}
+
+/// Runs a processor with the replay clock over what is on the topics behind
+/// `prefix` to the scenario's `now` (its policy file, if it has one),
+/// writing `format`, and stops once it is idle.
+pub fn process_scenario(
+    brokers: &str,
+    s: &Scenario,
+    prefix: &str,
+    state_dir: &Path,
+    format: &Format,
+) -> Result<RunStats, KafkaError> {
     let cfg = ProcessorConfig {
         brokers: brokers.to_string(),
         group: format!("{prefix}group"),
@@ -185,6 +268,8 @@ pub fn run_scenario(brokers: &str, s: &Scenario, prefix: &str, state_dir: &Path)
         exit_when_idle: true,
         topic_prefix: prefix.to_string(),
         batch_max_ms: 100,
+        value_format: format.value_format,
+        registry_url: format.registry_url.clone(),
         ..ProcessorConfig::default()
     };
     let mut cfg = cfg;
@@ -200,8 +285,7 @@ pub fn run_scenario(brokers: &str, s: &Scenario, prefix: &str, state_dir: &Path)
     let mut proc = Processor::new(cfg, Arc::new(AtomicBool::new(false)))?;
     let stats = proc.run()?;
     drop(proc);
-    let out = read_outputs(brokers, &topics)?;
-    Ok((out, stats))
+    Ok(stats)
 }
 
 fn toml_of(p: &rollcall_policy::Policy) -> Result<String, KafkaError> {

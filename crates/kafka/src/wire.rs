@@ -3,6 +3,7 @@
 
 use rollcall_model::avro::{AvroError, AvroRecord};
 use rollcall_model::{AbsenceReport, ActivityEvent, DeadLetter, DeadLetterKind, SchoolCalendar, StudentRecord};
+use rollcall_registry::{Codec, DecodeError};
 
 pub const ACTIVITY: &str = "lms.activity.v1";
 pub const ROSTER: &str = "sis.roster.v1";
@@ -145,12 +146,55 @@ fn classify(e: AvroError) -> Unusable {
     unusable(kind, e.to_string())
 }
 
-fn decode<T: AvroRecord>(value: &[u8]) -> Result<T, Unusable> {
-    T::from_single_object(value).map_err(classify)
+/// Why an input record could not be decoded: it is unusable (a dead
+/// letter), or the schema registry could not be asked about its schema id
+/// (the record is not at fault: it must be read again later).
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error(transparent)]
+    Unusable(#[from] Unusable),
+    #[error("{0}")]
+    Registry(#[source] DecodeError),
 }
 
-/// Decodes an input record and checks its key against its content.
+fn classify_decode(e: DecodeError) -> InputError {
+    match e {
+        DecodeError::Avro(e) => classify(e).into(),
+        e @ DecodeError::Registry { .. } => InputError::Registry(e),
+        // Each names the schema id in its text.
+        e @ (DecodeError::UnknownId { .. } | DecodeError::WrongSchema { .. } | DecodeError::NoRegistry { .. }) => {
+            unusable(DeadLetterKind::WrongSchema, e.to_string()).into()
+        }
+    }
+}
+
+/// Decodes an input record in the single-object encoding and checks its key
+/// against its content (a Confluent-framed value is WRONG_SCHEMA: no
+/// registry to read it with).
 pub fn decode_input(topic: InputTopic, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Input, Unusable> {
+    match decode_input_with(&Codec::single_object(), topic, key, value) {
+        Ok(i) => Ok(i),
+        Err(InputError::Unusable(u)) => Err(u),
+        Err(InputError::Registry(e)) => Err(unusable(DeadLetterKind::WrongSchema, e.to_string())),
+    }
+}
+
+/// Decodes an input record in either format (told apart by its first
+/// byte; see `rollcall_registry::Codec`) and checks its key against its content.
+pub fn decode_input_with(
+    codec: &Codec,
+    topic: InputTopic,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Result<Input, InputError> {
+    let decode = |value: &[u8]| -> Result<Input, InputError> {
+        Ok(match topic {
+            InputTopic::Activity => Input::Activity(codec.decode(value).map_err(classify_decode)?),
+            InputTopic::Roster => Input::Roster(codec.decode(value).map_err(classify_decode)?),
+            InputTopic::Reports => Input::Report(codec.decode(value).map_err(classify_decode)?),
+            InputTopic::Calendar => Input::Calendar(codec.decode(value).map_err(classify_decode)?),
+        })
+    };
     let value = value.ok_or_else(|| unusable(DeadLetterKind::MissingValue, "the record has no value"))?;
     let key = match key {
         Some(k) => Some(std::str::from_utf8(k).map_err(|_| unusable(DeadLetterKind::KeyMismatch, "the key is not UTF-8"))?),
@@ -168,28 +212,14 @@ pub fn decode_input(topic: InputTopic, key: Option<&[u8]>, value: Option<&[u8]>)
             Some(_) => Ok(()),
         }
     };
-    match topic {
-        InputTopic::Activity => {
-            let e: ActivityEvent = decode(value)?;
-            keyed(&e.student_id)?;
-            Ok(Input::Activity(e))
-        }
-        InputTopic::Roster => {
-            let r: StudentRecord = decode(value)?;
-            keyed(&r.student_id)?;
-            Ok(Input::Roster(r))
-        }
-        InputTopic::Reports => {
-            let r: AbsenceReport = decode(value)?;
-            keyed(&r.student_id)?;
-            Ok(Input::Report(r))
-        }
-        InputTopic::Calendar => {
-            let c: SchoolCalendar = decode(value)?;
-            keyed(&c.school_id)?;
-            Ok(Input::Calendar(c))
-        }
+    let input = decode(value)?;
+    match &input {
+        Input::Activity(e) => keyed(&e.student_id)?,
+        Input::Roster(r) => keyed(&r.student_id)?,
+        Input::Report(r) => keyed(&r.student_id)?,
+        Input::Calendar(c) => keyed(&c.school_id)?,
     }
+    Ok(input)
 }
 
 /// The dead letter of an input record: where it was read (`at`: partition
@@ -278,5 +308,17 @@ pub(crate) mod tests {
         let mut bad = v.clone();
         bad.truncate(bad.len() - 3);
         assert_eq!(kind(Activity, Some(b"s1"), Some(&bad)), SchemaInvalid);
+    }
+
+    #[test]
+    fn a_confluent_record_without_a_registry_is_wrong_schema_naming_its_id() {
+        let v = rollcall_registry::confluent_frame(4242, &event()).unwrap();
+        let u = decode_input(InputTopic::Activity, Some(b"s1"), Some(&v)).unwrap_err();
+        assert_eq!(u.kind, DeadLetterKind::WrongSchema);
+        assert!(u.message.contains("4242"), "{}", u.message);
+        // The single-object form still decodes through a codec with no registry.
+        let v = event().to_single_object().unwrap();
+        let codec = Codec::single_object();
+        assert!(matches!(decode_input_with(&codec, InputTopic::Activity, Some(b"s1"), Some(&v)), Ok(Input::Activity(_))));
     }
 }

@@ -58,6 +58,17 @@ fn create_topics(brokers: &str, prefix: &str, partitions: i32) -> anyhow::Result
 /// given, replaces every school's policy. Returns the records of the keyed
 /// inputs (roster, reports, activity).
 fn produce(brokers: &str, topics: &Topics, data: &Loaded, policy: Option<&str>) -> anyhow::Result<u64> {
+    produce_with(brokers, topics, data, policy, &rollcall_registry::Codec::single_object())
+}
+
+/// [`produce`], each value written by `codec` (single-object or Confluent-framed).
+fn produce_with(
+    brokers: &str,
+    topics: &Topics,
+    data: &Loaded,
+    policy: Option<&str>,
+    codec: &rollcall_registry::Codec,
+) -> anyhow::Result<u64> {
     use rollcall_kafka::replay::send;
     let p = rollcall_kafka::replay::producer(brokers)?;
     let first = data
@@ -78,18 +89,18 @@ fn produce(brokers: &str, topics: &Topics, data: &Loaded, policy: Option<&str>) 
                 if let Some(p) = policy {
                     c.policy = p.to_string();
                 }
-                send(&p, &topics.calendar, &c.school_id, &c.to_single_object()?, world_ts)?;
+                send(&p, &topics.calendar, &c.school_id, &codec.encode(&c)?, world_ts)?;
             }
             Entry::Student(s) => {
-                send(&p, &topics.roster, &s.student_id, &s.to_single_object()?, world_ts)?;
+                send(&p, &topics.roster, &s.student_id, &codec.encode(s)?, world_ts)?;
                 keyed += 1;
             }
             Entry::Report { report, arrives_at } => {
-                send(&p, &topics.reports, &report.student_id, &report.to_single_object()?, *arrives_at)?;
+                send(&p, &topics.reports, &report.student_id, &codec.encode(report)?, *arrives_at)?;
                 keyed += 1;
             }
             Entry::Event { event, arrives_at } => {
-                send(&p, &topics.activity, &event.student_id, &event.to_single_object()?, *arrives_at)?;
+                send(&p, &topics.activity, &event.student_id, &codec.encode(event)?, *arrives_at)?;
                 keyed += 1;
             }
         }
@@ -288,6 +299,16 @@ fn rate(n: u64, secs: f64) -> f64 {
 }
 
 pub fn kafka(a: KafkaArgs) -> anyhow::Result<ExitCode> {
+    let confluent = match a.value_format.as_str() {
+        "single-object" => None,
+        "confluent" => Some(
+            a.registry_url
+                .clone()
+                .filter(|u| !u.trim().is_empty())
+                .context("--value-format confluent needs --registry-url (scripts/registry.sh start prints one)")?,
+        ),
+        other => anyhow::bail!("--value-format: `{other}` is neither single-object nor confluent"),
+    };
     let data =
         load_or_simulate(&a.file, &SimConfig { students: a.students, days: a.days, seed: a.seed, ..SimConfig::default() })?;
     let prefix = unique("kafka");
@@ -303,12 +324,45 @@ pub fn kafka(a: KafkaArgs) -> anyhow::Result<ExitCode> {
 
     let state = tempfile::tempdir().context("creating a state directory")?;
     let cfg = processor_config(&a.brokers, &prefix, "proc", state.path().to_path_buf(), Some(data.end));
-    let r = run_processor(cfg, keyed, "processor")?;
+    let proc_rate = bench_processor(cfg, keyed, n, bare, a.partitions, "processor")?;
+    let Some(url) = confluent else {
+        println!(
+            "kafka: processor {proc_rate:.0} records/s, bare consumer {bare:.0} records/s, ratio {}",
+            ratio(proc_rate / bare.max(1e-9))
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+
+    // The same district again, Confluent-framed in and out, through the registry.
+    let prefix = unique("kafka-confluent");
+    let topics = create_topics(&a.brokers, &prefix, a.partitions)?;
+    let format = rollcall_kafka::replay::Format::confluent(&url);
+    let codec = format.input_codec(&topics)?;
+    let keyed_cf = produce_with(&a.brokers, &topics, &data, None, &codec)?;
+    anyhow::ensure!(keyed_cf == keyed, "{keyed_cf} Confluent-framed records produced, {keyed} single-object");
+    let (n_cf, bytes_cf, _) = bare_consume(&a.brokers, &[&topics.activity, &topics.roster, &topics.reports])?;
+    println!("confluent inputs: {n_cf} records ({bytes_cf} bytes; single-object {bytes} bytes)");
+    let state = tempfile::tempdir().context("creating a state directory")?;
+    let mut cfg = processor_config(&a.brokers, &prefix, "proc", state.path().to_path_buf(), Some(data.end));
+    cfg.value_format = rollcall_registry::ValueFormat::Confluent;
+    cfg.registry_url = url;
+    let cf_rate = bench_processor(cfg, keyed_cf, n_cf, bare, a.partitions, "processor, confluent")?;
+    println!(
+        "kafka: processor {proc_rate:.0} records/s single-object, {cf_rate:.0} records/s confluent (ratio {}), bare consumer {bare:.0} records/s",
+        ratio(cf_rate / proc_rate.max(1e-9))
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs one processor over the bench's topics and prints what it did; its rate.
+fn bench_processor(cfg: ProcessorConfig, keyed: u64, n: u64, bare: f64, partitions: i32, what: &str) -> anyhow::Result<f64> {
+    let format = cfg.value_format;
+    let r = run_processor(cfg, keyed, what)?;
     let wall = r.wall.as_secs_f64();
     let proc_rate = rate(r.stats.records, wall);
     println!(
-        "processor (exactly-once, replay clock, one instance, {} partitions): {} records in {wall:.3} s from start to exit, {} transactions, {} determinations, {} outreach, {} dead letters",
-        a.partitions, r.stats.records, r.stats.transactions, r.stats.determinations, r.stats.outreach, r.stats.dead_letters
+        "{what} (exactly-once, replay clock, one instance, {partitions} partitions, {format}): {} records in {wall:.3} s from start to exit, {} transactions, {} determinations, {} outreach, {} dead letters",
+        r.stats.records, r.stats.transactions, r.stats.determinations, r.stats.outreach, r.stats.dead_letters
     );
     if let Some(t) = r.watched.ready {
         let steady = rate(r.stats.records, (r.wall - t).as_secs_f64());
@@ -322,11 +376,7 @@ pub fn kafka(a: KafkaArgs) -> anyhow::Result<ExitCode> {
         println!("  first transaction with input records committed at {:.3} s, holding {at} records", t.as_secs_f64());
     }
     anyhow::ensure!(r.stats.records == n, "the processor consumed {} records, the bare consumer {n}", r.stats.records);
-    println!(
-        "kafka: processor {proc_rate:.0} records/s, bare consumer {bare:.0} records/s, ratio {}",
-        ratio(proc_rate / bare.max(1e-9))
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(proc_rate)
 }
 
 /// A time zone (a whole-hour `Etc/GMT` zone) in which it is now between

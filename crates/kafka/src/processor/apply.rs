@@ -14,8 +14,9 @@ use tracing::{debug, info_span};
 use super::positions::advance_positions;
 use super::{Processor, Record, Task};
 use crate::config::ClockMode;
-use crate::wire::{self, Input, Topics};
+use crate::wire::{self, Input, InputError, Topics};
 use crate::KafkaError;
+use rollcall_registry::Codec;
 
 impl Processor {
     /// Applies buffered records, advances clocks, and commits one transaction.
@@ -27,11 +28,12 @@ impl Processor {
         let now = self.cfg.wall_now();
         self.metrics.begin_batch();
         let topics = &self.topics;
+        let codec = &*self.codec;
         let mut tasks: Vec<&mut Task> = self.tasks.values_mut().collect();
         let busy = tasks.iter().filter(|t| !t.buffered.is_empty()).count();
         let threads = apply_threads().min(busy);
         let applied: Vec<Result<Applied, KafkaError>> = if threads <= 1 {
-            tasks.into_iter().map(|t| apply_task(t, replay, until, now, topics)).collect()
+            tasks.into_iter().map(|t| apply_task(t, replay, until, now, topics, codec)).collect()
         } else {
             // Workers take tasks from a shared list, the busiest first.
             tasks.sort_by_key(|t| std::cmp::Reverse(t.buffered.len()));
@@ -44,7 +46,7 @@ impl Processor {
                             loop {
                                 let next = queue.lock().map(|mut q| q.pop()).unwrap_or(None);
                                 let Some((i, task)) = next else { break };
-                                done.push((i, apply_task(task, replay, until, now, topics)));
+                                done.push((i, apply_task(task, replay, until, now, topics, codec)));
                             }
                             done
                         })
@@ -108,6 +110,7 @@ fn apply_task(
     until: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
     topics: &Topics,
+    codec: &Codec,
 ) -> Result<Applied, KafkaError> {
     let span = info_span!(
         "batch",
@@ -151,7 +154,7 @@ fn apply_task(
         if !task.refused.is_empty() && task.refused.contains(&(rec.topic.clone(), rec.offset)) {
             continue;
         }
-        let (dead_letter, kind) = apply_record(&mut task.engine, &rec, topics)?;
+        let (dead_letter, kind) = apply_record(&mut task.engine, &rec, topics, codec)?;
         consumed.push((topics.input_rank(&rec.topic), kind, rec.timestamp, rec.received_ms));
         if let Some(d) = dead_letter {
             dead.push(d);
@@ -227,6 +230,7 @@ fn apply_record(
     engine: &mut Engine<RocksStore>,
     rec: &Record,
     topics: &Topics,
+    codec: &Codec,
 ) -> Result<(Option<(DeadLetterKind, DeadLetter)>, &'static str), KafkaError> {
     let failed_at = engine.clock().unwrap_or_default();
     let dead = |kind: DeadLetterKind, message: String| {
@@ -241,9 +245,13 @@ fn apply_record(
         let at = format!("{} [{}] @{}", rec.topic, rec.partition, rec.offset);
         KafkaError::bad_state(format!("{at}: a record of a topic rollcall does not read"))
     })?;
-    let input = match wire::decode_input(kind, rec.key.as_deref(), rec.value.as_deref()) {
+    let input = match wire::decode_input_with(codec, kind, rec.key.as_deref(), rec.value.as_deref()) {
         Ok(i) => i,
-        Err(u) => return Ok((dead(u.kind, u.message), crate::metrics::input_label(kind, None))),
+        Err(InputError::Unusable(u)) => return Ok((dead(u.kind, u.message), crate::metrics::input_label(kind, None))),
+        Err(InputError::Registry(e)) => {
+            let at = format!("{} [{}] @{}", rec.topic, rec.partition, rec.offset);
+            return Err(KafkaError::Registry { what: at, source: Box::new(e), transient: true });
+        }
     };
     let label = crate::metrics::input_label(kind, Some(&input));
     let result = match &input {

@@ -105,7 +105,15 @@ impl Processor {
                 }
                 Some(Ok(m)) => {
                     self.metrics.calendar_consumed(&self.topics.calendar);
-                    let refused = match wire::decode_input(InputTopic::Calendar, m.key(), m.payload()) {
+                    let decoded = match wire::decode_input_with(&self.codec, InputTopic::Calendar, m.key(), m.payload()) {
+                        Ok(i) => Ok(i),
+                        Err(wire::InputError::Unusable(u)) => Err(u),
+                        Err(wire::InputError::Registry(e)) => {
+                            let what = format!("{} [{}] @{}", self.topics.calendar, m.partition(), m.offset());
+                            return Err(KafkaError::Registry { what, source: Box::new(e), transient: true });
+                        }
+                    };
+                    let refused = match decoded {
                         Ok(Input::Calendar(c)) => match self.calendar_check.load_calendar(c.clone()) {
                             Ok(()) => {
                                 for task in self.tasks.values_mut() {

@@ -42,8 +42,9 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::producer::ThreadedProducer;
 use rollcall_engine::{Engine, EngineConfig, MemStore};
-use rollcall_model::{DeadLetter, DeadLetterKind, SchoolCalendar};
+use rollcall_model::{DeadLetter, DeadLetterKind, Determination, OutreachTrigger, SchoolCalendar};
 use rollcall_policy::Policy;
+use rollcall_registry::{Codec, Credentials, Registry, RegistryError, ValueFormat};
 use rollcall_store::RocksStore;
 use tracing::{info, warn};
 
@@ -147,6 +148,8 @@ pub struct Processor {
     metrics: crate::metrics::Recorder,
     /// Dead letters are logged as a summary per interval.
     dead_log: crate::dead_log::DeadLetterLog,
+    /// Writes the outputs in the configured format, reads inputs in either.
+    codec: Arc<Codec>,
 }
 
 /// The district policy files, each checked against the presets: a file
@@ -186,6 +189,52 @@ fn load_policies(cfg: &ProcessorConfig) -> Result<Vec<Policy>, KafkaError> {
     Ok(policies)
 }
 
+/// The codec of the configured value format: without a registry URL,
+/// single-object only; with one, the registry is waited for (at most
+/// `registry_wait_seconds`) and, for the Confluent format, the output
+/// schemas are registered under `<topic>-value` (their ids are then cached).
+pub fn codec_of(cfg: &ProcessorConfig, stop: &AtomicBool) -> Result<Codec, KafkaError> {
+    let url = cfg.registry_url.trim();
+    if url.is_empty() {
+        return Ok(Codec::new(cfg.value_format, None));
+    }
+    let reg = |what: &str, e: RegistryError| KafkaError::Registry {
+        what: what.to_string(),
+        transient: e.is_transient(),
+        source: Box::new(e),
+    };
+    let file = Some(std::path::Path::new(&cfg.registry_credentials_file)).filter(|f| !f.as_os_str().is_empty());
+    let credentials =
+        Credentials::load(file, |k| std::env::var(k).ok()).map_err(|e| reg("reading the registry's credentials", e))?;
+    let registry = Registry::new(url, credentials).map_err(|e| reg("registry_url", e))?;
+    match registry.wait_until_up(std::time::Duration::from_secs(cfg.registry_wait_seconds), stop) {
+        Ok(()) => {}
+        Err(RegistryError::Stopped) => return Err(KafkaError::Stopped),
+        Err(e) => {
+            let what = format!(
+                "no answer from {url} (waited {} s; registry_wait_seconds waits longer). Check registry_url and that \
+                 the registry is up",
+                cfg.registry_wait_seconds
+            );
+            return Err(reg(&what, e));
+        }
+    }
+    let mut codec = Codec::new(cfg.value_format, Some(Arc::new(registry)));
+    if cfg.value_format == ValueFormat::Confluent {
+        let topics = cfg.topics();
+        let registered = [
+            (topics.determinations.as_str(), codec.register::<Determination>(&topics.determinations)),
+            (topics.outreach.as_str(), codec.register::<OutreachTrigger>(&topics.outreach)),
+            (topics.dlq.as_str(), codec.register::<DeadLetter>(&topics.dlq)),
+        ];
+        for (topic, r) in registered {
+            let id = r.map_err(|e| reg(&format!("registering the value schema of {topic} (subject {topic}-value)"), e))?;
+            info!(topic, subject = %format!("{topic}-value"), id = ?id, "output schema registered");
+        }
+    }
+    Ok(codec)
+}
+
 fn rd(what: &str, e: RdError) -> KafkaError {
     KafkaError::kafka(what, e)
 }
@@ -210,6 +259,7 @@ impl Processor {
         for p in &policies {
             calendar_check.register_policy(p.clone());
         }
+        let codec = Arc::new(codec_of(&cfg, &stop)?);
         crate::reach::check_brokers(&cfg.brokers, std::time::Duration::from_secs(cfg.broker_wait_seconds), &stop)?;
         let (consumer, producer, calendars) = connect(&cfg)?;
         if crate::topics::ensure_changelog(&cfg.brokers, &cfg.topics())? {
@@ -235,6 +285,7 @@ impl Processor {
             stop,
             metrics,
             dead_log: crate::dead_log::DeadLetterLog::new(std::time::Duration::from_secs(10)),
+            codec,
         })
     }
 

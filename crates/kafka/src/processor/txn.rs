@@ -29,6 +29,14 @@ impl Processor {
         Ok(())
     }
 
+    /// An output record in the configured value format.
+    fn encode<T: AvroRecord>(&self, r: &T, what: impl FnOnce() -> String) -> Result<Vec<u8>, KafkaError> {
+        self.codec.encode(r).map_err(|e| match e {
+            rollcall_registry::EncodeError::Avro(e) => KafkaError::record(what(), e),
+            e => KafkaError::Registry { what: what(), source: Box::new(e), transient: false },
+        })
+    }
+
     fn send(&self, topic: &str, partition: Option<i32>, key: &[u8], value: Option<&[u8]>) -> Result<(), KafkaError> {
         let mut rec: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(topic).key(key);
         if let Some(v) = value {
@@ -72,17 +80,13 @@ impl Processor {
             for o in outs {
                 match o {
                     Output::Determination(d) => {
-                        let v = d
-                            .to_single_object()
-                            .map_err(|e| KafkaError::record(format!("partition {p}: encoding a determination"), e))?;
+                        let v = self.encode(d, || format!("partition {p}: encoding a determination"))?;
                         self.send(&self.topics.determinations, None, d.key().as_bytes(), Some(&v))?;
                         self.stats.determinations += 1;
                         self.metrics.determination(d);
                     }
                     Output::Outreach(t) => {
-                        let v = t
-                            .to_single_object()
-                            .map_err(|e| KafkaError::record(format!("partition {p}: encoding an outreach trigger"), e))?;
+                        let v = self.encode(t, || format!("partition {p}: encoding an outreach trigger"))?;
                         self.send(&self.topics.outreach, None, t.student_id.as_bytes(), Some(&v))?;
                         self.stats.outreach += 1;
                         self.metrics.outreach(t);
@@ -91,9 +95,7 @@ impl Processor {
                     Output::Refused(r) => {
                         let d = wire::refused_dead_letter(&self.topics, r)
                             .map_err(|e| KafkaError::record(format!("partition {p}: encoding a dead letter"), e))?;
-                        let v = d
-                            .to_single_object()
-                            .map_err(|e| KafkaError::record(format!("partition {p}: encoding a dead letter"), e))?;
+                        let v = self.encode(&d, || format!("partition {p}: encoding a dead letter"))?;
                         self.send(&self.topics.dlq, None, r.event.student_id.as_bytes(), Some(&v))?;
                         self.stats.dead_letters += 1;
                         self.metrics.dead_letter(&d.topic, r.rejection.kind);
@@ -102,9 +104,9 @@ impl Processor {
                 }
             }
             for (kind, d) in dead {
-                let v = d.to_single_object().map_err(|e| {
+                let v = self.encode(d, || {
                     let at = format!("{} [{}] @{}", d.topic, d.partition.unwrap_or(-1), d.offset.unwrap_or(-1));
-                    KafkaError::record(format!("partition {p}: encoding the dead letter of {at}"), e)
+                    format!("partition {p}: encoding the dead letter of {at}")
                 })?;
                 self.send(&self.topics.dlq, None, d.key.as_deref().unwrap_or("").as_bytes(), Some(&v))?;
                 self.stats.dead_letters += 1;
