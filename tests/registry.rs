@@ -4,7 +4,8 @@
 //! Confluent-framed inputs on one topic, an unknown schema id
 //! dead-lettered, a producer's BACKWARD-compatible v2 of ActivityEvent read,
 //! an incompatible v2 refused by the registry, and the real Confluent client
-//! (PyPI's confluent-kafka) reading and writing rollcall's topics.
+//! (PyPI's confluent-kafka) reading and writing rollcall's topics, and the
+//! PostgreSQL sink reading Confluent-framed outputs.
 //!
 //! Uses ROLLCALL_TEST_BROKERS and ROLLCALL_TEST_REGISTRY when set, else
 //! starts each with its script and stops it at the end. Runs without the
@@ -31,6 +32,7 @@ use support::*;
 struct Ctx {
     brokers: String,
     registry: String,
+    db: support::pg::Database,
 }
 
 fn scenario(name: &str) -> Result<Scenario, String> {
@@ -85,6 +87,55 @@ fn scenarios_pass_in_the_confluent_format(c: &Ctx) -> TestResult {
     eprintln!("  {} scenarios through Kafka in the Confluent format ({determinations} determinations)", files.len());
     ensure(determinations > 0, || "no determination was written".into())?;
     ensure(failures.is_empty(), || failures.join("\n"))
+}
+
+/// `rollcall sink postgres --registry-url` keeps what a processor writing
+/// the Confluent format decided, every version, with nothing set aside;
+/// without the registry each such value is kept aside as WRONG_SCHEMA,
+/// saying what to give.
+fn sink_reads_confluent_outputs(c: &Ctx) -> TestResult {
+    let s = district(60, 3, 5);
+    let prefix = unique("cfsink");
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (out, _) =
+        run_scenario_in(&c.brokers, &s, &prefix, dir.path(), &Format::confluent(&c.registry)).map_err(|e| format!("{e:#}"))?;
+    ensure(!out.determinations.is_empty() && !out.outreach.is_empty(), || "the district decided nothing to keep".into())?;
+    let topics = Topics::with_prefix(&prefix);
+    all_confluent(&c.brokers, &topics.determinations)?;
+    let sink = |url: &str, registry: Option<&str>| -> Result<(), String> {
+        let mut cmd = Command::new(bin());
+        cmd.args(["sink", "postgres", "--brokers", &c.brokers, "--database-url", url, "--topic-prefix", &prefix])
+            .args(["--group", &format!("{prefix}sink"), "--exit-when-idle", "--metrics-addr", "off"])
+            .env_remove("ROLLCALL_REGISTRY_URL");
+        if let Some(r) = registry {
+            cmd.args(["--registry-url", r]);
+        }
+        let run = cmd.output().map_err(|e| e.to_string())?;
+        ensure(run.status.success(), || format!("the sink failed: {}", String::from_utf8_lossy(&run.stderr)))
+    };
+    let with = c.db.fresh("cfsink")?;
+    sink(&with, Some(&c.registry))?;
+    let pg = support::pg::Pg::connect(&with)?;
+    let (versions, outreach, aside) =
+        (pg.count("determination_versions")?, pg.count("outreach_triggers")?, pg.count("sink_dead_letters")?);
+    ensure(versions == out.determinations.len() as i64 && outreach == out.outreach.len() as i64 && aside == 0, || {
+        format!(
+            "with the registry: {versions} versions of {}, {outreach} triggers of {}, {aside} set aside",
+            out.determinations.len(),
+            out.outreach.len()
+        )
+    })?;
+    let without = c.db.fresh("cfsinknoreg")?;
+    sink(&without, None)?;
+    let pg = support::pg::Pg::connect(&without)?;
+    let rows = pg.query(
+        "SELECT count(*), count(*) FILTER (WHERE error_kind = 'WRONG_SCHEMA' AND message LIKE '%no schema registry is given%')
+           FROM sink_dead_letters WHERE topic LIKE '%attendance.determinations.v1'",
+    )?;
+    let (all, said) = rows.first().map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1))).unwrap_or_default();
+    ensure(all == out.determinations.len() as i64 && said == all && pg.count("determination_versions")? == 0, || {
+        format!("without the registry: {all} set aside, {said} saying why, of {}", out.determinations.len())
+    })
 }
 
 /// The v2 of ActivityEvent a producer might register: one optional field
@@ -546,7 +597,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let ctx = Ctx { brokers: broker.address.clone(), registry: registry.url.clone() };
+    let Some(db) = support::pg::Database::get_or_report() else { return ExitCode::FAILURE };
+    let ctx = Ctx { brokers: broker.address.clone(), registry: registry.url.clone(), db };
     let tests: &[(&str, fn(&Ctx) -> TestResult)] = &[
         ("incompatible_v2_is_refused", incompatible_v2_is_refused),
         ("unknown_schema_id_is_dead_lettered", unknown_schema_id_is_dead_lettered),
@@ -554,12 +606,14 @@ fn main() -> ExitCode {
         ("backward_compatible_v2_is_read", backward_compatible_v2_is_read),
         ("a_registry_that_is_down_at_start_is_named", a_registry_that_is_down_at_start_is_named),
         ("tail_reads_both_formats", tail_reads_both_formats),
+        ("sink_reads_confluent_outputs", sink_reads_confluent_outputs),
         ("a_registry_that_goes_away_keeps_the_cached_ids", a_registry_that_goes_away_keeps_the_cached_ids),
         ("confluent_client_reads_the_outputs", confluent_client_reads_the_outputs),
         ("confluent_client_writes_the_inputs", confluent_client_writes_the_inputs),
         ("scenarios_pass_in_the_confluent_format", scenarios_pass_in_the_confluent_format),
     ];
     let (passed, failed) = run_all("registry", Duration::from_secs(1_800), tests, &ctx);
+    drop(ctx);
     drop(registry);
     drop(broker);
     summary(passed, failed)

@@ -22,7 +22,7 @@ pub struct ReportArgs {
     /// The report: mississippi-monthly, nmped-weekly, data-team-weekly or chronic-absence.
     kind: String,
     /// The sink's database (postgres://user:password@host/db or key=value form).
-    #[arg(long, env = "ROLLCALL_DATABASE_URL")]
+    #[arg(long, env = "ROLLCALL_DATABASE_URL", hide_env_values = true)]
     database_url: String,
     /// The school, as its school_id.
     #[arg(long)]
@@ -33,6 +33,7 @@ pub struct ReportArgs {
     /// The last day of the span, included (YYYY-MM-DD).
     #[arg(long)]
     to: String,
+    /// CSV (RFC 4180, a header row) or one self-contained HTML page.
     #[arg(long, value_enum, default_value_t = Format::Csv)]
     format: Format,
     /// Write here instead of to stdout.

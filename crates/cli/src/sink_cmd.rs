@@ -88,6 +88,10 @@ pub struct PostgresArgs {
     /// Serve /metrics, /healthz and /readyz here: IP:port (port 0 picks a free one), or `off`.
     #[arg(long, env = "ROLLCALL_SINK_METRICS_ADDR", default_value = "127.0.0.1:9466")]
     metrics_addr: String,
+    /// The schema registry's Confluent API, to read outputs written with value_format = "confluent"
+    /// (either format is read; without it, single-object only) [credentials: ROLLCALL_REGISTRY_CREDENTIALS].
+    #[arg(long, env = "ROLLCALL_REGISTRY_URL")]
+    registry_url: Option<String>,
 }
 
 pub fn sink(cmd: SinkCommand) -> anyhow::Result<ExitCode> {
@@ -151,7 +155,8 @@ fn postgres(a: PostgresArgs) -> anyhow::Result<ExitCode> {
     crate::kafka_cmd::ctrlc_flag(stop.clone());
     let metrics = Arc::new(SinkMetrics::new());
     let _server = crate::kafka_cmd::serve_metrics(&a.metrics_addr, metrics.clone())?;
-    let mut sink = Sink::new(cfg, stop, metrics).context("starting the sink")?;
+    let codec = crate::tail_cmd::reading_codec(a.registry_url.as_deref())?;
+    let mut sink = Sink::new(cfg, stop, metrics).context("starting the sink")?.with_codec(codec);
     let st = sink.run()?;
     eprintln!(
         "sink: {} records in {} batches: {} determinations rows written, {} versions, {} outreach triggers, {} bad records ({} sessions)",

@@ -75,17 +75,24 @@ fn topic_name(args: &TailArgs) -> String {
     }
 }
 
-pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
-    let topic = topic_name(&args);
-    let decode = decoder(&topic)
-        .with_context(|| format!("{topic}: not one of rollcall's record topics (the changelog is state, not records to read)"))?;
-    let codec = match args.registry_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+/// A codec that reads both value formats, Confluent-framed ones through the
+/// registry at `url` (credentials: ROLLCALL_REGISTRY_CREDENTIALS); without
+/// a URL, single-object only.
+pub fn reading_codec(url: Option<&str>) -> anyhow::Result<Codec> {
+    Ok(match url.map(str::trim).filter(|u| !u.is_empty()) {
         None => Codec::single_object(),
         Some(url) => {
             let credentials = Credentials::load(None, |k| std::env::var(k).ok())?;
             Codec::new(ValueFormat::SingleObject, Some(Arc::new(Registry::new(url, credentials)?)))
         }
-    };
+    })
+}
+
+pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
+    let topic = topic_name(&args);
+    let decode = decoder(&topic)
+        .with_context(|| format!("{topic}: not one of rollcall's record topics (the changelog is state, not records to read)"))?;
+    let codec = reading_codec(args.registry_url.as_deref())?;
     let consumer: BaseConsumer<_> = rollcall_kafka::reader(&args.brokers, "rollcall-tail")?;
     let md = consumer
         .fetch_metadata(Some(&topic), Duration::from_secs(10))

@@ -55,6 +55,12 @@ pub enum SinkError {
     SchemaTooNew { found: i32, known: u32 },
     #[error("topic {0} does not exist (yet): create the topics with `rollcall topics create`")]
     NoTopic(String),
+    #[error("{topic}: {source}")]
+    Registry {
+        topic: String,
+        #[source]
+        source: rollcall_registry::DecodeError,
+    },
     #[error("{topic} went from {before} to {now} partitions")]
     PartitionsAdded { topic: String, before: usize, now: usize },
     #[error("{what}: {source}")]
@@ -90,6 +96,8 @@ impl SinkError {
         match self {
             // The broker went away, or the topics are not created yet.
             SinkError::Kafka { .. } | SinkError::NoTopic(_) | SinkError::PartitionsAdded { .. } => true,
+            // The registry could not answer for a schema id not seen before.
+            SinkError::Registry { .. } => true,
             SinkError::Db { source, .. } => match source.as_db_error() {
                 // No server error: the connection or the socket failed.
                 None => true,

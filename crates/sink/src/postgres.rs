@@ -27,8 +27,9 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use rollcall_kafka::wire::Topics;
 use rollcall_kafka::QuietContext;
-use rollcall_model::avro::{AvroError, AvroRecord};
+use rollcall_model::avro::AvroError;
 use rollcall_model::{Determination, OutreachTrigger, SchoolCalendar, StudentRecord};
+use rollcall_registry::{Codec, DecodeError};
 use tracing::{info, warn, Instrument};
 
 use crate::db::{self, BadRecord, Batch, Roster, Written};
@@ -131,6 +132,8 @@ struct TopicReader {
 
 pub struct Sink {
     cfg: SinkConfig,
+    /// Reads either value format; Confluent-framed values need its registry.
+    codec: Codec,
     stop: Arc<AtomicBool>,
     metrics: Arc<SinkMetrics>,
     stats: SinkStats,
@@ -141,7 +144,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 impl Sink {
     pub fn new(cfg: SinkConfig, stop: Arc<AtomicBool>, metrics: Arc<SinkMetrics>) -> Result<Sink, SinkError> {
         cfg.validate()?;
-        Ok(Sink { cfg, stop, metrics, stats: SinkStats::default() })
+        Ok(Sink { cfg, codec: Codec::single_object(), stop, metrics, stats: SinkStats::default() })
+    }
+
+    /// Reads Confluent-framed values too, their writer schemas from the
+    /// codec's registry (single-object values are read either way).
+    pub fn with_codec(mut self, codec: Codec) -> Sink {
+        self.codec = codec;
+        self
     }
 
     /// Runs until stopped (or, with `exit_when_idle`, until everything is
@@ -307,7 +317,7 @@ impl Sink {
         // two topics), which this loop spent reading and writing nothing.
         let ends = Watermarks::start(&self.cfg, &partitions)?;
         // Reading and decoding the next batch overlap writing this one.
-        let mut reading = Reading::start(&self.cfg, &self.stop, readers)?;
+        let mut reading = Reading::start(&self.cfg, &self.codec, &self.stop, readers)?;
         let mut lag_refreshed: Option<Instant> = None;
         loop {
             if lag_refreshed.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
@@ -426,13 +436,13 @@ struct Reading {
 }
 
 impl Reading {
-    fn start(cfg: &SinkConfig, stop: &Arc<AtomicBool>, readers: Vec<TopicReader>) -> Result<Reading, SinkError> {
+    fn start(cfg: &SinkConfig, codec: &Codec, stop: &Arc<AtomicBool>, readers: Vec<TopicReader>) -> Result<Reading, SinkError> {
         let (tx, batches) = tokio::sync::mpsc::channel(1);
         let quit = Arc::new(AtomicBool::new(false));
-        let (cfg, stop, q) = (cfg.clone(), stop.clone(), quit.clone());
+        let (cfg, codec, stop, q) = (cfg.clone(), codec.clone(), stop.clone(), quit.clone());
         let thread = std::thread::Builder::new()
             .name("sink-reader".into())
-            .spawn(move || read_batches(&cfg, &stop, &q, readers, &tx))
+            .spawn(move || read_batches(&cfg, &codec, &stop, &q, readers, &tx))
             .map_err(|source| SinkError::Io { what: "starting the reading thread".into(), source })?;
         Ok(Reading { batches, quit, thread: Some(thread) })
     }
@@ -452,6 +462,7 @@ impl Drop for Reading {
 /// The reading thread's loop: batches to the writer until the session ends.
 fn read_batches(
     cfg: &SinkConfig,
+    codec: &Codec,
     stop: &AtomicBool,
     quit: &AtomicBool,
     mut readers: Vec<TopicReader>,
@@ -479,7 +490,14 @@ fn read_batches(
                 }
             }
         }
-        let Some(batch) = collect(cfg, &halted, &mut readers) else { return };
+        let batch = match collect(cfg, codec, &halted, &mut readers) {
+            Ok(Some(batch)) => batch,
+            Ok(None) => return,
+            Err(e) => {
+                let _ = tx.blocking_send(Read::Failed(e));
+                return;
+            }
+        };
         if batch.is_empty() {
             if cfg.exit_when_idle && readers.iter().all(|r| r.at_end.len() == r.partitions.len()) {
                 let _ = tx.blocking_send(Read::AllWritten);
@@ -498,18 +516,24 @@ fn read_batches(
 
 /// Reads one batch: up to `batch_max_records` records, or what arrived
 /// within `batch_max_ms` of the first. `None`: stop requested (the
-/// partial batch is dropped; nothing of it is committed).
-fn collect(cfg: &SinkConfig, halted: &dyn Fn() -> bool, readers: &mut [TopicReader]) -> Option<Batch> {
+/// partial batch is dropped; nothing of it is committed). An error: a
+/// value that cannot be judged now (its schema registry does not answer).
+fn collect(
+    cfg: &SinkConfig,
+    codec: &Codec,
+    halted: &dyn Fn() -> bool,
+    readers: &mut [TopicReader],
+) -> Result<Option<Batch>, SinkError> {
     let mut batch = Batch::default();
     let mut first: Option<Instant> = None;
     let max_wait = Duration::from_millis(cfg.batch_max_ms);
     let mut idle_rounds = 0;
     loop {
         if halted() {
-            return None;
+            return Ok(None);
         }
         if batch.records >= cfg.batch_max_records || first.is_some_and(|f| f.elapsed() >= max_wait) {
-            return Some(batch);
+            return Ok(Some(batch));
         }
         let mut got = false;
         for r in readers.iter_mut() {
@@ -535,7 +559,7 @@ fn collect(cfg: &SinkConfig, halted: &dyn Fn() -> bool, readers: &mut [TopicRead
                         got = true;
                         first.get_or_insert_with(Instant::now);
                         r.at_end.remove(&m.partition());
-                        take(r.kind, &m, &mut batch);
+                        take(r.kind, codec, &m, &mut batch)?;
                     }
                 }
             }
@@ -545,12 +569,12 @@ fn collect(cfg: &SinkConfig, halted: &dyn Fn() -> bool, readers: &mut [TopicRead
         } else if cfg.exit_when_idle && readers.iter().all(|r| r.at_end.len() == r.partitions.len()) {
             // Every partition is read to its end and nothing more is
             // awaited: the last batch need not wait out `batch_max_ms`.
-            return Some(batch);
+            return Ok(Some(batch));
         } else {
             idle_rounds += 1;
             if first.is_none() && idle_rounds > 1 {
                 // Nothing at all: give the caller a chance to check idleness.
-                return Some(batch);
+                return Ok(Some(batch));
             }
         }
     }
@@ -692,8 +716,21 @@ fn trigger_problem(t: &OutreachTrigger) -> Option<String> {
     unstorable(strings, &[t.created_at])
 }
 
+/// A value that could not be read as its record: its error kind and why,
+/// or, when the registry could not be asked, the error that ends the
+/// session (the record is not at fault and is read again).
+fn refused(topic: &str, e: DecodeError) -> Result<(&'static str, String), SinkError> {
+    match e {
+        DecodeError::Avro(a) => Ok((error_kind(&a), a.to_string())),
+        e @ (DecodeError::UnknownId { .. } | DecodeError::WrongSchema { .. } | DecodeError::NoRegistry { .. }) => {
+            Ok(("WRONG_SCHEMA", e.to_string()))
+        }
+        source @ DecodeError::Registry { .. } => Err(SinkError::Registry { topic: topic.to_string(), source }),
+    }
+}
+
 /// Adds one Kafka record to the batch: a row, or a bad record with its origin.
-fn take(kind: Kind, m: &BorrowedMessage<'_>, batch: &mut Batch) {
+fn take(kind: Kind, codec: &Codec, m: &BorrowedMessage<'_>, batch: &mut Batch) -> Result<(), SinkError> {
     let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
     batch.records += 1;
     batch.next_offsets.insert((topic.to_string(), partition), offset + 1);
@@ -709,7 +746,7 @@ fn take(kind: Kind, m: &BorrowedMessage<'_>, batch: &mut Batch) {
         },
         None => Some(("MISSING_VALUE", "the record has no value".into())),
         Some(v) => match kind {
-            Kind::Determinations => match Determination::from_single_object(v) {
+            Kind::Determinations => match codec.decode::<Determination>(v) {
                 Ok(d) => match det_problem(&d) {
                     None => {
                         batch.determinations.push(d);
@@ -717,9 +754,9 @@ fn take(kind: Kind, m: &BorrowedMessage<'_>, batch: &mut Batch) {
                     }
                     Some(p) => Some(("INVALID_RECORD", p)),
                 },
-                Err(e) => Some((error_kind(&e), e.to_string())),
+                Err(e) => Some(refused(topic, e)?),
             },
-            Kind::Roster => match StudentRecord::from_single_object(v) {
+            Kind::Roster => match codec.decode::<StudentRecord>(v) {
                 Ok(r) => match unstorable(
                     [&r.student_id, &r.school_id].into_iter().map(String::as_str).chain(r.groups.iter().map(String::as_str)),
                     &[],
@@ -730,9 +767,9 @@ fn take(kind: Kind, m: &BorrowedMessage<'_>, batch: &mut Batch) {
                     }
                     Some(p) => Some(("INVALID_RECORD", p)),
                 },
-                Err(e) => Some((error_kind(&e), e.to_string())),
+                Err(e) => Some(refused(topic, e)?),
             },
-            Kind::Calendars => match SchoolCalendar::from_single_object(v) {
+            Kind::Calendars => match codec.decode::<SchoolCalendar>(v) {
                 Ok(c) => match unstorable([c.school_id.as_str(), &c.timezone, &c.policy], &[]) {
                     None => {
                         batch.calendars.push(c);
@@ -740,9 +777,9 @@ fn take(kind: Kind, m: &BorrowedMessage<'_>, batch: &mut Batch) {
                     }
                     Some(p) => Some(("INVALID_RECORD", p)),
                 },
-                Err(e) => Some((error_kind(&e), e.to_string())),
+                Err(e) => Some(refused(topic, e)?),
             },
-            Kind::Outreach => match OutreachTrigger::from_single_object(v) {
+            Kind::Outreach => match codec.decode::<OutreachTrigger>(v) {
                 Ok(t) => match trigger_problem(&t) {
                     None => {
                         batch.outreach.push(t);
@@ -750,7 +787,7 @@ fn take(kind: Kind, m: &BorrowedMessage<'_>, batch: &mut Batch) {
                     }
                     Some(p) => Some(("INVALID_RECORD", p)),
                 },
-                Err(e) => Some((error_kind(&e), e.to_string())),
+                Err(e) => Some(refused(topic, e)?),
             },
         },
     };
@@ -769,6 +806,7 @@ fn take(kind: Kind, m: &BorrowedMessage<'_>, batch: &mut Batch) {
             failed_at: Utc::now(),
         });
     }
+    Ok(())
 }
 
 #[cfg(test)]
