@@ -25,16 +25,26 @@ pub struct Explained {
     pub seen: Vec<SeenActivity>,
 }
 
-/// `YYYY-MM-DD HH:MM` in the school's time zone.
+/// `YYYY-MM-DD HH:MM` in the school's time zone. Written by hand: chrono's
+/// `format` reads its pattern anew on every call, and every emitted
+/// determination names a few instants.
 pub fn local_time(tz: &Tz, micros: i64) -> String {
+    use chrono::{Datelike, Timelike};
     match DateTime::from_timestamp_micros(micros) {
-        Some(t) => t.with_timezone(tz).format("%Y-%m-%d %H:%M").to_string(),
+        Some(t) => {
+            let l = t.with_timezone(tz);
+            format!("{:04}-{:02}-{:02} {:02}:{:02}", l.year(), l.month(), l.day(), l.hour(), l.minute())
+        }
         None => format!("{micros} µs"),
     }
 }
 
+/// `Tue Oct 6`.
 fn short(d: NaiveDate) -> String {
-    d.format("%a %b %-d").to_string()
+    use chrono::Datelike;
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    format!("{} {} {}", DAYS[d.weekday().num_days_from_monday() as usize], MONTHS[d.month0() as usize], d.day())
 }
 
 fn direction_words(d: Direction) -> &'static str {
