@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use apache_avro::schema::Schema;
 use apache_avro::types::Value;
-use rollcall_kafka::replay::{process_scenario, producer, read_outputs_with, read_topic, run_scenario_in, send, Format};
+use rollcall_kafka::replay::{
+    process_scenario, producer, read_outputs_with, read_topic, run_scenario_in, send, world_time, Format,
+};
 use rollcall_kafka::topics::create_topics;
 use rollcall_kafka::wire::Topics;
 use rollcall_model::avro::AvroRecord;
@@ -157,20 +159,6 @@ fn v2_frame(id: u32, schema: &Schema, e: &ActivityEvent) -> Result<Vec<u8>, Stri
     out.extend_from_slice(&id.to_be_bytes());
     out.extend_from_slice(&datum);
     Ok(out)
-}
-
-/// The timestamp of a scenario's calendars and roster: just before the
-/// first report or event, as the scenario runner gives them.
-fn world_time(s: &Scenario) -> chrono::DateTime<chrono::Utc> {
-    let first = s
-        .events
-        .iter()
-        .map(|a| a.arrives_at)
-        .chain(s.absence_reports.iter().map(|r| r.reported_at))
-        .chain(std::iter::once(s.now))
-        .min()
-        .unwrap_or(s.now);
-    first - chrono::Duration::seconds(1)
 }
 
 /// How the events of a scenario are written, by their index.

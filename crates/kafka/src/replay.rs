@@ -99,15 +99,10 @@ impl Format {
     }
 }
 
-/// Produces a scenario's calendars, roster, absence reports and events.
-pub fn produce_scenario(brokers: &str, topics: &Topics, s: &Scenario) -> Result<u64, KafkaError> {
-    produce_scenario_with(brokers, topics, s, &Codec::single_object())
-}
-
-/// [`produce_scenario`], each value written by `codec`.
-pub fn produce_scenario_with(brokers: &str, topics: &Topics, s: &Scenario, codec: &Codec) -> Result<u64, KafkaError> {
-    let p = producer(brokers)?;
-    // The world comes before anything that happens in it.
+/// The timestamp of a scenario's calendars and roster: a second before its
+/// first report or event (the world comes before anything that happens in
+/// it), so a replay-clock processor knows them first.
+pub fn world_time(s: &Scenario) -> chrono::DateTime<chrono::Utc> {
     let first = s
         .events
         .iter()
@@ -116,7 +111,18 @@ pub fn produce_scenario_with(brokers: &str, topics: &Topics, s: &Scenario, codec
         .chain(std::iter::once(s.now))
         .min()
         .unwrap_or(s.now);
-    let world_ts = first - chrono::Duration::seconds(1);
+    first - chrono::Duration::seconds(1)
+}
+
+/// Produces a scenario's calendars, roster, absence reports and events.
+pub fn produce_scenario(brokers: &str, topics: &Topics, s: &Scenario) -> Result<u64, KafkaError> {
+    produce_scenario_with(brokers, topics, s, &Codec::single_object())
+}
+
+/// [`produce_scenario`], each value written by `codec`.
+pub fn produce_scenario_with(brokers: &str, topics: &Topics, s: &Scenario, codec: &Codec) -> Result<u64, KafkaError> {
+    let p = producer(brokers)?;
+    let world_ts = world_time(s);
     let mut n = 0u64;
     for c in &s.calendars {
         let mut c = c.clone();
