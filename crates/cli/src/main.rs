@@ -7,6 +7,7 @@ mod demo;
 mod dlq_cmd;
 mod explain_cmd;
 mod gateway_cmd;
+mod identities_cmd;
 mod kafka_cmd;
 mod normalize_cmd;
 mod report_cmd;
@@ -75,6 +76,11 @@ enum Command {
     Tail(tail_cmd::TailArgs),
     /// Take the platforms' own events over HTTP (Caliper, xAPI, Canvas, Zoom, native) onto Kafka.
     Gateway(gateway_cmd::GatewayArgs),
+    /// Load the mapping from platforms' ids to SIS ids onto the identities topic.
+    Identities {
+        #[command(subcommand)]
+        command: identities_cmd::IdentitiesCommand,
+    },
     /// Put dead letters back on their topics once their cause is mended.
     Dlq {
         #[command(subcommand)]
@@ -203,6 +209,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => kafka_cmd::simulate(args),
         Command::Tail(args) => tail_cmd::run(args),
         Command::Dlq { command } => dlq_cmd::run(command),
+        Command::Identities { command } => identities_cmd::run(command),
         Command::Gateway(args) => gateway_cmd::run(args),
         Command::Config { command: ConfigCommand::Example } => {
             print!("{}", rollcall_kafka::ProcessorConfig::example_toml());

@@ -25,6 +25,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use rollcall_model::{IdentityRecord, IdentityType};
+
 use crate::{IngestError, Rejected};
 
 /// What an external id names.
@@ -114,56 +116,110 @@ impl IdentityView {
         self.len() == 0
     }
 
+    /// Adds (or, with a newer value, replaces) what a record maps.
+    pub fn apply(&mut self, r: &IdentityRecord) {
+        let identity = Identity { id: r.id.clone(), school_id: r.school_id.clone().unwrap_or_default() };
+        self.insert(&r.source, r.kind.into(), &r.external_id, identity);
+    }
+
+    /// Forgets a key (a tombstone on the identities topic).
+    pub fn remove(&mut self, source: &str, kind: IdType, external_id: &str) -> Option<Identity> {
+        self.map.get_mut(&(source.to_string(), kind))?.remove(external_id)
+    }
+
     /// Reads the CSV form (see the module documentation). Every bad row is
     /// reported, with its line and column.
     pub fn from_csv(bytes: &[u8]) -> Result<IdentityView, Rejected> {
         let mut view = IdentityView::new();
-        let mut first_line: HashMap<(String, IdType, String), u64> = HashMap::new();
-        let (rows, mut errors) = read_csv(bytes, &CSV_HEADER)?;
-        for (line, row) in rows {
-            let err = |column: &str, problem: String| IngestError::Csv { line, column: Some(column.to_string()), problem };
-            let [source, kind, external_id, id, school_id] = [0, 1, 2, 3, 4].map(|i| row.get(i).map_or("", String::as_str));
-            let mut bad = false;
-            for (name, value) in [("source", source), ("external_id", external_id), ("id", id)] {
-                if value.is_empty() {
-                    errors.push(err(name, "empty".into()));
-                    bad = true;
-                }
-            }
-            let Some(kind) = IdType::parse(kind) else {
-                errors.push(err("type", format!("`{kind}` is not one of student, staff, section")));
-                continue;
-            };
-            if kind == IdType::Student && school_id.is_empty() {
-                errors.push(err("school_id", "empty: a student's events carry the student's school".into()));
+        for r in records_from_csv(bytes)? {
+            view.apply(&r);
+        }
+        Ok(view)
+    }
+}
+
+/// Reads the CSV form into the records of the identities topic, in the
+/// file's order. Every bad row is reported, with its line and column; a key
+/// listed twice with the same values is kept once.
+pub fn records_from_csv(bytes: &[u8]) -> Result<Vec<IdentityRecord>, Rejected> {
+    let mut records: Vec<IdentityRecord> = Vec::new();
+    let mut first: HashMap<(String, IdType, String), (u64, usize)> = HashMap::new();
+    let (rows, mut errors) = read_csv(bytes, &CSV_HEADER)?;
+    for (line, row) in rows {
+        let err = |column: &str, problem: String| IngestError::Csv { line, column: Some(column.to_string()), problem };
+        let [source, kind, external_id, id, school_id] = [0, 1, 2, 3, 4].map(|i| row.get(i).map_or("", String::as_str));
+        let mut bad = false;
+        for (name, value) in [("source", source), ("external_id", external_id), ("id", id)] {
+            if value.is_empty() {
+                errors.push(err(name, "empty".into()));
                 bad = true;
             }
-            if bad {
-                continue;
+        }
+        if source.contains('|') {
+            errors.push(err("source", format!("`{source}` contains `|`, which separates the parts of the topic's key")));
+            bad = true;
+        }
+        let Some(kind) = IdType::parse(kind) else {
+            errors.push(err("type", format!("`{kind}` is not one of student, staff, section")));
+            continue;
+        };
+        if kind == IdType::Student && school_id.is_empty() {
+            errors.push(err("school_id", "empty: a student's events carry the student's school".into()));
+            bad = true;
+        }
+        if bad {
+            continue;
+        }
+        let record = IdentityRecord {
+            source: source.to_string(),
+            kind: kind.into(),
+            external_id: external_id.to_string(),
+            id: id.to_string(),
+            school_id: Some(school_id.to_string()).filter(|s| !s.is_empty()),
+        };
+        match first.get(&(source.to_string(), kind, external_id.to_string())) {
+            Some(&(_, at)) if records[at] == record => {}
+            Some(&(first_line, at)) => {
+                let before = &records[at];
+                errors.push(IngestError::Csv {
+                    line,
+                    column: None,
+                    problem: format!(
+                        "{source} {kind} `{external_id}` is listed again with other values (first on line {first_line}: id `{}`, school `{}`)",
+                        before.id,
+                        before.school_id.as_deref().unwrap_or_default()
+                    ),
+                });
             }
-            let identity = Identity { id: id.to_string(), school_id: school_id.to_string() };
-            match view.insert(source, kind, external_id, identity.clone()) {
-                Some(before) if before != identity => {
-                    let first = first_line.get(&(source.to_string(), kind, external_id.to_string())).copied().unwrap_or(0);
-                    errors.push(IngestError::Csv {
-                        line,
-                        column: None,
-                        problem: format!(
-                            "{source} {kind} `{external_id}` is listed again with other values (first on line {first}: id `{}`, school `{}`)",
-                            before.id, before.school_id
-                        ),
-                    });
-                    view.insert(source, kind, external_id, before);
-                }
-                _ => {
-                    first_line.entry((source.to_string(), kind, external_id.to_string())).or_insert(line);
-                }
+            None => {
+                first.insert((source.to_string(), kind, external_id.to_string()), (line, records.len()));
+                records.push(record);
             }
         }
-        if errors.is_empty() {
-            Ok(view)
-        } else {
-            Err(Rejected { errors: by_line(errors) })
+    }
+    if errors.is_empty() {
+        Ok(records)
+    } else {
+        Err(Rejected { errors: by_line(errors) })
+    }
+}
+
+impl From<IdentityType> for IdType {
+    fn from(t: IdentityType) -> IdType {
+        match t {
+            IdentityType::Student => IdType::Student,
+            IdentityType::Staff => IdType::Staff,
+            IdentityType::Section => IdType::Section,
+        }
+    }
+}
+
+impl From<IdType> for IdentityType {
+    fn from(t: IdType) -> IdentityType {
+        match t {
+            IdType::Student => IdentityType::Student,
+            IdType::Staff => IdentityType::Staff,
+            IdType::Section => IdentityType::Section,
         }
     }
 }

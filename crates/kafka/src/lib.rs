@@ -6,6 +6,7 @@ pub mod config;
 pub mod dead_log;
 pub mod dlq;
 pub mod fuzzing;
+pub mod identities;
 pub mod metrics;
 pub mod processor;
 pub mod reach;

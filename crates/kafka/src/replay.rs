@@ -41,7 +41,13 @@ pub fn producer(brokers: &str) -> Result<BaseProducer, KafkaError> {
 }
 
 /// Sends one record, waiting when the local queue is full.
-pub fn send(p: &BaseProducer, topic: &str, key: &str, value: &[u8], ts: DateTime<Utc>) -> Result<(), KafkaError> {
+pub fn send<C: rdkafka::producer::ProducerContext<DeliveryOpaque = ()>>(
+    p: &BaseProducer<C>,
+    topic: &str,
+    key: &str,
+    value: &[u8],
+    ts: DateTime<Utc>,
+) -> Result<(), KafkaError> {
     let mut rec = BaseRecord::to(topic).key(key).payload(value).timestamp(ts.timestamp_millis());
     loop {
         match p.send(rec) {

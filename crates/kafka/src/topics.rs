@@ -33,6 +33,9 @@ pub fn topic_specs(topics: &Topics, partitions: i32) -> Vec<TopicSpec> {
         t(&topics.dlq, 1, false),
         // One changelog partition per input partition: a task's state.
         t(&topics.changelog, partitions, true),
+        // Read whole by every gateway, like the calendars.
+        t(&topics.identities, 1, true),
+        t(&topics.waiting, partitions, false),
     ]
 }
 

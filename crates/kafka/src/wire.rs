@@ -12,6 +12,11 @@ pub const CALENDAR: &str = "sis.calendar.v1";
 pub const DETERMINATIONS: &str = "attendance.determinations.v1";
 pub const OUTREACH: &str = "attendance.outreach.v1";
 pub const DLQ: &str = "rollcall.dlq.v1";
+/// What a platform's ids stand for (the gateway reads it whole).
+pub const IDENTITIES: &str = "sis.identities.v1";
+/// Events the gateway took whose identities were not known yet, held until
+/// they are or until the wait ends (then dead-lettered `UNKNOWN_IDENTITY`).
+pub const WAITING: &str = "ingest.waiting.v1";
 /// The changelog belongs to a consumer group (the application, as Kafka
 /// Streams names `<application.id>-<store>-changelog`): `<group>-changelog`,
 /// so that two groups over the same inputs never share state.
@@ -31,6 +36,8 @@ pub struct Topics {
     pub outreach: String,
     pub dlq: String,
     pub changelog: String,
+    pub identities: String,
+    pub waiting: String,
 }
 
 impl Topics {
@@ -52,6 +59,8 @@ impl Topics {
             outreach: t(OUTREACH),
             dlq: t(DLQ),
             changelog: format!("{prefix}{group}{CHANGELOG_SUFFIX}"),
+            identities: t(IDENTITIES),
+            waiting: t(WAITING),
         }
     }
 

@@ -598,6 +598,52 @@ impl DeadLetterKind {
     }
 }
 
+wire_enum!(
+    /// What a platform's external id names (an [`IdentityRecord`]'s `type`).
+    IdentityType { Student = "STUDENT", Staff = "STAFF", Section = "SECTION" }
+);
+
+/// What a platform's own id for a person or class stands for in the SIS
+/// (topic `sis.identities.v1`, compacted, keyed by [`IdentityRecord::key`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityRecord {
+    /// The platform instance as the gateway's route names it; never
+    /// contains `|`, so that the key splits back into its parts.
+    pub source: String,
+    #[serde(rename = "type")]
+    pub kind: IdentityType,
+    /// The id exactly as the platform sends it.
+    pub external_id: String,
+    /// The SIS id it stands for.
+    pub id: String,
+    /// The SIS school; required for a student.
+    #[serde(default)]
+    pub school_id: Option<String>,
+}
+
+impl IdentityRecord {
+    /// The topic key, `source|TYPE|external_id`: one per mapping, so that
+    /// compaction keeps the latest and a tombstone forgets it.
+    pub fn key(&self) -> String {
+        IdentityRecord::key_of(&self.source, self.kind, &self.external_id)
+    }
+
+    pub fn key_of(source: &str, kind: IdentityType, external_id: &str) -> String {
+        format!("{source}|{kind}|{external_id}")
+    }
+
+    /// The parts of a key, for a tombstone (which has no value to read
+    /// them from). The external id is everything after the second `|`.
+    pub fn parse_key(key: &str) -> Option<(String, IdentityType, String)> {
+        let mut parts = key.splitn(3, '|');
+        let source = parts.next().filter(|s| !s.is_empty())?;
+        let kind = parts.next()?.parse().ok()?;
+        let external_id = parts.next().filter(|s| !s.is_empty())?;
+        Some((source.to_string(), kind, external_id.to_string()))
+    }
+}
+
 /// A record that could not be used (topic `rollcall.dlq.v1`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

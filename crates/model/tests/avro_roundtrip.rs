@@ -386,10 +386,11 @@ fn every_record_type_has_its_own_fingerprint() {
         Determination::fingerprint(),
         OutreachTrigger::fingerprint(),
         DeadLetter::fingerprint(),
+        IdentityRecord::fingerprint(),
     ];
     fps.sort();
     fps.dedup();
-    assert_eq!(fps.len(), 7);
+    assert_eq!(fps.len(), 8);
 }
 
 // ---------------------------------------------------------------------------
@@ -401,7 +402,7 @@ fn schema_json(file: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
-const SCHEMA_FILES: [&str; 7] = [
+const SCHEMA_FILES: [&str; 8] = [
     "activity_event.avsc",
     "student_record.avsc",
     "school_calendar.avsc",
@@ -409,6 +410,7 @@ const SCHEMA_FILES: [&str; 7] = [
     "determination.avsc",
     "outreach_trigger.avsc",
     "dead_letter.avsc",
+    "identity_record.avsc",
 ];
 
 /// Visits every JSON object in a schema document.
@@ -444,6 +446,7 @@ fn avro_enum_symbols_are_the_rust_symbols() {
         ("Finality", Finality::SYMBOLS),
         ("OutreachKind", OutreachKind::SYMBOLS),
         ("RecipientRole", RecipientRole::SYMBOLS),
+        ("IdentityType", IdentityType::SYMBOLS),
     ]);
     let mut seen = BTreeMap::new();
     let mut grade_symbols = None;
@@ -508,6 +511,28 @@ fn schema_file_constants_name_existing_files() {
     check::<Determination>();
     check::<OutreachTrigger>();
     check::<DeadLetter>();
+    check::<IdentityRecord>();
+}
+
+#[test]
+fn identity_records_round_trip_and_keys_split_back() {
+    let r = IdentityRecord {
+        source: "caliper".into(),
+        kind: IdentityType::Student,
+        external_id: "https://lms.example.edu/users/5|54".into(),
+        id: "S1".into(),
+        school_id: Some("lincoln-ms".into()),
+    };
+    round_trip(&r);
+    round_trip(&IdentityRecord { kind: IdentityType::Section, school_id: None, ..r.clone() });
+    assert_eq!(r.key(), "caliper|STUDENT|https://lms.example.edu/users/5|54");
+    assert_eq!(
+        IdentityRecord::parse_key(&r.key()),
+        Some(("caliper".into(), IdentityType::Student, "https://lms.example.edu/users/5|54".into()))
+    );
+    for bad in ["", "caliper", "caliper|TEACHER|x", "|STUDENT|x", "caliper|STUDENT|"] {
+        assert_eq!(IdentityRecord::parse_key(bad), None, "{bad}");
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -87,6 +87,7 @@ avro_record!(
 );
 avro_record!(OutreachTrigger, "outreach_trigger.avsc", outreach_trigger_to, outreach_trigger_from);
 avro_record!(DeadLetter, "dead_letter.avsc", dead_letter_to, dead_letter_from);
+avro_record!(IdentityRecord, "identity_record.avsc", identity_record_to, identity_record_from);
 
 fn activity_event_to(e: &ActivityEvent) -> Value {
     v_record([
@@ -435,6 +436,29 @@ fn outreach_trigger_from(v: Value) -> Result<OutreachTrigger, AvroError> {
     };
     f.finish()?;
     Ok(t)
+}
+
+fn identity_record_to(r: &IdentityRecord) -> Value {
+    v_record([
+        ("source", v_str(&r.source)),
+        ("type", v_enum(r.kind)),
+        ("external_id", v_str(&r.external_id)),
+        ("id", v_str(&r.id)),
+        ("school_id", v_opt(r.school_id.as_deref(), v_str)),
+    ])
+}
+
+fn identity_record_from(v: Value) -> Result<IdentityRecord, AvroError> {
+    let mut f = Fields::of("IdentityRecord", v)?;
+    let r = IdentityRecord {
+        source: f.get("source", as_string)?,
+        kind: f.get("type", as_enum)?,
+        external_id: f.get("external_id", as_string)?,
+        id: f.get("id", as_string)?,
+        school_id: f.get("school_id", optional(as_string))?,
+    };
+    f.finish()?;
+    Ok(r)
 }
 
 fn dead_letter_to(d: &DeadLetter) -> Value {

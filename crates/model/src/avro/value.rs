@@ -66,7 +66,8 @@ wire_enums!(
     AttendanceType,
     Finality,
     OutreachKind,
-    RecipientRole
+    RecipientRole,
+    IdentityType
 );
 
 pub(super) fn v_str(s: &str) -> Value {
