@@ -20,6 +20,7 @@ impl Answer {
 pub fn request(addr: &str, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> Result<Answer, String> {
     let mut c = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
     c.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
+    c.set_write_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));

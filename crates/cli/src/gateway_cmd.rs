@@ -21,9 +21,14 @@ pub struct GatewayArgs {
     /// Put before the activity topic's name, as given to `topics create --topic-prefix`.
     #[arg(long)]
     topic_prefix: Option<String>,
-    /// The identity mapping, CSV: source,type,external_id,id,school_id [config identities_file].
+    /// An identity mapping read at start, beneath the identities topic; CSV:
+    /// source,type,external_id,id,school_id [config identities_file].
     #[arg(long)]
     identities: Option<PathBuf>,
+    /// How long an event naming someone the mapping does not know waits for
+    /// the mapping before it is dead-lettered UNKNOWN_IDENTITY [config identity_wait_seconds; 3 days].
+    #[arg(long)]
+    identity_wait_seconds: Option<u64>,
 }
 
 pub fn run(a: GatewayArgs) -> anyhow::Result<ExitCode> {
@@ -39,6 +44,9 @@ pub fn run(a: GatewayArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(i) = a.identities {
         cfg.identities_file = Some(i);
+    }
+    if let Some(w) = a.identity_wait_seconds {
+        cfg.identity_wait_seconds = w;
     }
     rollcall_gateway::serve(cfg, crate::kafka_cmd::terminated(), |addr| println!("listening on {addr}"))
         .context("running the gateway")?;

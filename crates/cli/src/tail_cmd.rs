@@ -18,7 +18,8 @@ use std::sync::Arc;
 #[derive(clap::Args)]
 pub struct TailArgs {
     /// The topic: its full name, or a short one with --topic-prefix:
-    /// determinations, outreach, dlq, activity, roster, reports, calendar.
+    /// determinations, outreach, dlq, activity, roster, reports, calendar,
+    /// identities, waiting.
     topic: String,
     /// Kafka bootstrap servers, host:port[,host:port...].
     #[arg(long, env = "ROLLCALL_BROKERS")]
@@ -49,7 +50,7 @@ fn decoder(name: &str) -> Option<Decode> {
     fn json<T: AvroRecord + serde::Serialize>(codec: &Codec, b: &[u8]) -> anyhow::Result<serde_json::Value> {
         Ok(serde_json::to_value(codec.decode::<T>(b)?)?)
     }
-    let by_name: [(&str, Decode); 7] = [
+    let by_name: [(&str, Decode); 9] = [
         (wire::DETERMINATIONS, json::<Determination>),
         (wire::OUTREACH, json::<OutreachTrigger>),
         (wire::DLQ, json::<DeadLetter>),
@@ -57,6 +58,8 @@ fn decoder(name: &str) -> Option<Decode> {
         (wire::ROSTER, json::<StudentRecord>),
         (wire::REPORTS, json::<AbsenceReport>),
         (wire::CALENDAR, json::<SchoolCalendar>),
+        (wire::IDENTITIES, json::<rollcall_model::IdentityRecord>),
+        (wire::WAITING, json::<ActivityEvent>),
     ];
     by_name.into_iter().find(|(n, _)| name.ends_with(n)).map(|(_, d)| d)
 }
@@ -71,6 +74,8 @@ fn topic_name(args: &TailArgs) -> String {
         "roster" => t.roster,
         "reports" | "absence-reports" => t.reports,
         "calendar" => t.calendar,
+        "identities" => t.identities,
+        "waiting" => t.waiting,
         full => full.to_string(),
     }
 }

@@ -22,8 +22,16 @@ pub struct GatewayConfig {
     /// How long Kafka may take to acknowledge a request's events before the
     /// request is answered 503.
     pub produce_timeout_ms: u64,
-    /// The identity mapping (CSV: source,type,external_id,id,school_id).
+    /// An identity mapping read at start (CSV: source,type,external_id,id,
+    /// school_id), before and beneath the identities topic.
     pub identities_file: Option<PathBuf>,
+    /// How long an event naming someone the mapping does not know is held
+    /// before it is dead-lettered `UNKNOWN_IDENTITY` (default 3 days).
+    pub identity_wait_seconds: u64,
+    /// The consumer group of the resolver (behind the topic prefix), shared
+    /// by the gateways of one district so that each waiting event is
+    /// settled by one of them.
+    pub resolver_group: String,
     #[serde(rename = "source")]
     pub sources: Vec<SourceConfig>,
 }
@@ -37,6 +45,8 @@ impl Default for GatewayConfig {
             max_body_bytes: 1 << 20,
             produce_timeout_ms: 10_000,
             identities_file: None,
+            identity_wait_seconds: 3 * 86_400,
+            resolver_group: "rollcall-gateway".into(),
             sources: Vec::new(),
         }
     }
@@ -114,6 +124,12 @@ impl GatewayConfig {
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(ConfigError::Invalid { field: "listen", message: format!("`{}` is not an IP:port", self.listen) });
+        }
+        if self.identity_wait_seconds == 0 || self.identity_wait_seconds > 365 * 86_400 {
+            return Err(ConfigError::Invalid {
+                field: "identity_wait_seconds",
+                message: format!("{} is not between 1 and 31536000 (a year)", self.identity_wait_seconds),
+            });
         }
         if self.max_body_bytes == 0 || self.produce_timeout_ms == 0 {
             return Err(ConfigError::Invalid {

@@ -1,7 +1,10 @@
 //! The Kafka side: every event of a request is produced to the activity
 //! topic (keyed by student, timestamped with when it happened, in Avro's
-//! single-object encoding), and the request is answered only once every one
-//! of them is acknowledged by all in-sync replicas. The producer is
+//! single-object encoding), or, when it names someone the identity view does
+//! not know yet, to the waiting topic (keyed by the platform's id for the
+//! student, timestamped with when it was taken), and the request is
+//! answered only once every one of them is acknowledged by all in-sync
+//! replicas. The producer is
 //! idempotent, so librdkafka's own retries never write an event twice.
 
 use std::time::Duration;
@@ -16,6 +19,7 @@ use crate::GatewayError;
 pub struct Producer {
     inner: FutureProducer,
     topic: String,
+    waiting_topic: String,
     timeout: Duration,
 }
 
@@ -24,6 +28,8 @@ pub struct Producer {
 pub enum NotDurable {
     #[error("event {index}: encoding it: {message}")]
     Encode { index: usize, message: String },
+    #[error("no delivery report for {count} event(s) within {waited:?}")]
+    NoReport { count: usize, waited: Duration },
     #[error("event {index} was not acknowledged by Kafka: {source}")]
     Kafka {
         index: usize,
@@ -33,7 +39,7 @@ pub enum NotDurable {
 }
 
 impl Producer {
-    pub fn new(brokers: &str, topic: String, timeout: Duration) -> Result<Producer, GatewayError> {
+    pub fn new(brokers: &str, topic: String, waiting_topic: String, timeout: Duration) -> Result<Producer, GatewayError> {
         let inner = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
@@ -45,27 +51,47 @@ impl Producer {
             .set("message.timeout.ms", timeout.as_millis().to_string())
             .create()
             .map_err(|source| GatewayError::Kafka { what: format!("a producer for {brokers}"), source })?;
-        Ok(Producer { inner, topic, timeout })
+        Ok(Producer { inner, topic, waiting_topic, timeout })
     }
 
-    /// Produces every event and waits for every acknowledgement.
-    pub async fn produce_all(&self, events: &[ActivityEvent]) -> Result<(), NotDurable> {
-        let mut payloads = Vec::with_capacity(events.len());
-        for (index, e) in events.iter().enumerate() {
+    /// Produces every event (to the activity topic) and every waiting event
+    /// (to the waiting topic, stamped with `now`, from which its wait is
+    /// counted), and waits for every acknowledgement.
+    pub async fn produce_all(
+        &self,
+        events: &[ActivityEvent],
+        waiting: &[&ActivityEvent],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), NotDurable> {
+        let all: Vec<(&str, &ActivityEvent, i64)> = events
+            .iter()
+            .map(|e| (self.topic.as_str(), e, e.occurred_at.timestamp_millis()))
+            .chain(waiting.iter().map(|e| (self.waiting_topic.as_str(), *e, now.timestamp_millis())))
+            .collect();
+        let mut payloads = Vec::with_capacity(all.len());
+        for (index, (_, e, _)) in all.iter().enumerate() {
             payloads.push(e.to_single_object().map_err(|err| NotDurable::Encode { index, message: err.to_string() })?);
         }
-        let mut pending = Vec::with_capacity(events.len());
-        for (e, v) in events.iter().zip(&payloads) {
-            let record =
-                FutureRecord::to(&self.topic).key(e.student_id.as_bytes()).payload(v).timestamp(e.occurred_at.timestamp_millis());
+        let mut pending = Vec::with_capacity(all.len());
+        for ((topic, e, ts), v) in all.iter().zip(&payloads) {
+            let record = FutureRecord::to(topic).key(e.student_id.as_bytes()).payload(v).timestamp(*ts);
             pending.push(self.inner.send(record, self.timeout));
         }
-        let mut failed = None;
-        for (index, p) in pending.into_iter().enumerate() {
-            if let Err((source, _)) = p.await {
-                failed.get_or_insert(NotDurable::Kafka { index, source });
+        let n = pending.len();
+        let settle = async move {
+            let mut failed = None;
+            for (index, p) in pending.into_iter().enumerate() {
+                if let Err((source, _)) = p.await {
+                    failed.get_or_insert(NotDurable::Kafka { index, source });
+                }
             }
-        }
-        failed.map_or(Ok(()), Err)
+            failed.map_or(Ok(()), Err)
+        };
+        // librdkafka times each record out after `message.timeout.ms`; this
+        // bound is for the case where no delivery report comes at all, so
+        // that a request is answered 503 rather than never.
+        tokio::time::timeout(self.timeout + Duration::from_secs(5), settle)
+            .await
+            .unwrap_or(Err(NotDurable::NoReport { count: n, waited: self.timeout + Duration::from_secs(5) }))
     }
 }

@@ -17,13 +17,14 @@ use rollcall_ingest::{IdentityView, Outcome, Rejected};
 use serde_json::json;
 
 use crate::config::{Credential, GatewayConfig, Source};
+use crate::identities::Identities;
 use crate::metrics::GatewayMetrics;
 use crate::produce::Producer;
 use crate::GatewayError;
 
 pub struct AppState {
     pub sources: Vec<Arc<Source>>,
-    pub identities: IdentityView,
+    pub identities: Arc<Identities>,
     pub producer: Producer,
     pub metrics: Arc<GatewayMetrics>,
 }
@@ -40,9 +41,13 @@ impl AppState {
                     .map_err(|r| crate::config::ConfigError::File { file: f.display().to_string(), message: r.to_string() })?
             }
         };
-        let topic = rollcall_kafka::wire::Topics::with_prefix(&cfg.topic_prefix).activity;
-        let producer = Producer::new(&cfg.brokers, topic, Duration::from_millis(cfg.produce_timeout_ms))?;
-        Ok(Arc::new(AppState { sources, identities, producer, metrics: Arc::new(GatewayMetrics::new()) }))
+        let topics = rollcall_kafka::wire::Topics::with_prefix(&cfg.topic_prefix);
+        let producer =
+            Producer::new(&cfg.brokers, topics.activity, topics.waiting, Duration::from_millis(cfg.produce_timeout_ms))?;
+        let identities = Identities::new(identities);
+        let metrics = Arc::new(GatewayMetrics::new());
+        metrics.watch_identities(identities.clone());
+        Ok(Arc::new(AppState { sources, identities, producer, metrics }))
     }
 }
 
@@ -96,26 +101,18 @@ async fn handle(state: &AppState, source: &Source, headers: &HeaderMap, body: Re
     } else if source.format == rollcall_ingest::Format::Native {
         rollcall_ingest::native::json(&body)
     } else {
-        rollcall_ingest::normalize(source.format, &body, &state.identities, Some(&source.name))
+        rollcall_ingest::normalize(source.format, &body, &state.identities.read(), Some(&source.name))
     };
     let Outcome { events, waiting, ignored } = match outcome {
         Ok(o) => o,
         Err(r) => return refused(&r),
     };
-    // Until identities are kept on their own topic, an event naming someone
-    // the mapping does not know is refused with its request (whole, like
-    // every refusal): the platform keeps it and sends it again.
-    if !waiting.is_empty() {
-        let errors: Vec<String> = waiting
-            .iter()
-            .map(|w| {
-                let unknown: Vec<String> = w.unknown.iter().map(ToString::to_string).collect();
-                format!("{}: not in the identity mapping: {}", w.place, unknown.join(", "))
-            })
-            .collect();
-        return answer(StatusCode::UNPROCESSABLE_ENTITY, json!({ "errors": errors }));
-    }
-    if let Err(e) = state.producer.produce_all(&events).await {
+    // What names someone the view does not know yet is made durable on the
+    // waiting topic in the same request: the platform is answered only once
+    // every event is on one topic or the other, and the resolver releases
+    // the waiting ones when their mapping arrives.
+    let held: Vec<&rollcall_model::ActivityEvent> = waiting.iter().map(|w| &w.event).collect();
+    if let Err(e) = state.producer.produce_all(&events, &held, chrono::Utc::now()).await {
         state.metrics.set_ready(false);
         tracing::warn!(route = %source.route, error = %e, "events not acknowledged; answered 503");
         return answer(StatusCode::SERVICE_UNAVAILABLE, json!({ "errors": [e.to_string()] }));
@@ -129,5 +126,8 @@ async fn handle(state: &AppState, source: &Source, headers: &HeaderMap, body: Re
     if n_ignored > 0 {
         state.metrics.ignored.with_label_values(&[format]).inc_by(n_ignored);
     }
-    answer(StatusCode::OK, json!({ "accepted": events.len(), "ignored": ignored }))
+    if !waiting.is_empty() {
+        state.metrics.events.with_label_values(&[format, "WAITING_FOR_IDENTITY"]).inc_by(waiting.len() as u64);
+    }
+    answer(StatusCode::OK, json!({ "accepted": events.len(), "waiting": waiting.len(), "ignored": ignored }))
 }

@@ -108,8 +108,8 @@ impl Outcome {
 
 /// An event held back until the identity view knows everything it names.
 /// Its `student_id`, `section_id` and `staff_id` hold the platform's own
-/// keys for whatever is not known yet (and `school_id` is empty while the
-/// student is unknown), so that it can be finished once the view is.
+/// keys (all of them, known or not, and `school_id` is empty), so that
+/// [`resolve`] can finish it later against a newer view.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Waiting {
     /// Where it is in the request (`data[2]`, `[0]`).
@@ -117,6 +117,56 @@ pub struct Waiting {
     /// What the view lacks.
     pub unknown: Vec<IdentityKey>,
     pub event: ActivityEvent,
+}
+
+/// What an event with the platform's own keys stands for in a view.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    /// Every key is known: the event with SIS ids and the student's school.
+    Ready(Box<ActivityEvent>),
+    /// The person is known as staff, not as a student: no attendance meaning.
+    Staff,
+    /// What the view lacks.
+    Waiting(Vec<IdentityKey>),
+}
+
+/// Resolves an event whose `student_id`, `section_id` and `staff_id` are
+/// the platform's own keys for its `source` (a [`Waiting`] event, or one
+/// read back from the waiting topic). Pure: the gateway calls it when a
+/// request comes in and again whenever its view of the identities grows.
+pub fn resolve(raw: &ActivityEvent, ids: &IdentityView) -> Resolution {
+    let source = raw.source.as_str();
+    let key = |kind, external_id: &str| IdentityKey { source: source.to_string(), kind, external_id: external_id.to_string() };
+    let student = ids.get(source, IdType::Student, &raw.student_id);
+    if student.is_none() && ids.get(source, IdType::Staff, &raw.student_id).is_some() {
+        return Resolution::Staff;
+    }
+    let mut unknown = Vec::new();
+    if student.is_none() {
+        unknown.push(key(IdType::Student, &raw.student_id));
+    }
+    let mut lookup = |kind, k: &Option<String>| -> Option<String> {
+        let k = k.as_deref()?;
+        match ids.get(source, kind, k) {
+            Some(i) => Some(i.id.clone()),
+            None => {
+                unknown.push(key(kind, k));
+                None
+            }
+        }
+    };
+    let section = lookup(IdType::Section, &raw.section_id);
+    let staff = lookup(IdType::Staff, &raw.staff_id);
+    match student {
+        Some(s) if unknown.is_empty() => Resolution::Ready(Box::new(ActivityEvent {
+            student_id: s.id.clone(),
+            school_id: s.school_id.clone(),
+            section_id: section,
+            staff_id: staff,
+            ..raw.clone()
+        })),
+        _ => Resolution::Waiting(unknown),
+    }
 }
 
 /// One problem with a request, naming its place.
@@ -288,10 +338,6 @@ impl<'a> Normalizer<'a> {
         Normalizer { ids, source, out: Outcome::default(), errors: Vec::new() }
     }
 
-    pub fn key(&self, kind: IdType, external_id: &str) -> IdentityKey {
-        IdentityKey { source: self.source.to_string(), kind, external_id: external_id.to_string() }
-    }
-
     /// Whether the view knows this person key as a student or as staff.
     pub fn role_of(&self, key: &str) -> Option<Role> {
         if self.ids.get(self.source, IdType::Student, key).is_some() {
@@ -303,42 +349,17 @@ impl<'a> Normalizer<'a> {
         }
     }
 
-    /// Resolves a draft's keys and files it as an event, a waiting event,
-    /// or (when the actor is known only as staff, and so no student is
-    /// named) an ignored action under `label`.
+    /// Files a draft as an event, a waiting event, or (when the actor is
+    /// known only as staff, and so no student is named) an ignored action
+    /// under `label`.
     pub fn emit(&mut self, place: &str, label: &str, d: Draft) {
-        let mut unknown = Vec::new();
-        let student = self.ids.get(self.source, IdType::Student, &d.student_key);
-        if student.is_none() && self.ids.get(self.source, IdType::Staff, &d.student_key).is_some() {
-            // Staff activity (a teacher's login, a teacher in a meeting) is
-            // not a student's attendance.
-            self.out.ignore(format!("{label} by staff"));
-            return;
-        }
-        if student.is_none() {
-            unknown.push(self.key(IdType::Student, &d.student_key));
-        }
-        let section = d.section_key.as_deref().map(|k| {
-            let s = self.ids.get(self.source, IdType::Section, k);
-            if s.is_none() {
-                unknown.push(self.key(IdType::Section, k));
-            }
-            s.map(|s| s.id.clone()).unwrap_or_else(|| k.to_string())
-        });
-        let staff = d.staff_key.as_deref().map(|k| {
-            let s = self.ids.get(self.source, IdType::Staff, k);
-            if s.is_none() {
-                unknown.push(self.key(IdType::Staff, k));
-            }
-            s.map(|s| s.id.clone()).unwrap_or_else(|| k.to_string())
-        });
-        let event = ActivityEvent {
+        let raw = ActivityEvent {
             event_id: d.event_id,
             source: self.source.to_string(),
-            student_id: student.map(|s| s.id.clone()).unwrap_or(d.student_key),
-            school_id: student.map(|s| s.school_id.clone()).unwrap_or_default(),
-            section_id: section,
-            staff_id: staff,
+            student_id: d.student_key,
+            school_id: String::new(),
+            section_id: d.section_key,
+            staff_id: d.staff_key,
             kind: d.kind,
             direction: d.direction,
             occurred_at: d.occurred_at,
@@ -347,10 +368,12 @@ impl<'a> Normalizer<'a> {
             duration_seconds: d.duration_seconds,
             attributes: d.attributes,
         };
-        if unknown.is_empty() {
-            self.out.events.push(event);
-        } else {
-            self.out.waiting.push(Waiting { place: place_name(place), unknown, event });
+        match resolve(&raw, self.ids) {
+            Resolution::Ready(event) => self.out.events.push(*event),
+            // Staff activity (a teacher's login, a teacher in a meeting) is
+            // not a student's attendance.
+            Resolution::Staff => self.out.ignore(format!("{label} by staff")),
+            Resolution::Waiting(unknown) => self.out.waiting.push(Waiting { place: place_name(place), unknown, event: raw }),
         }
     }
 

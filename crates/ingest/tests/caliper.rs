@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use rollcall_ingest::{caliper, IdType, IdentityKey, IngestError};
+use rollcall_ingest::{caliper, IdType, Identity, IdentityKey, IngestError, Resolution};
 use serde_json::json;
 
 fn run(name: &str) -> rollcall_ingest::Outcome {
@@ -224,8 +224,32 @@ fn unknown_people_and_classes_wait_for_identity_and_staff_activity_is_not_attend
         }))
     );
     assert_eq!(o.waiting[1].unknown, vec![key(IdType::Section, "https://lms.example.edu/sections/9")]);
-    assert_eq!(o.waiting[1].event.student_id, "S2001");
-    assert_eq!(o.waiting[1].event.school_id, "lincoln-ms");
+    // A waiting event keeps every key as the platform sent it, the known
+    // ones too, so that it is resolved whole against a later view.
+    assert_eq!(o.waiting[1].event.student_id, "https://lms.example.edu/users/554433");
+    assert_eq!(o.waiting[1].event.school_id, "");
+    let mut later = ids();
+    later.insert(
+        "caliper",
+        IdType::Section,
+        "https://lms.example.edu/sections/9",
+        Identity { id: "alg-9".into(), school_id: String::new() },
+    );
+    match rollcall_ingest::resolve(&o.waiting[1].event, &later) {
+        Resolution::Ready(e) => {
+            assert_eq!((e.student_id.as_str(), e.school_id.as_str()), ("S2001", "lincoln-ms"));
+            assert_eq!(e.section_id.as_deref(), Some("alg-9"));
+            assert_eq!(e.event_id, o.waiting[1].event.event_id);
+        }
+        other => panic!("expected the event to resolve, got {other:?}"),
+    }
+    assert_eq!(
+        rollcall_ingest::resolve(&o.waiting[0].event, &later),
+        Resolution::Waiting(vec![key(IdType::Student, "https://lms.example.edu/users/999999")])
+    );
+    let staff =
+        rollcall_model::ActivityEvent { student_id: "https://lms.example.edu/users/112233".into(), ..o.waiting[0].event.clone() };
+    assert_eq!(rollcall_ingest::resolve(&staff, &later), Resolution::Staff);
     assert_eq!(ignored(&o), vec![("SessionEvent.LoggedIn by staff", 1)]);
 }
 

@@ -71,13 +71,18 @@ pub enum Choice {
 }
 
 /// Decides what to do with one dead letter: pure, so that it is tested
-/// without a broker.
-pub fn choose(d: &DeadLetter, kinds: &[DeadLetterKind], topics: &Topics) -> Choice {
+/// without a broker. A letter from the gateway's waiting topic goes back
+/// there stamped `now`: the gateway counts its wait from that stamp, so the
+/// event gets a whole new wait rather than being refused again at once.
+pub fn choose(d: &DeadLetter, kinds: &[DeadLetterKind], topics: &Topics, now: DateTime<Utc>) -> Choice {
     if !kinds.iter().any(|k| k.as_str() == d.error_kind) {
         return Choice::OtherKind;
     }
-    let Some(input) = topics.kind(&d.topic) else { return Choice::NotReplayable };
     let key = d.key.clone().unwrap_or_default();
+    if d.topic == topics.waiting {
+        return Choice::Replay { topic: d.topic.clone(), key, value: d.value.clone(), at: now };
+    }
+    let Some(input) = topics.kind(&d.topic) else { return Choice::NotReplayable };
     let at = match decode_input(input, Some(key.as_bytes()).filter(|k| !k.is_empty()), Some(&d.value)) {
         Ok(Input::Activity(e)) => e.occurred_at,
         Ok(Input::Report(r)) => r.reported_at,
@@ -135,7 +140,7 @@ pub fn replay(
                 report.read += 1;
                 let letter = m.payload().map(DeadLetter::from_single_object);
                 let choice = match letter {
-                    Some(Ok(d)) => choose(&d, &req.kinds, topics),
+                    Some(Ok(d)) => choose(&d, &req.kinds, topics, Utc::now()),
                     _ => Choice::NotReplayable,
                 };
                 match choice {
@@ -195,6 +200,7 @@ mod tests {
     fn only_the_chosen_kinds_of_this_prefix_go_back_with_their_own_time() {
         use DeadLetterKind::*;
         let topics = Topics::with_prefix("p.");
+        let now = Utc.with_ymd_and_hms(2020, 11, 2, 8, 0, 0).unwrap();
         let event = crate::wire::tests::event();
         let bytes = event.to_single_object().unwrap();
         let table: Vec<(DeadLetter, Choice)> = vec![
@@ -220,9 +226,16 @@ mod tests {
                     at: Utc.with_ymd_and_hms(2020, 10, 9, 0, 0, 0).unwrap(),
                 },
             ),
+            // The gateway's waiting events go back to wait again from now.
+            (
+                letter("p.ingest.waiting.v1", UnknownIdentity, bytes.clone()),
+                Choice::Replay { topic: "p.ingest.waiting.v1".into(), key: "s1".into(), value: bytes.clone(), at: now },
+            ),
+            (letter("q.ingest.waiting.v1", UnknownIdentity, bytes.clone()), Choice::NotReplayable),
         ];
         for (d, want) in table {
-            assert_eq!(choose(&d, &[UnknownSchool, UnknownStudent], &topics), want, "{} {}", d.topic, d.error_kind);
+            let kinds = [UnknownSchool, UnknownStudent, UnknownIdentity];
+            assert_eq!(choose(&d, &kinds, &topics, now), want, "{} {}", d.topic, d.error_kind);
         }
     }
 

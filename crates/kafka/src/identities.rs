@@ -3,40 +3,14 @@
 //! gateway. Each record is keyed `source|TYPE|external_id`, so compaction
 //! keeps the latest mapping of a key and a tombstone forgets it.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::Utc;
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
-use rdkafka::ClientContext;
 use rollcall_model::avro::AvroRecord;
 use rollcall_model::IdentityRecord;
 
-use crate::replay::send;
+use crate::checked::CheckedProducer;
 use crate::KafkaError;
-
-/// Remembers the first delivery that failed: an import reports it rather
-/// than saying it wrote what the broker never took.
-#[derive(Default)]
-struct Deliveries {
-    failed: Mutex<(u64, Option<rdkafka::error::KafkaError>)>,
-}
-
-impl ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            if let Ok(mut f) = self.failed.lock() {
-                f.0 += 1;
-                f.1.get_or_insert_with(|| e.clone());
-            }
-        }
-    }
-}
 
 /// Produces `(key, value)` records (a `None` value is a tombstone) with an
 /// idempotent producer and waits until every one is acknowledged; calls
@@ -48,47 +22,20 @@ pub fn produce_all(
     records: impl IntoIterator<Item = Result<(String, Option<Vec<u8>>), KafkaError>>,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, KafkaError> {
-    let p: BaseProducer<Deliveries> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("partitioner", "murmur2_random")
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "20")
-        .create_with_context(Deliveries::default())
-        .map_err(|e| KafkaError::kafka("producer", e))?;
+    let p = CheckedProducer::new(brokers)?;
     let now = Utc::now();
     let mut n = 0u64;
     for r in records {
         let (key, value) = r?;
-        match value {
-            Some(v) => send(&p, topic, &key, &v, now)?,
-            None => tombstone(&p, topic, &key)?,
-        }
+        p.send(topic, &key, value.as_deref(), now)?;
         n += 1;
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             progress(n);
         }
     }
-    p.flush(Duration::from_secs(60)).map_err(|e| KafkaError::kafka(format!("flushing to {topic}"), e))?;
-    let failed = p.context().failed.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
-    if let (count, Some(first)) = failed {
-        return Err(KafkaError::kafka(format!("{count} of {n} record(s) were not acknowledged by {topic}"), first));
-    }
+    p.flush(&format!("{n} record(s) to {topic}"), Duration::from_secs(60))?;
     progress(n);
     Ok(n)
-}
-
-fn tombstone(p: &BaseProducer<Deliveries>, topic: &str, key: &str) -> Result<(), KafkaError> {
-    let mut rec = rdkafka::producer::BaseRecord::<str, [u8]>::to(topic).key(key);
-    loop {
-        match p.send(rec) {
-            Ok(()) => return Ok(()),
-            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
-                p.poll(Duration::from_millis(50));
-                rec = r;
-            }
-            Err((e, _)) => return Err(KafkaError::kafka(format!("produce to {topic}"), e)),
-        }
-    }
 }
 
 /// Publishes identity records (see [`produce_all`]).

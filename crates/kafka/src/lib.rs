@@ -2,6 +2,7 @@
 //! exactly-once processor that feeds the one engine from Kafka and writes
 //! its determinations, outreach and dead letters back, in transactions.
 
+pub mod checked;
 pub mod config;
 pub mod dead_log;
 pub mod dlq;

@@ -52,12 +52,12 @@ fn datum<T: AvroRecord + PartialEq + Debug>(bytes: &[u8]) -> bool {
 }
 
 /// The raw datum decoder (`from_avro_datum`) of every record type. The
-/// first byte picks the type (modulo the seven types); the rest is the datum.
+/// first byte picks the type (modulo the eight types); the rest is the datum.
 pub fn avro_datum(data: &[u8]) -> bool {
     let Some((&which, bytes)) = data.split_first() else {
         return false;
     };
-    match which % 7 {
+    match which % 8 {
         0 => {
             let decoded = datum::<ActivityEvent>(bytes);
             // Every valid event takes the direct path.
@@ -69,7 +69,8 @@ pub fn avro_datum(data: &[u8]) -> bool {
         3 => datum::<AbsenceReport>(bytes),
         4 => datum::<Determination>(bytes),
         5 => datum::<OutreachTrigger>(bytes),
-        _ => datum::<DeadLetter>(bytes),
+        6 => datum::<DeadLetter>(bytes),
+        _ => datum::<IdentityRecord>(bytes),
     }
 }
 
@@ -119,6 +120,7 @@ pub fn single_object(data: &[u8]) -> bool {
         single::<Determination>(data),
         single::<OutreachTrigger>(data),
         single::<DeadLetter>(data),
+        single::<IdentityRecord>(data),
     ];
     let n = decoded.iter().filter(|d| **d).count();
     assert!(n <= 1, "one input decoded as {n} record types");

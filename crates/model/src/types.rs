@@ -549,7 +549,7 @@ wire_enum!(
     /// Why a record is a dead letter: the `error_kind` of a [`DeadLetter`],
     /// and the only spellings of it. The first seven are the wire checks of
     /// an input record (`rollcall_kafka::wire`), the rest the engine's
-    /// refusals (`rollcall_engine::Rejection`). docs/data-model.md and
+    /// refusals (`rollcall_engine::Rejection`), the last the gateway's. docs/data-model.md and
     /// ARCHITECTURE.md list the same kinds (a test compares them).
     DeadLetterKind {
         MissingValue = "MISSING_VALUE",
@@ -566,6 +566,7 @@ wire_enum!(
         InvalidRecord = "INVALID_RECORD",
         TimestampOutOfRange = "TIMESTAMP_OUT_OF_RANGE",
         TooLate = "TOO_LATE",
+        UnknownIdentity = "UNKNOWN_IDENTITY",
     }
 );
 
@@ -588,6 +589,9 @@ impl DeadLetterKind {
             InvalidRecord => "is otherwise unusable (an empty id, a bad time zone, a date twice, a start not before its end)",
             TimestampOutOfRange => "has a time further than `max_clock_skew_days` from the processing clock",
             TooLate => "is for a date whose windows are final and past the correction horizon",
+            UnknownIdentity => {
+                "is a platform's event naming a person or class the identity mapping did not have within the gateway's wait"
+            }
         }
     }
 
