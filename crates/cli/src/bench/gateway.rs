@@ -466,6 +466,34 @@ fn quantile_ms(v: &mut [f64], q: f64) -> f64 {
     v[rank - 1] * 1000.0
 }
 
+/// Seconds on a CPU so far: the calling thread's, and all of this
+/// process's threads' together, from /proc (Linux; zeros elsewhere). The machine is shared
+/// with the broker and whatever else runs, so events/s move with the load;
+/// CPU per event does not, and says where the gateway's time goes.
+fn cpu_seconds() -> (f64, f64) {
+    let read = |path: &std::path::Path| -> f64 {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|ns| ns.parse::<f64>().ok()))
+            .map_or(0.0, |ns| ns / 1e9)
+    };
+    let own = read(std::path::Path::new("/proc/thread-self/schedstat"));
+    let mut all = 0.0;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            all += read(&t.path().join("schedstat"));
+        }
+    }
+    (own, all)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn sum_watermarks(brokers: &str, topic: &str) -> anyhow::Result<u64> {
     Ok(high_watermarks(brokers, &[topic])?.values().sum::<i64>().max(0) as u64)
 }
@@ -532,7 +560,8 @@ pub fn gateway(a: GatewayBenchArgs) -> anyhow::Result<ExitCode> {
     // librdkafka's to share, and the bodies are ready-made bytes.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("the client's runtime")?;
     let http = client(a.connections)?;
-    let (warm_answers, batch_answers, batch_secs, single_answers, single_secs) = rt.block_on(async {
+    let load_before = load_average();
+    let (warm_answers, batch_answers, batch_secs, batch_cpu, single_answers, single_secs) = rt.block_on(async {
         let mut warm_answers = Answers::default();
         for b in warm {
             match post(&http, &url, &token, b).await {
@@ -540,9 +569,11 @@ pub fn gateway(a: GatewayBenchArgs) -> anyhow::Result<ExitCode> {
                 Err(why) => warm_answers.fail(why),
             }
         }
+        let cpu0 = cpu_seconds();
         let (b, bs) = batched(&http, &url, &token, Arc::new(batch_bodies), a.connections, a.events).await;
+        let cpu1 = cpu_seconds();
         let (s, ss) = single(&http, &url, &token, single_bodies, a.rate).await;
-        (warm_answers, b, bs, s, ss)
+        (warm_answers, b, bs, (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1), s, ss)
     });
     warm_answers.ensure_ok("warm-up")?;
     batch_answers.ensure_ok("batched")?;
@@ -560,6 +591,15 @@ pub fn gateway(a: GatewayBenchArgs) -> anyhow::Result<ExitCode> {
         a.batch,
         bytes as f64 / 1e6,
         a.connections
+    );
+    let per_event_us = |secs: f64| secs * 1e6 / batch_answers.accepted.max(1) as f64;
+    println!(
+        "batched, CPU of this process: {:.2} s: the client's thread {:.2} s, the gateway and librdkafka {:.2} s = {:.1} µs per event; load average {load_before} before, {} after",
+        batch_cpu.1,
+        batch_cpu.0,
+        batch_cpu.1 - batch_cpu.0,
+        per_event_us(batch_cpu.1 - batch_cpu.0),
+        load_average()
     );
     let single_req_s = rate(single_answers.latencies.len() as u64, single_secs);
     let mut sl = single_answers.latencies;
@@ -581,13 +621,15 @@ pub fn gateway(a: GatewayBenchArgs) -> anyhow::Result<ExitCode> {
         topics.activity
     );
 
-    let bare_secs = rt.block_on(async {
+    let (bare_secs, bare_cpu) = rt.block_on(async {
         create_topic(&a.brokers, &bare_topic, a.partitions).await?;
         let p = bare_producer(&a.brokers)?;
         // Connections and metadata before the clock starts, as the gateway's
         // producer had them from its warm-up request.
         p.client().fetch_metadata(Some(&bare_topic), Duration::from_secs(30)).context("the bare topic's metadata")?;
-        bare(&p, &bare_topic, &records).await
+        let cpu0 = cpu_seconds().1;
+        let secs = bare(&p, &bare_topic, &records).await?;
+        anyhow::Ok((secs, cpu_seconds().1 - cpu0))
     })?;
     let bare_on_topic = sum_watermarks(&a.brokers, &bare_topic)?;
     anyhow::ensure!(
@@ -597,8 +639,9 @@ pub fn gateway(a: GatewayBenchArgs) -> anyhow::Result<ExitCode> {
     );
     let bare_ev_s = rate(records.len() as u64, bare_secs);
     println!(
-        "bare producer (FutureProducer, acks=all, idempotent, linger.ms 2, lz4): {} events in {bare_secs:.3} s = {bare_ev_s:.0} events/s",
-        records.len()
+        "bare producer (FutureProducer, acks=all, idempotent, linger.ms 2, lz4): {} events in {bare_secs:.3} s = {bare_ev_s:.0} events/s; CPU of this process {bare_cpu:.2} s = {:.1} µs per event",
+        records.len(),
+        bare_cpu * 1e6 / records.len().max(1) as f64
     );
     println!(
         "verified: {} holds {on_topic} records = {expected} events acknowledged ({warm_n} warm-up, {} batched, {} single); {bare_topic} holds {bare_on_topic}",
