@@ -501,6 +501,8 @@ fn sum_watermarks(brokers: &str, topic: &str) -> anyhow::Result<u64> {
 pub fn gateway(a: GatewayBenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(a.batch > 0 && a.events > 0 && a.students > 0, "--batch, --events and --students must be above zero");
     anyhow::ensure!(a.rate > 0 && a.seconds > 0, "--rate and --seconds must be above zero");
+    let single_n =
+        a.rate.checked_mul(a.seconds).and_then(|n| usize::try_from(n).ok()).context("--rate × --seconds is too large")?;
     let prefix = unique("gateway");
     let topics = rollcall_kafka::wire::Topics::with_prefix(&prefix);
     rollcall_kafka::topics::create_topics(&a.brokers, &topics, a.partitions, 1).context("creating the benchmark's topics")?;
@@ -519,7 +521,6 @@ pub fn gateway(a: GatewayBenchArgs) -> anyhow::Result<ExitCode> {
 
     // Every body before any timing: warm-up, batched, single.
     let warm_n = a.batch;
-    let single_n = (a.rate * a.seconds) as usize;
     let (b0, b1, b2) = (warm_n, warm_n + a.events, warm_n + a.events + single_n);
     let spin = super::broker::spinner("generating and normalizing Caliper envelopes");
     let warm = envelopes(&prefix, 0, b0, a.batch, a.students)?;
@@ -611,7 +612,7 @@ pub fn gateway(a: GatewayBenchArgs) -> anyhow::Result<ExitCode> {
 
     let expected = warm_answers.accepted + batch_answers.accepted + single_answers.accepted;
     anyhow::ensure!(
-        expected == (b2) as u64,
+        expected == b2 as u64,
         "the gateway accepted {expected} events of the {b2} posted (answered 200 with fewer `accepted`)"
     );
     let on_topic = sum_watermarks(&a.brokers, &topics.activity)?;
