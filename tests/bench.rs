@@ -1,7 +1,7 @@
 //! Each `rollcall bench` sub-command and `rollcall simulate --out` run once
 //! on a tiny district: the figure is on the last line, in its format, and
 //! above zero. Nothing here is timed. The broker benches (kafka, latency,
-//! restore) need ROLLCALL_TEST_BROKERS (scripts/test.sh sets it) and are
+//! restore, gateway) need ROLLCALL_TEST_BROKERS (scripts/test.sh sets it) and are
 //! recorded as skipped without it; `bench peers` also needs
 //! ROLLCALL_TEST_PEERS=1 (Maven, Java, a Python venv).
 
@@ -125,4 +125,42 @@ fn bench_peers_compares_with_kafka_streams_and_quix() {
     );
     let n = numbers(last);
     assert!(n.len() == 5 && n.iter().all(|x| *x > 0.0), "{out}");
+}
+
+#[test]
+fn bench_gateway_compares_the_gateway_with_a_bare_producer() {
+    let Some(b) = test_brokers("bench_gateway_compares_the_gateway_with_a_bare_producer") else { return };
+    let out = rollcall(&[
+        "bench",
+        "gateway",
+        "--brokers",
+        &b,
+        "--events",
+        "500",
+        "--batch",
+        "50",
+        "--connections",
+        "4",
+        "--rate",
+        "50",
+        "--seconds",
+        "1",
+        "--students",
+        "20",
+        "--partitions",
+        "2",
+    ]);
+    assert!(out.contains("holds 600 records = 600 events acknowledged (50 warm-up, 500 batched, 50 single)"), "{out}");
+    let last = last_line(&out);
+    assert!(
+        last.starts_with("gateway: batched ")
+            && last.contains(" events/s (bare producer ")
+            && last.contains(" events/s, ratio ")
+            && last.contains("), single p50 ")
+            && last.contains(" ms p99 ")
+            && last.ends_with(" requests/s"),
+        "{out}"
+    );
+    let n = numbers(last);
+    assert!(n.len() == 6 && n.iter().all(|x| *x > 0.0), "{out}");
 }

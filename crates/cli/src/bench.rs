@@ -47,6 +47,14 @@ pub enum BenchCommand {
     /// code, and the same rows with a bare COPY. Last line: `sink: N
     /// determinations/s, bare COPY N/s (ratio R, …), processor N/s (sink/processor R, …)`.
     Sink(crate::sink_cmd::BenchSinkArgs),
+    /// A load generator on loopback against a gateway it starts in this
+    /// process (a Caliper source, fresh topics): concurrent keep-alive
+    /// clients posting envelopes of 100 events, then single-event requests
+    /// at a fixed offered rate, then a bare rdkafka producer (acks=all,
+    /// idempotent) writing the same events; fails unless the topics hold
+    /// every acknowledged event. Last line: `gateway: batched N events/s
+    /// (bare producer N events/s, ratio R), single p50 X ms p99 Y ms at N requests/s`.
+    Gateway(gateway::GatewayBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -180,6 +188,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Restore(a) => broker::restore(a),
         BenchCommand::Peers(a) => broker::peers(a),
         BenchCommand::Sink(a) => broker::sink(a),
+        BenchCommand::Gateway(a) => gateway::gateway(a),
     }
 }
 
@@ -443,3 +452,4 @@ fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
 }
 
 mod broker;
+mod gateway;

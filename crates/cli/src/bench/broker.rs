@@ -31,11 +31,11 @@ use rollcall_sim::SimConfig;
 
 use super::{bar, load_or_simulate, simulate, DistrictOnBroker, KafkaArgs, LatencyArgs, Loaded, PeersArgs};
 
-fn unique(name: &str) -> String {
+pub(super) fn unique(name: &str) -> String {
     format!("bench{}-{}-{name}.", std::process::id(), Utc::now().timestamp_millis())
 }
 
-fn spinner(what: &str) -> ProgressBar {
+pub(super) fn spinner(what: &str) -> ProgressBar {
     let s = ProgressBar::new_spinner();
     s.set_style(
         ProgressStyle::with_template(&format!("{{spinner}} {what}: {{pos}} {{msg}}  {{per_sec}}  {{elapsed}}"))
@@ -115,7 +115,7 @@ fn produce_with(
 }
 
 /// The end offset of every partition of `topics`.
-fn high_watermarks(brokers: &str, topics: &[&str]) -> anyhow::Result<HashMap<(String, i32), i64>> {
+pub(super) fn high_watermarks(brokers: &str, topics: &[&str]) -> anyhow::Result<HashMap<(String, i32), i64>> {
     let c = rollcall_kafka::reader(brokers, &format!("bench-watermarks-{}", std::process::id()))?;
     let mut out = HashMap::new();
     for t in topics {
@@ -286,7 +286,7 @@ fn run_processor(cfg: ProcessorConfig, expected: u64, what: &str) -> anyhow::Res
 }
 
 /// Two decimals, more when that would show zero.
-fn ratio(r: f64) -> String {
+pub(super) fn ratio(r: f64) -> String {
     if r >= 0.01 || r == 0.0 {
         format!("{r:.2}")
     } else {
@@ -294,7 +294,7 @@ fn ratio(r: f64) -> String {
     }
 }
 
-fn rate(n: u64, secs: f64) -> f64 {
+pub(super) fn rate(n: u64, secs: f64) -> f64 {
     n as f64 / secs.max(1e-9)
 }
 
