@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use apache_avro::types::Value;
 
-use super::direct::{activity_event_direct, determination_direct};
+use super::direct::{activity_event_direct, activity_event_encode, determination_direct};
 use super::generic::CompiledSchema;
 use super::value::{
     array_of, as_bool, as_bytes, as_date, as_enum, as_grade, as_int, as_local_time, as_long, as_string, as_string_map,
@@ -18,8 +18,11 @@ use super::{AvroError, AvroRecord};
 use crate::types::*;
 
 macro_rules! avro_record {
-    ($t:ident, $file:literal, $to:ident, $from:ident, direct: $direct:expr) => {
-        avro_record!(@impl $t, $file, $to, $from, fn decode_direct(datum: &[u8]) -> Option<Self> { $direct(datum) });
+    ($t:ident, $file:literal, $to:ident, $from:ident, direct: $direct:expr, direct_encoder: $encode:expr) => {
+        avro_record!(@impl $t, $file, $to, $from,
+            fn decode_direct(datum: &[u8]) -> Option<Self> { $direct(datum) }
+            fn encode_direct(&self, out: &mut Vec<u8>) -> bool { $encode(self, out); true }
+        );
     };
     ($t:ident, $file:literal, $to:ident, $from:ident, direct_encoder: $direct:expr, earlier: [$($old:literal),*]) => {
         avro_record!(@impl $t, $file, $to, $from,
@@ -72,7 +75,8 @@ avro_record!(
     "activity_event.avsc",
     activity_event_to,
     activity_event_from,
-    direct: activity_event_direct
+    direct: activity_event_direct,
+    direct_encoder: activity_event_encode
 );
 avro_record!(StudentRecord, "student_record.avsc", student_record_to, student_record_from);
 avro_record!(SchoolCalendar, "school_calendar.avsc", school_calendar_to, school_calendar_from);
