@@ -41,16 +41,23 @@ pub enum NotDurable {
 }
 
 impl Producer {
-    pub fn new(brokers: &str, topic: String, waiting_topic: String, timeout: Duration) -> Result<Producer, GatewayError> {
-        let inner = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+    /// The producer's settings, which `rollcall bench gateway`'s bare
+    /// producer shares so that the two differ by the gateway alone.
+    pub fn settings(brokers: &str, timeout: Duration) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             // Keys land where the Java clients of the district put them.
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "2")
             .set("compression.type", "lz4")
-            .set("message.timeout.ms", timeout.as_millis().to_string())
+            .set("message.timeout.ms", timeout.as_millis().to_string());
+        c
+    }
+
+    pub fn new(brokers: &str, topic: String, waiting_topic: String, timeout: Duration) -> Result<Producer, GatewayError> {
+        let inner = Producer::settings(brokers, timeout)
             .create()
             .map_err(|source| GatewayError::Kafka { what: format!("a producer for {brokers}"), source })?;
         Ok(Producer { inner, topic, waiting_topic, timeout })

@@ -381,19 +381,10 @@ async fn create_topic(brokers: &str, name: &str, partitions: i32) -> anyhow::Res
     Ok(())
 }
 
-/// A producer configured as the gateway's (crates/gateway/src/produce.rs),
-/// so that the difference between the two is the gateway and not Kafka.
+/// A producer configured as the gateway's, so that the difference between
+/// the two is the gateway and not Kafka.
 fn bare_producer(brokers: &str) -> anyhow::Result<FutureProducer> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "2")
-        .set("compression.type", "lz4")
-        .set("message.timeout.ms", "30000")
-        .create()
-        .context("the bare producer")
+    rollcall_gateway::produce::Producer::settings(brokers, Duration::from_secs(30)).create().context("the bare producer")
 }
 
 /// Phase 3: every record sent as fast as librdkafka takes it, at most
