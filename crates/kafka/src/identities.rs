@@ -64,7 +64,7 @@ pub fn produce_all(
             None => tombstone(&p, topic, &key)?,
         }
         n += 1;
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             progress(n);
         }
     }
