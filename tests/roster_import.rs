@@ -228,6 +228,85 @@ fn calendars_land_on_their_topic(b: &str) -> TestResult {
     ensure(got == want, || format!("with --skip-bad-rows the calendar topic holds\n{got:#?}"))
 }
 
+/// What the two imports give is a district the engine runs: no record is
+/// refused, every student gets a day, and a student who took part is present.
+fn the_imported_district_runs_through_the_engine(_: &str) -> TestResult {
+    use rollcall_ingest::oneroster::{self, Companion, Input, Options};
+    use rollcall_model::{ActivityEvent, ActivityKind};
+    let mut files = BTreeMap::new();
+    for name in ["manifest", "orgs", "academicSessions", "courses", "classes", "users", "enrollments", "demographics"] {
+        let f = format!("{name}.csv");
+        files.insert(f.clone(), std::fs::read(fixture(&format!("v1p1/{f}"))).map_err(|e| e.to_string())?);
+    }
+    let companion = |f: &str| -> Result<Option<Companion>, String> {
+        Ok(Some(Companion { name: f.into(), bytes: std::fs::read(fixture(f)).map_err(|e| e.to_string())? }))
+    };
+    let input = Input { files, sections: companion("sections.csv")?, modes: companion("modes.csv")? };
+    let opts =
+        Options { sources: vec!["canvas".into()], as_of: chrono::NaiveDate::from_ymd_opt(2026, 2, 2), ..Options::default() };
+    let import = oneroster::import(&input, &opts).map_err(|e| e.to_string())?;
+    let calendars = rollcall_ingest::calendar_csv::read(&std::fs::read(fixture("calendar.csv")).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?
+        .calendars;
+    let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&chrono::Utc)).map_err(|e| e.to_string());
+    let mut events = Vec::new();
+    for (i, (kind, time, duration)) in [
+        (ActivityKind::Login, "2026-02-02T14:55:00Z", None),
+        (ActivityKind::LiveJoin, "2026-02-02T15:00:00Z", None),
+        (ActivityKind::LiveLeave, "2026-02-02T15:50:00Z", Some(3000)),
+        (ActivityKind::Submission, "2026-02-02T16:10:00Z", None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let event = ActivityEvent {
+            event_id: format!("e{i}"),
+            source: "canvas".into(),
+            student_id: "S2001".into(),
+            school_id: "org-lms".into(),
+            section_id: Some("cls-alg1-02".into()),
+            staff_id: Some("T-17".into()),
+            kind,
+            direction: None,
+            occurred_at: at(time)?,
+            assigned_date: None,
+            live_session_id: Some("alg1-2026-02-02".into()),
+            duration_seconds: duration,
+            attributes: BTreeMap::new(),
+        };
+        events.push(rollcall_scenario::Arrival { arrives_at: event.occurred_at, event });
+    }
+    let scenario = rollcall_scenario::Scenario {
+        file: "roster-import".into(),
+        name: "imported district".into(),
+        policy: "mmsd".into(),
+        custom_policy: None,
+        calendars,
+        roster: import.students,
+        absence_reports: vec![],
+        events,
+        now: at("2026-02-09T12:00:00Z")?,
+        expect: Default::default(),
+    };
+    let (out, _) = rollcall_scenario::run(&scenario, rollcall_engine::MemStore::new()).map_err(|e| e.to_string())?;
+    ensure(out.dead_letters.is_empty(), || format!("refused: {:#?}", out.dead_letters))?;
+    let latest = out.latest();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 2, 2);
+    // Each student is decided on some day of the calendar (stu-3's only
+    // class meets on Wednesdays).
+    for s in ["S2001", "S2002", "stu-3", "S3001", "S3002", "S3003"] {
+        ensure(latest.values().any(|d| d.student_id == s), || {
+            let all: Vec<String> = latest.keys().cloned().collect();
+            format!("no determination of {s}: {all:#?}")
+        })?;
+    }
+    // Grade 7 under mmsd is decided by class: the algebra class S2001 joined.
+    let s2001: Vec<_> = latest.values().filter(|d| d.student_id == "S2001" && Some(d.date) == day).collect();
+    ensure(s2001.iter().any(|d| d.section_id.as_deref() == Some("cls-alg1-02") && d.status.is_present()), || {
+        format!("S2001 on 2026-02-02: {s2001:#?}")
+    })
+}
+
 fn main() -> ExitCode {
     let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
     let tests: &[(&str, fn(&str) -> TestResult)] = &[
@@ -235,6 +314,7 @@ fn main() -> ExitCode {
         ("a_1p2_export_lands_on_the_topics", a_1p2_export_lands_on_the_topics),
         ("bad_rows_import_nothing_unless_skipped", bad_rows_import_nothing_unless_skipped),
         ("calendars_land_on_their_topic", calendars_land_on_their_topic),
+        ("the_imported_district_runs_through_the_engine", the_imported_district_runs_through_the_engine),
     ];
     let (passed, failed) = run_all("roster import", Duration::from_secs(600), tests, broker.address.as_str());
     drop(broker);

@@ -1050,6 +1050,9 @@ pub fn import(input: &Input, opts: &Options) -> Result<Import, Refused> {
     // class's teacher's), then students.
     let mut teacher: HashMap<&str, (bool, usize)> = HashMap::new();
     let mut student_rows: Vec<(Row, usize, &str)> = Vec::new();
+    // Classes whose teacher's row is bad: their students' rows are left
+    // out without an error of their own, as for any row's dependents.
+    let mut untaught: BTreeSet<&str> = BTreeSet::new();
     for r in enrollments_t.rows() {
         if unique(&r, &mut errors).is_none() || !r.bulk_status(&mut errors) {
             continue;
@@ -1061,15 +1064,22 @@ pub fn import(input: &Input, opts: &Options) -> Result<Import, Refused> {
             }
             continue;
         };
+        let teaches = r.get("role") == "teacher";
         let school = r.get("schoolSourcedId");
         if !is_school(school) {
             errors.push(r.err("schoolSourcedId", format!("`{school}` is not a school of orgs.csv")));
+            if teaches {
+                untaught.insert(class_id);
+            }
             continue;
         }
         let user = r.get("userSourcedId");
         let Some(&i) = user_at.get(user) else {
             if !listed_users.contains(user) {
                 errors.push(r.err("userSourcedId", format!("`{user}` is not a user of users.csv")));
+            }
+            if teaches {
+                untaught.insert(class_id);
             }
             continue;
         };
@@ -1078,10 +1088,18 @@ pub fn import(input: &Input, opts: &Options) -> Result<Import, Refused> {
             "false" | "" => false,
             other => {
                 errors.push(r.err("primary", format!("`{other}` is not true or false")));
+                if teaches {
+                    untaught.insert(class_id);
+                }
                 continue;
             }
         };
-        let (Ok(begin), Ok(end)) = (r.date("beginDate", &mut errors), r.date("endDate", &mut errors)) else { continue };
+        let (Ok(begin), Ok(end)) = (r.date("beginDate", &mut errors), r.date("endDate", &mut errors)) else {
+            if teaches {
+                untaught.insert(class_id);
+            }
+            continue;
+        };
         let role = r.get("role");
         if !["administrator", "proctor", "student", "teacher"].contains(&role) {
             errors.push(r.err("role", format!("`{role}` is not one of administrator, proctor, student, teacher")));
@@ -1199,7 +1217,9 @@ pub fn import(input: &Input, opts: &Options) -> Result<Import, Refused> {
         let Some(student) = students.get_mut(&i) else { continue };
         counts.enrollments += 1;
         let Some(&(_, t)) = teacher.get(class_id) else {
-            errors.push(r.err("classSourcedId", format!("class `{class_id}` has no teacher enrollment in force")));
+            if !untaught.contains(class_id) {
+                errors.push(r.err("classSourcedId", format!("class `{class_id}` has no teacher enrollment in force")));
+            }
             continue;
         };
         if student.enrollment(class_id).is_some() {

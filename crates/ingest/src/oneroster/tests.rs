@@ -276,6 +276,19 @@ fn a_class_without_a_teacher_and_a_second_homeroom() {
 }
 
 #[test]
+fn a_bad_teacher_row_takes_its_class_without_more_errors() {
+    let base = fixture("v1p1");
+    let enrollments = String::from_utf8(base.files["enrollments.csv"].clone()).unwrap().replacen(
+        "e-06,,,cls-art7-s2,org-lms,tch-17,teacher,true,,",
+        "e-06,,,cls-art7-s2,org-lms,tch-17,teacher,yes,,",
+        1,
+    );
+    let i = import(&with("v1p1", &[("enrollments.csv", &enrollments)]), &opts()).unwrap();
+    assert_eq!(messages(&i.errors), ["enrollments.csv:7: column `primary`: `yes` is not true or false"]);
+    assert!(i.students.iter().all(|s| s.enrollment("cls-art7-s2").is_none()));
+}
+
+#[test]
 fn the_companions_are_checked() {
     let mut input = fixture("v1p1");
     input.sections = Some(Companion {
