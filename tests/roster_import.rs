@@ -228,6 +228,28 @@ fn calendars_land_on_their_topic(b: &str) -> TestResult {
     ensure(got == want, || format!("with --skip-bad-rows the calendar topic holds\n{got:#?}"))
 }
 
+/// --dry-run reads and checks without a broker, and prints the records.
+fn a_dry_run_needs_no_broker(_: &str) -> TestResult {
+    let (export, companion, modes) = (
+        fixture("v1p2").display().to_string(),
+        fixture("sections.csv").display().to_string(),
+        fixture("modes.csv").display().to_string(),
+    );
+    let mut args = import_args("127.0.0.1:1", "none.", &export, &companion, &modes);
+    args.retain(|a| *a != "--brokers" && *a != "127.0.0.1:1");
+    args.push("--dry-run");
+    let out = rollcall(&args)?;
+    ensure(out.status.success(), || format!("exit {:?}\n{}", out.status, text(&out.stderr)))?;
+    let stdout = text(&out.stdout);
+    let students: BTreeMap<String, StudentRecord> =
+        stdout.lines().filter_map(|l| serde_json::from_str::<StudentRecord>(l).ok()).map(|s| (s.student_id.clone(), s)).collect();
+    ensure(students == expected_students()?, || format!("dry run printed\n{stdout}"))?;
+    let mut ids: Vec<IdentityRecord> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    ids.sort_by_key(IdentityRecord::key);
+    ensure(ids == expected_identities()?, || format!("dry run printed\n{stdout}"))?;
+    ensure(text(&out.stderr).contains("would go to none.sis.roster.v1"), || text(&out.stderr))
+}
+
 /// What the two imports give is a district the engine runs: no record is
 /// refused, every student gets a day, and a student who took part is present.
 fn the_imported_district_runs_through_the_engine(_: &str) -> TestResult {
@@ -314,6 +336,7 @@ fn main() -> ExitCode {
         ("a_1p2_export_lands_on_the_topics", a_1p2_export_lands_on_the_topics),
         ("bad_rows_import_nothing_unless_skipped", bad_rows_import_nothing_unless_skipped),
         ("calendars_land_on_their_topic", calendars_land_on_their_topic),
+        ("a_dry_run_needs_no_broker", a_dry_run_needs_no_broker),
         ("the_imported_district_runs_through_the_engine", the_imported_district_runs_through_the_engine),
     ];
     let (passed, failed) = run_all("roster import", Duration::from_secs(600), tests, broker.address.as_str());
