@@ -24,7 +24,10 @@
 //! `roles`; it reads `academicSessions`, `courses` and `demographics` when
 //! they are `bulk`. In a bulk file `status` must be empty (or `active`,
 //! which some exporters write; `tobedeleted` is a delta-mode value and is
-//! refused) and `dateLastModified` is not read.
+//! refused) and `dateLastModified` is not read. A vocabulary value may be an
+//! extension (`ext:` and a name), read as none of the values rollcall acts
+//! on: an `ext:` class type is a scheduled class, an `ext:` role neither a
+//! student's nor staff.
 //!
 //! | OneRoster | rollcall |
 //! |---|---|
@@ -578,6 +581,13 @@ fn manifest(files: &BTreeMap<String, Vec<u8>>, fatal: &mut Vec<RosterError>) -> 
     Some((version, bulk))
 }
 
+/// A value of one of the spec's vocabularies, or an extension of it
+/// (`ext:` and a name), which the binding allows and rollcall reads as none
+/// of the values it acts on (a class of type `ext:lab` is not a homeroom).
+fn vocabulary(v: &str, known: &[&str]) -> bool {
+    known.contains(&v) || v.strip_prefix("ext:").is_some_and(|name| !name.is_empty())
+}
+
 /// A CEDS grade code as a rollcall grade.
 pub fn grade_level(code: &str) -> Option<GradeLevel> {
     Some(match code {
@@ -696,7 +706,7 @@ fn roles_row<'r>(
         }
     };
     let role = r.get("role");
-    if !all_roles.contains(&role) {
+    if !vocabulary(role, all_roles) {
         errors.push(r.err("role", format!("`{role}` is not a OneRoster 1.2 role")));
     }
     let org = r.get("orgSourcedId");
@@ -704,7 +714,7 @@ fn roles_row<'r>(
         errors.push(r.err("orgSourcedId", format!("`{org}` is not an org of orgs.csv")));
     }
     let (begin, end) = (r.date("beginDate", errors), r.date("endDate", errors));
-    match (primary, all_roles.contains(&role) && orgs.contains_key(org), begin, end) {
+    match (primary, vocabulary(role, all_roles) && orgs.contains_key(org), begin, end) {
         (Some(p), true, Ok(b), Ok(e)) => Some((p, role, org, b, e)),
         _ => None,
     }
@@ -756,7 +766,7 @@ pub fn import(input: &Input, opts: &Options) -> Result<Import, Refused> {
     for r in orgs_t.rows() {
         let Some(id) = unique(&r, &mut errors) else { continue };
         let ty = r.get("type");
-        if !["department", "school", "district", "local", "state", "national"].contains(&ty) {
+        if !vocabulary(ty, &["department", "school", "district", "local", "state", "national"]) {
             errors.push(r.err("type", format!("`{ty}` is not one of department, school, district, local, state, national")));
             continue;
         }
@@ -773,7 +783,7 @@ pub fn import(input: &Input, opts: &Options) -> Result<Import, Refused> {
         for r in t.rows() {
             let Some(id) = unique(&r, &mut errors) else { continue };
             let ty = r.get("type");
-            if !["gradingPeriod", "semester", "schoolYear", "term"].contains(&ty) {
+            if !vocabulary(ty, &["gradingPeriod", "semester", "schoolYear", "term"]) {
                 errors.push(r.err("type", format!("`{ty}` is not one of gradingPeriod, semester, schoolYear, term")));
                 continue;
             }
@@ -820,6 +830,7 @@ pub fn import(input: &Input, opts: &Options) -> Result<Import, Refused> {
         let homeroom = match r.get("classType") {
             "homeroom" => true,
             "scheduled" => false,
+            other if vocabulary(other, &[]) => false,
             other => {
                 errors.push(r.err("classType", format!("`{other}` is not one of homeroom, scheduled")));
                 continue;
@@ -893,7 +904,7 @@ pub fn import(input: &Input, opts: &Options) -> Result<Import, Refused> {
         }
         let (orgs_of, role) = if version == Version::V1p1 {
             let role = r.get("role");
-            if !["administrator", "aide", "guardian", "parent", "proctor", "relative", "student", "teacher"].contains(&role) {
+            if !vocabulary(role, &["administrator", "aide", "guardian", "parent", "proctor", "relative", "student", "teacher"]) {
                 errors.push(r.err("role", format!("`{role}` is not a OneRoster 1.1 role")));
                 bad = true;
             }
@@ -994,7 +1005,7 @@ pub fn import(input: &Input, opts: &Options) -> Result<Import, Refused> {
                     continue;
                 }
                 student_roles.entry(i).or_default().push((primary, org.to_string()));
-            } else if !family_roles.contains(&role) {
+            } else if all_roles.contains(&role) && !family_roles.contains(&role) {
                 staff.insert(i);
             }
         }
@@ -1101,7 +1112,7 @@ pub fn import(input: &Input, opts: &Options) -> Result<Import, Refused> {
             continue;
         };
         let role = r.get("role");
-        if !["administrator", "proctor", "student", "teacher"].contains(&role) {
+        if !vocabulary(role, &["administrator", "proctor", "student", "teacher"]) {
             errors.push(r.err("role", format!("`{role}` is not one of administrator, proctor, student, teacher")));
             continue;
         }

@@ -289,6 +289,32 @@ fn a_bad_teacher_row_takes_its_class_without_more_errors() {
 }
 
 #[test]
+fn vocabulary_extensions_are_read_as_none_of_the_values() {
+    let base = fixture("v1p1");
+    let text = |f: &str| String::from_utf8(base.files[f].clone()).unwrap();
+    let orgs = text("orgs.csv") + "org-ext,,,Region 4,ext:region,,\n";
+    let classes = text("classes.csv").replacen(",ART7-S2,scheduled,", ",ART7-S2,ext:studio,", 1);
+    let users = text("users.csv") + "aide-1,,,true,org-lms,ext:paraprofessional,pp,,Pat,Para,,,,,,,,\n";
+    let enrollments = text("enrollments.csv") + "e-30,,,cls-art7-s2,org-lms,aide-1,ext:observer,,,\n";
+    let i = import(
+        &with(
+            "v1p1",
+            &[("orgs.csv", &orgs), ("classes.csv", &classes), ("users.csv", &users), ("enrollments.csv", &enrollments)],
+        ),
+        &opts(),
+    )
+    .unwrap();
+    assert_eq!(messages(&i.errors), Vec::<String>::new());
+    assert_eq!(i.students, expected_students(), "an ext: class type is a scheduled class");
+    assert!(!i.identities.iter().any(|r| r.id == "aide-1"), "an ext: role is not staff");
+    let bad = text("classes.csv").replacen(",ART7-S2,scheduled,", ",ART7-S2,ext:,", 1);
+    assert_eq!(
+        row_errors(&with("v1p1", &[("classes.csv", &bad)]))[0],
+        "classes.csv:3: column `classType`: `ext:` is not one of homeroom, scheduled"
+    );
+}
+
+#[test]
 fn the_companions_are_checked() {
     let mut input = fixture("v1p1");
     input.sections = Some(Companion {
