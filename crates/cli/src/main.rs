@@ -11,6 +11,7 @@ mod identities_cmd;
 mod kafka_cmd;
 mod normalize_cmd;
 mod report_cmd;
+mod roster_cmd;
 mod scenario_cmd;
 mod serve_cmd;
 mod sink_cmd;
@@ -80,6 +81,16 @@ enum Command {
     Identities {
         #[command(subcommand)]
         command: identities_cmd::IdentitiesCommand,
+    },
+    /// Load a district's roster (a OneRoster CSV export) onto the roster and identities topics.
+    Roster {
+        #[command(subcommand)]
+        command: roster_cmd::RosterCommand,
+    },
+    /// Load school calendars (CSV) onto the calendar topic.
+    Calendar {
+        #[command(subcommand)]
+        command: roster_cmd::CalendarCommand,
     },
     /// Put dead letters back on their topics once their cause is mended.
     Dlq {
@@ -210,6 +221,8 @@ fn main() -> ExitCode {
         Command::Tail(args) => tail_cmd::run(args),
         Command::Dlq { command } => dlq_cmd::run(command),
         Command::Identities { command } => identities_cmd::run(command),
+        Command::Roster { command } => roster_cmd::roster(command),
+        Command::Calendar { command } => roster_cmd::calendar(command),
         Command::Gateway(args) => gateway_cmd::run(args),
         Command::Config { command: ConfigCommand::Example } => {
             print!("{}", rollcall_kafka::ProcessorConfig::example_toml());

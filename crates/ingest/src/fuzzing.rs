@@ -130,3 +130,115 @@ pub fn identities(data: &[u8]) -> bool {
         }
     }
 }
+
+/// The v1p1 fixture export (`tests/fixtures/oneroster/v1p1/`), which an
+/// input that is not a bundle is read against as its `users.csv`.
+const V1P1: [(&str, &[u8]); 7] = [
+    ("manifest.csv", include_bytes!("../tests/fixtures/oneroster/v1p1/manifest.csv")),
+    ("orgs.csv", include_bytes!("../tests/fixtures/oneroster/v1p1/orgs.csv")),
+    ("academicSessions.csv", include_bytes!("../tests/fixtures/oneroster/v1p1/academicSessions.csv")),
+    ("courses.csv", include_bytes!("../tests/fixtures/oneroster/v1p1/courses.csv")),
+    ("classes.csv", include_bytes!("../tests/fixtures/oneroster/v1p1/classes.csv")),
+    ("enrollments.csv", include_bytes!("../tests/fixtures/oneroster/v1p1/enrollments.csv")),
+    ("demographics.csv", include_bytes!("../tests/fixtures/oneroster/v1p1/demographics.csv")),
+];
+
+/// The input of the `ingest_oneroster` target as an export. An input that
+/// starts with `--- NAME` is a bundle: each line `--- NAME` starts the file
+/// NAME (`sections.csv` and `modes.csv` are the companions). Any other
+/// input is `users.csv` in the v1p1 fixture export, with its companions.
+pub fn oneroster_input(data: &[u8]) -> crate::oneroster::Input {
+    use crate::oneroster::{Companion, Input};
+    let mut input = Input::default();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    if data.starts_with(b"--- ") {
+        for line in data.split_inclusive(|b| *b == b'\n') {
+            match line.strip_prefix(b"--- ") {
+                Some(name) => files.push((String::from_utf8_lossy(name).trim().to_string(), Vec::new())),
+                None => {
+                    if let Some((_, bytes)) = files.last_mut() {
+                        bytes.extend_from_slice(line);
+                    }
+                }
+            }
+        }
+    } else {
+        files.extend(V1P1.iter().map(|(n, b)| (n.to_string(), b.to_vec())));
+        files.push(("users.csv".into(), data.to_vec()));
+        files.push(("sections.csv".into(), include_bytes!("../tests/fixtures/oneroster/sections.csv").to_vec()));
+        files.push(("modes.csv".into(), include_bytes!("../tests/fixtures/oneroster/modes.csv").to_vec()));
+    }
+    for (name, bytes) in files {
+        match name.as_str() {
+            "sections.csv" => input.sections = Some(Companion { name, bytes }),
+            "modes.csv" => input.modes = Some(Companion { name, bytes }),
+            _ => {
+                input.files.insert(name, bytes);
+            }
+        }
+    }
+    input
+}
+
+/// The OneRoster reader, on [`oneroster_input`], for two sources, on a
+/// date: deterministic, and every record it gives encodes as its topic's
+/// Avro and decodes unchanged. Returns whether the export was read (not
+/// refused whole), bad rows or not.
+pub fn oneroster(data: &[u8]) -> bool {
+    use crate::oneroster::{import, Options};
+    let input = oneroster_input(data);
+    let opts = Options {
+        sources: vec!["canvas".into(), "zoom".into()],
+        as_of: chrono::NaiveDate::from_ymd_opt(2026, 2, 2),
+        ..Options::default()
+    };
+    let first = import(&input, &opts);
+    assert_eq!(first, import(&input, &opts), "the export read two ways");
+    match first {
+        Ok(i) => {
+            for e in &i.errors {
+                assert!(!e.file().is_empty() && !e.to_string().is_empty());
+            }
+            for s in &i.students {
+                assert!(!s.student_id.is_empty() && !s.school_id.is_empty(), "{s:?}");
+                let bytes = s.to_single_object().unwrap_or_else(|e| panic!("a student does not encode: {e}\n{s:?}"));
+                let back = rollcall_model::StudentRecord::from_single_object(&bytes).unwrap_or_else(|e| panic!("{e}\n{s:?}"));
+                assert_eq!(&back, s, "a student changed through its Avro form");
+            }
+            for r in &i.identities {
+                let bytes = r.to_single_object().unwrap_or_else(|e| panic!("an identity does not encode: {e}\n{r:?}"));
+                let back = rollcall_model::IdentityRecord::from_single_object(&bytes).unwrap_or_else(|e| panic!("{e}\n{r:?}"));
+                assert_eq!(&back, r, "an identity changed through its Avro form");
+                assert_eq!(rollcall_model::IdentityRecord::parse_key(&r.key()).map(|k| k.2), Some(r.external_id.clone()));
+            }
+            true
+        }
+        Err(r) => {
+            assert!(!r.errors.is_empty(), "an export refused without saying why");
+            false
+        }
+    }
+}
+
+/// The calendar CSV reader: deterministic, and every calendar encodes as
+/// its topic's Avro and decodes unchanged. Returns whether the header was
+/// right (bad rows or not).
+pub fn calendar_csv(data: &[u8]) -> bool {
+    let first = crate::calendar_csv::read(data);
+    assert_eq!(first, crate::calendar_csv::read(data), "the calendar CSV read two ways");
+    match first {
+        Ok(c) => {
+            for cal in &c.calendars {
+                assert!(!cal.days.is_empty());
+                let bytes = cal.to_single_object().unwrap_or_else(|e| panic!("a calendar does not encode: {e}\n{cal:?}"));
+                let back = rollcall_model::SchoolCalendar::from_single_object(&bytes).unwrap_or_else(|e| panic!("{e}\n{cal:?}"));
+                assert_eq!(&back, cal, "a calendar changed through its Avro form");
+            }
+            true
+        }
+        Err(r) => {
+            assert!(!r.errors.is_empty());
+            false
+        }
+    }
+}

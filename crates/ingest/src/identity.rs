@@ -239,6 +239,18 @@ pub(crate) fn by_line(mut errors: Vec<IngestError>) -> Vec<IngestError> {
 /// number of fields, already trimmed of surrounding spaces, and the errors
 /// of the rows that are not (the header's is the only error returned alone).
 pub(crate) fn read_csv(bytes: &[u8], header: &[&str]) -> Result<(Vec<(u64, Vec<String>)>, Vec<IngestError>), Rejected> {
+    read_csv_with(bytes, header, None)
+}
+
+/// [`read_csv`], where the header may go on past `header` with columns
+/// whose names start with `extension` (OneRoster's `metadata.*`, which the
+/// spec puts at the right-hand end). Rows are returned cut to `header`'s
+/// columns: an extension is not read, only allowed.
+pub(crate) fn read_csv_with(
+    bytes: &[u8],
+    header: &[&str],
+    extension: Option<&str>,
+) -> Result<(Vec<(u64, Vec<String>)>, Vec<IngestError>), Rejected> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
     let mut records = reader.records();
@@ -262,14 +274,20 @@ pub(crate) fn read_csv(bytes: &[u8], header: &[&str]) -> Result<(Vec<(u64, Vec<S
         Some(r) => r.map_err(csv_err)?,
     };
     let found: Vec<&str> = found.iter().map(str::trim).collect();
-    if found != header {
+    let extra_ok = |extra: &[&str]| match extension {
+        None => extra.is_empty(),
+        Some(prefix) => extra.iter().all(|c| c.len() > prefix.len() && c.starts_with(prefix)),
+    };
+    if found.len() < header.len() || found[..header.len()] != *header || !extra_ok(&found[header.len()..]) {
+        let more = extension.map(|p| format!(" (then only `{p}*` columns)")).unwrap_or_default();
         return Err(IngestError::Csv {
             line: 1,
             column: None,
-            problem: format!("the header is `{}`; expected exactly `{}`", found.join(","), header.join(",")),
+            problem: format!("the header is `{}`; expected exactly `{}`{more}", found.join(","), header.join(",")),
         }
         .into());
     }
+    let width = found.len();
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     for r in records {
@@ -285,15 +303,11 @@ pub(crate) fn read_csv(bytes: &[u8], header: &[&str]) -> Result<(Vec<(u64, Vec<S
         if r.len() == 1 && r.get(0).is_some_and(|f| f.trim().is_empty()) {
             continue;
         }
-        if r.len() != header.len() {
-            errors.push(IngestError::Csv {
-                line,
-                column: None,
-                problem: format!("{} fields; the header has {}", r.len(), header.len()),
-            });
+        if r.len() != width {
+            errors.push(IngestError::Csv { line, column: None, problem: format!("{} fields; the header has {width}", r.len()) });
             continue;
         }
-        rows.push((line, r.iter().map(|f| f.trim().to_string()).collect()));
+        rows.push((line, r.iter().take(header.len()).map(|f| f.trim().to_string()).collect()));
     }
     Ok((rows, errors))
 }

@@ -16,6 +16,8 @@
 //! | [`zoom`] | Zoom meeting webhooks, URL validation and the signature check |
 //! | [`native`] | rollcall's own ActivityEvent JSON, and a CSV of teacher-logged contacts and returned packets |
 //! | [`identity`] | the identity view and its CSV form |
+//! | [`oneroster`] | a OneRoster 1.1 or 1.2 CSV bulk export, to StudentRecords and identities |
+//! | [`calendar_csv`] | school calendars as CSV, to SchoolCalendars |
 //!
 //! A request is taken whole or refused whole ([`Rejected`] holds every
 //! error found): a platform re-sends a refused request, and accepting half
@@ -24,6 +26,7 @@
 //! events, events waiting for an identity that the view does not have yet,
 //! and platform events with no attendance meaning, counted by action.
 
+pub mod calendar_csv;
 pub mod caliper;
 pub mod canvas;
 #[doc(hidden)]
@@ -31,6 +34,7 @@ pub mod fuzzing;
 pub mod identity;
 mod json;
 pub mod native;
+pub mod oneroster;
 pub mod xapi;
 pub mod zoom;
 

@@ -11,13 +11,15 @@ use rollcall_model::fuzzing::{check_corpus, fuzz_dir};
 
 type Check = fn(&[u8]) -> bool;
 
-const TARGETS: [(&str, Check); 6] = [
+const TARGETS: [(&str, Check); 8] = [
     ("ingest_caliper", fuzzing::caliper),
     ("ingest_xapi", fuzzing::xapi),
     ("ingest_canvas", fuzzing::canvas),
     ("ingest_zoom", fuzzing::zoom),
     ("ingest_native", fuzzing::native),
     ("ingest_identities", fuzzing::identities),
+    ("ingest_oneroster", fuzzing::oneroster),
+    ("ingest_calendar_csv", fuzzing::calendar_csv),
 ];
 
 #[test]
@@ -48,6 +50,37 @@ fn ingest_native_corpus() {
 #[test]
 fn ingest_identities_corpus() {
     assert!(check_corpus("ingest_identities", fuzzing::identities) >= 1);
+}
+
+#[test]
+fn ingest_oneroster_corpus() {
+    assert!(check_corpus("ingest_oneroster", fuzzing::oneroster) >= 4, "1.1, 1.2, bad rows, a users.csv");
+}
+
+#[test]
+fn ingest_calendar_csv_corpus() {
+    assert!(check_corpus("ingest_calendar_csv", fuzzing::calendar_csv) >= 1);
+}
+
+/// The bundle seeds are the fixture exports, file for file.
+#[test]
+fn the_oneroster_seeds_are_the_fixtures() {
+    for v in ["v1p1", "v1p2", "bad"] {
+        let seed =
+            std::fs::read(rollcall_model::fuzzing::fuzz_dir().join(format!("corpus/ingest_oneroster/{v}-bundle"))).unwrap();
+        let input = fuzzing::oneroster_input(&seed);
+        let mut names: Vec<String> = std::fs::read_dir(common::fixture_path(&format!("oneroster/{v}")))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(input.files.keys().cloned().collect::<Vec<_>>(), names, "{v}");
+        for n in &names {
+            assert_eq!(input.files[n], common::fixture(&format!("oneroster/{v}/{n}")), "{v}/{n}");
+        }
+        assert_eq!(input.sections.map(|c| c.bytes), Some(common::fixture("oneroster/sections.csv")));
+        assert_eq!(input.modes.map(|c| c.bytes), Some(common::fixture("oneroster/modes.csv")));
+    }
 }
 
 /// The fuzz targets' view is the fixtures' identities.csv.
@@ -117,6 +150,14 @@ const INTERESTING: &[&[u8]] = &[
     b"grouping",
     b"parent",
     b"account",
+    b"--- ",
+    b"student",
+    b"teacher",
+    b"homeroom",
+    b"true",
+    b"metadata.",
+    b"2026-02-02",
+    b"{LTI:",
 ];
 
 fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
