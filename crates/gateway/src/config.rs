@@ -198,6 +198,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_reads() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/gateway.example.toml");
+        let c = GatewayConfig::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.identity_wait_seconds, c.resolver_group.as_str()), (259_200, "rollcall-gateway"));
+        let formats: BTreeSet<&str> = c.sources.iter().map(|s| s.format.as_str()).collect();
+        assert_eq!(formats, BTreeSet::from(["caliper", "canvas", "native", "xapi", "zoom"]));
+        let wait = GatewayConfig { identity_wait_seconds: 0, ..c.clone() };
+        let e = wait.sources(|_| Some("0123456789abcdef-token".into())).expect_err("a wait of 0").to_string();
+        assert!(e.starts_with("identity_wait_seconds:"), "{e}");
+    }
+
+    #[test]
     fn sources_are_checked_with_messages_that_say_what_to_change() {
         let env = |v: &str| (v == "TOKEN").then(|| "0123456789abcdef-token".to_string());
         let ok = cfg("[[source]]\nformat = \"caliper\"\ntoken_env = \"TOKEN\"\n[[source]]\nformat = \"native\"\nroute = \"/v1/contacts.csv\"\nname = \"contacts\"\ntoken_env = \"TOKEN\"\n");
