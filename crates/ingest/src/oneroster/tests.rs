@@ -1,4 +1,5 @@
 use super::*;
+use rollcall_model::{CourseType, GradeLevel, IdentityType, Weekday};
 
 fn dir(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oneroster").join(name)
