@@ -205,7 +205,7 @@ fn settle(
             Ok(None)
         }
         Resolution::Staff => {
-            metrics.ignored.with_label_values(&["released"]).inc();
+            metrics.ignored.with_label_values(&["waiting"]).inc();
             Ok(None)
         }
         Resolution::Waiting(unknown) if now >= h.deadline => {
