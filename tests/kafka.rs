@@ -604,6 +604,7 @@ fn survivor_takes_over_partitions(b: &str) -> TestResult {
     let until = s.now.to_rfc3339();
     let mut a = spawn_processor(b, &prefix, da.path(), "a", &until, false)?;
     let mut survivor = spawn_processor(b, &prefix, db.path(), "b", &until, false)?;
+    let (_log_a, _log_b) = (drain(a.stderr.take()), drain(survivor.stderr.take()));
     std::thread::sleep(Duration::from_millis(2_500));
     let _ = a.kill();
     let _ = a.wait();
@@ -818,6 +819,9 @@ fn broker_restart_loses_nothing(b: &str) -> TestResult {
         produce_district(&own, &topics, &s)?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut child = spawn_processor(&own, &prefix, dir.path(), "r", &s.now.to_rfc3339(), true)?;
+        // Read as it is written: the reconnecting processor and librdkafka
+        // log while the broker is away, and a full pipe would stall it.
+        let log = drain(child.stderr.take());
         std::thread::sleep(Duration::from_millis(2_500));
         kafka("pause")?;
         eprintln!("  broker stopped");
@@ -832,21 +836,44 @@ fn broker_restart_loses_nothing(b: &str) -> TestResult {
             }
             if started.elapsed() > Duration::from_secs(240) {
                 let _ = child.kill();
-                return Err("the processor did not finish within 240 s of the restart".into());
+                let _ = child.wait();
+                return Err(format!("the processor did not finish within 240 s of the restart; it said:\n{}", tail(&log.join())));
             }
             std::thread::sleep(Duration::from_millis(500));
         };
-        let mut said = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            use std::io::Read;
-            let _ = e.read_to_string(&mut said);
-        }
-        ensure(status.success(), || format!("the processor exited with {status} across the restart: {said}"))?;
+        let said = log.join();
+        ensure(status.success(), || format!("the processor exited with {status} across the restart: {}", tail(&said)))?;
         let out = outputs(&own, &topics)?;
         compare(&reference, &out, "across a broker restart")
     })();
     let _ = kafka("stop");
     result
+}
+
+/// A child's output read to its end on a thread of its own.
+struct Drained(Option<std::thread::JoinHandle<String>>);
+
+impl Drained {
+    /// Everything read, once the child has closed its end.
+    fn join(self) -> String {
+        self.0.and_then(|t| t.join().ok()).unwrap_or_default()
+    }
+}
+
+fn drain(out: Option<std::process::ChildStderr>) -> Drained {
+    Drained(out.map(|mut e| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut e, &mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    }))
+}
+
+/// The last lines of a log, for a failure message.
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 /// One in-process processor run with the replay clock to `until`, until idle.
