@@ -31,7 +31,7 @@ def plain(v):
 
 
 def read(brokers, registry_url, topics):
-    registry = SchemaRegistryClient({"url": registry_url})
+    registry = registry_client(registry_url)
     deserializer = AvroDeserializer(registry)
     for topic in topics:
         consumer = Consumer({
@@ -69,8 +69,15 @@ def read(brokers, registry_url, topics):
         consumer.close()
 
 
+def registry_client(url):
+    # A request the registry never answers (seen once: a schema registration
+    # on a kept-alive connection) times out and is retried by the client,
+    # instead of waiting forever; registering the same schema again is harmless.
+    return SchemaRegistryClient({"url": url, "timeout": 10, "max.retries": 3})
+
+
 def produce(brokers, registry_url, schemas_dir, path):
-    registry = SchemaRegistryClient({"url": registry_url})
+    registry = registry_client(registry_url)
     with open(path) as f:
         records = json.load(f)
     serializers = {}
