@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
 use crate::KafkaError;
@@ -63,16 +62,7 @@ impl CheckedProducer {
         if let Some(v) = value {
             rec = rec.payload(v);
         }
-        loop {
-            match self.inner.send(rec) {
-                Ok(()) => return Ok(()),
-                Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    self.inner.poll(Duration::from_millis(50));
-                    rec = r;
-                }
-                Err((e, _)) => return Err(KafkaError::kafka(format!("produce to {topic}"), e)),
-            }
-        }
+        crate::replay::enqueue(&self.inner, rec)
     }
 
     /// Waits for every queued record; fails if any was not acknowledged.

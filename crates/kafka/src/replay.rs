@@ -41,14 +41,16 @@ pub fn producer(brokers: &str) -> Result<BaseProducer, KafkaError> {
 }
 
 /// Sends one record, waiting when the local queue is full.
-pub fn send<C: rdkafka::producer::ProducerContext<DeliveryOpaque = ()>>(
+pub fn send(p: &BaseProducer, topic: &str, key: &str, value: &[u8], ts: DateTime<Utc>) -> Result<(), KafkaError> {
+    enqueue(p, BaseRecord::to(topic).key(key).payload(value).timestamp(ts.timestamp_millis()))
+}
+
+/// Hands a record to librdkafka, polling while its local queue is full:
+/// the one loop of every producer here that waits rather than fails.
+pub(crate) fn enqueue<C: rdkafka::producer::ProducerContext<DeliveryOpaque = ()>>(
     p: &BaseProducer<C>,
-    topic: &str,
-    key: &str,
-    value: &[u8],
-    ts: DateTime<Utc>,
+    mut rec: BaseRecord<'_, str, [u8]>,
 ) -> Result<(), KafkaError> {
-    let mut rec = BaseRecord::to(topic).key(key).payload(value).timestamp(ts.timestamp_millis());
     loop {
         match p.send(rec) {
             Ok(()) => return Ok(()),
@@ -56,7 +58,7 @@ pub fn send<C: rdkafka::producer::ProducerContext<DeliveryOpaque = ()>>(
                 p.poll(Duration::from_millis(50));
                 rec = r;
             }
-            Err((e, _)) => return Err(rd(&format!("produce to {topic}"), e)),
+            Err((e, r)) => return Err(rd(&format!("produce to {}", r.topic), e)),
         }
     }
 }
