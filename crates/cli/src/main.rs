@@ -2,7 +2,6 @@
 //! and shows policies. Errors from the libraries surface here with their
 //! file, place and problem.
 
-mod bench;
 mod demo;
 mod dlq_cmd;
 mod explain_cmd;
@@ -121,7 +120,7 @@ enum Command {
     /// Measure the engine and its state (BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
-        command: bench::BenchCommand,
+        command: rollcall_bench::BenchCommand,
     },
 }
 
@@ -232,7 +231,7 @@ fn main() -> ExitCode {
         Command::Export { command } => sink_cmd::export(command),
         Command::Explain(args) => explain_cmd::run(args),
         Command::Serve(args) => serve_cmd::run(args),
-        Command::Bench { command } => bench::run(command),
+        Command::Bench { command } => rollcall_bench::run(command),
         Command::Report(args) => report_cmd::run(args),
     };
     match result {

@@ -45,8 +45,8 @@ use rollcall_model::avro::AvroRecord;
 use rollcall_model::ActivityEvent;
 use serde_json::json;
 
-use super::bar;
-use super::broker::{high_watermarks, rate, ratio, unique};
+use crate::broker::{high_watermarks, rate, ratio, unique};
+use crate::progress::bar;
 
 #[derive(clap::Args)]
 pub struct GatewayBenchArgs {
@@ -513,7 +513,7 @@ pub fn gateway(a: GatewayBenchArgs) -> anyhow::Result<ExitCode> {
     // Every body before any timing: warm-up, batched, single.
     let warm_n = a.batch;
     let (b0, b1, b2) = (warm_n, warm_n + a.events, warm_n + a.events + single_n);
-    let spin = super::broker::spinner("generating and normalizing Caliper envelopes");
+    let spin = crate::progress::spinner("generating and normalizing Caliper envelopes");
     let warm = envelopes(&prefix, 0, b0, a.batch, a.students)?;
     let batch_bodies = envelopes(&prefix, b0, b1, a.batch, a.students)?;
     let single_bodies = envelopes(&prefix, b1, b2, 1, a.students)?;

@@ -1,0 +1,83 @@
+//! `rollcall bench`: the measurements behind the speed targets of
+//! docs/targets.md, one module a benchmark. Each sub-command prints what it
+//! did and ends with one line holding its figure (`engine: N events/s`,
+//! `state: N bytes per student-day`, ...); BENCHMARKS.md records the figures
+//! and how they were taken.
+//!
+//! This crate owns the harness only: it drives the same engine, processor,
+//! sink and gateway that `rollcall` runs, on simulated districts, fresh
+//! topics and throwaway databases. It is a command's body, so its errors
+//! end at the command line (`anyhow`), as the binary's do.
+//!
+//! - [`engine`]: `bench engine` and `bench state` (the engine on RocksDB, one thread);
+//! - [`broker`]: what the broker benches share (topics, producing a district, a watched processor run);
+//! - [`kafka`], [`latency`], [`restore`], [`peers`]: the processor on a broker;
+//! - [`sink`]: `bench sink` (the PostgreSQL sink against a bare COPY);
+//! - [`gateway`]: `bench gateway` (the HTTP gateway against a bare producer);
+//! - [`district`] and [`progress`]: the simulated input and the progress bars.
+
+use std::process::ExitCode;
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// Replay a simulated district through the engine on one thread, with
+    /// RocksDB state in a temporary directory. Last line: `engine: N events/s`.
+    Engine(engine::EngineArgs),
+    /// Run about a month of a simulated district, compact, and measure the
+    /// state on disk per student-day and RocksDB's memory. Last line:
+    /// `state: N bytes per student-day`.
+    State(engine::StateArgs),
+    /// Produce a simulated district to fresh topics, read it with a bare
+    /// read_committed consumer, then run the exactly-once processor over it.
+    /// Last line: `kafka: processor N records/s, bare consumer N records/s, ratio R`.
+    Kafka(kafka::KafkaArgs),
+    /// The wall-clock processor under a steady stream of deciding events:
+    /// from send to the provisional determination being visible
+    /// (read_committed). Last line: `latency: p50 S s, p99 S s over N determinations`.
+    Latency(latency::LatencyArgs),
+    /// Fill the changelog with one processor run, then restore every
+    /// partition on an instance with an empty state directory. Last line:
+    /// `restore: N records/s (N records, N partitions)`.
+    Restore(district::DistrictOnBroker),
+    /// rollcall and the peer implementations in bench/peers (Kafka Streams,
+    /// Quix Streams) on the same input topic, under the daily-engagement
+    /// policy. Last line: `peers: rollcall N events/s, kafka-streams N events/s (Rx), quix ...`.
+    Peers(peers::PeersArgs),
+    /// Run a simulated district through the processor, then write its
+    /// determinations into a fresh database with `rollcall sink postgres`'s
+    /// code, and the same rows with a bare COPY. Last line: `sink: N
+    /// determinations/s, bare COPY N/s (ratio R, …), processor N/s (sink/processor R, …)`.
+    Sink(sink::BenchSinkArgs),
+    /// A load generator on loopback against a gateway it starts in this
+    /// process (a Caliper source, fresh topics): concurrent keep-alive
+    /// clients posting envelopes of 100 events, then single-event requests
+    /// at a fixed offered rate, then a bare rdkafka producer (acks=all,
+    /// idempotent) writing the same events; fails unless the topics hold
+    /// every acknowledged event. Last line: `gateway: batched N events/s
+    /// (bare producer N events/s, ratio R), single p50 X ms p99 Y ms at N requests/s`.
+    Gateway(gateway::GatewayBenchArgs),
+}
+
+pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BenchCommand::Engine(a) => engine::engine(a),
+        BenchCommand::State(a) => engine::state(a),
+        BenchCommand::Kafka(a) => kafka::kafka(a),
+        BenchCommand::Latency(a) => latency::latency(a),
+        BenchCommand::Restore(a) => restore::restore(a),
+        BenchCommand::Peers(a) => peers::peers(a),
+        BenchCommand::Sink(a) => sink::sink(a),
+        BenchCommand::Gateway(a) => gateway::gateway(a),
+    }
+}
+
+pub mod broker;
+pub mod district;
+pub mod engine;
+pub mod gateway;
+pub mod kafka;
+pub mod latency;
+pub mod peers;
+pub mod progress;
+pub mod restore;
+pub mod sink;
