@@ -35,6 +35,9 @@ pub struct BenchSinkArgs {
     /// A sink batch (one database transaction) closes after this many records.
     #[arg(long, default_value_t = 5_000)]
     pub(crate) batch_max_records: usize,
+    /// Database connections the sink writes with side by side (`rollcall sink postgres --writers`).
+    #[arg(long, default_value_t = SinkConfig::default().writers)]
+    pub(crate) writers: usize,
 }
 
 /// The processor's part of `rollcall bench sink`, measured by the caller:
@@ -85,6 +88,7 @@ pub(crate) fn bench_after_processor(a: &BenchSinkArgs, prefix: &str, proc_run: P
             topic_prefix: prefix.to_string(),
             group: format!("bench-sink-{stamp}"),
             batch_max_records: a.batch_max_records,
+            writers: a.writers,
             exit_when_idle: true,
             ..SinkConfig::default()
         };
@@ -138,9 +142,10 @@ pub(crate) fn bench_after_processor(a: &BenchSinkArgs, prefix: &str, proc_run: P
     );
     let in_db = metrics.batch_seconds.get_sample_sum();
     println!(
-        "{rows} determinations ({} sink records with outreach, {} batches); the sink spent {in_db:.3} s of its {sink_secs:.3} s in batch transactions ({:.0} determinations/s while writing)",
+        "{rows} determinations ({} sink records with outreach, {} batch transactions over {} writers); its writers spent {in_db:.3} s (summed) of its {sink_secs:.3} s in batch transactions ({:.0} determinations/s while writing, per writer)",
         st.records,
         st.batches,
+        a.writers,
         rate(st.determination_versions, in_db)
     );
     println!("{:<50} {:>16} {:>10} {:>16}", "", "determinations/s", "seconds", "ratio to COPY");

@@ -85,6 +85,10 @@ pub struct PostgresArgs {
     /// Exit once every partition is written to its end.
     #[arg(long)]
     exit_when_idle: bool,
+    /// Database connections writing side by side, each the partitions `p` with `p % writers` its
+    /// own, in transactions of their own (1 to 16).
+    #[arg(long, default_value_t = SinkConfig::default().writers)]
+    writers: usize,
     /// Serve /metrics, /healthz and /readyz here: IP:port (port 0 picks a free one), or `off`.
     #[arg(long, env = "ROLLCALL_SINK_METRICS_ADDR", default_value = "127.0.0.1:9466")]
     metrics_addr: String,
@@ -150,6 +154,7 @@ fn postgres(a: PostgresArgs) -> anyhow::Result<ExitCode> {
         batch_max_records: a.batch_max_records,
         batch_max_ms: a.batch_max_ms,
         exit_when_idle: a.exit_when_idle,
+        writers: a.writers,
     };
     let stop = Arc::new(AtomicBool::new(false));
     crate::kafka_cmd::ctrlc_flag(stop.clone());

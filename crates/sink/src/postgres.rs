@@ -52,6 +52,11 @@ pub struct SinkConfig {
     pub batch_max_ms: u64,
     /// Stop once every partition is read to its end and written (tests, backfills).
     pub exit_when_idle: bool,
+    /// Database connections that write a batch side by side, each the
+    /// partitions `p` with `p % writers` its own, in a transaction of its
+    /// own with those partitions' positions. A key is always in one
+    /// partition, so no two writers touch one row.
+    pub writers: usize,
 }
 
 impl Default for SinkConfig {
@@ -66,6 +71,9 @@ impl Default for SinkConfig {
             batch_max_records: 5_000,
             batch_max_ms: 200,
             exit_when_idle: false,
+            // PostgreSQL runs one backend process per connection: one writer
+            // keeps one core of the database busy at most.
+            writers: 2,
         }
     }
 }
@@ -87,6 +95,9 @@ impl SinkConfig {
         }
         if self.batch_max_records == 0 || self.batch_max_ms == 0 {
             return invalid("batch_max_records / batch_max_ms", "must be above zero");
+        }
+        if !(1..=MAX_WRITERS).contains(&self.writers) {
+            return invalid("writers", &format!("must be between 1 and {MAX_WRITERS}"));
         }
         Ok(())
     }
@@ -140,6 +151,14 @@ pub struct Sink {
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// More connections than this would only queue on the database's cores.
+pub const MAX_WRITERS: usize = 16;
+
+/// The writer of a partition: the same one for as long as the session runs.
+fn lane(partition: i32, writers: usize) -> usize {
+    partition.unsigned_abs() as usize % writers
+}
 
 impl Sink {
     pub fn new(cfg: SinkConfig, stop: Arc<AtomicBool>, metrics: Arc<SinkMetrics>) -> Result<Sink, SinkError> {
@@ -248,9 +267,10 @@ impl Sink {
         Ok(TopicReader { topic: topic.to_string(), kind, consumer, partitions, at_end: HashSet::new() })
     }
 
-    async fn session(&mut self) -> Result<(), SinkError> {
+    /// A connection to the database, closed when the returned guard drops.
+    async fn connect(&self) -> Result<(tokio_postgres::Client, AbortOnDrop), SinkError> {
         let url = crate::redact_url(&self.cfg.database_url);
-        let (mut client, connection) = tokio_postgres::connect(&self.cfg.database_url, tokio_postgres::NoTls)
+        let (client, connection) = tokio_postgres::connect(&self.cfg.database_url, tokio_postgres::NoTls)
             .await
             .map_err(SinkError::db(format!("connecting to {url}")))?;
         let conn = tokio::spawn(async move {
@@ -258,7 +278,12 @@ impl Sink {
                 warn!(error = %e, "database connection closed");
             }
         });
-        let _abort = AbortOnDrop(conn);
+        Ok((client, AbortOnDrop(conn)))
+    }
+
+    async fn session(&mut self) -> Result<(), SinkError> {
+        let url = crate::redact_url(&self.cfg.database_url);
+        let (mut client, _abort) = self.connect().await?;
         let topics = self.cfg.topics();
         // One writer per set of topics: a second sink on the same database
         // waits here instead of interleaving its batches' positions.
@@ -287,6 +312,14 @@ impl Sink {
             info!(?applied, "database migrations applied");
         }
         db::prepare_session(&client).await?;
+        // The other writers' connections: they only write while this one
+        // holds the lock, and go with it when the session ends.
+        let mut others = Vec::with_capacity(self.cfg.writers - 1);
+        for _ in 1..self.cfg.writers {
+            let (c, guard) = self.connect().await?;
+            db::prepare_session(&c).await?;
+            others.push((c, guard));
+        }
         let all: [&str; 4] = [&topics.determinations, &topics.outreach, &topics.roster, &topics.calendar];
         self.metrics.init_topics(&all);
         let stored = db::load_offsets(&client, &all).await?;
@@ -330,7 +363,11 @@ impl Sink {
                 return Ok(());
             }
             match read {
-                Some(Read::Batch(batch)) => self.write(&mut client, &batch, &mut positions).await?,
+                Some(Read::Batch(lanes)) => {
+                    let mut clients: Vec<&mut tokio_postgres::Client> = vec![&mut client];
+                    clients.extend(others.iter_mut().map(|(c, _)| c));
+                    self.write(clients, lanes, &mut positions).await?
+                }
                 Some(Read::AllWritten) => {
                     info!("every partition is written to its end");
                     return Ok(());
@@ -346,31 +383,45 @@ impl Sink {
         }
     }
 
+    /// Writes each writer's part of a batch on its own connection, side by
+    /// side; a part that committed counts even when another failed (its
+    /// positions are stored with it), and the session then starts again.
     async fn write(
         &mut self,
-        client: &mut tokio_postgres::Client,
-        batch: &Batch,
+        clients: Vec<&mut tokio_postgres::Client>,
+        lanes: Vec<Batch>,
         positions: &mut BTreeMap<(String, i32), i64>,
     ) -> Result<(), SinkError> {
-        let spans: Vec<String> = batch.next_offsets.iter().map(|((t, p), o)| format!("{t}[{p}]<{o}")).collect();
-        let span = tracing::info_span!(
-            "batch",
-            records = batch.records,
-            determinations = batch.determinations.len(),
-            outreach = batch.outreach.len(),
-            bad = batch.bad.len(),
-            positions = %spans.join(" ")
+        let parts = clients.into_iter().zip(lanes.iter()).enumerate().filter(|(_, (_, b))| !b.is_empty()).map(
+            |(writer, (client, batch))| async move {
+                let started = Instant::now();
+                let span = batch_span(writer, batch);
+                let written = db::write_batch(client, batch).instrument(span.clone()).await;
+                (batch, span, written, started.elapsed().as_secs_f64())
+            },
         );
-        let started = Instant::now();
-        let written: Written = match db::write_batch(client, batch).instrument(span.clone()).await {
-            Ok(w) => w,
-            Err(e) => {
-                self.metrics.batches.with_label_values(&["failed"]).inc();
-                span.in_scope(|| warn!(error = %e, "batch not written"));
-                return Err(e);
+        let mut failed = None;
+        for (batch, span, written, seconds) in futures_util::future::join_all(parts).await {
+            match written {
+                Ok(w) => self.committed(batch, &span, w, seconds, positions),
+                Err(e) => {
+                    self.metrics.batches.with_label_values(&["failed"]).inc();
+                    span.in_scope(|| warn!(error = %e, "batch not written"));
+                    failed.get_or_insert(e);
+                }
             }
-        };
-        let seconds = started.elapsed().as_secs_f64();
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    fn committed(
+        &mut self,
+        batch: &Batch,
+        span: &tracing::Span,
+        written: Written,
+        seconds: f64,
+        positions: &mut BTreeMap<(String, i32), i64>,
+    ) {
         let mut by_topic: BTreeMap<String, u64> = BTreeMap::new();
         for (k, o) in &batch.next_offsets {
             positions.insert(k.clone(), *o);
@@ -401,7 +452,6 @@ impl Sink {
                 "batch committed"
             )
         });
-        Ok(())
     }
 
     /// The lag gauge: the end of each partition (as last asked) less the committed position.
@@ -416,9 +466,24 @@ impl Sink {
     }
 }
 
+/// The span of one writer's part of a batch: its sizes and positions.
+fn batch_span(writer: usize, batch: &Batch) -> tracing::Span {
+    let spans: Vec<String> = batch.next_offsets.iter().map(|((t, p), o)| format!("{t}[{p}]<{o}")).collect();
+    tracing::info_span!(
+        "batch",
+        writer,
+        records = batch.records,
+        determinations = batch.determinations.len(),
+        outreach = batch.outreach.len(),
+        bad = batch.bad.len(),
+        positions = %spans.join(" ")
+    )
+}
+
 /// What the reading thread hands the writer.
 enum Read {
-    Batch(Batch),
+    /// A batch, in one part per writer (by [`lane`]).
+    Batch(Vec<Batch>),
     /// Every partition is read to its end, and every batch before this was
     /// handed over (`exit_when_idle`).
     AllWritten,
@@ -498,7 +563,7 @@ fn read_batches(
                 return;
             }
         };
-        if batch.is_empty() {
+        if batch.iter().all(Batch::is_empty) {
             if cfg.exit_when_idle && readers.iter().all(|r| r.at_end.len() == r.partitions.len()) {
                 let _ = tx.blocking_send(Read::AllWritten);
                 return;
@@ -523,8 +588,9 @@ fn collect(
     codec: &Codec,
     halted: &dyn Fn() -> bool,
     readers: &mut [TopicReader],
-) -> Result<Option<Batch>, SinkError> {
-    let mut batch = Batch::default();
+) -> Result<Option<Vec<Batch>>, SinkError> {
+    let mut batch: Vec<Batch> = (0..cfg.writers).map(|_| Batch::default()).collect();
+    let mut records = 0;
     let mut first: Option<Instant> = None;
     let max_wait = Duration::from_millis(cfg.batch_max_ms);
     let mut idle_rounds = 0;
@@ -532,7 +598,7 @@ fn collect(
         if halted() {
             return Ok(None);
         }
-        if batch.records >= cfg.batch_max_records || first.is_some_and(|f| f.elapsed() >= max_wait) {
+        if records >= cfg.batch_max_records || first.is_some_and(|f| f.elapsed() >= max_wait) {
             return Ok(Some(batch));
         }
         let mut got = false;
@@ -541,7 +607,7 @@ fn collect(
             // whole round found nothing.
             let timeout = if idle_rounds > 0 { Duration::from_millis(25) } else { Duration::ZERO };
             for _ in 0..1_000 {
-                if batch.records >= cfg.batch_max_records {
+                if records >= cfg.batch_max_records {
                     break;
                 }
                 match r.consumer.poll(timeout) {
@@ -559,7 +625,8 @@ fn collect(
                         got = true;
                         first.get_or_insert_with(Instant::now);
                         r.at_end.remove(&m.partition());
-                        take(r.kind, codec, &m, &mut batch)?;
+                        records += 1;
+                        take(r.kind, codec, &m, &mut batch[lane(m.partition(), cfg.writers)])?;
                     }
                 }
             }
@@ -824,6 +891,25 @@ mod tests {
         let e =
             SinkConfig { database_url: "postgres://u:secret@h:notaport/db".into(), ..Default::default() }.validate().unwrap_err();
         assert!(!e.to_string().contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn writers_are_bounded_and_own_whole_partitions() {
+        let ok = SinkConfig { database_url: "postgres://u@h:5432/db".into(), ..Default::default() };
+        for w in [0, MAX_WRITERS + 1] {
+            let e = SinkConfig { writers: w, ..ok.clone() }.validate().unwrap_err();
+            assert!(e.to_string().contains("writers"), "{e}");
+        }
+        // Every partition has one writer, the writers share the partitions
+        // evenly, and one writer takes them all.
+        for writers in 1..=4 {
+            let mut per = vec![0; writers];
+            for p in 0..12 {
+                per[lane(p, writers)] += 1;
+            }
+            assert!(per.iter().all(|&n| n == 12 / writers || n == 12 / writers + 1), "{per:?}");
+        }
+        assert!((0..50).all(|p| lane(p, 1) == 0));
     }
 
     #[test]
