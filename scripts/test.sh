@@ -27,9 +27,12 @@ echo "test: format and lints"
 gate_failed=0
 cargo fmt --all --check || { echo "test: cargo fmt --check failed (run cargo fmt --all)"; gate_failed=1; }
 
+# The processor's crash points (crates/kafka/src/crash.rs) are compiled in
+# for the tests that abort it at a named step of its protocol.
+features=(--features rollcall-cli/crash-points)
 echo "test: building (release profile; RocksDB and librdkafka take ~10 minutes on a cold target directory)"
-cargo build --release --workspace --all-targets
-cargo clippy --release --workspace --all-targets -- -D warnings || { echo "test: clippy found warnings"; gate_failed=1; }
+cargo build --release --workspace --all-targets "${features[@]}"
+cargo clippy --release --workspace --all-targets "${features[@]}" -- -D warnings || { echo "test: clippy found warnings"; gate_failed=1; }
 
 if [ -z "${ROLLCALL_TEST_BROKERS:-}" ]; then
   export ROLLCALL_KAFKA_RUN="${ROLLCALL_KAFKA_RUN:-${TMPDIR:-/tmp}/rollcall-test-kafka-$$}"
@@ -40,11 +43,11 @@ if [ -z "${ROLLCALL_TEST_BROKERS:-}" ]; then
 fi
 
 status=0
-cargo test --release --workspace --no-fail-fast 2>&1 | tee "$log" || status=1
+cargo test --release --workspace --no-fail-fast "${features[@]}" 2>&1 | tee "$log" || status=1
 
 dirs=(tests/scenarios)
 [ -d ../shared/scenarios ] && dirs+=(../shared/scenarios)
-cargo run --release -q -- scenario check "${dirs[@]}" 2>&1 | tee -a "$log" || status=1
+cargo run --release -q "${features[@]}" -- scenario check "${dirs[@]}" 2>&1 | tee -a "$log" || status=1
 
 # The closing summary. libtest binaries end in `test result: ok. N passed; M
 # failed; ...`; the binaries with their own harness and `scenario check` end

@@ -4,6 +4,7 @@
 
 pub mod checked;
 pub mod config;
+pub mod crash;
 pub mod dead_log;
 pub mod dlq;
 pub mod fuzzing;

@@ -163,6 +163,7 @@ fn restore_from_changelog(cfg: &ProcessorConfig, partition: i32, store: &mut Roc
                 };
                 store.apply(table, k, m.payload());
                 n += 1;
+                crate::crash::reached("restoring");
                 next = m.offset() + 1;
                 if n.is_multiple_of(50_000) {
                     store.commit().map_err(|e| {

@@ -143,6 +143,7 @@ impl Processor {
             }
         }
         span.record("offsets", self.offsets_field().as_str());
+        crate::crash::reached("produced");
         if offsets.count() > 0 {
             let gm = self.consumer.group_metadata().ok_or_else(|| KafkaError::kafka_step("no consumer group metadata"))?;
             let sent =
@@ -160,6 +161,7 @@ impl Processor {
             TxnStep::Fatal(e) => return Err(e),
         }
         self.in_txn = false;
+        crate::crash::reached("committed");
         let failures = self.producer.context().failures.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
         if !failures.is_empty() {
             // A committed transaction whose records failed cannot happen; treat it as fatal.
@@ -241,6 +243,7 @@ impl Processor {
         }
         // Uncommitted work is gone: every kept task is back at its last commit.
         self.rollback_tasks()?;
+        crate::crash::reached("rebalancing");
         // Open (and restore) the new ones now, and fetch every partition from
         // where its task's state ends; records polled around the rebalance
         // were dropped and come again.
