@@ -3,8 +3,9 @@
 //!
 //! Compiled in only with the `crash-points` feature (scripts/test.sh builds
 //! the suite with it; a release built without it has none of this code).
-//! `ROLLCALL_CRASH_POINT=NAME:N[,NAME:N...]` makes the process abort — no
-//! destructor runs, no buffer is flushed, as under SIGKILL — the N-th time
+//! `ROLLCALL_CRASH_POINT=NAME:N[,NAME:N...]` makes the process send itself
+//! SIGKILL (kill -9: no destructor runs, no buffer is flushed, the broker
+//! and RocksDB see what they would see of a killed process) the N-th time
 //! it reaches the point NAME. The points:
 //!
 //! | name | where |
@@ -38,14 +39,19 @@ mod armed {
     pub fn reached(name: &'static str) {
         if let Some((count, at)) = armed().get(name) {
             if count.fetch_add(1, Ordering::SeqCst) + 1 == *at {
-                eprintln!("crash point {name} reached (time {at}): aborting");
+                eprintln!("crash point {name} reached (time {at}): SIGKILL");
+                // SAFETY: kill(2) on our own pid; SIGKILL cannot be caught, so it does not return.
+                unsafe {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+                // Not reached; should the signal be refused, end as abruptly.
                 std::process::abort();
             }
         }
     }
 }
 
-/// Aborts the process here if `ROLLCALL_CRASH_POINT` arms `name` for this time.
+/// Kills the process here if `ROLLCALL_CRASH_POINT` arms `name` for this time.
 #[inline(always)]
 pub fn reached(name: &'static str) {
     debug_assert!(POINTS.contains(&name), "unknown crash point {name}");
