@@ -22,6 +22,9 @@ use rollcall_scenario::{check, scenario_files, Expect, Scenario};
 mod support;
 use support::*;
 
+#[path = "support/skip.rs"]
+mod skip;
+
 /// Every scenario, shared and the project's own, passes through the broker.
 fn scenarios_pass_through_kafka(b: &str) -> TestResult {
     let mut files = scenario_files(&repo().join("tests/scenarios")).map_err(|e| e.to_string())?;
@@ -419,6 +422,19 @@ fn spawn_processor(
     until: &str,
     exit_when_idle: bool,
 ) -> Result<Child, String> {
+    processor_command(b, prefix, state, instance, until, exit_when_idle)?.spawn().map_err(|e| e.to_string())
+}
+
+/// The command of one processor run with the replay clock, stderr piped
+/// (or to a file under ROLLCALL_TEST_LOG_DIR).
+fn processor_command(
+    b: &str,
+    prefix: &str,
+    state: &Path,
+    instance: &str,
+    until: &str,
+    exit_when_idle: bool,
+) -> Result<Command, String> {
     let mut c = Command::new(bin());
     c.stderr(Stdio::piped());
     c.args(["run", "--brokers", b, "--clock", "replay", "--instance-id", instance, "--until", until])
@@ -439,7 +455,7 @@ fn spawn_processor(
     if exit_when_idle {
         c.arg("--exit-when-idle");
     }
-    c.spawn().map_err(|e| e.to_string())
+    Ok(c)
 }
 
 /// Every committed output record, as JSON text, and every dead letter, as
@@ -539,8 +555,41 @@ fn reference_run(b: &str, s: &Scenario, name: &str) -> Result<Vec<String>, Strin
     Ok(out)
 }
 
-/// SIGKILL at 20 seeded random points; the committed outputs equal an uninterrupted run's.
+/// The crash points are compiled in (scripts/test.sh builds with
+/// `--features rollcall-cli/crash-points`); without them a crash test
+/// records itself as skipped.
+fn crash_points_or_skip(test: &str) -> bool {
+    if !rollcall_kafka::crash::COMPILED_IN {
+        skip::skip(
+            test,
+            "built without the crash points (cargo test --features rollcall-cli/crash-points; scripts/test.sh has it)",
+        );
+    }
+    rollcall_kafka::crash::COMPILED_IN
+}
+
+/// A processor run to its end, armed with `crash` (`POINT:N`) and smaller
+/// batches; whether it was killed (SIGKILL) rather than finishing.
+fn run_armed(b: &str, prefix: &str, state: &Path, instance: &str, until: &str, crash: &str) -> Result<bool, String> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut c = processor_command(b, prefix, state, instance, until, true)?;
+    c.stderr(Stdio::piped()).env("ROLLCALL_CRASH_POINT", crash).env("ROLLCALL_BATCH_MAX_RECORDS", "2000");
+    let out = c.output().map_err(|e| e.to_string())?;
+    match (out.status.signal(), out.status.success()) {
+        (Some(9), _) => Ok(true),
+        (None, true) => Ok(false),
+        _ => Err(format!("run armed with {crash} ended with {}: {}", out.status, tail(&String::from_utf8_lossy(&out.stderr)))),
+    }
+}
+
+/// 20 kills, each at a step of the commit protocol drawn from progress
+/// (SIGKILL after the k-th batch is produced and not committed, or
+/// committed to Kafka and not yet to RocksDB); the committed outputs equal
+/// an uninterrupted run's.
 fn kill_nine_loses_and_duplicates_nothing(b: &str) -> TestResult {
+    if !crash_points_or_skip("kill_nine_loses_and_duplicates_nothing") {
+        return Ok(());
+    }
     let s = district(2000, 5, 11);
     ensure(s.events.len() >= 200_000, || format!("district has only {} events", s.events.len()))?;
     let reference = reference_run(b, &s, "kill-ref")?;
@@ -550,7 +599,7 @@ fn kill_nine_loses_and_duplicates_nothing(b: &str) -> TestResult {
     produce_district(b, &topics, &s)?;
     let state = tempfile::tempdir().map_err(|e| e.to_string())?;
     let until = s.now.to_rfc3339();
-    // Seeded, so a failure can be replayed: kill points in milliseconds.
+    // Seeded, so a failure can be replayed.
     let mut x: u64 = 0x5eed_1234_abcd_0001;
     let mut next = || {
         x ^= x << 13;
@@ -558,16 +607,16 @@ fn kill_nine_loses_and_duplicates_nothing(b: &str) -> TestResult {
         x ^= x << 17;
         x
     };
+    let mut mid_work = 0;
     for i in 0..20 {
-        // Startup (group join, transactions, restore) takes a second or two.
-        let delay = 1_500 + next() % 4_500;
-        let mut child = spawn_processor(b, &prefix, state.path(), "killed", &until, true)?;
-        std::thread::sleep(Duration::from_millis(delay));
-        let finished = child.try_wait().map_err(|e| e.to_string())?.is_some();
-        let _ = child.kill();
-        let _ = child.wait();
-        eprintln!("  kill {:>2} after {delay} ms{}", i + 1, if finished { " (had already finished)" } else { "" });
+        let point = if i % 2 == 0 { "produced" } else { "committed" };
+        let crash = format!("{point}:{}", 1 + next() % 6);
+        let killed = run_armed(b, &prefix, state.path(), "killed", &until, &crash)?;
+        mid_work += usize::from(killed);
+        eprintln!("  kill {:>2} at {crash}{}", i + 1, if killed { " (mid-work)" } else { " (had already finished)" });
     }
+    eprintln!("  {mid_work} of 20 kills landed mid-work");
+    ensure(mid_work == 20, || format!("only {mid_work} of 20 kills landed mid-work"))?;
     let last = spawn_processor(b, &prefix, state.path(), "killed", &until, true)?;
     let out = last.wait_with_output().map_err(|e| e.to_string())?;
     ensure(out.status.success(), || format!("final run exited with {}", out.status))?;
@@ -590,6 +639,92 @@ fn kill_nine_loses_and_duplicates_nothing(b: &str) -> TestResult {
     ensure(processed < s.events.len() * 3 / 4, || {
         format!("the killed runs committed too little: the final run processed {processed} records")
     })
+}
+
+/// A restore killed halfway (an instance with an empty state directory
+/// rebuilding its partitions from the changelog) and started again; the
+/// outputs equal an uninterrupted run's.
+fn killed_restore_restores_again(b: &str) -> TestResult {
+    if !crash_points_or_skip("killed_restore_restores_again") {
+        return Ok(());
+    }
+    let s = district(600, 5, 7);
+    let reference = reference_run(b, &s, "restore-ref")?;
+    let prefix = unique("restore");
+    let topics = Topics::with_prefix(&prefix);
+    create_topics(b, &topics, 6, 1).map_err(|e| format!("{e:#}"))?;
+    produce_district(b, &topics, &s)?;
+    let until = s.now.to_rfc3339();
+    // Some batches committed (the last one to Kafka only), on a state
+    // directory that is then lost.
+    let lost = tempfile::tempdir().map_err(|e| e.to_string())?;
+    ensure(run_armed(b, &prefix, lost.path(), "r", &until, "committed:12")?, || {
+        "the first run finished before its 12th batch".into()
+    })?;
+    drop(lost);
+    let fresh = tempfile::tempdir().map_err(|e| e.to_string())?;
+    ensure(run_armed(b, &prefix, fresh.path(), "r", &until, "restoring:1000")?, || {
+        "the restore finished before its 1000th changelog record".into()
+    })?;
+    eprintln!("  killed after 1000 changelog records of the restore");
+    let out = spawn_processor(b, &prefix, fresh.path(), "r", &until, true)?.wait_with_output().map_err(|e| e.to_string())?;
+    ensure(out.status.success(), || format!("the run after the killed restore exited with {}", out.status))?;
+    compare(&reference, &outputs(b, &topics)?, "after a killed restore")
+}
+
+/// An instance killed in the middle of a rebalance (a second instance
+/// joining); the other finishes every partition, and the outputs equal an
+/// uninterrupted run's.
+fn killed_in_a_rebalance(b: &str) -> TestResult {
+    use std::os::unix::process::ExitStatusExt;
+    if !crash_points_or_skip("killed_in_a_rebalance") {
+        return Ok(());
+    }
+    let s = district(600, 5, 9);
+    let reference = reference_run(b, &s, "mid-rebal-ref")?;
+    let prefix = unique("mid-rebal");
+    let topics = Topics::with_prefix(&prefix);
+    create_topics(b, &topics, 6, 1).map_err(|e| format!("{e:#}"))?;
+    produce_district(b, &topics, &s)?;
+    let (da, db) = (tempfile::tempdir().map_err(|e| e.to_string())?, tempfile::tempdir().map_err(|e| e.to_string())?);
+    let until = s.now.to_rfc3339();
+    // The first rebalance is a's own assignment; the second, b joining.
+    let mut ca = processor_command(b, &prefix, da.path(), "a", &until, false)?;
+    ca.env("ROLLCALL_CRASH_POINT", "rebalancing:2").env("ROLLCALL_BATCH_MAX_RECORDS", "500");
+    let mut a = ca.spawn().map_err(|e| e.to_string())?;
+    let log_a = drain(a.stderr.take());
+    std::thread::sleep(Duration::from_millis(2_500));
+    let mut survivor = spawn_processor(b, &prefix, db.path(), "b", &until, false)?;
+    let _log_b = drain(survivor.stderr.take());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = a.try_wait().map_err(|e| e.to_string())? {
+            break Some(st);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let killed = status.is_some_and(|st| st.signal() == Some(9));
+    if !killed {
+        let _ = a.kill();
+        let _ = a.wait();
+        let _ = survivor.kill();
+        let _ = survivor.wait();
+        return Err(format!("instance a was not killed in the rebalance ({status:?}): {}", tail(&log_a.join())));
+    }
+    eprintln!("  instance a killed mid-rebalance; waiting for b to finish every partition");
+    let result = loop {
+        let out = outputs(b, &topics)?;
+        if out.len() >= reference.len() || started.elapsed() > Duration::from_secs(180) {
+            break compare(&reference, &out, "after a killed rebalance");
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    };
+    let _ = survivor.kill();
+    let _ = survivor.wait();
+    result
 }
 
 /// Two instances over 6 partitions; one is killed; the survivor finishes its partitions.
@@ -1062,6 +1197,8 @@ fn main() -> ExitCode {
         ("quiet_night_closes_on_the_wall_clock", quiet_night_closes_on_the_wall_clock),
         ("a_day_closes_while_the_processor_is_idle", a_day_closes_while_the_processor_is_idle),
         ("kill_nine_loses_and_duplicates_nothing", kill_nine_loses_and_duplicates_nothing),
+        ("killed_restore_restores_again", killed_restore_restores_again),
+        ("killed_in_a_rebalance", killed_in_a_rebalance),
         ("broker_restart_loses_nothing", broker_restart_loses_nothing),
         ("two_groups_side_by_side", two_groups_side_by_side),
         ("dlq_replay_recovers_refused_records", dlq_replay_recovers_refused_records),
