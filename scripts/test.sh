@@ -49,9 +49,10 @@ dirs=(tests/scenarios)
 [ -d ../shared/scenarios ] && dirs+=(../shared/scenarios)
 cargo run --release -q "${features[@]}" -- scenario check "${dirs[@]}" 2>&1 | tee -a "$log" || status=1
 
-# The closing summary. libtest binaries end in `test result: ok. N passed; M
-# failed; ...`; the binaries with their own harness and `scenario check` end
-# in `N passed, M failed[, K skipped]`. A test recorded in ROLLCALL_SKIPS
+# The closing summary. libtest binaries (the crates' unit tests) end in
+# `test result: ok. N passed; M failed; ...`; the integration tests
+# (tests/main.rs, with its own runner) and `scenario check` end in
+# `N passed, M failed[, K skipped]`. A test recorded in ROLLCALL_SKIPS
 # returned as passed, so it moves from passed to skipped.
 read -r passed failed skipped < <(awk '
   /^test result: / { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::harness::Area;
 use serde_json::{json, Value};
 
 fn repo() -> PathBuf {
@@ -24,7 +25,6 @@ fn check(name: &str, v: &Value) -> (Option<i32>, String, PathBuf, tempfile::Temp
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), path, dir)
 }
 
-#[test]
 fn misspelt_field_names_file_event_and_field() {
     let mut v = base();
     let e = v["events"][2].as_object_mut().unwrap();
@@ -37,7 +37,6 @@ fn misspelt_field_names_file_event_and_field() {
     assert!(out.contains("0 passed, 1 failed"), "{out}");
 }
 
-#[test]
 fn unknown_enum_value_is_named() {
     let mut v = base();
     v["events"][0]["kind"] = json!("LOGGED_IN");
@@ -46,7 +45,6 @@ fn unknown_enum_value_is_named() {
     assert!(out.contains("events[0]") && out.contains("LOGGED_IN") && out.contains("LIVE_JOIN"), "{out}");
 }
 
-#[test]
 fn nonexistent_timezone_is_named() {
     let mut v = base();
     v["calendars"][0]["timezone"] = json!("America/Atlantis");
@@ -55,7 +53,6 @@ fn nonexistent_timezone_is_named() {
     assert!(out.contains("calendars[0]") && out.contains("America/Atlantis") && out.contains("IANA"), "{out}");
 }
 
-#[test]
 fn syntax_error_names_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("broken.json");
@@ -66,7 +63,6 @@ fn syntax_error_names_line_and_column() {
     assert!(text.contains("broken.json: line 3, column"), "{text}");
 }
 
-#[test]
 fn event_for_unknown_student_waits_then_is_refused_and_the_rest_still_counts() {
     let mut v = base();
     let mut stray = v["events"][0].clone();
@@ -91,7 +87,6 @@ fn event_for_unknown_student_waits_then_is_refused_and_the_rest_still_counts() {
     assert_eq!(code, Some(0), "{out}");
 }
 
-#[test]
 fn absurd_timestamp_is_refused() {
     let mut v = base();
     let mut far = v["events"][0].clone();
@@ -106,7 +101,6 @@ fn absurd_timestamp_is_refused() {
     assert_eq!(code, Some(0), "{out}");
 }
 
-#[test]
 fn policy_file_with_wrong_field_names_file_line_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("district.toml");
@@ -118,7 +112,6 @@ fn policy_file_with_wrong_field_names_file_line_and_field() {
     assert!(err.contains("district.toml") && err.contains("line") && err.contains("hardship_reason"), "{err}");
 }
 
-#[test]
 fn policy_file_with_unknown_reason_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("district.toml");
@@ -130,7 +123,6 @@ fn policy_file_with_unknown_reason_is_named() {
     assert!(err.contains("district.toml") && err.contains("WIFI"), "{err}");
 }
 
-#[test]
 fn shipped_presets_check_clean() {
     for id in rollcall_policy::PRESET_IDS {
         let dir = tempfile::tempdir().unwrap();
@@ -147,7 +139,6 @@ fn rollcall(args: &[&str]) -> (Option<i32>, String, String) {
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-#[test]
 fn an_out_of_range_year_names_its_field() {
     let mut v = base();
     v["events"][1]["occurred_at"] = json!("+275760-01-01T00:00:00Z");
@@ -162,7 +153,6 @@ fn an_out_of_range_year_names_its_field() {
     assert!(out.contains("events[1].occurred_at: input is out of range"), "{out}");
 }
 
-#[test]
 fn a_scenario_with_a_byte_order_mark_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bom.json");
@@ -172,7 +162,6 @@ fn a_scenario_with_a_byte_order_mark_is_read() {
     assert!(out.contains("1 passed, 0 failed"), "{out}");
 }
 
-#[test]
 fn an_empty_scenario_directory_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let (code, out, err) = rollcall(&["scenario", "check", dir.path().to_str().unwrap()]);
@@ -180,7 +169,6 @@ fn an_empty_scenario_directory_is_an_error() {
     assert!(err.contains("no scenario files") && err.contains(&dir.path().display().to_string()), "{err}");
 }
 
-#[test]
 fn a_missing_file_says_its_os_error_once() {
     let (code, _, err) = rollcall(&["policy", "check", "/nonexistent/district.toml"]);
     assert_eq!(code, Some(2), "{err}");
@@ -190,7 +178,6 @@ fn a_missing_file_says_its_os_error_once() {
     assert_eq!(out.matches("No such file").count(), 1, "{out}");
 }
 
-#[test]
 fn policy_show_says_to_change_the_id_and_checks_clean() {
     let (code, out, _) = rollcall(&["policy", "show", "cms"]);
     assert_eq!(code, Some(0));
@@ -203,7 +190,6 @@ fn policy_show_says_to_change_the_id_and_checks_clean() {
     assert!(out.contains("policy `cms-district`"), "{out}");
 }
 
-#[test]
 fn policy_check_refuses_codes_an_sis_could_not_use() {
     let dir = tempfile::tempdir().unwrap();
     let cms = rollcall(&["policy", "show", "cms"]).1.replace("id = \"cms\"", "id = \"d\"");
@@ -219,7 +205,6 @@ fn policy_check_refuses_codes_an_sis_could_not_use() {
     }
 }
 
-#[test]
 fn a_mistake_in_the_rule_table_points_at_its_line_on_lines_of_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let text = rollcall(&["policy", "show", "cms"]).1.replace("fraction = 0.5", "fraction = \"half\"");
@@ -229,4 +214,29 @@ fn a_mistake_in_the_rule_table_points_at_its_line_on_lines_of_its_own() {
     let (code, _, err) = rollcall(&["policy", "check", path.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains(&format!("line {line}")) && err.lines().count() > 2, "{err}");
+}
+
+/// Nothing to set up: these run on the runner's thread pool.
+pub fn area() -> Area {
+    Area::plain(
+        "bad_input",
+        plain_tests![
+            misspelt_field_names_file_event_and_field,
+            unknown_enum_value_is_named,
+            nonexistent_timezone_is_named,
+            syntax_error_names_line_and_column,
+            event_for_unknown_student_waits_then_is_refused_and_the_rest_still_counts,
+            absurd_timestamp_is_refused,
+            policy_file_with_wrong_field_names_file_line_and_field,
+            policy_file_with_unknown_reason_is_named,
+            shipped_presets_check_clean,
+            an_out_of_range_year_names_its_field,
+            a_scenario_with_a_byte_order_mark_is_read,
+            an_empty_scenario_directory_is_an_error,
+            a_missing_file_says_its_os_error_once,
+            policy_show_says_to_change_the_id_and_checks_clean,
+            policy_check_refuses_codes_an_sis_could_not_use,
+            a_mistake_in_the_rule_table_points_at_its_line_on_lines_of_its_own,
+        ],
+    )
 }

@@ -7,8 +7,8 @@
 
 use std::process::Command;
 
-#[path = "support/skip.rs"]
-mod skip;
+use crate::support::harness::Area;
+use crate::support::skip;
 
 fn rollcall(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_rollcall")).args(args).output().unwrap();
@@ -28,7 +28,6 @@ fn figure(stdout: &str, prefix: &str, suffix: &str) -> f64 {
     n.parse().unwrap()
 }
 
-#[test]
 fn bench_engine_replays_a_simulated_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("district.avro");
@@ -42,7 +41,6 @@ fn bench_engine_replays_a_simulated_file() {
     assert!(figure(&out, "engine: ", " events/s") > 0.0, "{out}");
 }
 
-#[test]
 fn bench_state_reports_bytes_per_student_day() {
     let out = rollcall(&["bench", "state", "--students", "20", "--days", "7"]);
     assert!(out.contains("memory caps: block cache"), "{out}");
@@ -69,7 +67,6 @@ fn last_line(stdout: &str) -> &str {
     stdout.lines().last().unwrap_or_default()
 }
 
-#[test]
 fn bench_kafka_compares_the_processor_with_a_bare_consumer() {
     let Some(b) = test_brokers("bench_kafka_compares_the_processor_with_a_bare_consumer") else { return };
     let out = rollcall(&["bench", "kafka", "--brokers", &b, "--students", "20", "--days", "2", "--partitions", "2"]);
@@ -84,7 +81,6 @@ fn bench_kafka_compares_the_processor_with_a_bare_consumer() {
     assert!(n.len() == 3 && n.iter().all(|x| *x > 0.0), "{out}");
 }
 
-#[test]
 fn bench_latency_reports_percentiles() {
     let Some(b) = test_brokers("bench_latency_reports_percentiles") else { return };
     let out = rollcall(&["bench", "latency", "--brokers", &b, "--seconds", "2", "--rate", "20", "--partitions", "2"]);
@@ -95,7 +91,6 @@ fn bench_latency_reports_percentiles() {
     assert_eq!(n[2], 40.0, "every deciding event gives one provisional determination: {out}");
 }
 
-#[test]
 fn bench_restore_reports_records_per_second() {
     let Some(b) = test_brokers("bench_restore_reports_records_per_second") else { return };
     let out = rollcall(&["bench", "restore", "--brokers", &b, "--students", "20", "--days", "2", "--partitions", "2"]);
@@ -106,7 +101,6 @@ fn bench_restore_reports_records_per_second() {
 }
 
 /// Needs Maven, Java and Python (a venv): only with ROLLCALL_TEST_PEERS=1.
-#[test]
 fn bench_peers_compares_with_kafka_streams_and_quix() {
     const TEST: &str = "bench_peers_compares_with_kafka_streams_and_quix";
     if std::env::var("ROLLCALL_TEST_PEERS").as_deref() != Ok("1") {
@@ -127,7 +121,6 @@ fn bench_peers_compares_with_kafka_streams_and_quix() {
     assert!(n.len() == 5 && n.iter().all(|x| *x > 0.0), "{out}");
 }
 
-#[test]
 fn bench_gateway_compares_the_gateway_with_a_bare_producer() {
     let Some(b) = test_brokers("bench_gateway_compares_the_gateway_with_a_bare_producer") else { return };
     let out = rollcall(&[
@@ -163,4 +156,20 @@ fn bench_gateway_compares_the_gateway_with_a_bare_producer() {
     );
     let n = numbers(last);
     assert!(n.len() == 6 && n.iter().all(|x| *x > 0.0), "{out}");
+}
+
+/// Nothing to set up: these run on the runner's thread pool.
+pub fn area() -> Area {
+    Area::plain(
+        "bench",
+        plain_tests![
+            bench_engine_replays_a_simulated_file,
+            bench_state_reports_bytes_per_student_day,
+            bench_kafka_compares_the_processor_with_a_bare_consumer,
+            bench_latency_reports_percentiles,
+            bench_restore_reports_records_per_second,
+            bench_peers_compares_with_kafka_streams_and_quix,
+            bench_gateway_compares_the_gateway_with_a_bare_producer,
+        ],
+    )
 }

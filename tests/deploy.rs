@@ -18,8 +18,8 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 
-#[path = "support/skip.rs"]
-mod skip;
+use crate::support::harness::Area;
+use crate::support::skip;
 
 /// The processor's state directory in the image and in every deployment.
 const STATE_DIR: &str = "/var/lib/rollcall";
@@ -214,7 +214,6 @@ fn runs_rollcall(svc: &Yaml) -> bool {
     !svc["build"].is_null() || svc["image"].as_str().is_some_and(|i| i.starts_with("rollcall"))
 }
 
-#[test]
 fn compose_has_every_service_wired_together() {
     let c = compose();
     let names = c.names();
@@ -343,7 +342,6 @@ fn compose_has_every_service_wired_together() {
 
 /// Every flag given to `rollcall` in docker-compose.yml and deploy/k8s is
 /// one its subcommand accepts.
-#[test]
 fn deployments_give_rollcall_only_flags_it_has() {
     let mut commands: Vec<(String, Vec<String>)> = Vec::new();
     let c = compose();
@@ -402,7 +400,6 @@ fn labels_match(selector: &Yaml, labels: &Yaml) -> bool {
     !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
-#[test]
 fn k8s_manifests_are_complete() {
     let files = files_in("deploy/k8s", &[".yaml", ".yml"]);
     let docs = k8s_docs();
@@ -620,7 +617,6 @@ fn check_names(file: &str, exprs: &[String]) -> BTreeSet<&'static str> {
     used
 }
 
-#[test]
 fn metric_identifiers_are_found() {
     let ids = metric_identifiers(
         r#"histogram_quantile(0.9, sum by (le) (rate(rollcall_event_to_output_seconds_bucket{job="rollcall"}[5m]))) / xrollcall_no + rollcall_x"#,
@@ -635,7 +631,6 @@ fn rule_exprs(doc: &Yaml) -> Vec<(String, Yaml)> {
     seq(&doc["groups"]).iter().flat_map(|g| seq(&g["rules"]).iter().map(|r| (s(&r["expr"]), r.clone()))).collect()
 }
 
-#[test]
 fn alert_rules_use_exported_metrics_and_say_what_to_do() {
     let mut names = BTreeSet::new();
     let mut rule_files = 0;
@@ -681,7 +676,6 @@ fn alert_rules_use_exported_metrics_and_say_what_to_do() {
     }
 }
 
-#[test]
 fn prometheus_scrapes_the_processors() {
     let c = compose();
     for (file, want) in
@@ -736,7 +730,6 @@ fn all_panels(panels: &Json, out: &mut Vec<Json>) {
     }
 }
 
-#[test]
 fn dashboard_shows_every_family_from_the_prometheus_datasource() {
     let rel = "deploy/grafana/dashboards/rollcall.json";
     let d = json(rel);
@@ -801,7 +794,6 @@ fn dashboard_shows_every_family_from_the_prometheus_datasource() {
 
 // ---------------------------------------------------------------- image
 
-#[test]
 fn dockerfile_builds_and_runs_rollcall_as_a_user() {
     let df = read("deploy/Dockerfile");
     let lines: Vec<&str> = df.lines().map(str::trim).filter(|l| !l.starts_with('#')).collect();
@@ -845,7 +837,6 @@ fn run(program: &Path, args: &[&str]) -> (bool, String) {
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
-#[test]
 fn promtool_accepts_the_configs_and_the_rules_pass_their_tests() {
     let Some(promtool) = on_path("promtool") else {
         panic!("promtool is not on PATH: scripts/setup.sh installs it (Debian package `prometheus`)");
@@ -871,7 +862,6 @@ fn promtool_accepts_the_configs_and_the_rules_pass_their_tests() {
     assert!(!ok, "promtool accepted a rule with unbalanced parentheses");
 }
 
-#[test]
 fn docker_compose_accepts_the_compose_file() {
     // `config` validates the file on the client: no Docker engine is needed.
     // The compose plugin where there is one, else Debian's docker-compose
@@ -901,4 +891,23 @@ fn docker_compose_accepts_the_compose_file() {
     std::fs::write(&bad, text).unwrap();
     let (ok, _) = compose(&["-f", bad.to_str().unwrap(), "config", "-q"]);
     assert!(!ok, "{} accepted a service with an unknown key", program.display());
+}
+
+/// Nothing to set up: these run on the runner's thread pool.
+pub fn area() -> Area {
+    Area::plain(
+        "deploy",
+        plain_tests![
+            compose_has_every_service_wired_together,
+            deployments_give_rollcall_only_flags_it_has,
+            k8s_manifests_are_complete,
+            metric_identifiers_are_found,
+            alert_rules_use_exported_metrics_and_say_what_to_do,
+            prometheus_scrapes_the_processors,
+            dashboard_shows_every_family_from_the_prometheus_datasource,
+            dockerfile_builds_and_runs_rollcall_as_a_user,
+            promtool_accepts_the_configs_and_the_rules_pass_their_tests,
+            docker_compose_accepts_the_compose_file,
+        ],
+    )
 }

@@ -8,20 +8,20 @@
 //! table, so no broker is needed.
 //!
 //! Uses ROLLCALL_TEST_DATABASE_URL when set; otherwise starts a cluster
-//! with scripts/postgres.sh. Without a database the run fails.
+//! with scripts/postgres.sh. Without a database the tests fail.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-mod support;
-use support::pg::*;
-use support::*;
+use crate::support::harness::{Area, Need};
+use crate::support::pg::*;
+use crate::support::*;
 
 const CLIENT_ID: &str = "rollcall-test";
 const SECRET: &str = "s3cret-never-shown";
@@ -636,18 +636,16 @@ fn sigkill_mid_run_resumes_without_posting_twice(db: &Database) -> TestResult {
     Ok(())
 }
 
-fn main() -> ExitCode {
-    let Some(db) = Database::get_or_report() else { return ExitCode::FAILURE };
-    let tests: &[(&str, fn(&Database) -> TestResult)] = &[
-        ("posts_updates_and_leaves_unchanged_alone", posts_updates_and_leaves_unchanged_alone),
-        ("a_category_change_is_a_delete_then_a_post", a_category_change_is_a_delete_then_a_post),
-        ("an_expired_token_is_fetched_again", an_expired_token_is_fetched_again),
-        ("refusals_are_recorded_and_the_run_goes_on", refusals_are_recorded_and_the_run_goes_on),
-        ("server_errors_and_429_are_retried", server_errors_and_429_are_retried),
-        ("sigkill_mid_run_resumes_without_posting_twice", sigkill_mid_run_resumes_without_posting_twice),
-        ("polls_and_stops_on_sigterm", polls_and_stops_on_sigterm),
+/// PostgreSQL only: no broker.
+pub fn area() -> Area {
+    let tests = service_tests![[Need::Database], |e| (e.database());
+        posts_updates_and_leaves_unchanged_alone,
+        a_category_change_is_a_delete_then_a_post,
+        an_expired_token_is_fetched_again,
+        refusals_are_recorded_and_the_run_goes_on,
+        server_errors_and_429_are_retried,
+        sigkill_mid_run_resumes_without_posting_twice,
+        polls_and_stops_on_sigterm,
     ];
-    let (passed, failed) = run_all("Ed-Fi", Duration::from_secs(600), tests, &db);
-    drop(db);
-    summary(passed, failed)
+    Area::new("edfi", Duration::from_secs(600), tests)
 }

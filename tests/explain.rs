@@ -7,17 +7,17 @@
 //! behind their tokens; and the pages in headless Chromium.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use rollcall_scenario::Scenario;
 use serde_json::{json, Value};
 
-mod support;
-use support::http::{get, request};
-use support::pg::*;
-use support::*;
+use crate::support::harness::{Area, Need};
+use crate::support::http::{get, request};
+use crate::support::pg::*;
+use crate::support::*;
 
 const SCHOOL: &str = "mmsd-explain";
 const TOKEN: &str = "explain-test-token-0123456789";
@@ -301,7 +301,7 @@ fn pages_keep_the_token_in_a_strict_cookie(c: &Ctx) -> TestResult {
 /// no console error and nothing fetched from elsewhere, a number read from
 /// the rendered page equals the database's, and a screenshot is kept.
 fn pages_render_in_chromium(c: &Ctx) -> TestResult {
-    use support::browser::{Browser, Cookie, OpenOptions};
+    use crate::support::browser::{Browser, Cookie, OpenOptions};
     let url = database(c)?;
     let s = serve(url)?;
     let pg = Pg::connect(url)?;
@@ -374,20 +374,15 @@ struct Ctx {
     db: Database,
 }
 
-fn main() -> ExitCode {
-    let Some(db) = Database::get_or_report() else { return ExitCode::FAILURE };
-    let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
-    let tests: &[(&str, fn(&Ctx) -> TestResult)] = &[
-        ("cli_explains_a_present_day", cli_explains_a_present_day),
-        ("cli_explains_an_absence", cli_explains_an_absence),
-        ("cli_explains_a_correction", cli_explains_a_correction),
-        ("cli_explains_a_period", cli_explains_a_period),
-        ("http_explains_and_guards", http_explains_and_guards),
-        ("pages_keep_the_token_in_a_strict_cookie", pages_keep_the_token_in_a_strict_cookie),
-        ("pages_render_in_chromium", pages_render_in_chromium),
+pub fn area() -> Area {
+    let tests = service_tests![[Need::Database, Need::Broker], |e| (&Ctx { broker: e.broker_handle(), db: e.database_handle() });
+        cli_explains_a_present_day,
+        cli_explains_an_absence,
+        cli_explains_a_correction,
+        cli_explains_a_period,
+        http_explains_and_guards,
+        pages_keep_the_token_in_a_strict_cookie,
+        pages_render_in_chromium,
     ];
-    let ctx = Ctx { broker, db };
-    let (passed, failed) = run_all("explain", Duration::from_secs(600), tests, &ctx);
-    drop(ctx);
-    summary(passed, failed)
+    Area::new("explain", Duration::from_secs(600), tests)
 }

@@ -9,16 +9,14 @@
 //! determination read back with `rollcall tail` equals what the engine
 //! decides for the same simulated district on its own, every school of the
 //! district has determinations, and the dead-letter topic stays empty.
-//! Prints `N passed, N failed`.
-
-mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::harness::{Area, Need};
+use crate::support::{bin, ensure, repo, unique, TestResult};
 use serde_json::Value;
-use support::{bin, ensure, repo, run_all, summary, unique, Broker, TestResult};
 
 /// The `rollcall` lines of the README's first-hour block, split into words.
 fn walkthrough() -> Result<Vec<Vec<String>>, String> {
@@ -349,16 +347,13 @@ fn first_lines(s: &str, n: usize) -> String {
     s.lines().take(n).collect::<Vec<_>>().join("\n")
 }
 
-fn main() -> ExitCode {
-    let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
-    let tests: &[(&str, fn(&str) -> TestResult)] = &[
-        ("readme_walkthrough_gives_attendance", readme_walkthrough_gives_attendance),
-        ("topics_create_says_what_is_there", topics_create_says_what_is_there),
-        ("a_copied_preset_replaces_only_when_said", a_copied_preset_replaces_only_when_said),
-        ("unreachable_brokers_are_named_and_a_stop_is_quick", unreachable_brokers_are_named_and_a_stop_is_quick),
-        ("dead_letters_are_summed_up_and_the_clock_is_hinted", dead_letters_are_summed_up_and_the_clock_is_hinted),
+pub fn area() -> Area {
+    let tests = service_tests![[Need::Broker], |e| (e.broker());
+        readme_walkthrough_gives_attendance,
+        topics_create_says_what_is_there,
+        a_copied_preset_replaces_only_when_said,
+        unreachable_brokers_are_named_and_a_stop_is_quick,
+        dead_letters_are_summed_up_and_the_clock_is_hinted,
     ];
-    let (passed, failed) = run_all("first-hour", Duration::from_secs(900), tests, broker.address.as_str());
-    drop(broker);
-    summary(passed, failed)
+    Area::new("first_hour", Duration::from_secs(900), tests)
 }

@@ -7,22 +7,22 @@
 //! dead-lettered after the wait (and replayed from there); a burst from 50
 //! concurrent clients leaves every acknowledged event on the topic exactly
 //! once; a broker that stops answering gives 503s and loses no
-//! acknowledged event. Prints `N passed, N failed`.
-
-mod support;
+//! acknowledged event.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support;
+use crate::support::harness::{Area, Need};
+use crate::support::*;
 use rollcall_ingest::{Format, IdentityView};
 use rollcall_kafka::topics::create_topics;
 use rollcall_kafka::wire::Topics;
 use rollcall_model::avro::AvroRecord;
 use rollcall_model::ActivityEvent;
-use support::*;
 
 const TOKEN: &str = "gateway-test-token-0123456789";
 const ZOOM_SECRET: &str = "zoom-secret-token-0123456789";
@@ -599,21 +599,15 @@ fn a_stopped_broker_gives_503_and_loses_nothing(_: &str) -> TestResult {
     result
 }
 
-fn main() -> ExitCode {
-    let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
-    let tests: &[(&str, fn(&str) -> TestResult)] = &[
-        ("every_route_puts_its_events_on_the_topic", every_route_puts_its_events_on_the_topic),
-        ("refusals_have_their_status_and_produce_nothing", refusals_have_their_status_and_produce_nothing),
-        ("unknown_identities_wait_and_are_released_when_mapped", unknown_identities_wait_and_are_released_when_mapped),
-        (
-            "unknown_identities_are_dead_lettered_after_the_wait_and_replayed",
-            unknown_identities_are_dead_lettered_after_the_wait_and_replayed,
-        ),
-        ("each_format_ends_up_as_a_determination", each_format_ends_up_as_a_determination),
-        ("a_burst_lands_exactly_once", a_burst_lands_exactly_once),
-        ("a_stopped_broker_gives_503_and_loses_nothing", a_stopped_broker_gives_503_and_loses_nothing),
+pub fn area() -> Area {
+    let tests = service_tests![[Need::Broker], |e| (e.broker());
+        every_route_puts_its_events_on_the_topic,
+        refusals_have_their_status_and_produce_nothing,
+        unknown_identities_wait_and_are_released_when_mapped,
+        unknown_identities_are_dead_lettered_after_the_wait_and_replayed,
+        each_format_ends_up_as_a_determination,
+        a_burst_lands_exactly_once,
+        a_stopped_broker_gives_503_and_loses_nothing,
     ];
-    let (passed, failed) = run_all("gateway", Duration::from_secs(900), tests, broker.address.as_str());
-    drop(broker);
-    summary(passed, failed)
+    Area::new("gateway", Duration::from_secs(900), tests)
 }

@@ -3,11 +3,11 @@
 //! moving to a surviving instance.
 //!
 //! Uses the cluster in ROLLCALL_TEST_BROKERS, or starts one with
-//! scripts/kafka.sh and stops it at the end. Runs without the libtest harness
-//! so that one broker serves every test; prints `N passed, N failed`.
+//! scripts/kafka.sh and stops it at the end (tests/support/harness.rs): one
+//! broker serves every test.
 
 use std::path::Path;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -19,11 +19,8 @@ use rollcall_model::avro::AvroRecord;
 use rollcall_model::{DeadLetter, DeadLetterKind};
 use rollcall_scenario::{check, scenario_files, Expect, Scenario};
 
-mod support;
-use support::*;
-
-#[path = "support/skip.rs"]
-mod skip;
+use crate::support::harness::{Area, Need};
+use crate::support::*;
 
 /// Every scenario, shared and the project's own, passes through the broker.
 fn scenarios_pass_through_kafka(b: &str) -> TestResult {
@@ -1187,23 +1184,21 @@ fn dlq_replay_recovers_refused_records(b: &str) -> TestResult {
     Ok(())
 }
 
-fn main() -> ExitCode {
-    let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
-    let tests: &[(&str, fn(&str) -> TestResult)] = &[
-        ("scenarios_pass_through_kafka", scenarios_pass_through_kafka),
-        ("bad_records_are_dead_lettered", bad_records_are_dead_lettered),
-        ("waiting_events_are_released_or_refused", waiting_events_are_released_or_refused),
-        ("survivor_takes_over_partitions", survivor_takes_over_partitions),
-        ("quiet_night_closes_on_the_wall_clock", quiet_night_closes_on_the_wall_clock),
-        ("a_day_closes_while_the_processor_is_idle", a_day_closes_while_the_processor_is_idle),
-        ("kill_nine_loses_and_duplicates_nothing", kill_nine_loses_and_duplicates_nothing),
-        ("killed_restore_restores_again", killed_restore_restores_again),
-        ("killed_in_a_rebalance", killed_in_a_rebalance),
-        ("broker_restart_loses_nothing", broker_restart_loses_nothing),
-        ("two_groups_side_by_side", two_groups_side_by_side),
-        ("dlq_replay_recovers_refused_records", dlq_replay_recovers_refused_records),
+/// The tests against a real broker; one broker serves them all.
+pub fn area() -> Area {
+    let tests = service_tests![[Need::Broker], |e| (e.broker());
+        scenarios_pass_through_kafka,
+        bad_records_are_dead_lettered,
+        waiting_events_are_released_or_refused,
+        survivor_takes_over_partitions,
+        quiet_night_closes_on_the_wall_clock,
+        a_day_closes_while_the_processor_is_idle,
+        kill_nine_loses_and_duplicates_nothing,
+        killed_restore_restores_again,
+        killed_in_a_rebalance,
+        broker_restart_loses_nothing,
+        two_groups_side_by_side,
+        dlq_replay_recovers_refused_records,
     ];
-    let (passed, failed) = run_all("Kafka", Duration::from_secs(1_800), tests, broker.address.as_str());
-    drop(broker);
-    summary(passed, failed)
+    Area::new("kafka", Duration::from_secs(1_800), tests)
 }

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use crate::support::harness::Area;
 use rollcall_model::ActivityEvent;
 
 fn fixture(rel: &str) -> PathBuf {
@@ -30,7 +31,6 @@ fn events(out: &Output) -> Vec<ActivityEvent> {
     text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect()
 }
 
-#[test]
 fn prints_canonical_json_lines() {
     let out = normalize(&["--format", "caliper"], &fixture("caliper/assessment-submitted.json"), true);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -48,7 +48,6 @@ fn prints_canonical_json_lines() {
     assert!(text(&out.stderr).contains("1 events, 0 waiting for identity, 0 ignored"), "{}", text(&out.stderr));
 }
 
-#[test]
 fn every_format_prints_what_the_library_returns() {
     let ids = rollcall_ingest::IdentityView::from_csv(&std::fs::read(fixture("identities.csv")).unwrap()).unwrap();
     for (format, file) in [
@@ -69,7 +68,6 @@ fn every_format_prints_what_the_library_returns() {
     }
 }
 
-#[test]
 fn errors_are_printed_with_their_places_and_exit_non_zero() {
     let file = fixture("caliper/bad-places.json");
     let out = normalize(&["--format", "caliper"], &file, true);
@@ -97,7 +95,6 @@ fn errors_are_printed_with_their_places_and_exit_non_zero() {
     assert!(text(&out.stderr).contains("line 4, column `assigned_date`: `19/02/2025` is not a date (YYYY-MM-DD)"));
 }
 
-#[test]
 fn unknown_people_wait_and_ignored_actions_are_counted() {
     let out = normalize(&["--format", "caliper"], &fixture("caliper/unknown-person-and-class.json"), true);
     assert_eq!(out.status.code(), Some(0));
@@ -117,7 +114,6 @@ fn unknown_people_wait_and_ignored_actions_are_counted() {
     assert!(text(&out.stderr).contains("no --identities file was given"), "{}", text(&out.stderr));
 }
 
-#[test]
 fn source_and_verb_options() {
     // Another source name picks other identity rows: none here.
     let out =
@@ -141,7 +137,6 @@ fn source_and_verb_options() {
     assert!(text(&out.stderr).contains("unknown ActivityKind value `LOGGED_IN`"), "{}", text(&out.stderr));
 }
 
-#[test]
 fn a_bad_identities_file_names_its_lines() {
     let dir = tempfile::tempdir().unwrap();
     let ids = dir.path().join("ids.csv");
@@ -160,7 +155,6 @@ fn a_bad_identities_file_names_its_lines() {
     );
 }
 
-#[test]
 fn reads_standard_input() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
         .args(["normalize", "--format", "zoom", "--identities"])
@@ -177,4 +171,20 @@ fn reads_standard_input() {
     let e = events(&out);
     assert_eq!(e.len(), 1);
     assert_eq!((e[0].student_id.as_str(), e[0].kind.as_str()), ("S2001", "LIVE_JOIN"));
+}
+
+/// Nothing to set up: these run on the runner's thread pool.
+pub fn area() -> Area {
+    Area::plain(
+        "normalize",
+        plain_tests![
+            prints_canonical_json_lines,
+            every_format_prints_what_the_library_returns,
+            errors_are_printed_with_their_places_and_exit_non_zero,
+            unknown_people_wait_and_ignored_actions_are_counted,
+            source_and_verb_options,
+            a_bad_identities_file_names_its_lines,
+            reads_standard_input,
+        ],
+    )
 }

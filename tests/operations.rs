@@ -4,15 +4,15 @@
 //! it every second, and its query API must agree with the topics.
 //!
 //! Uses the cluster in ROLLCALL_TEST_BROKERS, or starts one with
-//! scripts/kafka.sh and stops it at the end (as tests/kafka.rs does). Needs
+//! scripts/kafka.sh and stops it at the end (tests/support/harness.rs). Needs
 //! the `prometheus` binary on PATH (scripts/setup.sh installs it): without
-//! it the test fails. Prints `N passed, N failed`.
+//! it the test fails.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -24,8 +24,8 @@ use rollcall_kafka::wire::Topics;
 
 use serde_json::Value;
 
-mod support;
-use support::*;
+use crate::support::harness::{Area, Need};
+use crate::support::*;
 
 /// Child processes killed when the test ends, however it ends.
 #[derive(Default)]
@@ -65,10 +65,6 @@ impl Children {
 fn free_port() -> Result<u16, String> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     Ok(l.local_addr().map_err(|e| e.to_string())?.port())
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
 }
 
 fn percent_encode(s: &str) -> String {
@@ -357,27 +353,18 @@ fn prometheus_scrapes_the_processor(b: &str, prometheus: &Path) -> TestResult {
     })
 }
 
-fn main() -> ExitCode {
-    let Some(prometheus) = on_path("prometheus") else {
-        println!("the `prometheus` binary is not on PATH (scripts/setup.sh installs Debian's `prometheus` package)");
-        return summary(0, 1);
-    };
-    let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
+/// The test needs the `prometheus` binary (without it, it fails) and a broker.
+pub fn area() -> Area {
+    let tests = service_tests![[Need::Prometheus, Need::Broker], |e| (e.broker(), e.prometheus());
+        prometheus_scrapes_the_processor,
+    ];
     // A hang is a failure, not a stalled suite; the processes started here go too.
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(900));
-        for pid in PIDS.lock().map(|p| p.clone()).unwrap_or_default() {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-        }
-        println!("the operations test did not finish within 15 minutes");
-        println!("0 passed, 1 failed");
-        std::process::exit(1);
-    });
-    let ok = run_one("prometheus_scrapes_the_processor", || prometheus_scrapes_the_processor(&broker.address, &prometheus));
-    drop(broker);
-    if ok {
-        summary(1, 0)
-    } else {
-        summary(0, 1)
+    Area {
+        on_timeout: || {
+            for pid in PIDS.lock().map(|p| p.clone()).unwrap_or_default() {
+                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            }
+        },
+        ..Area::new("operations", Duration::from_secs(900), tests)
     }
 }

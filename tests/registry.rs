@@ -8,11 +8,11 @@
 //! PostgreSQL sink reading Confluent-framed outputs.
 //!
 //! Uses ROLLCALL_TEST_BROKERS and ROLLCALL_TEST_REGISTRY when set, else
-//! starts each with its script and stops it at the end. Runs without the
-//! libtest harness; prints `N passed, N failed`.
+//! starts each with its script and stops it at the end
+//! (tests/support/harness.rs).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use apache_avro::schema::Schema;
@@ -27,9 +27,9 @@ use rollcall_model::{ActivityEvent, DeadLetter, DeadLetterKind, Determination};
 use rollcall_registry::{confluent_frame, format_of, schema_text, value_subject, Codec, Registry, ValueFormat};
 use rollcall_scenario::{check, scenario_files, Scenario};
 
-mod support;
-use support::registry::SchemaRegistry;
-use support::*;
+use crate::support;
+use crate::support::harness::{Area, Need};
+use crate::support::*;
 
 struct Ctx {
     brokers: String,
@@ -575,34 +575,21 @@ fn a_registry_that_goes_away_keeps_the_cached_ids(_c: &Ctx) -> TestResult {
     result
 }
 
-fn main() -> ExitCode {
-    let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
-    let registry = match SchemaRegistry::get() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("no schema registry: {e}");
-            println!("0 passed, 1 failed");
-            return ExitCode::FAILURE;
-        }
-    };
-    let Some(db) = support::pg::Database::get_or_report() else { return ExitCode::FAILURE };
-    let ctx = Ctx { brokers: broker.address.clone(), registry: registry.url.clone(), db };
-    let tests: &[(&str, fn(&Ctx) -> TestResult)] = &[
-        ("incompatible_v2_is_refused", incompatible_v2_is_refused),
-        ("unknown_schema_id_is_dead_lettered", unknown_schema_id_is_dead_lettered),
-        ("mixed_inputs_on_one_topic", mixed_inputs_on_one_topic),
-        ("backward_compatible_v2_is_read", backward_compatible_v2_is_read),
-        ("a_registry_that_is_down_at_start_is_named", a_registry_that_is_down_at_start_is_named),
-        ("tail_reads_both_formats", tail_reads_both_formats),
-        ("sink_reads_confluent_outputs", sink_reads_confluent_outputs),
-        ("a_registry_that_goes_away_keeps_the_cached_ids", a_registry_that_goes_away_keeps_the_cached_ids),
-        ("confluent_client_reads_the_outputs", confluent_client_reads_the_outputs),
-        ("confluent_client_writes_the_inputs", confluent_client_writes_the_inputs),
-        ("scenarios_pass_in_the_confluent_format", scenarios_pass_in_the_confluent_format),
+pub fn area() -> Area {
+    let tests = service_tests![
+        [Need::Broker, Need::Registry, Need::Database],
+        |e| (&Ctx { brokers: e.broker().to_string(), registry: e.registry().to_string(), db: e.database_handle() });
+        incompatible_v2_is_refused,
+        unknown_schema_id_is_dead_lettered,
+        mixed_inputs_on_one_topic,
+        backward_compatible_v2_is_read,
+        a_registry_that_is_down_at_start_is_named,
+        tail_reads_both_formats,
+        sink_reads_confluent_outputs,
+        a_registry_that_goes_away_keeps_the_cached_ids,
+        confluent_client_reads_the_outputs,
+        confluent_client_writes_the_inputs,
+        scenarios_pass_in_the_confluent_format,
     ];
-    let (passed, failed) = run_all("registry", Duration::from_secs(1_800), tests, &ctx);
-    drop(ctx);
-    drop(registry);
-    drop(broker);
-    summary(passed, failed)
+    Area::new("registry", Duration::from_secs(1_800), tests)
 }

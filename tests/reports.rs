@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -22,10 +22,11 @@ use rollcall_kafka::replay::read_outputs;
 use rollcall_kafka::wire::Topics;
 use rollcall_model::{AttendanceType, Determination, OutreachKind, OutreachTrigger, Scope, Status};
 
-mod support;
-use support::browser::{Browser, OpenOptions};
-use support::pg::*;
-use support::*;
+use crate::support;
+use crate::support::browser::{Browser, OpenOptions};
+use crate::support::harness::{Area, Need};
+use crate::support::pg::*;
+use crate::support::*;
 
 const FROM: &str = "2020-10-05";
 const TO: &str = "2020-10-16";
@@ -52,12 +53,14 @@ struct District {
 struct Ctx {
     broker: Broker,
     db: Database,
-    district: OnceLock<Result<District, String>>,
 }
 
+/// One district for the whole run, made by the first test that asks.
+static DISTRICT: OnceLock<Result<District, String>> = OnceLock::new();
+
 impl Ctx {
-    fn district(&self) -> Result<&District, String> {
-        self.district.get_or_init(|| prepare(&self.broker.address, &self.db)).as_ref().map_err(|e| e.clone())
+    fn district(&self) -> Result<&'static District, String> {
+        DISTRICT.get_or_init(|| prepare(&self.broker.address, &self.db)).as_ref().map_err(|e| e.clone())
     }
 }
 
@@ -568,20 +571,22 @@ fn browser_sends_cookies_and_headers_and_sees_errors(_c: &Ctx) -> TestResult {
     ensure(errors.iter().any(|e| e.contains("boom 42")), || format!("the console error was not seen: {errors:?}"))
 }
 
-fn main() -> ExitCode {
-    let Some(db) = Database::get_or_report() else { return ExitCode::FAILURE };
-    let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
-    let tests: &[(&str, fn(&Ctx) -> TestResult)] = &[
-        ("mississippi_monthly_cells", mississippi_monthly_cells),
-        ("nmped_weekly_cells", nmped_weekly_cells),
-        ("data_team_weekly_cells", data_team_weekly_cells),
-        ("chronic_absence_cells", chronic_absence_cells),
-        ("pages_render_in_chromium", pages_render_in_chromium),
-        ("bad_arguments_say_what_is_wrong", bad_arguments_say_what_is_wrong),
-        ("browser_sends_cookies_and_headers_and_sees_errors", browser_sends_cookies_and_headers_and_sees_errors),
+pub fn area() -> Area {
+    let tests = service_tests![[Need::Database, Need::Broker], |e| (&Ctx { broker: e.broker_handle(), db: e.database_handle() });
+        mississippi_monthly_cells,
+        nmped_weekly_cells,
+        data_team_weekly_cells,
+        chronic_absence_cells,
+        pages_render_in_chromium,
+        bad_arguments_say_what_is_wrong,
+        browser_sends_cookies_and_headers_and_sees_errors,
     ];
-    let ctx = Ctx { broker, db, district: OnceLock::new() };
-    let (passed, failed) = run_all("reports", Duration::from_secs(900), tests, &ctx);
-    drop(ctx);
-    summary(passed, failed)
+    Area {
+        after: |_| {
+            if let Some(Ok(d)) = DISTRICT.get() {
+                let _ = std::fs::remove_dir_all(d.dir.path());
+            }
+        },
+        ..Area::new("reports", Duration::from_secs(900), tests)
+    }
 }

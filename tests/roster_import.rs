@@ -3,22 +3,20 @@
 //! (1.1 and 1.2) puts exactly its StudentRecords on the roster topic and
 //! its identities on the identities topic; an export with bad rows names
 //! each by file and line and puts nothing anywhere, and with
-//! --skip-bad-rows puts the good rows; calendars likewise. Prints
-//! `N passed, N failed`.
-
-mod support;
+//! --skip-bad-rows puts the good rows; calendars likewise.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, ExitCode, Output};
+use std::process::{Command, Output};
 use std::time::Duration;
 
+use crate::support::harness::{Area, Need};
+use crate::support::*;
 use rollcall_kafka::topics::create_topics;
 use rollcall_kafka::wire::Topics;
 use rollcall_kafka::KafkaError;
 use rollcall_model::avro::AvroRecord;
 use rollcall_model::{IdentityRecord, SchoolCalendar, StudentRecord};
-use support::*;
 
 fn fixture(rel: &str) -> PathBuf {
     repo().join("crates/ingest/tests/fixtures/oneroster").join(rel)
@@ -329,17 +327,14 @@ fn the_imported_district_runs_through_the_engine(_: &str) -> TestResult {
     })
 }
 
-fn main() -> ExitCode {
-    let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
-    let tests: &[(&str, fn(&str) -> TestResult)] = &[
-        ("a_1p1_export_lands_on_the_topics", a_1p1_export_lands_on_the_topics),
-        ("a_1p2_export_lands_on_the_topics", a_1p2_export_lands_on_the_topics),
-        ("bad_rows_import_nothing_unless_skipped", bad_rows_import_nothing_unless_skipped),
-        ("calendars_land_on_their_topic", calendars_land_on_their_topic),
-        ("a_dry_run_needs_no_broker", a_dry_run_needs_no_broker),
-        ("the_imported_district_runs_through_the_engine", the_imported_district_runs_through_the_engine),
+pub fn area() -> Area {
+    let tests = service_tests![[Need::Broker], |e| (e.broker());
+        a_1p1_export_lands_on_the_topics,
+        a_1p2_export_lands_on_the_topics,
+        bad_rows_import_nothing_unless_skipped,
+        calendars_land_on_their_topic,
+        a_dry_run_needs_no_broker,
+        the_imported_district_runs_through_the_engine,
     ];
-    let (passed, failed) = run_all("roster import", Duration::from_secs(600), tests, broker.address.as_str());
-    drop(broker);
-    summary(passed, failed)
+    Area::new("roster_import", Duration::from_secs(600), tests)
 }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::harness::Area;
 use rollcall_engine::MemStore;
 use rollcall_scenario::{check, run, scenario_files, Scenario};
 use rollcall_store::{RocksStore, StoreConfig};
@@ -22,7 +23,6 @@ fn all_scenarios() -> Vec<PathBuf> {
     v
 }
 
-#[test]
 fn there_are_scenarios_for_every_preset() {
     let names: Vec<String> = all_scenarios().iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
     for preset in rollcall_policy::PRESET_IDS {
@@ -31,7 +31,6 @@ fn there_are_scenarios_for_every_preset() {
     }
 }
 
-#[test]
 fn every_scenario_passes_in_memory() {
     let mut failures = Vec::new();
     for f in all_scenarios() {
@@ -70,7 +69,6 @@ fn rocksdb_matches_memory(s: &Scenario, what: &str) -> (usize, usize, usize) {
     (a.0.len(), a.1.len(), a.2.len())
 }
 
-#[test]
 fn every_scenario_passes_on_rocksdb_and_matches_memory() {
     let (mut dets, mut triggers, mut dead) = (0, 0, 0);
     for f in all_scenarios() {
@@ -82,7 +80,6 @@ fn every_scenario_passes_on_rocksdb_and_matches_memory() {
     assert!(dets > 0 && triggers > 0 && dead > 0, "determinations {dets}, triggers {triggers}, dead letters {dead}");
 }
 
-#[test]
 fn a_simulated_district_on_rocksdb_matches_memory() {
     let w = rollcall_sim::generate(&rollcall_sim::SimConfig { students: 300, days: 12, seed: 5, ..Default::default() });
     let s = Scenario::from_world(w, "district");
@@ -90,7 +87,6 @@ fn a_simulated_district_on_rocksdb_matches_memory() {
     assert!(dets > 1_000 && triggers > 10, "determinations {dets}, triggers {triggers}");
 }
 
-#[test]
 fn a_wrong_expectation_is_reported_by_key() {
     let f = repo().join("tests/scenarios/cross-01-timezone-local-date-mmsd-cst.json");
     let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
@@ -110,7 +106,6 @@ fn a_wrong_expectation_is_reported_by_key() {
     assert_eq!(diffs[0].expected, "XX");
 }
 
-#[test]
 fn check_command_prints_a_line_per_file_and_the_totals() {
     let dir = tempfile::tempdir().unwrap();
     let good = repo().join("tests/scenarios/cross-01-timezone-local-date-mmsd-cst.json");
@@ -131,7 +126,6 @@ fn check_command_prints_a_line_per_file_and_the_totals() {
     assert!(text.lines().last() == Some("1 passed, 1 failed"), "{text}");
 }
 
-#[test]
 fn run_command_prints_json_lines() {
     let f = repo().join("tests/scenarios/instruction-partners-01-day-categories-blocks.json");
     let out = Command::new(env!("CARGO_BIN_EXE_rollcall")).args(["scenario", "run", "--memory"]).arg(&f).output().unwrap();
@@ -150,4 +144,20 @@ fn run_command_prints_json_lines() {
         }
     }
     assert!(dets > 0 && triggers > 0, "{text}");
+}
+
+/// Nothing to set up: these run on the runner's thread pool.
+pub fn area() -> Area {
+    Area::plain(
+        "scenarios",
+        plain_tests![
+            there_are_scenarios_for_every_preset,
+            every_scenario_passes_in_memory,
+            every_scenario_passes_on_rocksdb_and_matches_memory,
+            a_simulated_district_on_rocksdb_matches_memory,
+            a_wrong_expectation_is_reported_by_key,
+            check_command_prints_a_line_per_file_and_the_totals,
+            run_command_prints_json_lines,
+        ],
+    )
 }

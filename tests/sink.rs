@@ -7,11 +7,11 @@
 //! Uses ROLLCALL_TEST_BROKERS and ROLLCALL_TEST_DATABASE_URL when set;
 //! otherwise starts a broker with scripts/kafka.sh and a cluster with
 //! scripts/postgres.sh, and stops them at the end. Without a database the
-//! run fails. Each test gets a database of its own (CREATE DATABASE).
+//! tests fail. Each test gets a database of its own (CREATE DATABASE).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -22,9 +22,10 @@ use rollcall_kafka::wire::Topics;
 use rollcall_model::avro::AvroRecord;
 use rollcall_model::{Determination, Finality, OutreachTrigger, Scope, Status};
 
-mod support;
-use support::pg::*;
-use support::*;
+use crate::support;
+use crate::support::harness::{Area, Need};
+use crate::support::pg::*;
+use crate::support::*;
 
 impl Pg {
     fn determinations(&self, table: &str) -> Result<Vec<Determination>, String> {
@@ -778,32 +779,28 @@ fn http_get(addr: &str, path: &str) -> Result<String, String> {
 }
 
 /// What every sink test is given.
-struct Ctx {
-    broker: Broker,
-    db: Database,
-}
-
-fn main() -> ExitCode {
-    let Some(db) = Database::get_or_report() else { return ExitCode::FAILURE };
-    let Some(broker) = Broker::get_or_report() else { return ExitCode::FAILURE };
-    eprintln!("logs of the sink runs: {}", log_dir().display());
-    rollcall();
-    let tests: &[(&str, fn(&Ctx) -> TestResult)] = &[
-        ("district_flows_into_postgres", |c| district_flows_into_postgres(&c.broker.address, &c.db)),
-        ("out_of_order_versions_never_regress", |c| out_of_order_versions_never_regress(&c.broker.address, &c.db)),
-        ("copy_and_staged_paths_agree", |c| copy_and_staged_paths_agree(&c.broker.address, &c.db)),
-        ("metrics_and_sigterm", |c| metrics_and_sigterm(&c.broker.address, &c.db)),
-        ("edfi_export_has_the_resource_shapes", |c| edfi_export_has_the_resource_shapes(&c.broker.address, &c.db)),
-        ("bench_sink_reports_its_rate", |c| bench_sink_reports_its_rate(&c.broker.address, &c.db)),
-        ("kill_nine_loses_and_doubles_nothing", |c| kill_nine_loses_and_doubles_nothing(&c.broker.address, &c.db)),
+pub fn area() -> Area {
+    let tests = service_tests![[Need::Database, Need::Broker], |e| (e.broker(), e.database());
+        district_flows_into_postgres,
+        out_of_order_versions_never_regress,
+        copy_and_staged_paths_agree,
+        metrics_and_sigterm,
+        edfi_export_has_the_resource_shapes,
+        bench_sink_reports_its_rate,
+        kill_nine_loses_and_doubles_nothing,
     ];
-    let ctx = Ctx { broker, db };
-    let (passed, failed) = run_all("sink", Duration::from_secs(1_200), tests, &ctx);
-    drop(ctx);
-    // The logs stay for a post-mortem when something failed or they were asked for.
-    let _ = std::fs::remove_file(log_dir().join("rollcall"));
-    if failed == 0 && std::env::var_os("ROLLCALL_TEST_LOG_DIR").is_none() {
-        let _ = std::fs::remove_dir_all(log_dir());
+    Area {
+        before: || {
+            eprintln!("logs of the sink runs: {}", log_dir().display());
+            rollcall();
+        },
+        after: |failed| {
+            // The logs stay for a post-mortem when something failed or they were asked for.
+            let _ = std::fs::remove_file(log_dir().join("rollcall"));
+            if failed == 0 && std::env::var_os("ROLLCALL_TEST_LOG_DIR").is_none() {
+                let _ = std::fs::remove_dir_all(log_dir());
+            }
+        },
+        ..Area::new("sink", Duration::from_secs(1_200), tests)
     }
-    summary(passed, failed)
 }

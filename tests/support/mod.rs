@@ -1,18 +1,21 @@
-//! What the test binaries that run against a real broker share: the
+//! What the areas of tests/main.rs share: the runner (harness.rs), the
 //! repository, the `rollcall` binary, a broker (the given one or one started
 //! with scripts/kafka.sh), unique topic prefixes and a simulated district.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 
 use rollcall_scenario::Scenario;
 
 pub mod browser;
+#[macro_use]
+pub mod harness;
 pub mod http;
 pub mod pg;
 pub mod pipeline;
 pub mod registry;
+pub mod skip;
 
 pub type TestResult = Result<(), String>;
 
@@ -60,17 +63,9 @@ impl Broker {
         Ok(Broker { address, run_dir: Some(run_dir) })
     }
 
-    /// The broker, or, when none can be had, the failure said the way the
-    /// test binaries end (`0 passed, 1 failed`).
-    pub fn get_or_report() -> Option<Broker> {
-        match Broker::get() {
-            Ok(b) => Some(b),
-            Err(e) => {
-                eprintln!("no broker: {e}");
-                println!("0 passed, 1 failed");
-                None
-            }
-        }
+    /// The same broker, as a handle that stops nothing when dropped.
+    pub fn handle(&self) -> Broker {
+        Broker { address: self.address.clone(), run_dir: None }
     }
 }
 
@@ -100,61 +95,7 @@ pub fn district(students: usize, days: u32, seed: u64) -> Scenario {
     Scenario::from_world(w, "district")
 }
 
-/// Runs one test, printing `test NAME ... ok|FAILED` as libtest does;
-/// returns whether it passed.
-pub fn run_one(name: &str, f: impl FnOnce() -> TestResult) -> bool {
-    eprintln!("test {name} ...");
-    let started = std::time::Instant::now();
-    match f() {
-        Ok(()) => {
-            println!("test {name} ... ok ({:.0} s)", started.elapsed().as_secs_f64());
-            true
-        }
-        Err(e) => {
-            println!("test {name} ... FAILED ({:.0} s)\n{e}", started.elapsed().as_secs_f64());
-            false
-        }
-    }
-}
-
-/// Prints the summary line libtest prints and gives the binary's exit code.
-pub fn summary(passed: usize, failed: usize) -> ExitCode {
-    println!("{passed} passed, {failed} failed");
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-/// Runs the tests whose names contain the command line's filter (its first
-/// argument not starting with `-`), each given `ctx`, and gives the exit
-/// code after the summary line. A run that outlives `limit` is a failure,
-/// not a stalled suite.
-pub fn run_all<C: ?Sized>(
-    what: &str,
-    limit: std::time::Duration,
-    tests: &[(&str, fn(&C) -> TestResult)],
-    ctx: &C,
-) -> (usize, usize) {
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let what = what.to_string();
-    std::thread::spawn(move || {
-        std::thread::sleep(limit);
-        println!("the {what} tests did not finish within {} minutes", limit.as_secs() / 60);
-        println!("0 passed, 1 failed");
-        std::process::exit(1);
-    });
-    let (mut passed, mut failed) = (0, 0);
-    for (name, f) in tests {
-        if filter.as_deref().is_some_and(|p| !name.contains(p)) {
-            continue;
-        }
-        if run_one(name, || f(ctx)) {
-            passed += 1;
-        } else {
-            failed += 1;
-        }
-    }
-    (passed, failed)
+/// The program's path if it is on PATH.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
 }

@@ -1,5 +1,5 @@
 //! A test that cannot run here says so where the suite's closing summary
-//! counts it: libtest has no "skipped" outcome, so a skipped test returns
+//! counts it: the runner has no "skipped" outcome, so a skipped test returns
 //! as passed, and this record is what tells the two apart.
 //!
 //! scripts/test.sh points ROLLCALL_SKIPS at a file; each skip appends a
