@@ -243,6 +243,22 @@ fn district_flows_into_postgres(b: &str, db: &Database) -> TestResult {
     ensure(migrations.len() == rollcall_sink::migrate::MIGRATIONS.len(), || format!("{} migrations recorded", migrations.len()))
 }
 
+/// One writer, and more writers than the topics have partitions to share
+/// evenly, leave the same tables: the topics' (the default, two, is what
+/// the other tests run).
+fn any_number_of_writers_writes_the_same_tables(b: &str, db: &Database) -> TestResult {
+    let d = processed_district(b)?;
+    for writers in ["1", "4"] {
+        let url = db.fresh(&format!("writers{writers}"))?;
+        let (mut child, log) = spawn_sink(b, &d.prefix, &url, &["--exit-when-idle", "--writers", writers])?;
+        let status = child.wait().map_err(|e| e.to_string())?;
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        ensure(status.success(), || format!("the sink with {writers} writers exited with {status}: {said}"))?;
+        d.expected.check(&Pg::connect(&url)?).map_err(|e| format!("{writers} writers: {e}"))?;
+    }
+    Ok(())
+}
+
 /// SIGKILL at seeded points drawn from the sink's committed progress, so
 /// that every kill lands mid-work; afterwards the tables equal the topics.
 fn kill_nine_loses_and_doubles_nothing(b: &str, db: &Database) -> TestResult {
@@ -782,6 +798,7 @@ fn http_get(addr: &str, path: &str) -> Result<String, String> {
 pub fn area() -> Area {
     let tests = service_tests![[Need::Database, Need::Broker], |e| (e.broker(), e.database());
         district_flows_into_postgres,
+        any_number_of_writers_writes_the_same_tables,
         out_of_order_versions_never_regress,
         copy_and_staged_paths_agree,
         metrics_and_sigterm,
