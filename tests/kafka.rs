@@ -532,6 +532,17 @@ fn compare(reference: &[String], other: &[String], what: &str) -> TestResult {
     ))
 }
 
+/// The district's outputs from an uninterrupted run, and the district
+/// again on fresh topics (6 partitions) under a prefix of its own.
+fn reference_and_topics(b: &str, s: &Scenario, name: &str) -> Result<(Vec<String>, String, Topics), String> {
+    let reference = reference_run(b, s, &format!("{name}-ref"))?;
+    let prefix = unique(name);
+    let topics = Topics::with_prefix(&prefix);
+    create_topics(b, &topics, 6, 1).map_err(|e| format!("{e:#}"))?;
+    produce_district(b, &topics, s)?;
+    Ok((reference, prefix, topics))
+}
+
 /// Runs the district to completion in one uninterrupted processor.
 fn reference_run(b: &str, s: &Scenario, name: &str) -> Result<Vec<String>, String> {
     let prefix = unique(name);
@@ -589,11 +600,7 @@ fn kill_nine_loses_and_duplicates_nothing(b: &str) -> TestResult {
     }
     let s = district(2000, 5, 11);
     ensure(s.events.len() >= 200_000, || format!("district has only {} events", s.events.len()))?;
-    let reference = reference_run(b, &s, "kill-ref")?;
-    let prefix = unique("kill");
-    let topics = Topics::with_prefix(&prefix);
-    create_topics(b, &topics, 6, 1).map_err(|e| format!("{e:#}"))?;
-    produce_district(b, &topics, &s)?;
+    let (reference, prefix, topics) = reference_and_topics(b, &s, "kill")?;
     let state = tempfile::tempdir().map_err(|e| e.to_string())?;
     let until = s.now.to_rfc3339();
     // Seeded, so a failure can be replayed.
@@ -646,11 +653,7 @@ fn killed_restore_restores_again(b: &str) -> TestResult {
         return Ok(());
     }
     let s = district(600, 5, 7);
-    let reference = reference_run(b, &s, "restore-ref")?;
-    let prefix = unique("restore");
-    let topics = Topics::with_prefix(&prefix);
-    create_topics(b, &topics, 6, 1).map_err(|e| format!("{e:#}"))?;
-    produce_district(b, &topics, &s)?;
+    let (reference, prefix, topics) = reference_and_topics(b, &s, "restore")?;
     let until = s.now.to_rfc3339();
     // Some batches committed (the last one to Kafka only), on a state
     // directory that is then lost.
@@ -678,11 +681,7 @@ fn killed_in_a_rebalance(b: &str) -> TestResult {
         return Ok(());
     }
     let s = district(600, 5, 9);
-    let reference = reference_run(b, &s, "mid-rebal-ref")?;
-    let prefix = unique("mid-rebal");
-    let topics = Topics::with_prefix(&prefix);
-    create_topics(b, &topics, 6, 1).map_err(|e| format!("{e:#}"))?;
-    produce_district(b, &topics, &s)?;
+    let (reference, prefix, topics) = reference_and_topics(b, &s, "mid-rebal")?;
     let (da, db) = (tempfile::tempdir().map_err(|e| e.to_string())?, tempfile::tempdir().map_err(|e| e.to_string())?);
     let until = s.now.to_rfc3339();
     // The first rebalance is a's own assignment; the second, b joining.
@@ -727,11 +726,7 @@ fn killed_in_a_rebalance(b: &str) -> TestResult {
 /// Two instances over 6 partitions; one is killed; the survivor finishes its partitions.
 fn survivor_takes_over_partitions(b: &str) -> TestResult {
     let s = district(600, 5, 5);
-    let reference = reference_run(b, &s, "rebal-ref")?;
-    let prefix = unique("rebal");
-    let topics = Topics::with_prefix(&prefix);
-    create_topics(b, &topics, 6, 1).map_err(|e| format!("{e:#}"))?;
-    produce_district(b, &topics, &s)?;
+    let (reference, prefix, topics) = reference_and_topics(b, &s, "rebal")?;
     let (da, db) = (tempfile::tempdir().map_err(|e| e.to_string())?, tempfile::tempdir().map_err(|e| e.to_string())?);
     let until = s.now.to_rfc3339();
     let mut a = spawn_processor(b, &prefix, da.path(), "a", &until, false)?;

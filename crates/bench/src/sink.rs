@@ -3,35 +3,21 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
-use rollcall_sim::SimConfig;
 use rollcall_sink::metrics::SinkMetrics;
 use rollcall_sink::postgres::Sink;
 use rollcall_sink::{SinkConfig, SinkStats};
 
 use crate::broker::{create_topics, processor_config, produce, run_processor, unique};
-use crate::district::load_or_simulate;
+use crate::district::{simulate, DistrictOnBroker};
 
 #[derive(clap::Args)]
 pub struct BenchSinkArgs {
-    /// Kafka bootstrap servers, host:port[,host:port...] (the bench makes topics of its own).
-    #[arg(long, env = "ROLLCALL_BROKERS")]
-    pub(crate) brokers: String,
+    #[command(flatten)]
+    pub(crate) district: DistrictOnBroker,
     /// A server where the user may CREATE DATABASE: the bench writes into a
     /// database of its own and drops it afterwards.
     #[arg(long, env = "ROLLCALL_DATABASE_URL", hide_env_values = true)]
     pub(crate) database_url: String,
-    /// Students in the simulated district.
-    #[arg(long, default_value_t = 2000)]
-    pub(crate) students: usize,
-    /// Calendar days from Monday 2020-10-05.
-    #[arg(long, default_value_t = 5)]
-    pub(crate) days: u32,
-    /// The simulation seed: the same seed, the same district.
-    #[arg(long, default_value_t = 42)]
-    pub(crate) seed: u64,
-    /// Partitions of the keyed topics.
-    #[arg(long, default_value_t = 6)]
-    pub(crate) partitions: i32,
     /// A sink batch (one database transaction) closes after this many records.
     #[arg(long, default_value_t = 5_000)]
     pub(crate) batch_max_records: usize,
@@ -83,7 +69,7 @@ pub(crate) fn bench_after_processor(a: &BenchSinkArgs, prefix: &str, proc_run: P
     let metrics = Arc::new(SinkMetrics::new());
     let measured = (|| -> anyhow::Result<(SinkStats, f64, usize, f64, f64)> {
         let cfg = SinkConfig {
-            brokers: a.brokers.clone(),
+            brokers: a.district.brokers.clone(),
             database_url: url.clone(),
             topic_prefix: prefix.to_string(),
             group: format!("bench-sink-{stamp}"),
@@ -101,7 +87,7 @@ pub(crate) fn bench_after_processor(a: &BenchSinkArgs, prefix: &str, proc_run: P
         // The same rows, decoded beforehand, by one bare COPY (and its
         // commit) into a fresh table: once with determination_versions'
         // shape (its primary key and index), once with no key or index.
-        let rows = rollcall_kafka::replay::read_outputs(&a.brokers, &topics)?.determinations;
+        let rows = rollcall_kafka::replay::read_outputs(&a.district.brokers, &topics)?.determinations;
         let (mut c, task) = connect(url.clone())?;
         let (keyed_secs, bare_secs) = rt.block_on(async {
             c.batch_execute(
@@ -195,13 +181,13 @@ pub(crate) fn config_url(cfg: &tokio_postgres::Config) -> String {
 /// processor's output topics and a bare COPY of the same rows
 /// (crate::sink::bench_after_processor).
 pub fn sink(a: crate::sink::BenchSinkArgs) -> anyhow::Result<ExitCode> {
-    let data = load_or_simulate(&None, &SimConfig { students: a.students, days: a.days, seed: a.seed, ..SimConfig::default() })?;
+    let data = simulate(&a.district.sim());
     let prefix = unique("sink");
-    let topics = create_topics(&a.brokers, &prefix, a.partitions)?;
-    let keyed = produce(&a.brokers, &topics, &data, None)?;
+    let topics = create_topics(&a.district.brokers, &prefix, a.district.partitions)?;
+    let keyed = produce(&a.district.brokers, &topics, &data, None)?;
     println!("input: {}; {keyed} records on the roster, report and activity topics", data.source);
     let state = tempfile::tempdir().context("creating a state directory")?;
-    let cfg = processor_config(&a.brokers, &prefix, "proc", state.path().to_path_buf(), Some(data.end));
+    let cfg = processor_config(&a.district.brokers, &prefix, "proc", state.path().to_path_buf(), Some(data.end));
     let r = run_processor(cfg, keyed, "processor")?;
     println!(
         "processor: {} records in {:.3} s, {} determinations, {} outreach",
