@@ -7,24 +7,68 @@
 //! replicas. The producer is
 //! idempotent, so librdkafka's own retries never write an event twice.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
 use rollcall_model::avro::AvroRecord;
 use rollcall_model::ActivityEvent;
 
 use crate::GatewayError;
 
 pub struct Producer {
-    inner: FutureProducer,
+    inner: ThreadedProducer<Acknowledger>,
     topic: String,
     waiting_topic: String,
     timeout: Duration,
 }
 
+/// What one request waits for: a count of its records not yet reported,
+/// the first of them refused, and a wake-up when the count reaches zero.
+/// It replaces a `FutureProducer`'s oneshot channel and future per record
+/// (two allocations, and a wake-up of the request's task per report).
+pub struct Acks {
+    /// Records enqueued and not yet reported, plus one while the request
+    /// is still enqueueing (so that an early report cannot end the wait).
+    pending: AtomicUsize,
+    /// The refused record of the lowest index, and why.
+    refused: Mutex<Option<(usize, KafkaError)>>,
+    done: tokio::sync::Notify,
+}
+
+impl Acks {
+    fn settle_one(&self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.notify_one();
+        }
+    }
+}
+
+/// The producer's context: each record carries its request's `Acks` and
+/// its index in the request.
+pub(crate) struct Acknowledger;
+
+impl ClientContext for Acknowledger {}
+
+impl ProducerContext for Acknowledger {
+    type DeliveryOpaque = Box<(Arc<Acks>, usize)>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
+        let (acks, index) = *opaque;
+        if let Err((e, _)) = result {
+            let mut refused = acks.refused.lock().unwrap_or_else(|p| p.into_inner());
+            if refused.as_ref().is_none_or(|(i, _)| index < *i) {
+                *refused = Some((index, e.clone()));
+            }
+        }
+        acks.settle_one();
+    }
+}
 /// Why events were not acknowledged (answered 503: the platform retries).
 #[derive(Debug, thiserror::Error)]
 pub enum NotDurable {
@@ -58,7 +102,7 @@ impl Producer {
 
     pub fn new(brokers: &str, topic: String, waiting_topic: String, timeout: Duration) -> Result<Producer, GatewayError> {
         let inner = Producer::settings(brokers, timeout)
-            .create()
+            .create_with_context(Acknowledger)
             .map_err(|source| GatewayError::Kafka { what: format!("a producer for {brokers}"), source })?;
         Ok(Producer { inner, topic, waiting_topic, timeout })
     }
@@ -81,19 +125,22 @@ impl Producer {
         for (index, (_, e, _)) in all.iter().enumerate() {
             payloads.push(e.to_single_object().map_err(|err| NotDurable::Encode { index, message: err.to_string() })?);
         }
-        // `FutureProducer::send` is an async fn: it enqueues nothing until
-        // awaited, so awaiting its futures one by one sent a request's events
-        // one at a time, each after the previous one's ack (a linger and a
-        // round trip per event: 0.35 s for 100). Everything is enqueued
-        // first, so that the request's events share batches, then awaited.
+        // Everything is enqueued first, so that the request's events share
+        // batches, then the acknowledgements are awaited together (one
+        // wake-up when the last is reported).
+        let acks = Arc::new(Acks { pending: AtomicUsize::new(1), refused: Mutex::new(None), done: tokio::sync::Notify::new() });
         let deadline = Instant::now() + self.timeout;
-        let mut pending = Vec::with_capacity(all.len());
         let mut failed = None;
+        let mut n = 0;
         for (index, ((topic, e, ts), v)) in all.iter().zip(&payloads).enumerate() {
-            let mut record = FutureRecord::to(topic).key(e.student_id.as_bytes()).payload(v).timestamp(*ts);
-            let delivery = loop {
-                match self.inner.send_result(record) {
-                    Ok(d) => break Ok(d),
+            acks.pending.fetch_add(1, Ordering::AcqRel);
+            let mut record = BaseRecord::with_opaque_to(topic, Box::new((acks.clone(), index)))
+                .key(e.student_id.as_bytes())
+                .payload(v)
+                .timestamp(*ts);
+            let enqueued = loop {
+                match self.inner.send(record) {
+                    Ok(()) => break Ok(()),
                     // librdkafka's queue is full: wait for it to drain, within the timeout.
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) if Instant::now() < deadline => {
                         record = r;
@@ -102,9 +149,11 @@ impl Producer {
                     Err((source, _)) => break Err(source),
                 }
             };
-            match delivery {
-                Ok(d) => pending.push((index, d)),
+            match enqueued {
+                Ok(()) => n += 1,
                 Err(source) => {
+                    // Not enqueued: no report will come for it.
+                    acks.settle_one();
                     // Those already enqueued are still awaited: the answer is
                     // 503 either way, and the platform sends the request again.
                     failed = Some(NotDurable::Kafka { index, source });
@@ -112,24 +161,20 @@ impl Producer {
                 }
             }
         }
-        let n = pending.len();
-        let settle = async move {
-            let mut first = None;
-            for (index, d) in pending {
-                let source = match d.await {
-                    Ok(Ok(_)) => continue,
-                    Ok(Err((source, _))) => source,
-                    Err(_) => KafkaError::Canceled,
-                };
-                first.get_or_insert(NotDurable::Kafka { index, source });
-            }
-            first
-        };
+        // The request's own count: from here the last report wakes it.
+        acks.settle_one();
         // librdkafka times each record out after `message.timeout.ms`; this
         // bound is for the case where no delivery report comes at all, so
         // that a request is answered 503 rather than never.
         let bound = self.timeout + Duration::from_secs(5);
-        let first = tokio::time::timeout(bound, settle).await.unwrap_or(Some(NotDurable::NoReport { count: n, waited: bound }));
+        let reported =
+            acks.pending.load(Ordering::Acquire) == 0 || tokio::time::timeout(bound, acks.done.notified()).await.is_ok();
+        let first = if reported {
+            let refused = acks.refused.lock().unwrap_or_else(|p| p.into_inner()).take();
+            refused.map(|(index, source)| NotDurable::Kafka { index, source })
+        } else {
+            Some(NotDurable::NoReport { count: n, waited: bound })
+        };
         // A refused ack names an earlier event than the refused enqueue.
         first.or(failed).map_or(Ok(()), Err)
     }

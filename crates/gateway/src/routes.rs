@@ -119,8 +119,16 @@ async fn handle(state: &AppState, source: &Source, headers: &HeaderMap, body: Re
     }
     state.metrics.set_ready(true);
     let format = source.format.name();
+    // One label lookup per kind in the request, not one per event.
+    let mut by_kind: Vec<(rollcall_model::ActivityKind, u64)> = Vec::new();
     for e in &events {
-        state.metrics.events.with_label_values(&[format, &e.kind.to_string()]).inc();
+        match by_kind.iter_mut().find(|(k, _)| *k == e.kind) {
+            Some((_, n)) => *n += 1,
+            None => by_kind.push((e.kind, 1)),
+        }
+    }
+    for (kind, n) in by_kind {
+        state.metrics.events.with_label_values(&[format, &kind.to_string()]).inc_by(n);
     }
     let n_ignored: u64 = ignored.values().sum();
     if n_ignored > 0 {

@@ -30,17 +30,15 @@
 //! `urn:instructure:canvas:user:` IRI, and the course id in the group's
 //! `urn:instructure:canvas:course:` IRI, the same keys as the Canvas form.
 
-use rollcall_model::{ActivityKind, Direction};
-use serde_json::Value;
-
 use crate::caliper::{self, Dialect};
-use crate::json::{parse, Node};
+use crate::json::{parse, Json, Node, Tree};
 use crate::{derived_id, Draft, IdentityView, IngestError, Normalizer, Outcome, Rejected, Role};
+use rollcall_model::{ActivityKind, Direction};
 
 /// Normalizes a Canvas Live Events body in either form.
 pub fn normalize(body: &[u8], ids: &IdentityView, source: &str) -> Result<Outcome, Rejected> {
     let doc = parse(body)?;
-    if doc.get("dataVersion").is_some() || doc.get("sensor").is_some() {
+    if doc.member("dataVersion").is_some() || doc.member("sensor").is_some() {
         return caliper::normalize_value(&doc, ids, source, Dialect::Canvas);
     }
     let root = Node::root(&doc);
@@ -63,7 +61,7 @@ fn event(n: &mut Normalizer, e: &Node) -> Result<(), IngestError> {
         Some(b) => return Err(b.err(format!("expected an object, found {}", crate::json::kind(b.v)))),
         // `logged_out` has an empty body; some senders drop it.
         None => Node {
-            v: &Value::Null,
+            v: &Json::Null,
             place: format!("{}body", if e.place.is_empty() { String::new() } else { format!("{}.", e.place) }),
         },
     };

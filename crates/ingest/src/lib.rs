@@ -139,37 +139,52 @@ pub enum Resolution {
 /// read back from the waiting topic). Pure: the gateway calls it when a
 /// request comes in and again whenever its view of the identities grows.
 pub fn resolve(raw: &ActivityEvent, ids: &IdentityView) -> Resolution {
+    match resolve_owned(raw.clone(), ids) {
+        Resolved::Ready(e) => Resolution::Ready(Box::new(e)),
+        Resolved::Staff => Resolution::Staff,
+        Resolved::Waiting(unknown, _) => Resolution::Waiting(unknown),
+    }
+}
+
+/// [`Resolution`], with the event moved rather than copied: a request's
+/// events are resolved as they are read, and each was cloned whole here.
+enum Resolved {
+    Ready(ActivityEvent),
+    Staff,
+    Waiting(Vec<IdentityKey>, ActivityEvent),
+}
+
+fn resolve_owned(mut raw: ActivityEvent, ids: &IdentityView) -> Resolved {
     let source = raw.source.as_str();
     let key = |kind, external_id: &str| IdentityKey { source: source.to_string(), kind, external_id: external_id.to_string() };
     let student = ids.get(source, IdType::Student, &raw.student_id);
     if student.is_none() && ids.get(source, IdType::Staff, &raw.student_id).is_some() {
-        return Resolution::Staff;
+        return Resolved::Staff;
     }
     let mut unknown = Vec::new();
     if student.is_none() {
         unknown.push(key(IdType::Student, &raw.student_id));
     }
-    let mut lookup = |kind, k: &Option<String>| -> Option<String> {
+    let mut lookup = |kind, k: &Option<String>| -> Option<&Identity> {
         let k = k.as_deref()?;
-        match ids.get(source, kind, k) {
-            Some(i) => Some(i.id.clone()),
-            None => {
-                unknown.push(key(kind, k));
-                None
-            }
+        let found = ids.get(source, kind, k);
+        if found.is_none() {
+            unknown.push(key(kind, k));
         }
+        found
     };
     let section = lookup(IdType::Section, &raw.section_id);
     let staff = lookup(IdType::Staff, &raw.staff_id);
     match student {
-        Some(s) if unknown.is_empty() => Resolution::Ready(Box::new(ActivityEvent {
-            student_id: s.id.clone(),
-            school_id: s.school_id.clone(),
-            section_id: section,
-            staff_id: staff,
-            ..raw.clone()
-        })),
-        _ => Resolution::Waiting(unknown),
+        Some(s) if unknown.is_empty() => {
+            let (section, staff) = (section.map(|i| i.id.clone()), staff.map(|i| i.id.clone()));
+            raw.student_id.clone_from(&s.id);
+            raw.school_id.clone_from(&s.school_id);
+            raw.section_id = section;
+            raw.staff_id = staff;
+            Resolved::Ready(raw)
+        }
+        _ => Resolved::Waiting(unknown, raw),
     }
 }
 
@@ -357,6 +372,12 @@ impl<'a> Normalizer<'a> {
     /// known only as staff, and so no student is named) an ignored action
     /// under `label`.
     pub fn emit(&mut self, place: &str, label: &str, d: Draft) {
+        self.emit_with(|| place_name(place), || label.to_string(), d)
+    }
+
+    /// [`Normalizer::emit`], with the place and the label made only when
+    /// they are needed (a waiting event, staff).
+    pub fn emit_with(&mut self, place: impl FnOnce() -> String, label: impl FnOnce() -> String, d: Draft) {
         let raw = ActivityEvent {
             event_id: d.event_id,
             source: self.source.to_string(),
@@ -372,12 +393,12 @@ impl<'a> Normalizer<'a> {
             duration_seconds: d.duration_seconds,
             attributes: d.attributes,
         };
-        match resolve(&raw, self.ids) {
-            Resolution::Ready(event) => self.out.events.push(*event),
+        match resolve_owned(raw, self.ids) {
+            Resolved::Ready(event) => self.out.events.push(event),
             // Staff activity (a teacher's login, a teacher in a meeting) is
             // not a student's attendance.
-            Resolution::Staff => self.out.ignore(format!("{label} by staff")),
-            Resolution::Waiting(unknown) => self.out.waiting.push(Waiting { place: place_name(place), unknown, event: raw }),
+            Resolved::Staff => self.out.ignore(format!("{} by staff", label())),
+            Resolved::Waiting(unknown, raw) => self.out.waiting.push(Waiting { place: place(), unknown, event: raw }),
         }
     }
 

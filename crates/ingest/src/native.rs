@@ -53,7 +53,7 @@ pub fn normalize(body: &[u8], csv_source: Option<&str>) -> Result<Outcome, Rejec
 
 /// One ActivityEvent or an array of them.
 pub fn json(body: &[u8]) -> Result<Outcome, Rejected> {
-    let mut one_or_many: Vec<ActivityEvent> = match crate::json::parse(body)? {
+    let mut one_or_many: Vec<ActivityEvent> = match crate::json::parse_value(body)? {
         v @ serde_json::Value::Array(_) => {
             serde_path_to_error::deserialize(v).map_err(|e| path_error(e.path().to_string(), e.inner().to_string()))?
         }

@@ -30,7 +30,7 @@ use hmac::{Hmac, Mac};
 use rollcall_model::ActivityKind;
 use sha2::Sha256;
 
-use crate::json::{parse, Node};
+use crate::json::{parse, Node, Tree};
 use crate::{derived_id, Draft, IdentityView, IngestError, Normalizer, Outcome, Rejected};
 
 /// The usual tolerance for `x-zm-request-timestamp` (Zoom states none).
@@ -102,7 +102,7 @@ pub fn verify_signature(
 pub fn url_validation_response(body: &[u8], secret: &[u8]) -> Result<Option<serde_json::Value>, Rejected> {
     let doc = parse(body)?;
     let root = Node::root(&doc);
-    if root.get("event").and_then(|e| e.v.as_str()) != Some("endpoint.url_validation") {
+    if root.get("event").and_then(|e| e.v.as_text()) != Some("endpoint.url_validation") {
         return Ok(None);
     }
     let plain = root.req("payload")?.req_text("plainToken")?;
