@@ -8,17 +8,22 @@
 //! before anything is timed, so the client's share of the two cores is
 //! only HTTP. Phases:
 //!
-//! 1. batched: `--connections` keep-alive HTTP/1.1 clients post Caliper
-//!    envelopes of `--batch` events, closed loop, until `--events` events
-//!    are acknowledged;
+//! 1. `--rounds` rounds (3), each:
+//!    - batched: `--connections` keep-alive HTTP/1.1 clients post Caliper
+//!      envelopes of `--batch` events, closed loop, until `--events` events
+//!      are acknowledged;
+//!    - bare: a `FutureProducer` with the gateway's producer settings writes
+//!      the same events (the same Avro single-object bytes, keys and
+//!      timestamps) to a topic of its own and waits for every ack;
+//!
+//!    the ratio is the median of the rounds' ratios: on a shared machine a
+//!    moment of load elsewhere falls on one phase of one round, and the
+//!    bare phase, the shorter, is the easier to hit;
 //! 2. single: one event per request, offered at `--rate` requests/s for
 //!    `--seconds`, open loop: each request is sent at its scheduled instant
 //!    whatever the answers before it, and its latency counts from that
 //!    instant, so a stalled gateway shows in the percentiles instead of
-//!    slowing the offered load;
-//! 3. bare: a `FutureProducer` with the gateway's producer settings writes
-//!    the batched phase's events (the same Avro single-object bytes, keys
-//!    and timestamps) to a topic of its own and waits for every ack.
+//!    slowing the offered load.
 //!
 //! Then the topics' end offsets must equal the events acknowledged, or the
 //! bench fails: a figure for events that were answered 200 and not written
@@ -53,9 +58,14 @@ pub struct GatewayBenchArgs {
     /// Kafka bootstrap servers, host:port[,host:port...] (the bench makes topics of its own).
     #[arg(long, env = "ROLLCALL_BROKERS")]
     brokers: String,
-    /// Events posted in the batched phase, and produced by the bare producer.
+    /// Events posted in each batched phase, and produced by the bare producer after it.
     #[arg(long, default_value_t = 200_000)]
     events: usize,
+    /// Batched phases, each followed by the bare producer on the same events: the ratio is
+    /// the median of the rounds' ratios, so that a moment of load on a shared machine
+    /// decides one round, not the figure.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Caliper events per envelope in the batched phase.
     #[arg(long, default_value_t = 100)]
     batch: usize,
@@ -489,8 +499,38 @@ fn sum_watermarks(brokers: &str, topic: &str) -> anyhow::Result<u64> {
     Ok(high_watermarks(brokers, &[topic])?.values().sum::<i64>().max(0) as u64)
 }
 
+/// One batched phase and the bare producer right after it.
+struct Round {
+    events_s: f64,
+    requests_s: f64,
+    client_cpu: f64,
+    gateway_cpu_us: f64,
+    bare_events_s: f64,
+    bare_cpu_us: f64,
+    load: String,
+}
+
+impl Round {
+    fn ratio(&self) -> f64 {
+        self.events_s / self.bare_events_s.max(1e-9)
+    }
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 pub fn gateway(a: GatewayBenchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(a.batch > 0 && a.events > 0 && a.students > 0, "--batch, --events and --students must be above zero");
+    anyhow::ensure!(
+        a.batch > 0 && a.events > 0 && a.students > 0 && a.rounds > 0,
+        "--batch, --events, --students and --rounds must be above zero"
+    );
     anyhow::ensure!(a.rate > 0 && a.seconds > 0, "--rate and --seconds must be above zero");
     let single_n =
         a.rate.checked_mul(a.seconds).and_then(|n| usize::try_from(n).ok()).context("--rate × --seconds is too large")?;
@@ -552,47 +592,75 @@ pub fn gateway(a: GatewayBenchArgs) -> anyhow::Result<ExitCode> {
     // librdkafka's to share, and the bodies are ready-made bytes.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("the client's runtime")?;
     let http = client(a.connections)?;
-    let load_before = load_average();
-    let (warm_answers, batch_answers, batch_secs, batch_cpu, single_answers, single_secs) = rt.block_on(async {
-        let mut warm_answers = Answers::default();
+    let bodies = Arc::new(batch_bodies);
+    let warm_answers = rt.block_on(async {
+        let mut answers = Answers::default();
         for b in warm {
             match post(&http, &url, &token, b).await {
-                Ok(n) => warm_answers.accepted += n,
-                Err(why) => warm_answers.fail(why),
+                Ok(n) => answers.accepted += n,
+                Err(why) => answers.fail(why),
             }
         }
-        let cpu0 = cpu_seconds();
-        let (b, bs) = batched(&http, &url, &token, Arc::new(batch_bodies), a.connections, a.events).await;
-        let cpu1 = cpu_seconds();
-        let (s, ss) = single(&http, &url, &token, single_bodies, a.rate).await;
-        (warm_answers, b, bs, (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1), s, ss)
+        answers
     });
     warm_answers.ensure_ok("warm-up")?;
-    batch_answers.ensure_ok("batched")?;
+    let p = rt.block_on(async {
+        create_topic(&a.brokers, &bare_topic, a.partitions).await?;
+        let p = bare_producer(&a.brokers)?;
+        // Connections and metadata before the clock starts, as the gateway's
+        // producer had them from its warm-up request.
+        p.client().fetch_metadata(Some(&bare_topic), Duration::from_secs(30)).context("the bare topic's metadata")?;
+        anyhow::Ok(p)
+    })?;
+
+    let mut rounds: Vec<Round> = Vec::with_capacity(a.rounds);
+    let mut batched_accepted = 0;
+    let mut latencies = Vec::new();
+    for n in 1..=a.rounds {
+        let load = load_average();
+        let cpu0 = cpu_seconds();
+        let (answers, secs) = rt.block_on(batched(&http, &url, &token, bodies.clone(), a.connections, a.events));
+        let cpu1 = cpu_seconds();
+        answers.ensure_ok(&format!("batched, round {n}"))?;
+        let bare_cpu0 = cpu_seconds().1;
+        let bare_secs = rt.block_on(bare(&p, &bare_topic, &records))?;
+        let bare_cpu = cpu_seconds().1 - bare_cpu0;
+        let round = Round {
+            events_s: rate(answers.accepted, secs),
+            requests_s: rate(answers.latencies.len() as u64, secs),
+            client_cpu: cpu1.0 - cpu0.0,
+            gateway_cpu_us: (cpu1.1 - cpu0.1 - (cpu1.0 - cpu0.0)) * 1e6 / answers.accepted.max(1) as f64,
+            bare_events_s: rate(records.len() as u64, bare_secs),
+            bare_cpu_us: bare_cpu * 1e6 / records.len().max(1) as f64,
+            load,
+        };
+        println!(
+            "round {n}: batched {} events in {} requests of up to {} events ({:.1} MB of JSON) from {} connections in {secs:.3} s = {:.0} events/s, {:.0} requests/s, {:.1} µs of CPU per event (gateway and librdkafka; the client's thread {:.2} s); bare producer {:.0} events/s, {:.1} µs per event; ratio {}; load average {}",
+            answers.accepted,
+            answers.latencies.len(),
+            a.batch,
+            bytes as f64 / 1e6,
+            a.connections,
+            round.events_s,
+            round.requests_s,
+            round.gateway_cpu_us,
+            round.client_cpu,
+            round.bare_events_s,
+            round.bare_cpu_us,
+            ratio(round.ratio()),
+            round.load
+        );
+        batched_accepted += answers.accepted;
+        latencies.extend(answers.latencies);
+        rounds.push(round);
+    }
+    let (single_answers, single_secs) = rt.block_on(single(&http, &url, &token, single_bodies, a.rate));
     single_answers.ensure_ok("single")?;
     gw.stop()?;
 
-    let requests = batch_answers.latencies.len() as u64;
-    let ev_s = rate(batch_answers.accepted, batch_secs);
-    let req_s = rate(requests, batch_secs);
-    let mut bl = batch_answers.latencies;
-    let (b50, b99, bmax) = (quantile_ms(&mut bl, 0.50), quantile_ms(&mut bl, 0.99), quantile_ms(&mut bl, 1.0));
-    println!(
-        "batched: {} events in {requests} requests of up to {} events ({:.1} MB of JSON) from {} connections in {batch_secs:.3} s = {ev_s:.0} events/s, {req_s:.0} requests/s; latency p50 {b50:.1} ms, p99 {b99:.1} ms, max {bmax:.1} ms",
-        batch_answers.accepted,
-        a.batch,
-        bytes as f64 / 1e6,
-        a.connections
-    );
-    let per_event_us = |secs: f64| secs * 1e6 / batch_answers.accepted.max(1) as f64;
-    println!(
-        "batched, CPU of this process: {:.2} s: the client's thread {:.2} s, the gateway and librdkafka {:.2} s = {:.1} µs per event; load average {load_before} before, {} after",
-        batch_cpu.1,
-        batch_cpu.0,
-        batch_cpu.1 - batch_cpu.0,
-        per_event_us(batch_cpu.1 - batch_cpu.0),
-        load_average()
-    );
+    let (b50, b99, bmax) =
+        (quantile_ms(&mut latencies, 0.50), quantile_ms(&mut latencies, 0.99), quantile_ms(&mut latencies, 1.0));
+    println!("batched, every round: latency p50 {b50:.1} ms, p99 {b99:.1} ms, max {bmax:.1} ms");
     let single_req_s = rate(single_answers.latencies.len() as u64, single_secs);
     let mut sl = single_answers.latencies;
     let (s50, s99, smax) = (quantile_ms(&mut sl, 0.50), quantile_ms(&mut sl, 0.99), quantile_ms(&mut sl, 1.0));
@@ -601,10 +669,11 @@ pub fn gateway(a: GatewayBenchArgs) -> anyhow::Result<ExitCode> {
         a.rate, a.seconds
     );
 
-    let expected = warm_answers.accepted + batch_answers.accepted + single_answers.accepted;
+    let expected = warm_answers.accepted + batched_accepted + single_answers.accepted;
+    let posted = (warm_n + a.events * a.rounds + single_n) as u64;
     anyhow::ensure!(
-        expected == b2 as u64,
-        "the gateway accepted {expected} events of the {b2} posted (answered 200 with fewer `accepted`)"
+        expected == posted,
+        "the gateway accepted {expected} events of the {posted} posted (answered 200 with fewer `accepted`)"
     );
     let on_topic = sum_watermarks(&a.brokers, &topics.activity)?;
     anyhow::ensure!(
@@ -612,43 +681,45 @@ pub fn gateway(a: GatewayBenchArgs) -> anyhow::Result<ExitCode> {
         "{} holds {on_topic} records, but the gateway acknowledged {expected} events",
         topics.activity
     );
-
-    let (bare_secs, bare_cpu) = rt.block_on(async {
-        create_topic(&a.brokers, &bare_topic, a.partitions).await?;
-        let p = bare_producer(&a.brokers)?;
-        // Connections and metadata before the clock starts, as the gateway's
-        // producer had them from its warm-up request.
-        p.client().fetch_metadata(Some(&bare_topic), Duration::from_secs(30)).context("the bare topic's metadata")?;
-        let cpu0 = cpu_seconds().1;
-        let secs = bare(&p, &bare_topic, &records).await?;
-        anyhow::Ok((secs, cpu_seconds().1 - cpu0))
-    })?;
     let bare_on_topic = sum_watermarks(&a.brokers, &bare_topic)?;
+    let bare_expected = (records.len() * a.rounds) as u64;
     anyhow::ensure!(
-        bare_on_topic == records.len() as u64,
-        "{bare_topic} holds {bare_on_topic} records, but the bare producer had {} acknowledged",
-        records.len()
-    );
-    let bare_ev_s = rate(records.len() as u64, bare_secs);
-    println!(
-        "bare producer (FutureProducer, acks=all, idempotent, linger.ms 2, lz4): {} events in {bare_secs:.3} s = {bare_ev_s:.0} events/s; CPU of this process {bare_cpu:.2} s = {:.1} µs per event",
-        records.len(),
-        bare_cpu * 1e6 / records.len().max(1) as f64
+        bare_on_topic == bare_expected,
+        "{bare_topic} holds {bare_on_topic} records, but the bare producer had {bare_expected} acknowledged"
     );
     println!(
-        "verified: {} holds {on_topic} records = {expected} events acknowledged ({warm_n} warm-up, {} batched, {} single); {bare_topic} holds {bare_on_topic}",
-        topics.activity, batch_answers.accepted, single_answers.accepted
+        "verified: {} holds {on_topic} records = {expected} events acknowledged ({warm_n} warm-up, {batched_accepted} batched, {} single); {bare_topic} holds {bare_on_topic}",
+        topics.activity, single_answers.accepted
     );
-    let r = ev_s / bare_ev_s.max(1e-9);
+    let med = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());
+    let (ev_s, req_s, bare_ev_s, r) =
+        (med(&|r| r.events_s), med(&|r| r.requests_s), med(&|r| r.bare_events_s), med(&Round::ratio));
+    let (gw_us, bare_us) = (med(&|r| r.gateway_cpu_us), med(&|r| r.bare_cpu_us));
+    println!();
+    println!("| round | gateway, batched events/s | bare producer events/s | ratio | gateway µs CPU/event | bare µs CPU/event | load average |");
+    println!("|---|---|---|---|---|---|---|");
+    for (n, x) in rounds.iter().enumerate() {
+        println!(
+            "| {} | {:.0} | {:.0} | {} | {:.1} | {:.1} | {} |",
+            n + 1,
+            x.events_s,
+            x.bare_events_s,
+            ratio(x.ratio()),
+            x.gateway_cpu_us,
+            x.bare_cpu_us,
+            x.load
+        );
+    }
+    println!("| **median** | {ev_s:.0} | {bare_ev_s:.0} | {} | {gw_us:.1} | {bare_us:.1} | |", ratio(r));
     println!();
     println!("| | events/s | requests/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|");
     println!(
-        "| gateway, batched ({} per request, {} connections) | {ev_s:.0} | {req_s:.0} | {b50:.1} | {b99:.1} |",
-        a.batch, a.connections
+        "| gateway, batched ({} per request, {} connections; median of {} rounds) | {ev_s:.0} | {req_s:.0} | {b50:.1} | {b99:.1} |",
+        a.batch, a.connections, a.rounds
     );
     println!("| gateway, single (offered {}/s) | {single_req_s:.0} | {single_req_s:.0} | {s50:.1} | {s99:.1} |", a.rate);
-    println!("| bare producer | {bare_ev_s:.0} | | | |");
+    println!("| bare producer (median of {} rounds) | {bare_ev_s:.0} | | | |", a.rounds);
     println!(
         "gateway: batched {ev_s:.0} events/s (bare producer {bare_ev_s:.0} events/s, ratio {}), single p50 {s50:.1} ms p99 {s99:.1} ms at {single_req_s:.0} requests/s",
         ratio(r)

@@ -49,12 +49,13 @@ pub enum BenchCommand {
     /// determinations/s, bare COPY N/s (ratio R, …), processor N/s (sink/processor R, …)`.
     Sink(sink::BenchSinkArgs),
     /// A load generator on loopback against a gateway it starts in this
-    /// process (a Caliper source, fresh topics): concurrent keep-alive
-    /// clients posting envelopes of 100 events, then single-event requests
-    /// at a fixed offered rate, then a bare rdkafka producer (acks=all,
-    /// idempotent) writing the same events; fails unless the topics hold
-    /// every acknowledged event. Last line: `gateway: batched N events/s
-    /// (bare producer N events/s, ratio R), single p50 X ms p99 Y ms at N requests/s`.
+    /// process (a Caliper source, fresh topics): rounds of concurrent
+    /// keep-alive clients posting envelopes of 100 events, each followed by a
+    /// bare rdkafka producer (acks=all, idempotent) writing the same events,
+    /// then single-event requests at a fixed offered rate; fails unless the
+    /// topics hold every acknowledged event. Last line: `gateway: batched N
+    /// events/s (bare producer N events/s, ratio R), single p50 X ms p99 Y ms
+    /// at N requests/s`, the first three the medians of the rounds.
     Gateway(gateway::GatewayBenchArgs),
 }
 
