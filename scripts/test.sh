@@ -42,6 +42,10 @@ if [ -z "${ROLLCALL_TEST_BROKERS:-}" ]; then
   echo "test: Kafka broker at $ROLLCALL_TEST_BROKERS"
 fi
 
+# `bench peers` builds and runs the Kafka Streams (Maven) and Quix Streams
+# (a Python virtualenv) peers once on a tiny district.
+export ROLLCALL_TEST_PEERS="${ROLLCALL_TEST_PEERS:-1}"
+
 status=0
 cargo test --release --workspace --no-fail-fast "${features[@]}" 2>&1 | tee "$log" || status=1
 

@@ -3,7 +3,7 @@
 //! above zero. Nothing here is timed. The broker benches (kafka, latency,
 //! restore, gateway) need ROLLCALL_TEST_BROKERS (scripts/test.sh sets it) and are
 //! recorded as skipped without it; `bench peers` also needs
-//! ROLLCALL_TEST_PEERS=1 (Maven, Java, a Python venv).
+//! ROLLCALL_TEST_PEERS=1 (Maven, Java, a Python venv; scripts/test.sh sets it).
 
 use std::process::Command;
 
@@ -100,7 +100,8 @@ fn bench_restore_reports_records_per_second() {
     assert!(n.len() == 3 && n.iter().all(|x| *x > 0.0) && n[2] == 2.0, "{out}");
 }
 
-/// Needs Maven, Java and Python (a venv): only with ROLLCALL_TEST_PEERS=1.
+/// Needs Maven, Java and Python (a venv): only with ROLLCALL_TEST_PEERS=1,
+/// which scripts/test.sh sets.
 fn bench_peers_compares_with_kafka_streams_and_quix() {
     const TEST: &str = "bench_peers_compares_with_kafka_streams_and_quix";
     if std::env::var("ROLLCALL_TEST_PEERS").as_deref() != Ok("1") {
