@@ -711,10 +711,17 @@ fn killed_in_a_rebalance(b: &str) -> TestResult {
         return Err(format!("instance a was not killed in the rebalance ({status:?}): {}", tail(&log_a.join())));
     }
     eprintln!("  instance a killed mid-rebalance; waiting for b to finish every partition");
+    survivor_finishes(b, &topics, &reference, survivor, "after a killed rebalance")
+}
+
+/// Waits (up to 3 minutes) for the outputs to reach the reference's count,
+/// stops the survivor, and compares.
+fn survivor_finishes(b: &str, topics: &Topics, reference: &[String], mut survivor: Child, what: &str) -> TestResult {
+    let started = Instant::now();
     let result = loop {
-        let out = outputs(b, &topics)?;
+        let out = outputs(b, topics)?;
         if out.len() >= reference.len() || started.elapsed() > Duration::from_secs(180) {
-            break compare(&reference, &out, "after a killed rebalance");
+            break compare(reference, &out, what);
         }
         std::thread::sleep(Duration::from_secs(3));
     };
@@ -736,17 +743,7 @@ fn survivor_takes_over_partitions(b: &str) -> TestResult {
     let _ = a.kill();
     let _ = a.wait();
     eprintln!("  instance a killed; waiting for b to finish every partition");
-    let started = Instant::now();
-    let result = loop {
-        let out = outputs(b, &topics)?;
-        if out.len() >= reference.len() || started.elapsed() > Duration::from_secs(180) {
-            break compare(&reference, &out, "survivor");
-        }
-        std::thread::sleep(Duration::from_secs(3));
-    };
-    let _ = survivor.kill();
-    let _ = survivor.wait();
-    result
+    survivor_finishes(b, &topics, &reference, survivor, "survivor")
 }
 
 /// With the wall clock, a day with no events at all still closes: the
