@@ -143,8 +143,18 @@ fn bench_gateway_compares_the_gateway_with_a_bare_producer() {
         "20",
         "--partitions",
         "2",
+        "--rounds",
+        "2",
     ]);
-    assert!(out.contains("holds 600 records = 600 events acknowledged (50 warm-up, 500 batched, 50 single)"), "{out}");
+    assert!(
+        out.contains("holds 1100 records = 1100 events acknowledged (50 warm-up, 1000 batched, 50 single)")
+            && out.contains("bare.activity holds 1000"),
+        "{out}"
+    );
+    // A row per round, then their medians.
+    for row in ["\n| 1 | ", "\n| 2 | ", "\n| **median** | "] {
+        assert!(out.contains(row), "no row {row:?} in {out}");
+    }
     let last = last_line(&out);
     assert!(
         last.starts_with("gateway: batched ")
