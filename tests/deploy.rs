@@ -26,7 +26,8 @@ const STATE_DIR: &str = "/var/lib/rollcall";
 /// Where `rollcall run --metrics-addr` serves in a container.
 const METRICS_PORT: u64 = 9464;
 /// The histogram families: only these may carry `_bucket`, `_sum`, `_count`.
-const HISTOGRAMS: &[&str] = &["rollcall_event_to_output_seconds", "rollcall_transaction_commit_seconds"];
+const HISTOGRAMS: &[&str] =
+    &["rollcall_event_to_output_seconds", "rollcall_event_delivery_delay_seconds", "rollcall_transaction_commit_seconds"];
 const ALERTS: &[&str] = &[
     "RollcallConsumerLagGrowing",
     "RollcallDeadLettersHigh",

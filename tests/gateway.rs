@@ -140,7 +140,8 @@ fn every_route_puts_its_events_on_the_topic(b: &str) -> TestResult {
     let gw = start_gateway(b, &prefix, "")?;
     let ids = IdentityView::from_csv(&std::fs::read(fixture("identities.csv")).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
-    let now = chrono::Utc::now().timestamp();
+    let posted_from = chrono::DateTime::from_timestamp_micros(chrono::Utc::now().timestamp_micros()).unwrap_or_default();
+    let now = posted_from.timestamp();
     let cases: [(&str, &str, Format, Option<&str>); 6] = [
         ("/v1/caliper", "caliper/session-logged-in.json", Format::Caliper, None),
         ("/v1/xapi/statements", "xapi/batch.json", Format::Xapi, None),
@@ -170,7 +171,15 @@ fn every_route_puts_its_events_on_the_topic(b: &str) -> TestResult {
     let got = on_topic(b, &topics)?;
     let twice: Vec<_> = got.iter().filter(|(_, (n, _))| *n != 1).map(|(k, _)| k).collect();
     ensure(twice.is_empty(), || format!("on the topic more than once: {twice:?}"))?;
-    let got: BTreeMap<String, ActivityEvent> = got.into_iter().map(|(k, (_, e))| (k, e)).collect();
+    let mut got: BTreeMap<String, ActivityEvent> = got.into_iter().map(|(k, (_, e))| (k, e)).collect();
+    // The gateway stamps each event with when it took it (schema version 2).
+    let posted_to = chrono::Utc::now();
+    for (id, e) in got.iter_mut() {
+        let at = e.received_at.take();
+        ensure(at.is_some_and(|t| t >= posted_from && t <= posted_to), || {
+            format!("{id}: received_at {at:?}, posted between {posted_from} and {posted_to}")
+        })?;
+    }
     ensure(got == want, || {
         format!(
             "{} events on the topic, {} expected; e.g. {:?}",

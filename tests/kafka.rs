@@ -358,6 +358,103 @@ fn bad_records_are_dead_lettered(b: &str) -> TestResult {
     ensure(diffs.is_empty(), || format!("good records not processed as expected: {diffs:?}"))
 }
 
+/// Producers upgrade their schemas on their own schedule. ActivityEvents of
+/// schema versions 1 and 2 interleaved on the topic decide the scenario as
+/// it expects; one whose fingerprint is of neither version is dead-lettered
+/// WRONG_SCHEMA, its fingerprint in the message; and a consumer still
+/// reading with version 1 of the Determination schema (apache-avro's
+/// resolution, not rollcall's codec) reads every determination written.
+fn schema_versions_side_by_side(b: &str) -> TestResult {
+    use rollcall_model::avro::{parsing_canonical_form, rabin_fingerprint};
+    use rollcall_model::{ActivityEvent, Determination};
+    let base =
+        Scenario::load(&repo().join("tests/scenarios/mmsd-01-k5-live-join-and-submission.json")).map_err(|e| e.to_string())?;
+    let prefix = unique("versions");
+    let topics = Topics::with_prefix(&prefix);
+    create_topics(b, &topics, 3, 1).map_err(|e| format!("{e:#}"))?;
+    let mut rest = base.clone();
+    rest.events.clear();
+    produce_scenario(b, &topics, &rest).map_err(|e| format!("{e:#}"))?;
+
+    let v1_text = std::fs::read_to_string(repo().join("schemas/history/activity_event.1.avsc")).map_err(|e| e.to_string())?;
+    let v1_json: serde_json::Value = serde_json::from_str(&v1_text).map_err(|e| e.to_string())?;
+    let v1 = apache_avro::Schema::parse(&v1_json).map_err(|e| e.to_string())?;
+    let v1_fingerprint = rabin_fingerprint(parsing_canonical_form(&v1_json, None).as_bytes());
+    // As a producer that has not upgraded writes it: apache-avro, schema version 1.
+    let as_v1 = |e: &ActivityEvent| -> Result<Vec<u8>, String> {
+        let mut value = e.to_avro_value();
+        if let apache_avro::types::Value::Record(fields) = &mut value {
+            fields.retain(|(name, _)| name != "received_at");
+        }
+        let mut out = vec![0xC3, 0x01];
+        out.extend_from_slice(&v1_fingerprint.to_le_bytes());
+        out.extend(apache_avro::to_avro_datum(&v1, value).map_err(|e| e.to_string())?);
+        Ok(out)
+    };
+    let p = rollcall_kafka::replay::producer(b).map_err(|e| format!("{e:#}"))?;
+    let send = |key: &str, value: &[u8], at| {
+        rollcall_kafka::replay::send(&p, &topics.activity, key, value, at).map_err(|e| format!("{e:#}"))
+    };
+    let mut versions = [0usize; 2];
+    for (i, a) in base.events.iter().enumerate() {
+        let value = if i % 2 == 0 {
+            as_v1(&a.event)?
+        } else {
+            let e = ActivityEvent { received_at: Some(a.arrives_at), ..a.event.clone() };
+            encode(&e)?
+        };
+        versions[i % 2] += 1;
+        send(&a.event.student_id, &value, a.arrives_at)?;
+    }
+    ensure(versions[0] > 0 && versions[1] > 0, || format!("events by version: {versions:?}"))?;
+    // A version this processor does not know (here: today's bytes under
+    // another fingerprint).
+    let first = &base.events[0];
+    let mut unknown = encode(&ActivityEvent { event_id: "from-a-later-schema".into(), ..first.event.clone() })?;
+    unknown[9] ^= 0x5a;
+    let unknown_fingerprint = u64::from_le_bytes(unknown[2..10].try_into().map_err(|_| "header")?);
+    send(&first.event.student_id, &unknown, first.arrives_at)?;
+    p.flush(Duration::from_secs(30)).map_err(|e| e.to_string())?;
+
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    run_replay(b, &prefix, dir.path(), &base.now.to_rfc3339())?;
+    let dead = dead_letters(b, &topics)?;
+    ensure(dead.len() == 1 && dead[0].error_kind == "WRONG_SCHEMA", || format!("dead letters:\n  {}", brief(&dead)))?;
+    ensure(dead[0].message.contains(&format!("{unknown_fingerprint:#018x}")), || {
+        format!("the message does not give the fingerprint {unknown_fingerprint:#018x}: {}", dead[0].message)
+    })?;
+    let out = read_outputs(b, &topics).map_err(|e| format!("{e:#}"))?;
+    let mut s = base.clone();
+    s.expect.dead_letters = Some(Vec::new());
+    let diffs: Vec<_> = check(&s, &rollcall_scenario::RunOutput { dead_letters: Vec::new(), ..out }).into_iter().collect();
+    ensure(diffs.is_empty(), || format!("v1 and v2 events side by side: {diffs:?}"))?;
+
+    // A reader of Determination version 1.
+    let reader_text = std::fs::read_to_string(repo().join("schemas/history/determination.1.avsc")).map_err(|e| e.to_string())?;
+    let reader = apache_avro::Schema::parse_str(&reader_text).map_err(|e| e.to_string())?;
+    let writer = Determination::schema();
+    let mut read = 0usize;
+    read_topic(b, &topics.determinations, |v, offset| {
+        let ours = Determination::from_single_object(v)
+            .map_err(|e| rollcall_kafka::KafkaError::Record { what: format!("determination @{offset}"), source: e })?;
+        let old = apache_avro::from_avro_datum(writer, &mut &v[10..], Some(&reader))
+            .map_err(|e| rollcall_kafka::KafkaError::Setup(format!("a version-1 reader, determination @{offset}: {e}")))?;
+        let id = match &old {
+            apache_avro::types::Value::Record(f) => f.iter().find(|(n, _)| n == "determination_id").map(|(_, v)| v.clone()),
+            _ => None,
+        };
+        if id != Some(apache_avro::types::Value::String(ours.determination_id.clone())) {
+            return Err(rollcall_kafka::KafkaError::Setup(format!("determination @{offset}: the version-1 reader read {old:?}")));
+        }
+        read += 1;
+        Ok(())
+    })
+    .map_err(|e| format!("{e:#}"))?;
+    ensure(read > 0, || "no determinations to read".to_string())?;
+    eprintln!("  {} events of version 1, {} of version 2; {read} determinations read with version 1", versions[0], versions[1]);
+    Ok(())
+}
+
 /// An event whose student has no roster record yet waits for it: released
 /// when the record comes (the event then counts), refused with
 /// UNKNOWN_STUDENT when its three days are over first.
@@ -1181,6 +1278,7 @@ pub fn area() -> Area {
     let tests = service_tests![[Need::Broker], |e| (e.broker());
         scenarios_pass_through_kafka,
         bad_records_are_dead_lettered,
+        schema_versions_side_by_side,
         waiting_events_are_released_or_refused,
         survivor_takes_over_partitions,
         quiet_night_closes_on_the_wall_clock,

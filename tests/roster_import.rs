@@ -293,6 +293,7 @@ fn the_imported_district_runs_through_the_engine(_: &str) -> TestResult {
             live_session_id: Some("alg1-2026-02-02".into()),
             duration_seconds: duration,
             attributes: BTreeMap::new(),
+            received_at: None,
         };
         events.push(rollcall_scenario::Arrival { arrives_at: event.occurred_at, event });
     }

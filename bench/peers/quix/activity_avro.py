@@ -169,6 +169,8 @@ def decode_datum(buf: bytes, pos: int = 10) -> dict:
         for _ in range(count):
             key, pos = _string(buf, pos)
             attributes[key], pos = _string(buf, pos)
+    # Schema version 2 (schemas/activity_event.avsc): when the gateway took it.
+    received_at, pos = _opt(_long, buf, pos)
     if pos != len(buf):
         raise DecodeError(f"{len(buf) - pos} trailing bytes after the datum")
     return {
@@ -185,6 +187,7 @@ def decode_datum(buf: bytes, pos: int = 10) -> dict:
         "live_session_id": live_session_id,
         "duration_seconds": duration_seconds,
         "attributes": attributes,
+        "received_at": received_at,
     }
 
 

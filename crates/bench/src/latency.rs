@@ -185,6 +185,7 @@ pub(crate) fn measure_latency(
                     live_session_id: None,
                     duration_seconds: None,
                     attributes: Default::default(),
+                    received_at: None,
                 };
                 let v = e.to_single_object()?;
                 if let Ok(mut s) = sent.lock() {

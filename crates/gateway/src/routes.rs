@@ -82,6 +82,9 @@ async fn ingest(state: Arc<AppState>, source: Arc<Source>, headers: HeaderMap, b
 }
 
 async fn handle(state: &AppState, source: &Source, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    // To the microsecond, as the record carries it.
+    let now = chrono::Utc::now();
+    let received = chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
     let body = match body {
         Ok(b) => b,
         Err(e) => return answer(e.status(), json!({ "errors": [e.body_text()] })),
@@ -103,10 +106,13 @@ async fn handle(state: &AppState, source: &Source, headers: &HeaderMap, body: Re
     } else {
         rollcall_ingest::normalize(source.format, &body, &state.identities.read(), Some(&source.name))
     };
-    let Outcome { events, waiting, ignored } = match outcome {
+    let Outcome { mut events, mut waiting, ignored } = match outcome {
         Ok(o) => o,
         Err(r) => return refused(&r),
     };
+    for e in events.iter_mut().chain(waiting.iter_mut().map(|w| &mut w.event)) {
+        e.received_at = Some(received);
+    }
     // What names someone the view does not know yet is made durable on the
     // waiting topic in the same request: the platform is answered only once
     // every event is on one topic or the other, and the resolver releases

@@ -392,6 +392,7 @@ impl<'a> Normalizer<'a> {
             live_session_id: d.live_session_id,
             duration_seconds: d.duration_seconds,
             attributes: d.attributes,
+            received_at: None,
         };
         match resolve_owned(raw, self.ids) {
             Resolved::Ready(event) => self.out.events.push(event),

@@ -163,5 +163,6 @@ fn csv_row(line: u64, row: &[String], source: &str) -> Result<ActivityEvent, Vec
         live_session_id: None,
         duration_seconds: None,
         attributes,
+        received_at: None,
     })
 }

@@ -16,6 +16,11 @@
 //!   so the start is the wall-clock instant the processor received the
 //!   record (processing latency only). Outputs of a batch without input
 //!   (closes on the clock) are not observed;
+//! - `rollcall_event_delivery_delay_seconds` is observed for each activity
+//!   event of a committed batch that the gateway stamped (`received_at`,
+//!   ActivityEvent schema version 2): from when the event occurred to when
+//!   the gateway took it, i.e. how late platforms deliver; the processor's
+//!   own delay is in `rollcall_event_to_output_seconds`;
 //! - gauges (lag, windows, schools, RocksDB) are refreshed by the processor
 //!   loop: lag after every batch, the others at most every few seconds;
 //! - `rollcall_open_windows{scope}`: for each school, the instructional
@@ -53,6 +58,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "rollcall_dlq_records_total",
     "rollcall_late_events_total",
     "rollcall_event_to_output_seconds",
+    "rollcall_event_delivery_delay_seconds",
     "rollcall_consumer_lag_records",
     "rollcall_transaction_commit_seconds",
     "rollcall_transactions_total",
@@ -141,6 +147,7 @@ pub struct Metrics {
     pub dlq: IntCounterVec,
     pub late_events: IntCounterVec,
     pub event_to_output: Histogram,
+    pub delivery_delay: Histogram,
     pub consumer_lag: IntGaugeVec,
     pub transaction_commit: Histogram,
     pub transactions: IntCounterVec,
@@ -241,6 +248,12 @@ impl Metrics {
                 "rollcall_event_to_output_seconds",
                 "From the newest input record of a batch (wall clock: its timestamp; replay clock: when it was received) to the commit of the transaction, once per output.",
                 vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0],
+            ),
+            delivery_delay: histogram(
+                &r,
+                "rollcall_event_delivery_delay_seconds",
+                "For activity events the gateway stamped with received_at: from when the event occurred to when the gateway took it (how late platforms deliver).",
+                vec![1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0, 259_200.0],
             ),
             consumer_lag: gauge_vec(
                 &r,
@@ -389,6 +402,7 @@ struct Batch {
     too_late: u64,
     outputs: u64,
     newest_input_ms: Option<i64>,
+    delivery_delays: Vec<f64>,
 }
 
 fn bump<K: PartialEq>(v: &mut Vec<(K, u64)>, k: K) {
@@ -439,6 +453,11 @@ impl Recorder {
         }
         let start = if self.replay { received_ms } else { timestamp_ms.unwrap_or(received_ms) };
         self.batch.newest_input_ms = Some(self.batch.newest_input_ms.map_or(start, |n| n.max(start)));
+    }
+
+    /// An activity event of this batch that the gateway took `secs` after it occurred.
+    pub fn delivered_after(&mut self, secs: f64) {
+        self.batch.delivery_delays.push(secs);
     }
 
     /// A calendar record read (outside the transactions): counted at once.
@@ -501,6 +520,9 @@ impl Recorder {
         }
         if b.too_late > 0 {
             m.late_events.with_label_values(&["too_late"]).inc_by(b.too_late);
+        }
+        for secs in &b.delivery_delays {
+            m.delivery_delay.observe(*secs);
         }
         m.transactions.with_label_values(&["committed"]).inc();
         m.transaction_commit.observe(commit.as_secs_f64());
@@ -663,12 +685,15 @@ mod tests {
         let m = Arc::new(Metrics::new());
         let mut r = Recorder::new(m.clone(), true);
         r.consumed("a", "login", Some(0), 0);
+        r.delivered_after(90.0);
         r.aborted();
         r.begin_batch();
         r.consumed("a", "login", Some(0), 0);
         r.consumed("a", "login", Some(0), 0);
+        r.delivered_after(4.0);
         r.committed(Duration::from_millis(1));
         assert_eq!(m.events_consumed.with_label_values(&["a", "login"]).get(), 2);
+        assert_eq!((m.delivery_delay.get_sample_count(), m.delivery_delay.get_sample_sum()), (1, 4.0));
         assert_eq!(m.transactions.with_label_values(&["committed"]).get(), 1);
         assert_eq!(m.transactions.with_label_values(&["aborted"]).get(), 1);
     }

@@ -293,6 +293,7 @@ pub(crate) mod tests {
             live_session_id: None,
             duration_seconds: None,
             attributes: Default::default(),
+            received_at: None,
         }
     }
 

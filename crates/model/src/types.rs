@@ -288,6 +288,11 @@ pub struct ActivityEvent {
     pub duration_seconds: Option<i64>,
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
+    /// When rollcall's gateway took the event; `None` for a record a
+    /// producer wrote itself, and for every record of schema version 1.
+    /// Not part of the event's meaning: the engine never reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<DateTime<Utc>>,
 }
 
 /// A scheduled meeting of a section.

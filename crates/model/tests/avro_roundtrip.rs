@@ -47,6 +47,7 @@ fn activity_full() -> ActivityEvent {
             ("ip".into(), "10.0.0.1".into()),
             ("ünïcode".into(), "✓".into()),
         ]),
+        received_at: Some(at("2020-10-06T14:05:00.000001Z")),
     }
 }
 
@@ -65,6 +66,7 @@ fn activity_min() -> ActivityEvent {
         live_session_id: None,
         duration_seconds: None,
         attributes: BTreeMap::new(),
+        received_at: None,
     }
 }
 
@@ -867,7 +869,8 @@ fn the_direct_event_decoder_reads_the_schema_in_its_order() {
             "assigned_date",
             "live_session_id",
             "duration_seconds",
-            "attributes"
+            "attributes",
+            "received_at"
         ]
     );
     let symbols = |v: &serde_json::Value| -> Vec<String> {
@@ -915,4 +918,66 @@ fn a_determination_of_schema_version_1_still_reads() {
     // A fingerprint of neither version is still refused.
     framed[2] ^= 1;
     assert!(Determination::from_single_object(&framed).is_err());
+}
+
+/// An activity event of schema version 1 (before `received_at`) reads as
+/// today's with `received_at` empty, beside version-2 events: producers
+/// move to a new schema version on their own schedule. A fingerprint of
+/// neither version is refused, and the error gives the fingerprint.
+#[test]
+fn activity_events_of_versions_1_and_2_read_side_by_side() {
+    let v1: serde_json::Value = serde_json::from_str(include_str!("../../../schemas/history/activity_event.1.avsc")).unwrap();
+    let schema = apache_avro::Schema::parse(&v1).unwrap();
+    let fingerprint = rollcall_model::avro::rabin_fingerprint(rollcall_model::avro::parsing_canonical_form(&v1, None).as_bytes());
+    assert_ne!(fingerprint, ActivityEvent::fingerprint());
+    for mut e in [activity_full(), activity_min()] {
+        // Written by apache-avro with the version-1 schema, as a producer
+        // that has not upgraded writes it.
+        e.received_at = None;
+        let mut value = e.to_avro_value();
+        if let apache_avro::types::Value::Record(fields) = &mut value {
+            fields.retain(|(name, _)| name != "received_at");
+        }
+        let datum = apache_avro::to_avro_datum(&schema, value).unwrap();
+        let mut framed = vec![0xC3, 0x01];
+        framed.extend_from_slice(&fingerprint.to_le_bytes());
+        framed.extend_from_slice(&datum);
+        assert_eq!(ActivityEvent::from_single_object(&framed).unwrap(), e);
+        // Version 2 beside it, with the new field set.
+        let v2 = ActivityEvent { received_at: Some(at("2020-10-06T15:00:00Z")), ..e.clone() };
+        assert_eq!(ActivityEvent::from_single_object(&v2.to_single_object().unwrap()).unwrap(), v2);
+        // A fingerprint of neither version.
+        framed[4] ^= 0x40;
+        let unknown = u64::from_le_bytes(framed[2..10].try_into().unwrap());
+        let err = ActivityEvent::from_single_object(&framed).unwrap_err().to_string();
+        assert!(err.contains(&format!("{unknown:#018x}")), "{err}");
+    }
+}
+
+/// A consumer still coded against version 1 of an output schema reads what
+/// rollcall writes today: Avro resolution (writer today's schema, reader
+/// version 1, here by apache-avro rather than rollcall's own codec) drops
+/// the fields added since, which is why every added field has a default
+/// and nothing is removed or renamed (docs/schema-evolution.md).
+#[test]
+fn a_reader_of_version_1_reads_todays_records() {
+    fn read_as_v1<T: AvroRecord>(record: &T, v1_text: &str) -> apache_avro::types::Value {
+        let writer = T::schema();
+        let reader = apache_avro::Schema::parse_str(v1_text).unwrap();
+        let datum = record.to_avro_datum().unwrap();
+        apache_avro::from_avro_datum(writer, &mut &datum[..], Some(&reader))
+            .unwrap_or_else(|e| panic!("{}: a version-1 reader cannot read today's datum: {e}", T::SCHEMA_FILE))
+    }
+    let field = |v: &apache_avro::types::Value, name: &str| match v {
+        apache_avro::types::Value::Record(f) => f.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()),
+        _ => None,
+    };
+    let e = activity_full();
+    let old = read_as_v1(&e, include_str!("../../../schemas/history/activity_event.1.avsc"));
+    assert_eq!(field(&old, "event_id"), Some(apache_avro::types::Value::String(e.event_id.clone())));
+    assert_eq!(field(&old, "received_at"), None);
+    let d = determination_full();
+    let old = read_as_v1(&d, include_str!("../../../schemas/history/determination.1.avsc"));
+    assert_eq!(field(&old, "determination_id"), Some(apache_avro::types::Value::String(d.determination_id.clone())));
+    assert_eq!(field(&old, "looked_for"), None);
 }

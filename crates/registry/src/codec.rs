@@ -205,6 +205,7 @@ mod tests {
             live_session_id: None,
             duration_seconds: None,
             attributes: Default::default(),
+            received_at: None,
         }
     }
 

@@ -153,6 +153,7 @@ impl World {
             live_session_id,
             duration_seconds: d.duration,
             attributes: BTreeMap::new(),
+            received_at: None,
         }
     }
 

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use rollcall_model::avro::AvroRecord;
-use rollcall_model::{DeadLetter, Determination, OutreachTrigger};
+use rollcall_model::{ActivityEvent, ActivityKind, DeadLetter, Determination, OutreachTrigger};
 use rollcall_sim::file::{write_entries, Entry, FileMeta};
 use rollcall_sim::SimConfig;
 use serde_json::json;
@@ -59,6 +59,20 @@ fn main() {
             kinds.push(e.event.kind);
             seed(&root, 0, &format!("event-{}", e.event.kind.as_str().to_lowercase()), &e.event);
         }
+    }
+    // The kinds a small district does not make, shaped from its first event
+    // with the fields each kind carries; the last one also has the gateway's
+    // `received_at`, so that the field's set branch is seeded too.
+    let first = &world.events[0].event;
+    for kind in ActivityKind::ALL.iter().filter(|k| !kinds.contains(k)) {
+        let mut e = ActivityEvent { kind: *kind, received_at: Some(first.occurred_at), ..first.clone() };
+        match kind {
+            ActivityKind::RecordingView => e.duration_seconds = Some(1_260),
+            ActivityKind::TwoWayContact => e.staff_id = Some("st1".into()),
+            ActivityKind::OfflineWorkReturned => e.assigned_date = Some(cfg.start),
+            _ => {}
+        }
+        seed(&root, 0, &format!("event-{}", kind.as_str().to_lowercase()), &e);
     }
     let determination: Determination = serde_json::from_value(json!({
         "determination_id": "d1", "student_id": "s1", "school_id": "x", "scope": "SECTION", "date": "2020-10-05",

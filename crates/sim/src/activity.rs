@@ -77,6 +77,7 @@ impl DayWriter<'_> {
             live_session_id: None,
             duration_seconds: None,
             attributes: BTreeMap::new(),
+            received_at: None,
         });
         self.out.last_mut().expect("just pushed")
     }

@@ -129,6 +129,7 @@ mod tests {
             live_session_id: None,
             duration_seconds: None,
             attributes: Default::default(),
+            received_at: None,
         };
         e.advance(at("2020-10-05T14:00:00Z")).unwrap();
         assert_eq!(e.apply_event(&ev("e1", "2020-10-05T14:00:00Z")).unwrap(), Applied::Accepted);

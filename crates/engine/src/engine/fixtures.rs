@@ -51,5 +51,6 @@ pub(super) fn submission(id: &str, student: &str, t: &str) -> ActivityEvent {
         live_session_id: None,
         duration_seconds: None,
         attributes: Default::default(),
+        received_at: None,
     }
 }

@@ -66,8 +66,11 @@ impl Processor {
         let mut consumed = 0u64;
         for a in applied {
             let a = a?;
-            for (rank, kind, ts, received) in &a.consumed {
+            for (rank, kind, ts, received, delay) in &a.consumed {
                 self.metrics.consumed(self.topics.keyed_inputs()[*rank], kind, *ts, *received);
+                if let Some(secs) = delay {
+                    self.metrics.delivered_after(*secs);
+                }
             }
             consumed += a.consumed.len() as u64;
             outputs.push((a.partition, a.outputs, a.dead));
@@ -100,7 +103,9 @@ struct Applied {
     outputs: Vec<Output>,
     dead: Vec<(DeadLetterKind, DeadLetter)>,
     /// Per record applied: input topic rank, metrics kind, timestamp, received.
-    consumed: Vec<(usize, &'static str, Option<i64>, i64)>,
+    /// Per record: its input's rank, its metric label, its Kafka timestamp,
+    /// when it was received, and for a gateway-stamped event its delivery delay.
+    consumed: Vec<(usize, &'static str, Option<i64>, i64, Option<f64>)>,
 }
 
 /// Applies a task's ready records, advances its clock and flushes its engine.
@@ -154,8 +159,8 @@ fn apply_task(
         if !task.refused.is_empty() && task.refused.contains(&(rec.topic.clone(), rec.offset)) {
             continue;
         }
-        let (dead_letter, kind) = apply_record(&mut task.engine, &rec, topics, codec)?;
-        consumed.push((topics.input_rank(&rec.topic), kind, rec.timestamp, rec.received_ms));
+        let (dead_letter, kind, delay) = apply_record(&mut task.engine, &rec, topics, codec)?;
+        consumed.push((topics.input_rank(&rec.topic), kind, rec.timestamp, rec.received_ms, delay));
         if let Some(d) = dead_letter {
             dead.push(d);
             task.refused.insert((rec.topic.clone(), rec.offset));
@@ -231,7 +236,7 @@ fn apply_record(
     rec: &Record,
     topics: &Topics,
     codec: &Codec,
-) -> Result<(Option<(DeadLetterKind, DeadLetter)>, &'static str), KafkaError> {
+) -> Result<(Option<(DeadLetterKind, DeadLetter)>, &'static str, Option<f64>), KafkaError> {
     let failed_at = engine.clock().unwrap_or_default();
     let dead = |kind: DeadLetterKind, message: String| {
         let key = crate::redact::student_key(rec.key.as_deref());
@@ -247,13 +252,17 @@ fn apply_record(
     })?;
     let input = match wire::decode_input_with(codec, kind, rec.key.as_deref(), rec.value.as_deref()) {
         Ok(i) => i,
-        Err(InputError::Unusable(u)) => return Ok((dead(u.kind, u.message), crate::metrics::input_label(kind, None))),
+        Err(InputError::Unusable(u)) => return Ok((dead(u.kind, u.message), crate::metrics::input_label(kind, None), None)),
         Err(InputError::Registry(e)) => {
             let at = format!("{} [{}] @{}", rec.topic, rec.partition, rec.offset);
             return Err(KafkaError::Registry { what: at, source: Box::new(e), transient: true });
         }
     };
     let label = crate::metrics::input_label(kind, Some(&input));
+    let delay = match &input {
+        Input::Activity(e) => e.received_at.map(|r| (r - e.occurred_at).num_milliseconds().max(0) as f64 / 1000.0),
+        _ => None,
+    };
     let result = match &input {
         Input::Activity(e) => engine.apply_event(e).map(|_| ()),
         Input::Report(r) => engine.apply_report(r).map(|_| ()),
@@ -261,8 +270,8 @@ fn apply_record(
         Input::Calendar(c) => engine.load_calendar(c.clone()),
     };
     match result {
-        Ok(()) => Ok((None, label)),
-        Err(ApplyError::Rejected(r)) => Ok((dead(r.kind, r.message), label)),
+        Ok(()) => Ok((None, label, delay)),
+        Err(ApplyError::Rejected(r)) => Ok((dead(r.kind, r.message), label, None)),
         Err(ApplyError::Fatal(e)) => {
             Err(KafkaError::state(format!("{} [{}] @{}: applying the record", rec.topic, rec.partition, rec.offset), e))
         }

@@ -63,6 +63,7 @@ pub(super) fn activity_event_direct(datum: &[u8]) -> Option<ActivityEvent> {
             }
         }
     }
+    let received_at = opt(input, |i| DateTime::from_timestamp_micros(read_long(i).ok()?))?;
     if !input.is_empty() {
         return None;
     }
@@ -80,6 +81,7 @@ pub(super) fn activity_event_direct(datum: &[u8]) -> Option<ActivityEvent> {
         live_session_id,
         duration_seconds,
         attributes,
+        received_at,
     })
 }
 
@@ -177,4 +179,5 @@ pub(super) fn activity_event_encode(e: &ActivityEvent, out: &mut Vec<u8>) {
         }
     }
     out.push(0);
+    opt(e.received_at, out, |t, out| write_long(t.timestamp_micros(), out));
 }

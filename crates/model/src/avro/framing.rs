@@ -137,7 +137,7 @@ pub fn parsing_canonical_form(schema: &serde_json::Value, namespace: Option<&str
 mod tests {
     use super::*;
     use crate::avro::AvroRecord;
-    use crate::ActivityEvent;
+    use crate::{ActivityEvent, Determination};
     use apache_avro::rabin::Rabin;
     use apache_avro::schema::Schema;
 
@@ -162,10 +162,16 @@ mod tests {
 
     #[test]
     fn fingerprints_follow_the_specification() {
-        // The value the Java library (SchemaNormalization.parsingFingerprint64)
-        // gives for schemas/activity_event.avsc, whose timestamp and date
-        // fields carry logical types that the canonical form must drop.
-        assert_eq!(format!("{:016x}", ActivityEvent::fingerprint()), "a9f3656cd2e4be58");
+        // The values the Java library (SchemaNormalization.parsingFingerprint64)
+        // gives for schemas/activity_event.avsc and its version 1, whose
+        // timestamp and date fields carry logical types that the canonical
+        // form must drop.
+        assert_eq!(format!("{:016x}", ActivityEvent::fingerprint()), "cb322bb5bed90637");
+        let v1 = ActivityEvent::earlier().iter().map(|c| format!("{:016x}", c.fingerprint)).collect::<Vec<_>>();
+        assert_eq!(v1, ["a9f3656cd2e4be58"]);
+        assert_eq!(format!("{:016x}", Determination::fingerprint()), "f6ca9a749a815eca");
+        let v1 = Determination::earlier().iter().map(|c| format!("{:016x}", c.fingerprint)).collect::<Vec<_>>();
+        assert_eq!(v1, ["fc838cbadf44e5bc"]);
         // Where no logical type is involved the crate agrees with the spec.
         let plain = r#"{"type":"record","name":"R","namespace":"a.b","doc":"x","fields":[{"name":"f","type":{"type":"enum","name":"E","symbols":["A"]},"default":"A"}]}"#;
         let json: serde_json::Value = serde_json::from_str(plain).unwrap();

@@ -18,31 +18,12 @@ use super::{AvroError, AvroRecord};
 use crate::types::*;
 
 macro_rules! avro_record {
-    ($t:ident, $file:literal, $to:ident, $from:ident, direct: $direct:expr, direct_encoder: $encode:expr) => {
-        avro_record!(@impl $t, $file, $to, $from,
-            fn decode_direct(datum: &[u8]) -> Option<Self> { $direct(datum) }
-            fn encode_direct(&self, out: &mut Vec<u8>) -> bool { $encode(self, out); true }
-        );
-    };
-    ($t:ident, $file:literal, $to:ident, $from:ident, direct_encoder: $direct:expr, earlier: [$($old:literal),*]) => {
-        avro_record!(@impl $t, $file, $to, $from,
-            fn encode_direct(&self, out: &mut Vec<u8>) -> bool { $direct(self, out); true }
-            fn earlier() -> &'static [CompiledSchema] {
-                static EARLIER: OnceLock<Vec<CompiledSchema>> = OnceLock::new();
-                EARLIER.get_or_init(|| {
-                    vec![$(CompiledSchema::parse(
-                        stringify!($t),
-                        concat!("history/", $old),
-                        include_str!(concat!("../../../../schemas/history/", $old)),
-                    )),*]
-                })
-            }
-        );
-    };
-    ($t:ident, $file:literal, $to:ident, $from:ident) => {
-        avro_record!(@impl $t, $file, $to, $from,);
-    };
-    (@impl $t:ident, $file:literal, $to:ident, $from:ident, $($direct:item)*) => {
+    (
+        $t:ident, $file:literal, $to:ident, $from:ident
+        $(, direct: $direct:expr)?
+        $(, direct_encoder: $encode:expr)?
+        $(, earlier: [$($old:literal),*])?
+    ) => {
         impl AvroRecord for $t {
             const SCHEMA_FILE: &'static str = $file;
 
@@ -65,7 +46,25 @@ macro_rules! avro_record {
                 $from(v)
             }
 
-            $($direct)*
+            $(fn decode_direct(datum: &[u8]) -> Option<Self> {
+                $direct(datum)
+            })?
+
+            $(fn encode_direct(&self, out: &mut Vec<u8>) -> bool {
+                $encode(self, out);
+                true
+            })?
+
+            $(fn earlier() -> &'static [CompiledSchema] {
+                static EARLIER: OnceLock<Vec<CompiledSchema>> = OnceLock::new();
+                EARLIER.get_or_init(|| {
+                    vec![$(CompiledSchema::parse(
+                        stringify!($t),
+                        concat!("history/", $old),
+                        include_str!(concat!("../../../../schemas/history/", $old)),
+                    )),*]
+                })
+            })?
         }
     };
 }
@@ -76,7 +75,8 @@ avro_record!(
     activity_event_to,
     activity_event_from,
     direct: activity_event_direct,
-    direct_encoder: activity_event_encode
+    direct_encoder: activity_event_encode,
+    earlier: ["activity_event.1.avsc"]
 );
 avro_record!(StudentRecord, "student_record.avsc", student_record_to, student_record_from);
 avro_record!(SchoolCalendar, "school_calendar.avsc", school_calendar_to, school_calendar_from);
@@ -108,6 +108,7 @@ fn activity_event_to(e: &ActivityEvent) -> Value {
         ("live_session_id", v_opt(e.live_session_id.as_deref(), v_str)),
         ("duration_seconds", v_opt(e.duration_seconds, Value::Long)),
         ("attributes", Value::Map(e.attributes.iter().map(|(k, v)| (k.clone(), v_str(v))).collect())),
+        ("received_at", v_opt(e.received_at.as_ref(), v_timestamp)),
     ])
 }
 
@@ -127,6 +128,7 @@ fn activity_event_from(v: Value) -> Result<ActivityEvent, AvroError> {
         live_session_id: f.get("live_session_id", optional(as_string))?,
         duration_seconds: f.get("duration_seconds", optional(as_long))?,
         attributes: f.get("attributes", as_string_map)?,
+        received_at: f.get("received_at", optional(as_timestamp))?,
     };
     f.finish()?;
     Ok(e)
