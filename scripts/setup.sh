@@ -17,6 +17,9 @@ command -v cmake >/dev/null || need+=(cmake)
 # openssl-sys, which finds it with pkg-config.
 [ -e /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+# The security tests' broker (ROLLCALL_KAFKA_SECURE=1 scripts/kafka.sh) makes its
+# throwaway CA and certificates with the openssl command.
+command -v openssl >/dev/null || need+=(openssl)
 # promtool checks and unit-tests the Prometheus files in deploy/ (tests/deploy.rs);
 # Debian ships it in the prometheus package.
 command -v promtool >/dev/null || need+=(prometheus)

@@ -479,12 +479,90 @@ fn the_sink_reads_over_sasl_ssl(sb: &SecureBroker, db: &pg::Database) -> TestRes
     ensure(rows > 0, || format!("the sink wrote no determinations:\n{}", r.all()))
 }
 
+/// The gateway, its `[kafka]` section in its config file (the password
+/// from a file), puts a request's events on the activity topic over SASL_SSL.
+fn the_gateway_produces_over_sasl_ssl(sb: &SecureBroker) -> TestResult {
+    const TOKEN: &str = "gateway-tls-token-0123456789";
+    let prefix = unique("tls-gw");
+    let topics = Topics::with_prefix(&prefix);
+    create_topics(&sb.plain, &topics, 3, 1).map_err(|e| format!("{e:#}"))?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let token = dir.path().join("token");
+    std::fs::write(&token, TOKEN).map_err(|e| e.to_string())?;
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\n\n[kafka]\nsecurity_protocol = \"sasl_ssl\"\nssl_ca_file = \"{}\"\n\
+         sasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"{}\"\nsasl_password_file = \"{}\"\n\n\
+         [[source]]\nformat = \"native\"\nroute = \"/v1/events\"\ntoken_file = \"{}\"\n",
+        sb.ca_file.display(),
+        sb.user,
+        sb.password_file.display(),
+        token.display()
+    );
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(&file, config).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(bin());
+    cmd.args(["gateway", "--brokers", &sb.secure, "--topic-prefix", &prefix, "--config"])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ROLLCALL_KAFKA__") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    let mut err = child.stderr.take();
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(e) = err.as_mut() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    });
+    let mut out = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    let mut byte = [0u8; 1];
+    let result = (|| -> TestResult {
+        while !line.ends_with('\n') {
+            if out.read(&mut byte).map_err(|e| e.to_string())? == 0 {
+                return Err("the gateway ended before listening".into());
+            }
+            line.push(byte[0] as char);
+        }
+        let addr = line.trim().strip_prefix("listening on ").ok_or_else(|| format!("unexpected first line `{line}`"))?;
+        let started = Instant::now();
+        while !http::get(addr, "/readyz", &[]).is_ok_and(|a| a.status == 200) {
+            ensure(started.elapsed() < Duration::from_secs(60), || "the gateway was not ready within 60 s".into())?;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let body = std::fs::read(repo().join("crates/ingest/tests/fixtures/native/events.json")).map_err(|e| e.to_string())?;
+        let want = rollcall_ingest::native::json(&body).map_err(|r| format!("{r}"))?.events.len();
+        let a = http::request(addr, "POST", "/v1/events", &[("Authorization", format!("Bearer {TOKEN}"))], &body)?;
+        ensure(a.status == 200, || format!("POST /v1/events: {} {}", a.status, a.body))?;
+        let mut got = 0;
+        rollcall_kafka::replay::read_topic(&sb.plain, &topics.activity, |_, _| {
+            got += 1;
+            Ok(())
+        })
+        .map_err(|e| format!("{e:#}"))?;
+        eprintln!("  the gateway put {got} events on the topic over SASL_SSL ({want} posted)");
+        ensure(got == want && want > 0, || format!("{got} events on the topic, {want} posted"))
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    let said = err_reader.join().unwrap_or_default();
+    result.map_err(|e| format!("{e}\n{said}"))?;
+    never_says(&said, &sb.password()?, "the gateway")
+}
+
 pub fn area() -> Area {
     let tests = service_tests![[Need::SecureBroker], |e| (e.secure_broker());
         a_district_over_sasl_ssl_is_decided_as_over_plaintext,
         a_wrong_password_fails_at_once,
         an_untrusted_certificate_fails_at_once,
         bad_settings_are_named_before_connecting,
+        the_gateway_produces_over_sasl_ssl,
     ];
     let mut tests = tests;
     tests.extend(service_tests![[Need::SecureBroker, Need::Database], |e| (e.secure_broker(), e.database());
