@@ -43,10 +43,25 @@
 #                        broker (default 90)
 #   ROLLCALL_KAFKA_KEEP_LOGS  a dir that stop copies the broker's logs into
 #   KAFKA_HEAP_OPTS      broker heap (default -Xmx512m -Xms256m)
+#   ROLLCALL_KAFKA_SECURE=1  start: also a SASL_SSL listener on a port of its
+#                        own, beside the plaintext one (which stays the
+#                        address printed last, and the inter-broker and
+#                        controller listeners stay as they are). It makes a
+#                        throwaway test CA and a certificate for
+#                        127.0.0.1/localhost with openssl, enables
+#                        SCRAM-SHA-512 and creates the SCRAM user `rollcall`
+#                        with a random password as the storage is formatted.
+#                        Where things are, in the run dir:
+#                          secure_bootstrap   the SASL_SSL address, 127.0.0.1:PORT
+#                          tls/ca.pem         the CA certificate (clients trust it)
+#                          tls/sasl.user      the SCRAM user (rollcall)
+#                          tls/sasl.password  its password (one line, mode 600)
+#                        and start also says them on stderr (not the password).
 #
 # Run dir layout: broker.pid, bootstrap (the address), server.properties,
 # log4j2.properties, data/ (log.dirs), logs/server.log (broker log),
-# logs/kafka.out (the JVM's stdout/stderr), logs/format.log. A paused run
+# logs/kafka.out (the JVM's stdout/stderr), logs/format.log; with
+# ROLLCALL_KAFKA_SECURE=1 also secure_bootstrap and tls/. A paused run
 # dir has all of these but broker.pid; resume appends to the logs.
 set -euo pipefail
 
@@ -195,17 +210,19 @@ clean_run_dir() {
     return 0
   fi
   rm -rf "$run_dir/data" "$run_dir/logs"
+  rm -rf "$run_dir/tls"
   rm -f "$pid_file" "$addr_file" "$run_dir/server.properties" \
-    "$run_dir/log4j2.properties" "$marker"
+    "$run_dir/log4j2.properties" "$run_dir/secure_bootstrap" "$marker"
   rmdir "$run_dir" 2>/dev/null || say "left $run_dir in place: it holds files not made by kafka.sh"
 }
 
+# Prints $1 (default 2) free ports on 127.0.0.1.
 free_ports() {
   need python3 "apt-get install python3"
-  python3 - <<'EOF'
-import socket
+  python3 - "${1:-2}" <<'EOF'
+import socket, sys
 socks = []
-for _ in range(2):
+for _ in range(int(sys.argv[1])):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -330,6 +347,57 @@ stop_pid() {
   die "broker $pid survived KILL"
 }
 
+secure() { [ "${ROLLCALL_KAFKA_SECURE:-}" = 1 ]; }
+
+# ROLLCALL_KAFKA_SECURE=1: a throwaway CA and a broker certificate for
+# 127.0.0.1 and localhost (PEM, in $run_dir/tls), and the SCRAM user's
+# password. The broker's key is PKCS#8, encrypted with a key password:
+# Kafka reads a PEM key store file only with one.
+make_tls() {
+  need openssl "apt-get install openssl"
+  local d="$run_dir/tls"
+  rm -rf "$d"
+  mkdir -p "$d"
+  chmod 700 "$d"
+  (
+    cd "$d"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=rollcall test CA" \
+      -keyout ca.key -out ca.pem
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout broker.key -out broker.csr
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "extendedKeyUsage=serverAuth" >broker.ext
+    openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+      -extfile broker.ext -out broker.crt
+    openssl rand -hex 16 >key.password
+    # (PBES1: the JVM's key factories do not read PBES2-encrypted keys.)
+    openssl pkcs8 -topk8 -v1 PBE-SHA1-3DES -in broker.key \
+      -passout "file:key.password" -out broker.key.enc
+    cat broker.key.enc broker.crt ca.pem >broker-keystore.pem
+    rm -f broker.key broker.csr broker.ext ca.srl
+    echo rollcall >sasl.user
+    (umask 077 && openssl rand -hex 16 >sasl.password)
+  ) >"$run_dir/logs/tls.log" 2>&1 || { cat "$run_dir/logs/tls.log" >&2; die "making the test certificates in $d failed"; }
+}
+
+# The server.properties lines of the SASL_SSL listener on port $3 (beside
+# the plaintext $1 and the controller $2); later lines win over the template's.
+secure_config() {
+  local port="$1" cport="$2" sport="$3" d="$run_dir/tls"
+  cat <<EOF
+
+# ROLLCALL_KAFKA_SECURE=1: a SASL_SSL listener (SCRAM-SHA-512) beside the plaintext one.
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport,SASL_SSL://127.0.0.1:$sport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport,SASL_SSL://127.0.0.1:$sport
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$d/broker-keystore.pem
+listener.name.sasl_ssl.ssl.key.password=$(cat "$d/key.password")
+listener.name.sasl_ssl.ssl.truststore.type=PEM
+listener.name.sasl_ssl.ssl.truststore.location=$d/ca.pem
+EOF
+}
+
 write_config() {
   local port="$1" cport="$2" line
   [ -f "$template" ] || die "missing $template"
@@ -340,6 +408,7 @@ write_config() {
       line="${line//@LOG_DIR@/$run_dir/data}"
       printf '%s\n' "$line"
     done <"$template"
+    if secure; then secure_config "$port" "$cport" "$sport"; fi
     if [ -n "${ROLLCALL_KAFKA_PROPERTIES:-}" ]; then
       echo
       echo "# from ROLLCALL_KAFKA_PROPERTIES"
@@ -370,26 +439,39 @@ EOF
 # (worth a retry), and dies on any other failure.
 start_once() {
   started=0
-  local port cport cluster_id
-  read -r port cport < <(free_ports) || true
+  local port cport sport="" cluster_id
+  local -a scram=()
+  if secure; then
+    read -r port cport sport < <(free_ports 3) || true
+    [ -n "$sport" ] || die "could not pick free ports"
+  else
+    read -r port cport < <(free_ports) || true
+  fi
   if [ -z "$port" ] || [ -z "$cport" ]; then die "could not pick free ports"; fi
   rm -rf "$run_dir/data" "$run_dir/logs"
-  rm -f "$pid_file" "$addr_file"
+  rm -f "$pid_file" "$addr_file" "$run_dir/secure_bootstrap"
   mkdir -p "$run_dir/data" "$run_dir/logs"
   : >"$marker"
+  if secure; then
+    make_tls
+    scram=(--add-scram "SCRAM-SHA-512=[name=$(cat "$run_dir/tls/sasl.user"),password=$(cat "$run_dir/tls/sasl.password")]")
+  fi
   write_config "$port" "$cport"
 
   cluster_id="$(new_cluster_id)"
   if ! java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
       -Dlog4j2.configurationFile="$tools_log4j" -cp "$libs/*" \
       kafka.tools.StorageTool format -t "$cluster_id" \
-      -c "$run_dir/server.properties" --standalone \
+      -c "$run_dir/server.properties" --standalone ${scram[@]+"${scram[@]}"} \
       >"$run_dir/logs/format.log" 2>&1; then
     cat "$run_dir/logs/format.log" >&2
     die "formatting the storage in $run_dir/data failed"
   fi
 
   launch_broker "$port" "$cport"
+  if [ "$started" = 1 ] && secure; then
+    echo "127.0.0.1:$sport" >"$run_dir/secure_bootstrap"
+  fi
   if [ "$started" = 0 ]; then
     say "port $port or $cport was taken meanwhile; retrying on others"
   fi
@@ -486,6 +568,9 @@ cmd_start() {
     start_once
     if [ "$started" = 1 ]; then
       say "Kafka broker up at $(cat "$addr_file") (run dir $run_dir)"
+      if secure; then
+        say "SASL_SSL (SCRAM-SHA-512) at $(cat "$run_dir/secure_bootstrap"): CA $run_dir/tls/ca.pem, user $(cat "$run_dir/tls/sasl.user"), password in $run_dir/tls/sasl.password"
+      fi
       cat "$addr_file"
       return 0
     fi

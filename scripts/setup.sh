@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building rollcall needs beyond a Rust toolchain: libclang
-# (RocksDB's bindings are generated at build time), a C++ compiler, cmake and
-# the curl headers librdkafka's build wants; and promtool, PostgreSQL and
-# Chromium for the tests.
+# (RocksDB's bindings are generated at build time), a C++ compiler, cmake,
+# the curl and OpenSSL headers librdkafka's build wants (with pkg-config);
+# and promtool, PostgreSQL and Chromium for the tests.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
@@ -13,6 +13,13 @@ command -v cmake >/dev/null || need+=(cmake)
 # librdkafka (built from source by rdkafka's cmake-build) finds curl and
 # compiles it in; without the headers its build stops.
 [ -e /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -e /usr/include/curl/curl.h ] || need+=(libcurl4-openssl-dev)
+# Kafka over TLS (rdkafka's ssl feature) links the system OpenSSL through
+# openssl-sys, which finds it with pkg-config.
+[ -e /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+# The security tests' broker (ROLLCALL_KAFKA_SECURE=1 scripts/kafka.sh) makes its
+# throwaway CA and certificates with the openssl command.
+command -v openssl >/dev/null || need+=(openssl)
 # promtool checks and unit-tests the Prometheus files in deploy/ (tests/deploy.rs);
 # Debian ships it in the prometheus package.
 command -v promtool >/dev/null || need+=(prometheus)

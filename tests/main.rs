@@ -30,6 +30,7 @@ mod registry;
 mod reports;
 mod roster_import;
 mod scenarios;
+mod security;
 mod sink;
 
 fn main() -> std::process::ExitCode {
@@ -49,5 +50,6 @@ fn main() -> std::process::ExitCode {
         roster_import::area(),
         reports::area(),
         registry::area(),
+        security::area(),
     ])
 }

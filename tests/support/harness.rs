@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use super::pg::Database;
 use super::registry::SchemaRegistry;
+use super::secure::SecureBroker;
 use super::{Broker, TestResult};
 
 /// A service a test needs, set up by the runner.
@@ -42,6 +43,9 @@ pub enum Need {
     Registry,
     /// The `prometheus` binary on PATH (scripts/setup.sh installs it).
     Prometheus,
+    /// A broker with a SASL_SSL listener: one started with
+    /// `ROLLCALL_KAFKA_SECURE=1 scripts/kafka.sh` (tests/support/secure.rs).
+    SecureBroker,
 }
 
 /// What the services give the tests: the broker's address, the database,
@@ -53,6 +57,7 @@ pub struct Env {
     database: Option<Database>,
     registry: Option<String>,
     prometheus: Option<PathBuf>,
+    secure_broker: Option<SecureBroker>,
 }
 
 impl Env {
@@ -82,6 +87,11 @@ impl Env {
 
     pub fn prometheus(&self) -> &Path {
         self.prometheus.as_deref().expect("the test did not declare that it needs prometheus")
+    }
+
+    /// The broker with a SASL_SSL listener.
+    pub fn secure_broker(&self) -> &SecureBroker {
+        self.secure_broker.as_ref().expect("the test did not declare that it needs a secure broker")
     }
 }
 
@@ -203,6 +213,7 @@ struct Services {
     database: Option<Result<Database, String>>,
     registry: Option<Result<SchemaRegistry, String>>,
     prometheus: Option<Result<PathBuf, String>>,
+    secure_broker: Option<Result<SecureBroker, String>>,
 }
 
 impl Services {
@@ -233,6 +244,11 @@ impl Services {
                     })
                     .as_ref()
                     .map(|_| ()),
+                Need::SecureBroker => self
+                    .secure_broker
+                    .get_or_insert_with(|| SecureBroker::get().map_err(|e| format!("no SASL_SSL broker: {e}")))
+                    .as_ref()
+                    .map(|_| ()),
             }
             .map_err(|e| e.clone());
             r?;
@@ -246,13 +262,15 @@ impl Services {
             database: self.database.as_ref().and_then(|r| r.as_ref().ok()).map(Database::handle),
             registry: self.registry.as_ref().and_then(|r| r.as_ref().ok()).map(|r| r.url.clone()),
             prometheus: self.prometheus.as_ref().and_then(|r| r.as_ref().ok()).cloned(),
+            secure_broker: self.secure_broker.as_ref().and_then(|r| r.as_ref().ok()).map(SecureBroker::handle),
         }
     }
 
     /// Stops them in the reverse order of a typical setup (the registry
     /// stores its schemas in the broker).
     fn stop(self) {
-        let Services { broker, database, registry, prometheus } = self;
+        let Services { broker, database, registry, prometheus, secure_broker } = self;
+        drop(secure_broker);
         drop(registry);
         drop(database);
         drop(broker);

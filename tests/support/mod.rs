@@ -15,6 +15,7 @@ pub mod http;
 pub mod pg;
 pub mod pipeline;
 pub mod registry;
+pub mod secure;
 pub mod skip;
 
 pub type TestResult = Result<(), String>;

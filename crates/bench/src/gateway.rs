@@ -40,7 +40,6 @@ use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -379,8 +378,7 @@ async fn single(client: &reqwest::Client, url: &str, token: &str, bodies: Vec<By
 
 /// One topic for the bare producer, beside the gateway's.
 async fn create_topic(brokers: &str, name: &str, partitions: i32) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers).create().context("an admin client")?;
+    let admin: AdminClient<DefaultClientContext> = rollcall_kafka::client_config(brokers).create().context("an admin client")?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin.create_topics(&[NewTopic::new(name, partitions, TopicReplication::Fixed(1))], &opts).await?;
     for r in results {

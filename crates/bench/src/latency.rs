@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{Timelike, Utc};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, Producer};
@@ -158,8 +157,7 @@ pub(crate) fn measure_latency(
         let ids: Vec<String> = (0..total).map(&student).collect();
         let rate = a.rate;
         std::thread::spawn(move || -> anyhow::Result<()> {
-            let p: BaseProducer = ClientConfig::new()
-                .set("bootstrap.servers", &brokers)
+            let p: BaseProducer = rollcall_kafka::client_config(&brokers)
                 .set("partitioner", "murmur2_random")
                 .set("enable.idempotence", "true")
                 .set("linger.ms", "0")

@@ -48,6 +48,9 @@ pub fn run(a: GatewayArgs) -> anyhow::Result<ExitCode> {
     if let Some(w) = a.identity_wait_seconds {
         cfg.identity_wait_seconds = w;
     }
+    cfg.kafka.apply_env(|k| std::env::var(k).ok())?;
+    cfg.kafka = cfg.kafka.resolve(std::env::var(rollcall_kafka::security::PASSWORD_VAR).ok())?;
+    rollcall_kafka::security::install(cfg.kafka.clone());
     rollcall_gateway::serve(cfg, crate::kafka_cmd::terminated(), |addr| println!("listening on {addr}"))
         .context("running the gateway")?;
     Ok(ExitCode::SUCCESS)

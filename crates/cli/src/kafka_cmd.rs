@@ -262,6 +262,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = ProcessorConfig::load(args.config.as_deref())?;
     args.apply(&mut cfg)?;
     cfg.validate()?;
+    cfg.kafka = cfg.kafka.resolve(std::env::var(rollcall_kafka::security::PASSWORD_VAR).ok())?;
+    rollcall_kafka::security::install(cfg.kafka.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     ctrlc_flag(s);

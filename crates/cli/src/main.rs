@@ -205,6 +205,21 @@ fn main() -> ExitCode {
             .with_writer(std::io::stderr)
             .init(),
     }
+    // `run` and `gateway` read the [kafka] section of their config files
+    // too; every other command that talks to Kafka, the environment alone.
+    if !matches!(cli.command, Command::Run(_) | Command::Gateway(_)) {
+        let security = rollcall_kafka::KafkaSecurity::from_env()
+            .and_then(|s| s.resolve(std::env::var(rollcall_kafka::security::PASSWORD_VAR).ok()));
+        match security {
+            Ok(s) => {
+                rollcall_kafka::security::install(s);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let result = match cli.command {
         Command::Scenario { command: ScenarioCommand::Check { memory, brokers, value_format, registry_url, files } } => {
             scenario_cmd::format_of(&value_format, registry_url.as_deref())

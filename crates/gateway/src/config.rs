@@ -32,6 +32,9 @@ pub struct GatewayConfig {
     /// by the gateways of one district so that each waiting event is
     /// settled by one of them.
     pub resolver_group: String,
+    /// How the gateway's Kafka clients reach the brokers (TLS, SASL); the
+    /// environment's `ROLLCALL_KAFKA__*` overrides it.
+    pub kafka: rollcall_kafka::KafkaSecurity,
     #[serde(rename = "source")]
     pub sources: Vec<SourceConfig>,
 }
@@ -47,6 +50,7 @@ impl Default for GatewayConfig {
             identities_file: None,
             identity_wait_seconds: 3 * 86_400,
             resolver_group: "rollcall-gateway".into(),
+            kafka: rollcall_kafka::KafkaSecurity::default(),
             sources: Vec::new(),
         }
     }

@@ -88,9 +88,8 @@ impl Producer {
     /// The producer's settings, which `rollcall bench gateway`'s bare
     /// producer shares so that the two differ by the gateway alone.
     pub fn settings(brokers: &str, timeout: Duration) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
+        let mut c = rollcall_kafka::client_config(brokers);
+        c.set("enable.idempotence", "true")
             .set("acks", "all")
             // Keys land where the Java clients of the district put them.
             .set("partitioner", "murmur2_random")

@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -90,8 +89,7 @@ pub fn run(cfg: ResolverConfig, ids: Arc<Identities>, metrics: Arc<GatewayMetric
 }
 
 fn run_once(cfg: &ResolverConfig, ids: &Identities, metrics: &GatewayMetrics, stop: &AtomicBool) -> Result<(), KafkaError> {
-    let consumer: BaseConsumer<Rebalanced> = ClientConfig::new()
-        .set("bootstrap.servers", &cfg.brokers)
+    let consumer: BaseConsumer<Rebalanced> = rollcall_kafka::client_config(&cfg.brokers)
         .set("group.id", &cfg.group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")

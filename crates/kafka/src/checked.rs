@@ -7,7 +7,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
@@ -44,8 +43,7 @@ pub struct CheckedProducer {
 
 impl CheckedProducer {
     pub fn new(brokers: &str) -> Result<CheckedProducer, KafkaError> {
-        let inner = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+        let inner = crate::client_config(brokers)
             .set("partitioner", "murmur2_random")
             .set("enable.idempotence", "true")
             .set("acks", "all")

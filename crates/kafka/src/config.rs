@@ -8,6 +8,8 @@ use rollcall_registry::ValueFormat;
 use rollcall_store::StoreConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::security::KafkaSecurity;
+
 /// Where the engine's clock comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -73,6 +75,8 @@ pub struct ProcessorConfig {
     /// (0: give up after the first check, a few seconds).
     pub broker_wait_seconds: u64,
     pub store: StoreConfig,
+    /// How every Kafka client reaches the brokers: TLS, SASL (the `[kafka]` section).
+    pub kafka: KafkaSecurity,
     /// Where `rollcall run` serves /metrics, /healthz and /readyz: an
     /// IP:port (port 0 picks a free one), or `off`.
     pub metrics_addr: String,
@@ -114,6 +118,7 @@ impl Default for ProcessorConfig {
             output_topic_prefix: String::new(),
             broker_wait_seconds: 0,
             store: StoreConfig { sync_commits: true, ..StoreConfig::default() },
+            kafka: KafkaSecurity::default(),
             metrics_addr: "127.0.0.1:9464".into(),
             value_format: ValueFormat::SingleObject,
             registry_url: String::new(),
@@ -195,7 +200,7 @@ fn key_doc(key: &str) -> &'static str {
         "write_buffer_bytes" => "RocksDB memtable size per table and partition, bytes.",
         "max_write_buffers" => "Memtables per table and partition before writes stall.",
         "sync_commits" => "fsync RocksDB's log on every commit.",
-        _ => "",
+        other => crate::security::key_doc(other),
     }
 }
 
@@ -207,7 +212,8 @@ impl ProcessorConfig {
         let mut out = String::from(
             "# rollcall run --config FILE: every setting, at its default. Each one can also come from the\n\
              # environment (ROLLCALL_<KEY>; in [store], ROLLCALL_STORE__<KEY>; lists comma-separated), which\n\
-             # overrides this file, and a flag of `rollcall run`, where it has one, overrides both.\n",
+             # overrides this file, and a flag of `rollcall run`, where it has one, overrides both.\n\
+             # [kafka] applies to every command that talks to Kafka (the others read ROLLCALL_KAFKA__<KEY>).\n",
         );
         let mut section = None;
         for (sec, key) in ProcessorConfig::keys() {
@@ -302,7 +308,11 @@ impl ProcessorConfig {
             "registry_wait_seconds",
         ];
         const STORE: &[&str] = &["block_cache_bytes", "write_buffer_bytes", "max_write_buffers", "sync_commits"];
-        TOP.iter().map(|k| (None, *k)).chain(STORE.iter().map(|k| (Some("store"), *k))).collect()
+        TOP.iter()
+            .map(|k| (None, *k))
+            .chain(STORE.iter().map(|k| (Some("store"), *k)))
+            .chain(crate::security::KEYS.iter().map(|k| (Some("kafka"), *k)))
+            .collect()
     }
 
     /// Checks what can be checked before connecting.
@@ -432,6 +442,13 @@ mod tests {
             (Some("store"), "write_buffer_bytes", "15", "16"),
             (Some("store"), "max_write_buffers", "3", "4"),
             (Some("store"), "sync_commits", "false", "true"),
+            (Some("kafka"), "security_protocol", "\"ssl\"", "sasl_ssl"),
+            (Some("kafka"), "ssl_ca_file", "\"/f/ca.pem\"", "/e/ca.pem"),
+            (Some("kafka"), "ssl_certificate_file", "\"/f/c.pem\"", "/e/c.pem"),
+            (Some("kafka"), "ssl_key_file", "\"/f/k.pem\"", "/e/k.pem"),
+            (Some("kafka"), "sasl_mechanism", "\"PLAIN\"", "SCRAM-SHA-256"),
+            (Some("kafka"), "sasl_username", "\"fu\"", "eu"),
+            (Some("kafka"), "sasl_password_file", "\"/f/pw\"", "/e/pw"),
         ]
     }
 

@@ -14,11 +14,13 @@ pub mod processor;
 pub mod reach;
 pub mod redact;
 pub mod replay;
+pub mod security;
 pub mod topics;
 pub mod wire;
 
 pub use config::{ClockMode, ProcessorConfig};
 pub use processor::{Processor, RunStats};
+pub use security::{client_config, KafkaSecurity};
 
 /// Why the Kafka runtime stopped or could not start.
 ///
@@ -73,6 +75,10 @@ pub enum KafkaError {
     /// The brokers did not answer at start-up; `detail` is the last
     /// transport error librdkafka met, which names the address.
     Unreachable { brokers: String, detail: String, waited_s: u64 },
+    /// The brokers answered but refused this client: `what` says what failed
+    /// in the words of the settings to check (authentication for a user, a
+    /// certificate a CA file does not trust); `detail` is librdkafka's text.
+    Refused { brokers: String, what: String, detail: String },
     /// Asked to stop before start-up finished.
     Stopped,
 }
@@ -130,6 +136,9 @@ impl std::fmt::Display for KafkaError {
                 "kafka: cannot reach the brokers at `{brokers}` (tried for {waited_s} s): {detail}. Check the address \
                  (--brokers, ROLLCALL_BROKERS) and that the broker is up; broker_wait_seconds keeps trying at start"
             )?,
+            KafkaError::Refused { brokers, what, detail } => {
+                write!(f, "kafka: the brokers at `{brokers}` refused this client: {what} ({detail})")?
+            }
             KafkaError::Stopped => write!(f, "stopped before start-up finished")?,
         }
         if f.alternate() {
@@ -173,8 +182,7 @@ impl rdkafka::consumer::ConsumerContext for QuietContext {}
 /// A consumer outside any group's assignment that reads read_committed and
 /// reports the end of each partition: calendars, changelog restore, outputs.
 pub fn reader(brokers: &str, group: &str) -> Result<rdkafka::consumer::BaseConsumer<QuietContext>, KafkaError> {
-    rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    crate::client_config(brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")

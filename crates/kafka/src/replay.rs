@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Message;
@@ -31,8 +30,7 @@ fn rd(what: &str, e: RdError) -> KafkaError {
 /// A producer that partitions keys as the Java client does, so that records
 /// from any producer of the district land in the same partitions.
 pub fn producer(brokers: &str) -> Result<BaseProducer, KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    crate::client_config(brokers)
         .set("partitioner", "murmur2_random")
         .set("enable.idempotence", "true")
         .set("linger.ms", "20")

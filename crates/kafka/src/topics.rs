@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::wire::*;
@@ -44,10 +43,8 @@ pub fn create_topics(brokers: &str, topics: &Topics, partitions: i32, replicatio
     if partitions < 1 {
         return Err(KafkaError::Setup("partitions must be at least 1".into()));
     }
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(|e| KafkaError::kafka(format!("admin client for {brokers}"), e))?;
+    let admin: AdminClient<DefaultClientContext> =
+        crate::client_config(brokers).create().map_err(|e| KafkaError::kafka(format!("admin client for {brokers}"), e))?;
     let specs = topic_specs(topics, partitions);
     let new: Vec<NewTopic> = specs
         .iter()
@@ -79,10 +76,8 @@ pub fn create_topics(brokers: &str, topics: &Topics, partitions: i32, replicatio
 /// Deletes every topic of `topics` that exists (what `rollcall demo`
 /// created for itself); returns the names deleted.
 pub fn delete_topics(brokers: &str, topics: &Topics) -> Result<Vec<String>, KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(|e| KafkaError::kafka(format!("admin client for {brokers}"), e))?;
+    let admin: AdminClient<DefaultClientContext> =
+        crate::client_config(brokers).create().map_err(|e| KafkaError::kafka(format!("admin client for {brokers}"), e))?;
     let names: Vec<String> = topic_specs(topics, 1).into_iter().map(|s| s.name).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
@@ -109,10 +104,8 @@ pub fn partition_counts(brokers: &str, names: &[&str]) -> Result<std::collection
 /// (partitions, replicas) of each topic that exists, by name.
 fn topic_shapes(brokers: &str, names: &[&str]) -> Result<std::collections::BTreeMap<String, (i32, i32)>, KafkaError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(|e| KafkaError::kafka(format!("metadata client for {brokers}"), e))?;
+    let c: BaseConsumer =
+        crate::client_config(brokers).create().map_err(|e| KafkaError::kafka(format!("metadata client for {brokers}"), e))?;
     let mut out = std::collections::BTreeMap::new();
     for name in names {
         let md = c
@@ -155,10 +148,8 @@ pub fn ensure_changelog(brokers: &str, topics: &Topics) -> Result<bool, KafkaErr
     let Some((partitions, replication)) = shapes.get(&topics.activity).copied() else {
         return Err(KafkaError::Setup(format!("topic {} does not exist: run `rollcall topics create` first", topics.activity)));
     };
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(|e| KafkaError::kafka(format!("admin client for {brokers}"), e))?;
+    let admin: AdminClient<DefaultClientContext> =
+        crate::client_config(brokers).create().map_err(|e| KafkaError::kafka(format!("admin client for {brokers}"), e))?;
     let t = NewTopic::new(&topics.changelog, partitions, TopicReplication::Fixed(replication)).set("cleanup.policy", "compact");
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = crate::block_on(admin.create_topics([&t], &opts))

@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{Datelike, Utc};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::{BorrowedMessage, Message};
@@ -228,8 +227,7 @@ impl Sink {
     }
 
     fn reader(&self, topic: &str, kind: Kind, stored: &BTreeMap<(String, i32), i64>) -> Result<TopicReader, SinkError> {
-        let consumer: BaseConsumer<QuietContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.cfg.brokers)
+        let consumer: BaseConsumer<QuietContext> = rollcall_kafka::client_config(&self.cfg.brokers)
             .set("group.id", &self.cfg.group)
             .set("client.id", format!("{}-{topic}", self.cfg.group))
             .set("enable.auto.commit", "false")
@@ -656,8 +654,7 @@ struct Watermarks {
 
 impl Watermarks {
     fn start(cfg: &SinkConfig, partitions: &[(String, i32)]) -> Result<Watermarks, SinkError> {
-        let consumer: BaseConsumer<QuietContext> = ClientConfig::new()
-            .set("bootstrap.servers", &cfg.brokers)
+        let consumer: BaseConsumer<QuietContext> = rollcall_kafka::client_config(&cfg.brokers)
             .set("group.id", &cfg.group)
             .set("client.id", format!("{}-watermarks", cfg.group))
             .set("enable.auto.commit", "false")

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::ThreadedProducer;
 
@@ -20,8 +19,7 @@ pub(super) type Clients = (BaseConsumer<GroupContext>, ThreadedProducer<Delivery
 /// The processor's Kafka clients: the group consumer, the transactional
 /// producer and the calendar reader.
 pub(super) fn connect(cfg: &ProcessorConfig) -> Result<Clients, KafkaError> {
-    let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
-        .set("bootstrap.servers", &cfg.brokers)
+    let consumer: BaseConsumer<GroupContext> = crate::client_config(&cfg.brokers)
         .set("group.id", &cfg.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -50,8 +48,7 @@ pub(super) fn connect(cfg: &ProcessorConfig) -> Result<Clients, KafkaError> {
         .set("heartbeat.interval.ms", "1000")
         .create_with_context(GroupContext { rebalanced: AtomicBool::new(false) })
         .map_err(|e| rd("consumer", e))?;
-    let producer: ThreadedProducer<DeliveryContext> = ClientConfig::new()
-        .set("bootstrap.servers", &cfg.brokers)
+    let producer: ThreadedProducer<DeliveryContext> = crate::client_config(&cfg.brokers)
         .set("transactional.id", cfg.transactional_id())
         .set("transaction.timeout.ms", cfg.transaction_timeout_ms.to_string())
         .set("enable.idempotence", "true")
