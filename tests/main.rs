@@ -26,6 +26,7 @@ mod gateway;
 mod kafka;
 mod normalize;
 mod operations;
+mod privacy;
 mod registry;
 mod reports;
 mod roster_import;
@@ -51,5 +52,6 @@ fn main() -> std::process::ExitCode {
         reports::area(),
         registry::area(),
         security::area(),
+        privacy::area(),
     ])
 }

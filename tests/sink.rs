@@ -401,6 +401,40 @@ fn out_of_order_versions_never_regress(b: &str, db: &Database) -> TestResult {
     })
 }
 
+/// A determination key tombstoned on the topic (`rollcall forget` erased
+/// its student) takes its rows out of `determinations` and
+/// `determination_versions`; the other students' rows stay, and the
+/// tombstones are not dead letters.
+fn tombstoned_keys_leave_the_tables(b: &str, db: &Database) -> TestResult {
+    let prefix = unique("erase");
+    let topics = Topics::with_prefix(&prefix);
+    create_topics(b, &topics, 2, 1).map_err(|e| e.to_string())?;
+    let url = db.fresh("erase")?;
+    let pg = Pg::connect(&url)?;
+    let (a1, a2) = (determination("erase-a", 1, "P", Finality::Provisional), determination("erase-a", 2, "AU", Finality::Final));
+    let k1 = determination("erase-k", 1, "P", Finality::Final);
+    produce_determinations(b, &topics, &[&a1, &a2, &k1])?;
+    pipeline::sink_to_end(b, &prefix, &url)?;
+    let rows = |student: &str| -> Result<(i64, i64), String> {
+        let n = |table: &str| -> Result<i64, String> {
+            Ok(pg.query(&format!("SELECT count(*) FROM {table} WHERE student_id = '{student}'"))?[0].get(0))
+        };
+        Ok((n("determinations")?, n("determination_versions")?))
+    };
+    ensure(rows("erase-a")? == (1, 2) && rows("erase-k")? == (1, 1), || {
+        format!("before: {:?} {:?}", rows("erase-a"), rows("erase-k"))
+    })?;
+    let p = rollcall_kafka::replay::producer(b).map_err(|e| e.to_string())?;
+    let key = a1.key();
+    let tombstone = rdkafka::producer::BaseRecord::<str, [u8]>::to(&topics.determinations).key(key.as_str());
+    p.send(tombstone).map_err(|(e, _)| e.to_string())?;
+    rdkafka::producer::Producer::flush(&p, Duration::from_secs(30)).map_err(|e| e.to_string())?;
+    pipeline::sink_to_end(b, &prefix, &url)?;
+    ensure(rows("erase-a")? == (0, 0), || format!("the erased key's rows: {:?}", rows("erase-a")))?;
+    ensure(rows("erase-k")? == (1, 1), || format!("the other student's rows: {:?}", rows("erase-k")))?;
+    ensure(pg.count("sink_dead_letters")? == 0, || "a tombstone was dead-lettered".into())
+}
+
 /// The COPY path (with its fallback) and the staged path, over the same
 /// batches — versions out of order in a batch and across batches, one
 /// record twice in a batch, a record already stored — leave identical
@@ -800,6 +834,7 @@ pub fn area() -> Area {
         district_flows_into_postgres,
         any_number_of_writers_writes_the_same_tables,
         out_of_order_versions_never_regress,
+        tombstoned_keys_leave_the_tables,
         copy_and_staged_paths_agree,
         metrics_and_sigterm,
         edfi_export_has_the_resource_shapes,

@@ -72,6 +72,7 @@ pub(crate) fn fold_outputs(digest: &mut u64, outputs: Vec<rollcall_engine::Outpu
             rollcall_engine::Output::Outreach(t) => t.to_avro_datum()?,
             // Refused events are outputs too: the digest must see them.
             rollcall_engine::Output::Refused(r) => r.event.to_avro_datum()?,
+            rollcall_engine::Output::Forgotten(f) => f.determination_keys.join("\n").into_bytes(),
         };
         *digest = xxhash_rust::xxh3::xxh3_64_with_seed(&bytes, *digest);
     }

@@ -5,6 +5,7 @@
 mod demo;
 mod dlq_cmd;
 mod explain_cmd;
+mod forget_cmd;
 mod gateway_cmd;
 mod identities_cmd;
 mod kafka_cmd;
@@ -91,6 +92,9 @@ enum Command {
         #[command(subcommand)]
         command: roster_cmd::CalendarCommand,
     },
+    /// Erase a student (a privacy request): their state in every processor,
+    /// their determinations and identity mappings on the compacted topics.
+    Forget(forget_cmd::ForgetArgs),
     /// Put dead letters back on their topics once their cause is mended.
     Dlq {
         #[command(subcommand)]
@@ -234,6 +238,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => kafka_cmd::simulate(args),
         Command::Tail(args) => tail_cmd::run(args),
         Command::Dlq { command } => dlq_cmd::run(command),
+        Command::Forget(args) => forget_cmd::run(args),
         Command::Identities { command } => identities_cmd::run(command),
         Command::Roster { command } => roster_cmd::roster(command),
         Command::Calendar { command } => roster_cmd::calendar(command),

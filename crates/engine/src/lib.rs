@@ -23,7 +23,9 @@ pub mod kv_conformance;
 pub mod school;
 pub mod state;
 
-pub use engine::{Applied, ApplyError, Engine, EngineConfig, EngineError, EngineStats, OpenWindows, Output, Refusal, Rejection};
+pub use engine::{
+    Applied, ApplyError, Engine, EngineConfig, EngineError, EngineStats, Forgotten, OpenWindows, Output, Refusal, Rejection,
+};
 pub use kv::{KvStore, MemStore, StoreError, Table};
 /// The kinds a [`Rejection`] has: the one dead-letter vocabulary.
 pub use rollcall_model::DeadLetterKind;

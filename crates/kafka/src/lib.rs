@@ -7,6 +7,7 @@ pub mod config;
 pub mod crash;
 pub mod dead_log;
 pub mod dlq;
+pub mod forget;
 pub mod fuzzing;
 pub mod identities;
 pub mod metrics;

@@ -17,6 +17,11 @@ pub const IDENTITIES: &str = "sis.identities.v1";
 /// Events the gateway took whose identities were not known yet, held until
 /// they are or until the wait ends (then dead-lettered `UNKNOWN_IDENTITY`).
 pub const WAITING: &str = "ingest.waiting.v1";
+/// A roster tombstone (key: the student id, no value) with this header asks
+/// the processor to erase the student (`rollcall forget`); a tombstone
+/// without it is a dead letter (`MISSING_VALUE`), so that a roster feed
+/// that deletes records by mistake never erases anyone's attendance.
+pub const FORGET_HEADER: &str = "rollcall.forget";
 /// The changelog belongs to a consumer group (the application, as Kafka
 /// Streams names `<application.id>-<store>-changelog`): `<group>-changelog`,
 /// so that two groups over the same inputs never share state.

@@ -528,6 +528,17 @@ pub fn determination_key(student_id: &str, scope: Scope, date: NaiveDate, sectio
     }
 }
 
+/// The parts of a determinations-topic key (the inverse of
+/// [`determination_key`]); `None` for anything else. A section id may
+/// itself hold `|`: it is the rest of the key.
+pub fn parse_determination_key(key: &str) -> Option<(String, Scope, NaiveDate, Option<String>)> {
+    let mut parts = key.splitn(4, '|');
+    let student = parts.next().filter(|s| !s.is_empty())?;
+    let scope = parts.next()?.parse().ok()?;
+    let date = parts.next()?.parse().ok()?;
+    Some((student.to_string(), scope, date, parts.next().map(str::to_string)))
+}
+
 /// A request for a person to reach out (topic `attendance.outreach.v1`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -718,6 +729,18 @@ mod bytes_b64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn determination_keys_parse_back() {
+        let date: NaiveDate = "2020-10-05".parse().unwrap();
+        for (scope, section) in [(Scope::Day, None), (Scope::Section, Some("alg|9")), (Scope::Week, Some("hr"))] {
+            let key = determination_key("s1", scope, date, section);
+            assert_eq!(parse_determination_key(&key), Some(("s1".into(), scope, date, section.map(String::from))), "{key}");
+        }
+        for bad in ["", "s1", "s1|DAY", "s1|YEAR|2020-10-05", "s1|DAY|monday", "|DAY|2020-10-05"] {
+            assert_eq!(parse_determination_key(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn local_time_parses_and_rejects() {

@@ -457,6 +457,8 @@ fn collect<S: KvStore>(engine: &mut Engine<S>, out: &mut RunOutput, s: &Scenario
         match o {
             Output::Determination(d) => out.determinations.push(d),
             Output::Outreach(t) => out.outreach.push(t),
+            // Scenarios do not erase students.
+            Output::Forgotten(_) => {}
             // An event that waited for its student or school and was refused
             // later: named by its place in the file, like any refusal.
             Output::Refused(r) => {

@@ -6,8 +6,9 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
+use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
-use rollcall_model::{Determination, OutreachTrigger, SchoolCalendar, StudentRecord};
+use rollcall_model::{Determination, OutreachTrigger, SchoolCalendar, Scope, StudentRecord};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::Client;
@@ -42,6 +43,9 @@ pub struct Batch {
     /// In topic order: the last record of a student wins.
     pub roster: Vec<Roster>,
     pub calendars: Vec<SchoolCalendar>,
+    /// Determination keys tombstoned on the topic (`rollcall forget`): their
+    /// rows leave `determinations` and `determination_versions`.
+    pub erased: Vec<(String, Scope, NaiveDate, Option<String>)>,
     pub bad: Vec<BadRecord>,
     /// (topic, partition) → the offset after the last record of the batch.
     pub next_offsets: BTreeMap<(String, i32), i64>,
@@ -66,6 +70,9 @@ pub struct Written {
     pub determination_versions: u64,
     pub outreach_triggers: u64,
     pub sink_dead_letters: u64,
+    /// Rows removed from `determinations` and `determination_versions` for
+    /// tombstoned keys.
+    pub erased: u64,
     /// Students added, changed or removed.
     pub students: u64,
     /// The batch held a version already stored and went through
@@ -309,6 +316,31 @@ pub async fn write_batch_via(client: &mut Client, batch: &Batch, path: VersionsP
             )
             .await
             .map_err(SinkError::db("upserting determinations"))?;
+    }
+    if !batch.erased.is_empty() {
+        // After this batch's own rows: a key is tombstoned once its student
+        // is erased, and nothing is emitted for it afterwards.
+        let mut cols: (Vec<&str>, Vec<&str>, Vec<NaiveDate>, Vec<&str>) = Default::default();
+        for (student, scope, date, section) in &batch.erased {
+            cols.0.push(student);
+            cols.1.push(scope.as_str());
+            cols.2.push(*date);
+            cols.3.push(section.as_deref().unwrap_or(""));
+        }
+        for table in ["determinations", "determination_versions"] {
+            w.erased += tx
+                .execute(
+                    &format!(
+                        "DELETE FROM {table} t
+                          USING unnest($1::text[], $2::text[], $3::date[], $4::text[]) AS e(student_id, scope, date, section_key)
+                          WHERE t.student_id = e.student_id AND t.scope = e.scope AND t.date = e.date
+                            AND coalesce(t.section_id, '') = e.section_key"
+                    ),
+                    &[&cols.0, &cols.1, &cols.2, &cols.3],
+                )
+                .await
+                .map_err(SinkError::db(format!("removing the rows of tombstoned keys from {table}")))?;
+        }
     }
     if !batch.outreach.is_empty() {
         let sink = tx

@@ -808,6 +808,16 @@ fn take(kind: Kind, codec: &Codec, m: &BorrowedMessage<'_>, batch: &mut Batch) -
             }
             None => Some(("MISSING_VALUE", "a roster tombstone without a key".into())),
         },
+        // A determination key tombstoned (`rollcall forget`): its rows go.
+        None if kind == Kind::Determinations => {
+            match m.key().and_then(|k| std::str::from_utf8(k).ok()).and_then(rollcall_model::parse_determination_key) {
+                Some(key) => {
+                    batch.erased.push(key);
+                    None
+                }
+                None => Some(("MISSING_VALUE", "a determinations tombstone whose key is not a determination key".into())),
+            }
+        }
         None => Some(("MISSING_VALUE", "the record has no value".into())),
         Some(v) => match kind {
             Kind::Determinations => match codec.decode::<Determination>(v) {

@@ -80,7 +80,7 @@ impl<S: KvStore> Engine<S> {
     }
 
     /// The pending timer keys (see `timers`).
-    fn pending_timers(&mut self) -> Result<&mut BTreeSet<Vec<u8>>, EngineError> {
+    pub(super) fn pending_timers(&mut self) -> Result<&mut BTreeSet<Vec<u8>>, EngineError> {
         if self.timers.is_none() {
             let rows = self.store.range(Table::Timer, &[], &[0xff; 9], usize::MAX)?;
             self.timers = Some(rows.into_iter().map(|(k, _)| k).collect());

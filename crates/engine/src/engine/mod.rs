@@ -22,6 +22,7 @@ mod dedup;
 mod emit;
 #[cfg(test)]
 mod fixtures;
+mod forget;
 mod gauges;
 mod ingest;
 mod outreach;
@@ -45,6 +46,7 @@ use crate::school::{FinalizeKey, School, SchoolAction};
 use crate::state::{DayRecord, Emitted};
 
 use self::dedup::SeenIds;
+pub use self::forget::Forgotten;
 pub use self::gauges::OpenWindows;
 use self::records::{DayKey, EmittedKey, Names};
 
@@ -85,6 +87,10 @@ pub enum Output {
     /// An event refused after it waited (or when it was released and
     /// refused for another reason): the runtime dead-letters it.
     Refused(Box<Refusal>),
+    /// A student was erased ([`Engine::forget_student`]): the runtime
+    /// removes their determinations from its outputs (tombstones on the
+    /// compacted topic).
+    Forgotten(Forgotten),
 }
 
 /// A refused event that the engine held, with why.

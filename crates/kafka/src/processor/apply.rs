@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use rollcall_engine::{ApplyError, Engine, Output};
 use rollcall_model::{DeadLetter, DeadLetterKind};
 use rollcall_store::RocksStore;
-use tracing::{debug, info_span};
+use tracing::{debug, info, info_span};
 
 use super::positions::advance_positions;
 use super::{Processor, Record, Task};
@@ -245,6 +245,27 @@ fn apply_record(
         let letter = wire::dead_letter(&rec.topic, at, key, rec.value.as_deref(), kind, message, failed_at);
         Some((kind, letter))
     };
+    if rec.forget {
+        let student = match rec.key.as_deref().map(std::str::from_utf8) {
+            Some(Ok(s)) if !s.is_empty() => s,
+            _ => {
+                let message =
+                    "a forget request (roster tombstone with the rollcall.forget header) needs the student id as its key";
+                return Ok((dead(DeadLetterKind::MissingKey, message.into()), "forget", None));
+            }
+        };
+        let f = engine
+            .forget_student(student)
+            .map_err(|e| KafkaError::state(format!("{} [{}] @{}: erasing a student", rec.topic, rec.partition, rec.offset), e))?;
+        info!(
+            partition = rec.partition,
+            offset = rec.offset,
+            records = f.records,
+            determinations = f.determination_keys.len(),
+            "student erased on request"
+        );
+        return Ok((None, "forget", None));
+    }
     // The consumer subscribes to the keyed inputs by name: nothing else comes.
     let kind = topics.kind(&rec.topic).ok_or_else(|| {
         let at = format!("{} [{}] @{}", rec.topic, rec.partition, rec.offset);

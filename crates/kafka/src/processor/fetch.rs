@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError as RdError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::warn;
 
@@ -46,6 +46,9 @@ impl Processor {
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 Ok(m) => {
+                    let forget = m.payload().is_none()
+                        && m.topic() == self.topics.roster
+                        && m.headers().is_some_and(|h| h.iter().any(|h| h.key == crate::wire::FORGET_HEADER));
                     let rec = Record {
                         topic: m.topic().to_string(),
                         partition: m.partition(),
@@ -54,6 +57,7 @@ impl Processor {
                         key: m.key().map(<[u8]>::to_vec),
                         value: m.payload().map(<[u8]>::to_vec),
                         received_ms: Utc::now().timestamp_millis(),
+                        forget,
                     };
                     let task = self.task(rec.partition)?;
                     task.at_end.remove(&rec.topic);

@@ -68,6 +68,8 @@ pub struct RunStats {
     pub dead_letters: u64,
     pub determinations: u64,
     pub outreach: u64,
+    /// Students erased (`rollcall forget`).
+    pub forgotten: u64,
     pub transactions: u64,
     pub aborted: u64,
     pub restored_records: u64,
@@ -110,6 +112,8 @@ struct Record {
     value: Option<Vec<u8>>,
     /// Wall-clock milliseconds when the processor received it (for metrics).
     received_ms: i64,
+    /// A roster tombstone with the `rollcall.forget` header: erase the student.
+    forget: bool,
 }
 
 #[cfg(test)]
@@ -117,7 +121,16 @@ impl Record {
     /// A record with what the merge and the positions look at: where it is
     /// and when it happened.
     fn at(topic: &str, offset: i64, timestamp: Option<i64>) -> Record {
-        Record { topic: topic.to_string(), partition: 0, offset, timestamp, key: None, value: None, received_ms: 0 }
+        Record {
+            topic: topic.to_string(),
+            partition: 0,
+            offset,
+            timestamp,
+            key: None,
+            value: None,
+            received_ms: 0,
+            forget: false,
+        }
     }
 }
 

@@ -91,6 +91,15 @@ impl Processor {
                         self.stats.outreach += 1;
                         self.metrics.outreach(t);
                     }
+                    // A student erased: their determinations leave the
+                    // compacted topic (the keys the state still held; older
+                    // ones are tombstoned by `rollcall forget` from the topic).
+                    Output::Forgotten(f) => {
+                        for key in &f.determination_keys {
+                            self.send(&self.topics.determinations, None, key.as_bytes(), None)?;
+                        }
+                        self.stats.forgotten += 1;
+                    }
                     // An event that waited for its student or school in vain.
                     Output::Refused(r) => {
                         let d = wire::refused_dead_letter(&self.topics, r)
