@@ -246,6 +246,69 @@ fn forget_leaves_nothing_of_the_student(b: &str) -> TestResult {
 pub fn area() -> Area {
     let tests = service_tests![[Need::Broker], |e| (e.broker());
         forget_leaves_nothing_of_the_student,
+        dead_letter_logs_carry_no_payload,
     ];
     Area::new("privacy", Duration::from_secs(600), tests)
+}
+
+/// The log about dead letters never carries what the records carried: the
+/// dead-letter topic keeps the bytes, the log (at its default level and at
+/// debug) only counts, places and explains them.
+fn dead_letter_logs_carry_no_payload(b: &str) -> TestResult {
+    let base =
+        Scenario::load(&repo().join("tests/scenarios/mmsd-01-k5-live-join-and-submission.json")).map_err(|e| e.to_string())?;
+    let prefix = unique("dlqlog");
+    let group = format!("{prefix}g");
+    let topics = Topics::of_group(&prefix, &group);
+    create_topics(b, &topics, 3, 1).map_err(|e| format!("{e:#}"))?;
+    produce_scenario(b, &topics, &base).map_err(|e| format!("{e:#}"))?;
+    let good = &base.events[0];
+    let marked = |n: usize| {
+        let mut e = good.event.clone();
+        e.event_id = format!("dlq-log-{n}");
+        e.attributes.insert("note".into(), format!("PAYLOAD-MARKER-{n}"));
+        e
+    };
+    let p = rollcall_kafka::replay::producer(b).map_err(|e| format!("{e:#}"))?;
+    let send = |key: Option<&str>, value: &[u8]| -> TestResult {
+        let mut r = BaseRecord::<str, [u8]>::to(&topics.activity).payload(value).timestamp(good.arrives_at.timestamp_millis());
+        if let Some(k) = key {
+            r = r.key(k);
+        }
+        p.send(r).map_err(|(e, _)| e.to_string())
+    };
+    let student = good.event.student_id.as_str();
+    // Not Avro at all; no key; a key that is not the event's student; the
+    // wrong school; a fingerprint of no known schema.
+    send(Some(student), b"{\"note\": \"PAYLOAD-MARKER-0\"}")?;
+    send(None, &marked(1).to_single_object().map_err(|e| e.to_string())?)?;
+    send(Some("someone-else"), &marked(2).to_single_object().map_err(|e| e.to_string())?)?;
+    let mut wrong_school = marked(3);
+    wrong_school.school_id = "another-school".into();
+    send(Some(student), &wrong_school.to_single_object().map_err(|e| e.to_string())?)?;
+    let mut unknown = marked(4).to_single_object().map_err(|e| e.to_string())?;
+    unknown[5] ^= 0x11;
+    send(Some(student), &unknown)?;
+    p.flush(Duration::from_secs(30)).map_err(|e| e.to_string())?;
+    let mut printed = String::new();
+    for level in ["info", "debug"] {
+        let state = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = Command::new(bin())
+            .args(["run", "--brokers", b, "--clock", "replay", "--exit-when-idle", "--instance-id", level])
+            .args(["--until", &base.now.to_rfc3339(), "--topic-prefix", &prefix, "--group", &format!("{group}-{level}")])
+            .args(["--metrics-addr", "off"])
+            .arg("--state-dir")
+            .arg(state.path())
+            .env("ROLLCALL_LOG", level)
+            .output()
+            .map_err(|e| e.to_string())?;
+        ensure(out.status.success(), || format!("rollcall run ({level}): {}", String::from_utf8_lossy(&out.stderr)))?;
+        printed += &String::from_utf8_lossy(&out.stdout);
+        printed += &String::from_utf8_lossy(&out.stderr);
+    }
+    ensure(printed.contains("NOT_AVRO") && printed.contains("WRONG_SCHEMA"), || {
+        format!("the dead letters were not logged at all:\n{printed}")
+    })?;
+    let leaked: Vec<&str> = printed.lines().filter(|l| l.contains("PAYLOAD-MARKER")).collect();
+    ensure(leaked.is_empty(), || format!("log lines with payload:\n{}", leaked.join("\n")))
 }
