@@ -23,6 +23,7 @@ mod edfi;
 mod explain;
 mod first_hour;
 mod gateway;
+mod https;
 mod kafka;
 mod normalize;
 mod operations;
@@ -51,5 +52,6 @@ fn main() -> std::process::ExitCode {
         reports::area(),
         registry::area(),
         security::area(),
+        https::area(),
     ])
 }
