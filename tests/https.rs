@@ -6,6 +6,8 @@
 //!   (`ROLLCALL_HTTP__TLS_*`); a plain-HTTP request to that port gets no answer.
 //! - The gateway, its `[http]` section in its config file, takes a request
 //!   over HTTPS and its events land on the topic.
+//! - `rollcall serve` with `--tls-cert-file` and `--tls-key-file` answers
+//!   on an https:// address, behind its token as over HTTP.
 //! - A certificate or key that cannot be used (missing, not PEM, a key
 //!   that is not the certificate's, one without the other) stops
 //!   `rollcall run`, `rollcall serve`, `rollcall sink postgres` and
@@ -263,6 +265,46 @@ fn the_gateway_takes_events_over_https(broker: &str) -> TestResult {
     plain_http_is_refused(&addr)
 }
 
+/// `rollcall serve` with `--tls-cert-file` and `--tls-key-file` prints an
+/// https:// address and answers there: /healthz, and a route behind the
+/// token (refused without it, as over HTTP).
+fn serve_answers_over_https(db: &pg::Database) -> TestResult {
+    const TOKEN: &str = "serve-https-token-0123456789";
+    let certs = make_certs()?;
+    let url = db.fresh("https")?;
+    let (cert, key) = (certs.cert().display().to_string(), certs.key().display().to_string());
+    let mut cmd = Command::new(bin());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", &url, "--tls-cert-file", &cert, "--tls-key-file", &key])
+        .env("ROLLCALL_SERVE_TOKENS", TOKEN)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    clean_env(&mut cmd);
+    let mut child = Killed(cmd.spawn().map_err(|e| e.to_string())?);
+    let mut out = child.0.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with('\n') {
+        if out.read(&mut byte).map_err(|e| e.to_string())? == 0 {
+            return Err(format!("rollcall serve ended before listening: {line}"));
+        }
+        line.push(byte[0] as char);
+    }
+    let addr =
+        line.trim().strip_prefix("listening on https://").ok_or_else(|| format!("unexpected first line `{line}`"))?.to_string();
+    let ca = certs.ca().display().to_string();
+    let (ok, body, err) = curl(&["--cacert", &ca, &format!("https://{addr}/healthz")])?;
+    ensure(ok && body == "ok\n", || format!("/healthz over HTTPS: {err} {body}"))?;
+    let page = format!("https://{addr}/v1/students/nobody/attendance");
+    let (_, code, err) = curl(&["--cacert", &ca, "-o", "/dev/null", "-w", "%{http_code}", &page])?;
+    ensure(code == "401", || format!("without the token over HTTPS: {code} {err}"))?;
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let (_, code, err) = curl(&["--cacert", &ca, "-o", "/dev/null", "-w", "%{http_code}", "-H", &auth, &page])?;
+    ensure(code != "401" && code != "000", || format!("with the token over HTTPS: {code} {err}"))?;
+    eprintln!("  rollcall serve over HTTPS at {addr}: /healthz ok, 401 without the token, {code} with it");
+    plain_http_is_refused(&addr)
+}
+
 /// What a command said and how it ended, killed after a minute.
 fn ran(args: &[&str], env: &[(String, String)]) -> Result<(bool, String, Duration), String> {
     let mut cmd = Command::new(bin());
@@ -367,6 +409,9 @@ pub fn area() -> Area {
     tests.extend(service_tests![[Need::Broker], |e| (e.broker());
         the_processor_serves_metrics_over_https,
         the_gateway_takes_events_over_https,
+    ]);
+    tests.extend(service_tests![[Need::Database], |e| (e.database());
+        serve_answers_over_https,
     ]);
     Area::new("https", Duration::from_secs(600), tests)
 }

@@ -455,6 +455,8 @@ mod tests {
             (Some("kafka"), "sasl_mechanism", "\"PLAIN\"", "SCRAM-SHA-256"),
             (Some("kafka"), "sasl_username", "\"fu\"", "eu"),
             (Some("kafka"), "sasl_password_file", "\"/f/pw\"", "/e/pw"),
+            (Some("http"), "tls_cert_file", "\"/f/c.pem\"", "/e/c.pem"),
+            (Some("http"), "tls_key_file", "\"/f/k.pem\"", "/e/k.pem"),
         ]
     }
 
