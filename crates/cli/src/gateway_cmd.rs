@@ -67,7 +67,7 @@ pub fn run(a: GatewayArgs) -> anyhow::Result<ExitCode> {
         cfg.http.tls_key_file = k;
     }
     // Certificates are checked before the brokers are.
-    cfg.http.load().context("[http]")?;
+    cfg.http.load().context("HTTPS")?;
     cfg.kafka.apply_env(|k| std::env::var(k).ok())?;
     cfg.kafka = cfg.kafka.resolve(std::env::var(rollcall_kafka::security::PASSWORD_VAR).ok())?;
     rollcall_kafka::security::install(cfg.kafka.clone());

@@ -295,7 +295,7 @@ pub fn serve_metrics(
     if addr == "off" {
         return Ok(None);
     }
-    let acceptor = tls.load().context("[http]")?;
+    let acceptor = tls.load().context("HTTPS")?;
     let server = HttpServer::observe_with(addr, observed, acceptor).with_context(|| format!("serving metrics on {addr}"))?;
     tracing::info!(address = %server.local_addr(), scheme = tls.scheme(), "serving /metrics, /healthz and /readyz");
     Ok(Some(server))

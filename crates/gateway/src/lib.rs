@@ -51,7 +51,7 @@ pub enum GatewayError {
     },
     #[error(transparent)]
     Brokers(#[from] rollcall_kafka::KafkaError),
-    #[error("[http] {0}")]
+    #[error("HTTPS: {0}")]
     Tls(#[from] rollcall_http::TlsError),
 }
 
