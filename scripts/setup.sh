@@ -20,6 +20,8 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 # The security tests' broker (ROLLCALL_KAFKA_SECURE=1 scripts/kafka.sh) makes its
 # throwaway CA and certificates with the openssl command.
 command -v openssl >/dev/null || need+=(openssl)
+# tests/https.rs reads the HTTPS endpoints with curl --cacert.
+command -v curl >/dev/null || need+=(curl)
 # promtool checks and unit-tests the Prometheus files in deploy/ (tests/deploy.rs);
 # Debian ships it in the prometheus package.
 command -v promtool >/dev/null || need+=(prometheus)

@@ -23,6 +23,7 @@ mod edfi;
 mod explain;
 mod first_hour;
 mod gateway;
+mod https;
 mod kafka;
 mod normalize;
 mod operations;
@@ -53,5 +54,6 @@ fn main() -> std::process::ExitCode {
         registry::area(),
         security::area(),
         privacy::area(),
+        https::area(),
     ])
 }

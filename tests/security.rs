@@ -7,7 +7,8 @@
 //!   does over plaintext.
 //! - A wrong password and a CA that did not sign the broker's certificate
 //!   stop `rollcall run` within seconds, with one message that names what
-//!   failed, not a stream of retries.
+//!   failed, not a stream of retries; so do `rollcall gateway` and
+//!   `rollcall sink postgres`, which check the brokers at start the same way.
 //! - The password is never printed: not on stdout or stderr (at the default
 //!   log level and at debug), not in `--help`, the example config or
 //!   /metrics, not in the errors of a broken connection.
@@ -276,6 +277,80 @@ fn an_untrusted_certificate_fails_at_once(sb: &SecureBroker) -> TestResult {
     let lines = r.all().lines().filter(|l| !l.trim().is_empty()).count();
     ensure(lines <= FEW_LINES, || format!("{lines} lines, a retry storm?\n{}", r.all()))?;
     never_says(&r.all(), &sb.password()?, "a run with an untrusted certificate")
+}
+
+/// The gateway and the sink check the brokers at start as the processor
+/// does: a wrong password or a CA that did not sign the broker's
+/// certificate ends each within seconds, with the processor's message, not
+/// a stream of retries.
+fn the_gateway_and_the_sink_fail_at_once_on_refusals(sb: &SecureBroker) -> TestResult {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let ca = dir.path().join("other-ca.pem");
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=another CA", "-keyout"])
+        .arg(dir.path().join("other-ca.key"))
+        .arg("-out")
+        .arg(&ca)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("openssl: {e}"))?;
+    ensure(made.success(), || format!("openssl could not make a CA: {made}"))?;
+    let ca_text = ca.display().to_string();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\n\n[[source]]\nformat = \"native\"\ntoken_env = \"GATEWAY_TOKEN\"\n")
+        .map_err(|e| e.to_string())?;
+    let config = config.display().to_string();
+    let prefix = unique("refused-svc");
+    let wrong = "Wr0ng-pa55word-5e1b2d";
+    let cases = [
+        (
+            "a wrong password",
+            with(&without(&sb.client_env(), "ROLLCALL_KAFKA__SASL_PASSWORD_FILE"), &[("ROLLCALL_KAFKA__SASL_PASSWORD", wrong)]),
+            format!("authentication failed for user `{}` with SCRAM-SHA-512", sb.user),
+        ),
+        (
+            "an untrusted CA",
+            with(&sb.client_env(), &[("ROLLCALL_KAFKA__SSL_CA_FILE", &ca_text)]),
+            format!("the broker's certificate is not trusted by CA file `{ca_text}`"),
+        ),
+    ];
+    let commands: [(&str, Vec<&str>); 2] = [
+        ("gateway", vec!["gateway", "--brokers", &sb.secure, "--topic-prefix", &prefix, "--config", &config]),
+        (
+            "sink postgres",
+            vec![
+                "sink",
+                "postgres",
+                "--brokers",
+                &sb.secure,
+                "--topic-prefix",
+                &prefix,
+                "--database-url",
+                "postgres://nobody@127.0.0.1:1/none",
+                "--metrics-addr",
+                "off",
+            ],
+        ),
+    ];
+    for (name, args) in &commands {
+        for (what, env, want) in &cases {
+            // An unreachable broker would be tried for two minutes; a refusal must not be.
+            let env = with(env, &[("ROLLCALL_BROKER_WAIT_SECONDS", "120"), ("GATEWAY_TOKEN", "gateway-token-0123456789abcdef")]);
+            let r = rollcall(args, &env, MINUTE)?;
+            eprintln!("  {name}, {what}: exit {} after {:.1} s: {}", r.code, r.took.as_secs_f64(), r.stderr.trim());
+            ensure(!r.ok, || format!("rollcall {name} with {what} succeeded:\n{}", r.all()))?;
+            ensure(r.took < Duration::from_secs(30), || format!("rollcall {name} took {:?} to give up on {what}", r.took))?;
+            ensure(r.stderr.contains(want.as_str()), || {
+                format!("rollcall {name}: the message does not say `{want}`:\n{}", r.stderr)
+            })?;
+            let lines = r.all().lines().filter(|l| !l.trim().is_empty()).count();
+            ensure(lines <= FEW_LINES, || format!("rollcall {name}: {lines} lines, a retry storm?\n{}", r.all()))?;
+            never_says(&r.all(), wrong, &format!("rollcall {name}"))?;
+            never_says(&r.all(), &sb.password()?, &format!("rollcall {name}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Settings that cannot work are refused before connecting, by name.
@@ -561,6 +636,7 @@ pub fn area() -> Area {
         a_district_over_sasl_ssl_is_decided_as_over_plaintext,
         a_wrong_password_fails_at_once,
         an_untrusted_certificate_fails_at_once,
+        the_gateway_and_the_sink_fail_at_once_on_refusals,
         bad_settings_are_named_before_connecting,
         the_gateway_produces_over_sasl_ssl,
     ];

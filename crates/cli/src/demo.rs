@@ -43,6 +43,29 @@ pub struct DemoArgs {
     metrics_addr: Option<String>,
 }
 
+impl DemoArgs {
+    /// Without --brokers the demo's Kafka is its own in-process mock
+    /// cluster (or none, with --engine-only): always plaintext, so the
+    /// `ROLLCALL_KAFKA__*` settings are not for it.
+    pub fn own_cluster(&self) -> bool {
+        self.brokers.is_none()
+    }
+}
+
+/// The note said when `ROLLCALL_KAFKA__*` variables are set but the demo
+/// runs its own cluster; `None` when none is set.
+pub fn ignored_security_note(vars: impl IntoIterator<Item = String>) -> Option<String> {
+    let mut set: Vec<String> = vars.into_iter().filter(|k| k.starts_with("ROLLCALL_KAFKA__")).collect();
+    if set.is_empty() {
+        return None;
+    }
+    set.sort();
+    Some(format!(
+        "note: {} ignored: the demo's in-process mock cluster is always plaintext (give --brokers to use a secured cluster)",
+        set.join(", ")
+    ))
+}
+
 pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     if let Some(a) = &args.metrics_addr {
         rollcall_kafka::ProcessorConfig { metrics_addr: a.clone(), ..Default::default() }.validate()?;
@@ -146,7 +169,7 @@ fn through_kafka(
     };
     let metrics = std::sync::Arc::new(rollcall_kafka::metrics::Metrics::new());
     let server = match &args.metrics_addr {
-        Some(a) => crate::kafka_cmd::serve_metrics(a, metrics.clone())?,
+        Some(a) => crate::kafka_cmd::serve_metrics(a, metrics.clone(), &Default::default())?,
         None => None,
     };
     if let Some(s) = &server {
@@ -238,5 +261,23 @@ fn print_summary(calendars: &[rollcall_model::SchoolCalendar], roster: &[rollcal
             let list: Vec<String> = outreach.iter().map(|(k, n)| format!("{n} {k}")).collect();
             println!("  outreach: {}", list.join(", "));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_variables_are_named_as_ignored_and_others_are_not() {
+        assert_eq!(ignored_security_note(["ROLLCALL_BROKERS".to_string(), "PATH".to_string()]), None);
+        let note = ignored_security_note([
+            "ROLLCALL_KAFKA__SECURITY_PROTOCOL".to_string(),
+            "HOME".to_string(),
+            "ROLLCALL_KAFKA__SASL_PASSWORD".to_string(),
+        ])
+        .expect("two are set");
+        assert!(note.contains("ROLLCALL_KAFKA__SASL_PASSWORD, ROLLCALL_KAFKA__SECURITY_PROTOCOL ignored"), "{note}");
+        assert!(note.contains("plaintext"), "{note}");
     }
 }

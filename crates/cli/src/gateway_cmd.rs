@@ -29,6 +29,17 @@ pub struct GatewayArgs {
     /// the mapping before it is dead-lettered UNKNOWN_IDENTITY [config identity_wait_seconds; 3 days].
     #[arg(long)]
     identity_wait_seconds: Option<u64>,
+    /// HTTPS for the listener: the PEM certificate chain [config [http] tls_cert_file, env
+    /// ROLLCALL_HTTP__TLS_CERT_FILE]; needs the key too.
+    #[arg(long)]
+    tls_cert_file: Option<String>,
+    /// The PEM private key of the certificate [config [http] tls_key_file, env ROLLCALL_HTTP__TLS_KEY_FILE].
+    #[arg(long)]
+    tls_key_file: Option<String>,
+    /// At start, keep trying brokers that cannot be reached this long, in seconds (0: give up after
+    /// the first check, a few seconds). Refused credentials or TLS end it at once.
+    #[arg(long, env = "ROLLCALL_BROKER_WAIT_SECONDS", default_value_t = 0)]
+    broker_wait_seconds: u64,
 }
 
 pub fn run(a: GatewayArgs) -> anyhow::Result<ExitCode> {
@@ -48,9 +59,22 @@ pub fn run(a: GatewayArgs) -> anyhow::Result<ExitCode> {
     if let Some(w) = a.identity_wait_seconds {
         cfg.identity_wait_seconds = w;
     }
+    cfg.http.apply_env(|k| std::env::var(k).ok());
+    if let Some(c) = a.tls_cert_file {
+        cfg.http.tls_cert_file = c;
+    }
+    if let Some(k) = a.tls_key_file {
+        cfg.http.tls_key_file = k;
+    }
+    // Certificates are checked before the brokers are.
+    cfg.http.load().context("HTTPS")?;
     cfg.kafka.apply_env(|k| std::env::var(k).ok())?;
     cfg.kafka = cfg.kafka.resolve(std::env::var(rollcall_kafka::security::PASSWORD_VAR).ok())?;
     rollcall_kafka::security::install(cfg.kafka.clone());
+    let never = std::sync::atomic::AtomicBool::new(false);
+    rollcall_kafka::reach::check_brokers(&cfg.brokers, std::time::Duration::from_secs(a.broker_wait_seconds), &never)
+        .context("starting the gateway")?;
+    tracing::info!(scheme = cfg.http.scheme(), "gateway starting");
     rollcall_gateway::serve(cfg, crate::kafka_cmd::terminated(), |addr| println!("listening on {addr}"))
         .context("running the gateway")?;
     Ok(ExitCode::SUCCESS)

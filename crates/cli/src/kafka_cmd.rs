@@ -268,7 +268,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let s = stop.clone();
     ctrlc_flag(s);
     let metrics = Arc::new(Metrics::new());
-    let _server = serve_metrics(&cfg.metrics_addr, metrics.clone())?;
+    let _server = serve_metrics(&cfg.metrics_addr, metrics.clone(), &cfg.http)?;
     let mut p = match Processor::with_metrics(cfg, stop.clone(), metrics) {
         Ok(p) => p,
         Err(rollcall_kafka::KafkaError::Stopped) => return Ok(ExitCode::SUCCESS),
@@ -283,14 +283,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Starts the HTTP endpoint (`off`: none). Failing to bind is an error: a
-/// processor that cannot be watched should not run unnoticed.
-pub fn serve_metrics(addr: &str, observed: Arc<dyn Observed>) -> anyhow::Result<Option<HttpServer>> {
+/// Starts the HTTP endpoint (`off`: none), over HTTPS when `tls` names a
+/// certificate and key. Failing to bind, or a certificate or key that cannot
+/// be used, is an error: a processor that cannot be watched should not run
+/// unnoticed.
+pub fn serve_metrics(
+    addr: &str,
+    observed: Arc<dyn Observed>,
+    tls: &rollcall_http::HttpTlsConfig,
+) -> anyhow::Result<Option<HttpServer>> {
     if addr == "off" {
         return Ok(None);
     }
-    let server = HttpServer::observe(addr, observed).with_context(|| format!("serving metrics on {addr}"))?;
-    tracing::info!(address = %server.local_addr(), "serving /metrics, /healthz and /readyz");
+    let acceptor = tls.load().context("HTTPS")?;
+    let server = HttpServer::observe_with(addr, observed, acceptor).with_context(|| format!("serving metrics on {addr}"))?;
+    tracing::info!(address = %server.local_addr(), scheme = tls.scheme(), "serving /metrics, /healthz and /readyz");
     Ok(Some(server))
 }
 

@@ -210,8 +210,15 @@ fn main() -> ExitCode {
             .init(),
     }
     // `run` and `gateway` read the [kafka] section of their config files
-    // too; every other command that talks to Kafka, the environment alone.
-    if !matches!(cli.command, Command::Run(_) | Command::Gateway(_)) {
+    // too; every other command that talks to Kafka, the environment alone;
+    // `demo` on its own mock cluster, none of it (plaintext).
+    let own_cluster = matches!(&cli.command, Command::Demo(a) if a.own_cluster());
+    if own_cluster {
+        if let Some(note) = demo::ignored_security_note(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok())) {
+            eprintln!("{note}");
+        }
+    }
+    if !own_cluster && !matches!(cli.command, Command::Run(_) | Command::Gateway(_)) {
         let security = rollcall_kafka::KafkaSecurity::from_env()
             .and_then(|s| s.resolve(std::env::var(rollcall_kafka::security::PASSWORD_VAR).ok()));
         match security {

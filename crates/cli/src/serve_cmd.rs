@@ -19,9 +19,44 @@ pub struct ServeArgs {
     /// The accepted bearer tokens, one a line (also ROLLCALL_SERVE_TOKENS, comma-separated).
     #[arg(long)]
     tokens_file: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// HTTPS for a command's endpoint: a certificate chain and its key (PEM).
+#[derive(clap::Args, Default)]
+pub struct TlsArgs {
+    /// Serve HTTPS with this PEM certificate chain (the server's certificate first, then the
+    /// intermediates); needs --tls-key-file. Without both: plain HTTP.
+    #[arg(long, env = rollcall_http::tls::CERT_VAR)]
+    tls_cert_file: Option<String>,
+    /// The PEM private key of --tls-cert-file (unencrypted).
+    #[arg(long, env = rollcall_http::tls::KEY_VAR)]
+    tls_key_file: Option<String>,
+}
+
+impl TlsArgs {
+    /// The settings given (both empty: plain HTTP).
+    pub fn config(&self) -> rollcall_http::HttpTlsConfig {
+        self.overlay(rollcall_http::HttpTlsConfig::default())
+    }
+
+    /// `base` with each flag given in place of its setting.
+    pub fn overlay(&self, mut base: rollcall_http::HttpTlsConfig) -> rollcall_http::HttpTlsConfig {
+        if let Some(c) = &self.tls_cert_file {
+            base.tls_cert_file = c.clone();
+        }
+        if let Some(k) = &self.tls_key_file {
+            base.tls_key_file = k.clone();
+        }
+        base
+    }
 }
 
 pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let tls_config = a.tls.config();
+    // A certificate or key that cannot be used is said before anything else.
+    let tls = tls_config.load().context("HTTPS")?;
     let tokens = Tokens::load(a.tokens_file.as_deref(), std::env::var("ROLLCALL_SERVE_TOKENS").ok().as_deref())?;
     // A wrong URL is said at start, not on the first request.
     a.database_url
@@ -32,8 +67,11 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         let state = Arc::new(AppState { db: rollcall_serve::db::Db::new(a.database_url.clone()), tokens });
         state.db.client().await.with_context(|| format!("connecting to {}", rollcall_sink::redact_url(&a.database_url)))?;
         let router = rollcall_serve::router(state);
-        rollcall_serve::serve(&a.listen, router, crate::kafka_cmd::terminated(), |addr| println!("listening on http://{addr}"))
-            .await?;
+        let scheme = tls_config.scheme();
+        rollcall_serve::serve(&a.listen, router, tls, crate::kafka_cmd::terminated(), |addr| {
+            println!("listening on {scheme}://{addr}")
+        })
+        .await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

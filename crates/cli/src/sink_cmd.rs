@@ -96,6 +96,12 @@ pub struct PostgresArgs {
     /// (either format is read; without it, single-object only) [credentials: ROLLCALL_REGISTRY_CREDENTIALS].
     #[arg(long, env = "ROLLCALL_REGISTRY_URL")]
     registry_url: Option<String>,
+    #[command(flatten)]
+    tls: crate::serve_cmd::TlsArgs,
+    /// At start, keep trying brokers that cannot be reached this long, in seconds (0: give up after
+    /// the first check, a few seconds). Refused credentials or TLS end it at once.
+    #[arg(long, env = "ROLLCALL_BROKER_WAIT_SECONDS", default_value_t = 0)]
+    broker_wait_seconds: u64,
 }
 
 pub fn sink(cmd: SinkCommand) -> anyhow::Result<ExitCode> {
@@ -159,7 +165,12 @@ fn postgres(a: PostgresArgs) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     crate::kafka_cmd::ctrlc_flag(stop.clone());
     let metrics = Arc::new(SinkMetrics::new());
-    let _server = crate::kafka_cmd::serve_metrics(&a.metrics_addr, metrics.clone())?;
+    let _server = crate::kafka_cmd::serve_metrics(&a.metrics_addr, metrics.clone(), &a.tls.config())?;
+    match rollcall_kafka::reach::check_brokers(&cfg.brokers, std::time::Duration::from_secs(a.broker_wait_seconds), &stop) {
+        Ok(()) => {}
+        Err(rollcall_kafka::KafkaError::Stopped) => return Ok(ExitCode::SUCCESS),
+        Err(e) => return Err(e).context("starting the sink"),
+    }
     let codec = crate::tail_cmd::reading_codec(a.registry_url.as_deref())?;
     let mut sink = Sink::new(cfg, stop, metrics).context("starting the sink")?.with_codec(codec);
     let st = sink.run()?;

@@ -35,6 +35,9 @@ pub struct GatewayConfig {
     /// How the gateway's Kafka clients reach the brokers (TLS, SASL); the
     /// environment's `ROLLCALL_KAFKA__*` overrides it.
     pub kafka: rollcall_kafka::KafkaSecurity,
+    /// HTTPS for the listener (`[http]`: tls_cert_file and tls_key_file);
+    /// the environment's `ROLLCALL_HTTP__*` overrides it. Empty: plain HTTP.
+    pub http: rollcall_http::HttpTlsConfig,
     #[serde(rename = "source")]
     pub sources: Vec<SourceConfig>,
 }
@@ -51,6 +54,7 @@ impl Default for GatewayConfig {
             identity_wait_seconds: 3 * 86_400,
             resolver_group: "rollcall-gateway".into(),
             kafka: rollcall_kafka::KafkaSecurity::default(),
+            http: rollcall_http::HttpTlsConfig::default(),
             sources: Vec::new(),
         }
     }

@@ -51,6 +51,8 @@ pub enum GatewayError {
     },
     #[error(transparent)]
     Brokers(#[from] rollcall_kafka::KafkaError),
+    #[error("HTTPS: {0}")]
+    Tls(#[from] rollcall_http::TlsError),
 }
 
 /// Runs the gateway until `stop` resolves. Binds before it returns the
@@ -65,6 +67,8 @@ pub fn serve(
         .enable_all()
         .build()
         .map_err(|source| GatewayError::Io { what: "starting the gateway's runtime".into(), source })?;
+    // Certificates are checked before anything connects or binds.
+    let tls = cfg.http.load()?;
     let state = routes::AppState::new(&cfg)?;
     let app = routes::router(&cfg, state.clone());
     let topics = rollcall_kafka::wire::Topics::with_prefix(&cfg.topic_prefix);
@@ -94,9 +98,8 @@ pub fn serve(
     let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|source| GatewayError::Io { what: format!("listening on {addr}"), source })?;
-        tracing::info!(address = %addr, "gateway listening");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
+        tracing::info!(address = %addr, https = tls.is_some(), "gateway listening");
+        rollcall_http::tls::serve(listener, app, tls, stop)
             .await
             .map_err(|source| GatewayError::Io { what: format!("serving on {addr}"), source })
     });

@@ -8,6 +8,13 @@
 //! runtime of its own thread and is stopped by dropping its handle. Binding
 //! happens before `start` returns: an address in use is an error at start,
 //! not a log line later.
+//!
+//! Every server can speak HTTPS instead (`tls`: a certificate chain and its
+//! key, checked at start); plain HTTP is the default.
+
+pub mod tls;
+
+pub use tls::{HttpTlsConfig, Tls, TlsError};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -74,6 +81,11 @@ pub struct HttpServer {
 impl HttpServer {
     /// Serves `router` on `addr` (port 0 picks a free port) until dropped.
     pub fn start(addr: &str, router: Router) -> std::io::Result<HttpServer> {
+        HttpServer::start_with(addr, router, None)
+    }
+
+    /// As [`HttpServer::start`], over TLS when `tls` is given.
+    pub fn start_with(addr: &str, router: Router, tls: Option<Tls>) -> std::io::Result<HttpServer> {
         let std_listener = std::net::TcpListener::bind(addr)?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
@@ -85,7 +97,7 @@ impl HttpServer {
         };
         let thread = std::thread::Builder::new().name("http".into()).spawn(move || {
             rt.block_on(async move {
-                let served = axum::serve(listener, router).with_graceful_shutdown(async {
+                let served = tls::serve(listener, router, tls, async {
                     let _ = rx.await;
                 });
                 if let Err(e) = served.await {
@@ -99,6 +111,11 @@ impl HttpServer {
     /// Serves the common routes of `observed`.
     pub fn observe(addr: &str, observed: Arc<dyn Observed>) -> std::io::Result<HttpServer> {
         HttpServer::start(addr, routes(observed))
+    }
+
+    /// Serves the common routes of `observed`, over TLS when `tls` is given.
+    pub fn observe_with(addr: &str, observed: Arc<dyn Observed>, tls: Option<Tls>) -> std::io::Result<HttpServer> {
+        HttpServer::start_with(addr, routes(observed), tls)
     }
 
     pub fn local_addr(&self) -> SocketAddr {

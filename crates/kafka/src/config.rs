@@ -80,6 +80,9 @@ pub struct ProcessorConfig {
     /// Where `rollcall run` serves /metrics, /healthz and /readyz: an
     /// IP:port (port 0 picks a free one), or `off`.
     pub metrics_addr: String,
+    /// HTTPS for the metrics endpoint (the `[http]` section): a certificate
+    /// chain and its key; both empty, plain HTTP.
+    pub http: rollcall_http::HttpTlsConfig,
     /// The format of the values written (determinations, outreach, dead
     /// letters): Avro single-object encoding, or the Confluent wire format
     /// with schemas in `registry_url`. Inputs are read in either.
@@ -120,6 +123,7 @@ impl Default for ProcessorConfig {
             store: StoreConfig { sync_commits: true, ..StoreConfig::default() },
             kafka: KafkaSecurity::default(),
             metrics_addr: "127.0.0.1:9464".into(),
+            http: rollcall_http::HttpTlsConfig::default(),
             value_format: ValueFormat::SingleObject,
             registry_url: String::new(),
             registry_credentials_file: String::new(),
@@ -200,6 +204,7 @@ fn key_doc(key: &str) -> &'static str {
         "write_buffer_bytes" => "RocksDB memtable size per table and partition, bytes.",
         "max_write_buffers" => "Memtables per table and partition before writes stall.",
         "sync_commits" => "fsync RocksDB's log on every commit.",
+        "tls_cert_file" | "tls_key_file" => rollcall_http::tls::key_doc(key),
         other => crate::security::key_doc(other),
     }
 }
@@ -312,6 +317,7 @@ impl ProcessorConfig {
             .map(|k| (None, *k))
             .chain(STORE.iter().map(|k| (Some("store"), *k)))
             .chain(crate::security::KEYS.iter().map(|k| (Some("kafka"), *k)))
+            .chain(rollcall_http::tls::KEYS.iter().map(|k| (Some("http"), *k)))
             .collect()
     }
 
@@ -449,6 +455,8 @@ mod tests {
             (Some("kafka"), "sasl_mechanism", "\"PLAIN\"", "SCRAM-SHA-256"),
             (Some("kafka"), "sasl_username", "\"fu\"", "eu"),
             (Some("kafka"), "sasl_password_file", "\"/f/pw\"", "/e/pw"),
+            (Some("http"), "tls_cert_file", "\"/f/c.pem\"", "/e/c.pem"),
+            (Some("http"), "tls_key_file", "\"/f/k.pem\"", "/e/k.pem"),
         ]
     }
 

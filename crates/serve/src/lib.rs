@@ -65,11 +65,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listen` until `stop` completes; `on_listen` is told
-/// the address (port 0 picks a free one).
+/// Serves `router` on `listen` (over TLS when `tls` is given) until `stop`
+/// completes; `on_listen` is told the address (port 0 picks a free one).
 pub async fn serve(
     listen: &str,
     router: Router,
+    tls: Option<rollcall_http::Tls>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
     on_listen: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), ServeError> {
@@ -78,8 +79,7 @@ pub async fn serve(
         .map_err(|source| ServeError::Io { what: format!("listening on {listen}"), source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Io { what: "the bound address".into(), source })?;
     on_listen(addr);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(stop)
+    rollcall_http::tls::serve(listener, router, tls, stop)
         .await
         .map_err(|source| ServeError::Io { what: "serving".into(), source })
 }
