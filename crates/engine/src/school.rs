@@ -21,6 +21,11 @@ pub enum SchoolAction {
     DayStarts { date: NaiveDate },
     /// Close the Monday–Sunday week starting `monday`.
     CloseWeek { monday: NaiveDate },
+    /// The school year `school_year` (July to June, named by the year it
+    /// starts in), whose last instructional date is `last`, is past its
+    /// correction horizon: nothing of it can change any more, and its
+    /// windows and absence marks may leave the store.
+    RetireYear { school_year: i32, last: NaiveDate },
 }
 
 /// A comparable stand-in for [`FinalizeAt`].
@@ -66,6 +71,16 @@ fn local(date: NaiveDate, minutes: i64) -> NaiveDateTime {
 }
 
 /// Monday of the week containing `d`.
+/// The school year a date belongs to, July to June, named by the calendar
+/// year it starts in (2020 for 2020-09-01 and for 2021-05-01).
+pub fn school_year_of(d: NaiveDate) -> i32 {
+    if d.month() >= 7 {
+        d.year()
+    } else {
+        d.year() - 1
+    }
+}
+
 pub fn monday_of(d: NaiveDate) -> NaiveDate {
     d - Duration::days(d.weekday().num_days_from_monday() as i64)
 }
@@ -196,6 +211,20 @@ impl School {
             let week_rule = if weekly_rule { f.week.into() } else { FinalizeKey::WeekEnd };
             weeks.insert(monday, self.finalize_instant(monday, week_rule));
         }
+        // Each school year's last instructional date, retired once the
+        // latest close of that date is past the correction horizon.
+        let mut last_of_year: BTreeMap<i32, NaiveDate> = BTreeMap::new();
+        for d in self.days.values().filter(|d| d.instructional) {
+            let last = last_of_year.entry(school_year_of(d.date)).or_insert(d.date);
+            *last = (*last).max(d.date);
+        }
+        let horizon = Duration::days(self.policy.correction_horizon_days as i64);
+        let retire = last_of_year.into_iter().map(|(school_year, last)| {
+            let closes = [f.in_person_day, f.remote_day, f.offline_day, f.week];
+            let latest = closes.into_iter().map(|r| self.finalize_instant(last, r.into())).max();
+            let week = self.finalize_instant(monday_of(last), FinalizeKey::WeekEnd);
+            (latest.unwrap_or(week).max(week) + horizon, SchoolAction::RetireYear { school_year, last })
+        });
         let day_starts = matches!(&self.policy.rule, Rule::Blocks(b) if b.family_outreach);
         let starts = self
             .days
@@ -207,6 +236,7 @@ impl School {
             .map(|((at, date), rules)| (at, SchoolAction::CloseDays { date, rules }))
             .chain(weeks.into_iter().map(|(monday, at)| (at, SchoolAction::CloseWeek { monday })))
             .chain(starts)
+            .chain(retire)
             .collect();
         // Days close before the week they belong to when both fall at one instant.
         out.sort();

@@ -59,6 +59,9 @@ pub struct ProcessorConfig {
     /// How long an event waits for its school's calendar before it is
     /// dead-lettered UNKNOWN_SCHOOL (0: at once).
     pub unknown_school_wait_hours: u32,
+    /// Drop a school year's windows, emitted versions and absence marks from
+    /// the state once the year is past its correction horizon.
+    pub retire_closed_years: bool,
     /// District policy files, registered by their ids.
     pub policy_files: Vec<PathBuf>,
     /// Preset ids that a policy file may replace. A file whose id is a
@@ -115,6 +118,7 @@ impl Default for ProcessorConfig {
             max_clock_skew_days: 400,
             unknown_student_wait_days: 3,
             unknown_school_wait_hours: 24,
+            retire_closed_years: true,
             policy_files: Vec::new(),
             replace_presets: Vec::new(),
             topic_prefix: String::new(),
@@ -190,6 +194,7 @@ fn key_doc(key: &str) -> &'static str {
         "max_clock_skew_days" => "Events further than this from the clock, either way, are dead-lettered TIMESTAMP_OUT_OF_RANGE.",
         "unknown_student_wait_days" => "An event whose student has no roster record yet waits this long for it (0: refused at once).",
         "unknown_school_wait_hours" => "An event whose school has no calendar yet waits this long for it (0: refused at once).",
+        "retire_closed_years" => "Drop a school year's windows and absence marks from the state once it is past its correction horizon (false: keep them).",
         "policy_files" => "District policy files (TOML), registered by their ids.",
         "replace_presets" => "Preset ids a policy file may replace (a file whose id is a preset's is refused otherwise).",
         "topic_prefix" => "Put before every topic name (empty in production).",
@@ -301,6 +306,7 @@ impl ProcessorConfig {
             "max_clock_skew_days",
             "unknown_student_wait_days",
             "unknown_school_wait_hours",
+            "retire_closed_years",
             "policy_files",
             "replace_presets",
             "topic_prefix",
@@ -434,6 +440,7 @@ mod tests {
             (None, "max_clock_skew_days", "11", "12"),
             (None, "unknown_student_wait_days", "1", "2"),
             (None, "unknown_school_wait_hours", "3", "4"),
+            (None, "retire_closed_years", "false", "true"),
             (None, "policy_files", "[\"f.toml\"]", "e1.toml, e2.toml"),
             (None, "replace_presets", "[\"cms\"]", "mmsd"),
             (None, "topic_prefix", "\"f.\"", "e."),

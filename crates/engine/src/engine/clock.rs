@@ -100,7 +100,7 @@ impl<S: KvStore> Engine<S> {
         }
     }
 
-    fn school_students(&self, school: &str) -> Result<Vec<String>, EngineError> {
+    pub(super) fn school_students(&self, school: &str) -> Result<Vec<String>, EngineError> {
         let prefix = state::student_prefix(school);
         let rows = self.store.range(Table::SchoolStudents, &prefix, &state::prefix_end(&prefix), usize::MAX)?;
         Ok(rows.into_iter().map(|(k, _)| String::from_utf8_lossy(&k[prefix.len()..]).into_owned()).collect())
@@ -108,6 +108,9 @@ impl<S: KvStore> Engine<S> {
 
     fn fire_school(&mut self, school_id: &str, action: &SchoolAction, at: DateTime<Utc>) -> Result<(), EngineError> {
         let Some(school) = self.schools.get(school_id).cloned() else { return Ok(()) };
+        if let SchoolAction::RetireYear { school_year, last } = action {
+            return self.retire_year(school_id, *school_year, *last);
+        }
         if matches!(action, SchoolAction::CloseWeek { .. }) {
             // Closing a week reads emitted versions by range and purges old
             // state by range, in the store: it must hold every change.
@@ -128,6 +131,7 @@ impl<S: KvStore> Engine<S> {
                     self.close_week(no, &student, &school, *monday, at)?;
                     closed.insert(no);
                 }
+                SchoolAction::RetireYear { .. } => {}
             }
         }
         if let SchoolAction::CloseWeek { monday } = action {

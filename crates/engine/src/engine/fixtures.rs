@@ -14,7 +14,12 @@ pub(super) fn at(s: &str) -> DateTime<Utc> {
 /// An mmsd school in Chicago in session Monday and Tuesday 2020-10-05/06,
 /// 08:00–15:00, with these third graders.
 pub(super) fn chicago_school(students: &[&str]) -> Engine<MemStore> {
-    let mut e = Engine::open(MemStore::default(), EngineConfig::default()).unwrap();
+    chicago_school_with(EngineConfig::default(), students)
+}
+
+/// [`chicago_school`] with an engine of this configuration.
+pub(super) fn chicago_school_with(config: EngineConfig, students: &[&str]) -> Engine<MemStore> {
+    let mut e = Engine::open(MemStore::default(), config).unwrap();
     let day = |d: &str| CalendarDay {
         date: d.parse().unwrap(),
         instructional: true,

@@ -35,7 +35,7 @@ impl<S: KvStore> Engine<S> {
             let (date, into) = match action {
                 SchoolAction::CloseDays { date, .. } => (*date, &mut days),
                 SchoolAction::CloseWeek { monday } => (*monday, &mut weeks),
-                SchoolAction::DayStarts { .. } => continue,
+                SchoolAction::DayStarts { .. } | SchoolAction::RetireYear { .. } => continue,
             };
             if date > latest {
                 continue;

@@ -29,6 +29,7 @@ mod outreach;
 mod parking;
 mod purge;
 mod records;
+mod retire;
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -64,6 +65,9 @@ pub struct EngineConfig {
     pub unknown_student_wait: Duration,
     /// Likewise for an event whose school has no calendar yet.
     pub unknown_school_wait: Duration,
+    /// Drop a school year's day windows, emitted versions and absence
+    /// marks once it is past its correction horizon (see `retire`).
+    pub retire_closed_years: bool,
 }
 
 impl Default for EngineConfig {
@@ -75,6 +79,7 @@ impl Default for EngineConfig {
             // A nightly roster sync, missed once, is caught by the next.
             unknown_student_wait: Duration::days(3),
             unknown_school_wait: Duration::days(1),
+            retire_closed_years: true,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! social worker), the request to verify a hardship report, and `raise`,
 //! through which every trigger goes so that each is raised once.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rollcall_model::{OutreachKind, OutreachTrigger, RecipientRole, Scope, Status, StudentRecord};
 use rollcall_policy::{ContactThreshold, Policy, Rule};
 
@@ -37,7 +37,7 @@ impl<S: KvStore> Engine<S> {
                 DayMark { absent, unexcused: absent && sections.iter().any(|o| o.status == Status::AbsentUnexcused) }
             }
         };
-        let sy = if date.month() >= 7 { date.year() } else { date.year() - 1 };
+        let sy = crate::school::school_year_of(date);
         let key = state::year_key(&student.student_id, sy);
         let mut year = match self.store.get(Table::Year, &key)? {
             None => YearRecord::default(),

@@ -85,6 +85,7 @@ fn open_task(
         max_clock_skew_days: cfg.max_clock_skew_days,
         unknown_student_wait: chrono::Duration::days(cfg.unknown_student_wait_days.into()),
         unknown_school_wait: chrono::Duration::hours(cfg.unknown_school_wait_hours.into()),
+        retire_closed_years: cfg.retire_closed_years,
         ..EngineConfig::default()
     };
     let mut engine = Engine::open(store, engine_cfg)
