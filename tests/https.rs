@@ -130,6 +130,21 @@ impl Drop for Killed {
     }
 }
 
+/// The first line a started command prints (its address); `what` names it
+/// in the error when it ends first.
+fn first_line(child: &mut Killed, what: &str) -> Result<String, String> {
+    let mut out = child.0.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with('\n') {
+        if out.read(&mut byte).map_err(|e| e.to_string())? == 0 {
+            return Err(format!("{what} ended before listening: {line}"));
+        }
+        line.push(byte[0] as char);
+    }
+    Ok(line)
+}
+
 fn clean_env(cmd: &mut Command) {
     for (k, _) in std::env::vars() {
         if k.starts_with("ROLLCALL_KAFKA__") || k.starts_with("ROLLCALL_HTTP__") {
@@ -218,15 +233,7 @@ fn the_gateway_takes_events_over_https(broker: &str) -> TestResult {
         .stderr(Stdio::inherit());
     clean_env(&mut cmd);
     let mut child = Killed(cmd.spawn().map_err(|e| e.to_string())?);
-    let mut out = child.0.stdout.take().ok_or("no stdout")?;
-    let mut line = String::new();
-    let mut byte = [0u8; 1];
-    while !line.ends_with('\n') {
-        if out.read(&mut byte).map_err(|e| e.to_string())? == 0 {
-            return Err("the gateway ended before listening".into());
-        }
-        line.push(byte[0] as char);
-    }
+    let line = first_line(&mut child, "the gateway")?;
     let addr = line.trim().strip_prefix("listening on ").ok_or_else(|| format!("unexpected first line `{line}`"))?.to_string();
     let ca = certs.ca().display().to_string();
     let started = Instant::now();
@@ -281,15 +288,7 @@ fn serve_answers_over_https(db: &pg::Database) -> TestResult {
         .stderr(Stdio::inherit());
     clean_env(&mut cmd);
     let mut child = Killed(cmd.spawn().map_err(|e| e.to_string())?);
-    let mut out = child.0.stdout.take().ok_or("no stdout")?;
-    let mut line = String::new();
-    let mut byte = [0u8; 1];
-    while !line.ends_with('\n') {
-        if out.read(&mut byte).map_err(|e| e.to_string())? == 0 {
-            return Err(format!("rollcall serve ended before listening: {line}"));
-        }
-        line.push(byte[0] as char);
-    }
+    let line = first_line(&mut child, "rollcall serve")?;
     let addr =
         line.trim().strip_prefix("listening on https://").ok_or_else(|| format!("unexpected first line `{line}`"))?.to_string();
     let ca = certs.ca().display().to_string();

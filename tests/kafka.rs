@@ -556,13 +556,7 @@ fn processor_command(
 /// its topic (without the run's prefix), key, bytes and kind (not where it
 /// was read, which differs for unkeyed records, nor when it failed); sorted.
 fn outputs(b: &str, topics: &Topics) -> Result<Vec<String>, String> {
-    let out = read_outputs(b, topics).map_err(|e| format!("{e:#}"))?;
-    let mut v: Vec<String> = out
-        .determinations
-        .iter()
-        .map(|d| serde_json::to_string(d).unwrap_or_default())
-        .chain(out.outreach.iter().map(|t| serde_json::to_string(t).unwrap_or_default()))
-        .collect();
+    let mut v = output_records(b, topics)?;
     let prefix = topics.dlq.strip_suffix(rollcall_kafka::wire::DLQ).unwrap_or_default();
     for d in dead_letters(b, topics)? {
         let topic = d.topic.strip_prefix(prefix).unwrap_or(&d.topic);

@@ -95,17 +95,21 @@ fn without(env: &[(String, String)], key: &str) -> Vec<(String, String)> {
     env.iter().filter(|(k, _)| k != key).cloned().collect()
 }
 
-/// Every determination and outreach record, as JSON text, sorted.
-fn decisions(plain: &str, topics: &Topics) -> Result<Vec<String>, String> {
-    let out = read_outputs(plain, topics).map_err(|e| format!("{e:#}"))?;
-    let mut v: Vec<String> = out
-        .determinations
-        .iter()
-        .map(|d| serde_json::to_string(d).unwrap_or_default())
-        .chain(out.outreach.iter().map(|t| serde_json::to_string(t).unwrap_or_default()))
-        .collect();
-    v.sort();
-    Ok(v)
+/// A CA of its own in `dir` (openssl), which signed nothing the broker has;
+/// its certificate file's path.
+fn another_ca(dir: &Path) -> Result<String, String> {
+    let ca = dir.join("other-ca.pem");
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=another CA", "-keyout"])
+        .arg(dir.join("other-ca.key"))
+        .arg("-out")
+        .arg(&ca)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("openssl: {e}"))?;
+    ensure(made.success(), || format!("openssl could not make a CA: {made}"))?;
+    Ok(ca.display().to_string())
 }
 
 fn never_says(text: &str, secret: &str, what: &str) -> TestResult {
@@ -194,8 +198,8 @@ fn a_district_over_sasl_ssl_is_decided_as_over_plaintext(sb: &SecureBroker) -> T
     let plain = rollcall(&args, &[], 3 * MINUTE)?;
     ensure(plain.ok, || format!("rollcall run over plaintext: {}\n{}", plain.code, plain.all()))?;
 
-    let secure_out = decisions(&sb.plain, &Topics::with_prefix(&prefix))?;
-    let plain_out = decisions(&sb.plain, &reference_topics)?;
+    let secure_out = output_records(&sb.plain, &Topics::with_prefix(&prefix))?;
+    let plain_out = output_records(&sb.plain, &reference_topics)?;
     eprintln!("  {} determinations and outreach records over SASL_SSL, {} over plaintext", secure_out.len(), plain_out.len());
     ensure(!secure_out.is_empty(), || "the district decided nothing over SASL_SSL".into())?;
     ensure(secure_out == plain_out, || {
@@ -256,18 +260,7 @@ fn a_wrong_password_fails_at_once(sb: &SecureBroker) -> TestResult {
 /// file, in a few lines.
 fn an_untrusted_certificate_fails_at_once(sb: &SecureBroker) -> TestResult {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let ca = dir.path().join("other-ca.pem");
-    let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=another CA", "-keyout"])
-        .arg(dir.path().join("other-ca.key"))
-        .arg("-out")
-        .arg(&ca)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|e| format!("openssl: {e}"))?;
-    ensure(made.success(), || format!("openssl could not make a CA: {made}"))?;
-    let ca_text = ca.display().to_string();
+    let ca_text = another_ca(dir.path())?;
     let r = refused_run(sb, &with(&sb.client_env(), &[("ROLLCALL_KAFKA__SSL_CA_FILE", &ca_text)]))?;
     eprintln!("  untrusted CA: exit {} after {:.1} s: {}", r.code, r.took.as_secs_f64(), r.stderr.trim());
     ensure(!r.ok, || format!("rollcall run trusting another CA succeeded:\n{}", r.all()))?;
@@ -285,18 +278,7 @@ fn an_untrusted_certificate_fails_at_once(sb: &SecureBroker) -> TestResult {
 /// a stream of retries.
 fn the_gateway_and_the_sink_fail_at_once_on_refusals(sb: &SecureBroker) -> TestResult {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let ca = dir.path().join("other-ca.pem");
-    let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=another CA", "-keyout"])
-        .arg(dir.path().join("other-ca.key"))
-        .arg("-out")
-        .arg(&ca)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|e| format!("openssl: {e}"))?;
-    ensure(made.success(), || format!("openssl could not make a CA: {made}"))?;
-    let ca_text = ca.display().to_string();
+    let ca_text = another_ca(dir.path())?;
     let config = dir.path().join("gateway.toml");
     std::fs::write(&config, "listen = \"127.0.0.1:0\"\n\n[[source]]\nformat = \"native\"\ntoken_env = \"GATEWAY_TOKEN\"\n")
         .map_err(|e| e.to_string())?;

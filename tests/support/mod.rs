@@ -100,3 +100,17 @@ pub fn district(students: usize, days: u32, seed: u64) -> Scenario {
 pub fn on_path(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
 }
+
+/// Every determination and outreach record on a run's output topics, as
+/// JSON text, sorted: what two runs that must agree are compared by.
+pub fn output_records(b: &str, topics: &rollcall_kafka::wire::Topics) -> Result<Vec<String>, String> {
+    let out = rollcall_kafka::replay::read_outputs(b, topics).map_err(|e| format!("{e:#}"))?;
+    let mut v: Vec<String> = out
+        .determinations
+        .iter()
+        .map(|d| serde_json::to_string(d).unwrap_or_default())
+        .chain(out.outreach.iter().map(|t| serde_json::to_string(t).unwrap_or_default()))
+        .collect();
+    v.sort();
+    Ok(v)
+}
