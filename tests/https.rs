@@ -145,14 +145,6 @@ fn first_line(child: &mut Killed, what: &str) -> Result<String, String> {
     Ok(line)
 }
 
-fn clean_env(cmd: &mut Command) {
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ROLLCALL_KAFKA__") || k.starts_with("ROLLCALL_HTTP__") {
-            cmd.env_remove(k);
-        }
-    }
-}
-
 /// A plain-HTTP request to an HTTPS port gets no HTTP answer.
 fn plain_http_is_refused(addr: &str) -> TestResult {
     let (ok, out, err) = curl(&[&format!("http://{addr}/healthz")])?;

@@ -46,11 +46,7 @@ impl Ran {
 fn rollcall(args: &[&str], env: &[(String, String)], limit: Duration) -> Result<Ran, String> {
     let mut cmd = Command::new(bin());
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ROLLCALL_KAFKA__") {
-            cmd.env_remove(k);
-        }
-    }
+    clean_env(&mut cmd);
     if !env.iter().any(|(k, _)| k == "ROLLCALL_LOG") {
         cmd.env_remove("ROLLCALL_LOG");
     }
@@ -402,11 +398,7 @@ fn the_password_is_never_shown(sb: &SecureBroker) -> TestResult {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ROLLCALL_KAFKA__") {
-            cmd.env_remove(k);
-        }
-    }
+    clean_env(&mut cmd);
     cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let mut child = cmd.spawn().map_err(|e| e.to_string())?;
     let mut out = child.stdout.take();
@@ -563,11 +555,7 @@ fn the_gateway_produces_over_sasl_ssl(sb: &SecureBroker) -> TestResult {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ROLLCALL_KAFKA__") {
-            cmd.env_remove(k);
-        }
-    }
+    clean_env(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| e.to_string())?;
     let mut err = child.stderr.take();
     let err_reader = std::thread::spawn(move || {

@@ -114,3 +114,14 @@ pub fn output_records(b: &str, topics: &rollcall_kafka::wire::Topics) -> Result<
     v.sort();
     Ok(v)
 }
+
+/// Keeps the `[kafka]` and `[http]` settings of this process's environment
+/// (ROLLCALL_KAFKA__*, ROLLCALL_HTTP__*) from a command a test starts: the
+/// test gives it its own.
+pub fn clean_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ROLLCALL_KAFKA__") || k.starts_with("ROLLCALL_HTTP__") {
+            cmd.env_remove(k);
+        }
+    }
+}
