@@ -508,7 +508,7 @@ fn waiting_events_are_released_or_refused(b: &str) -> TestResult {
 
 static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-fn spawn_processor(
+pub(crate) fn spawn_processor(
     b: &str,
     prefix: &str,
     state: &Path,
@@ -521,7 +521,7 @@ fn spawn_processor(
 
 /// The command of one processor run with the replay clock, stderr piped
 /// (or to a file under ROLLCALL_TEST_LOG_DIR).
-fn processor_command(
+pub(crate) fn processor_command(
     b: &str,
     prefix: &str,
     state: &Path,
@@ -555,7 +555,7 @@ fn processor_command(
 /// Every committed output record, as JSON text, and every dead letter, as
 /// its topic (without the run's prefix), key, bytes and kind (not where it
 /// was read, which differs for unkeyed records, nor when it failed); sorted.
-fn outputs(b: &str, topics: &Topics) -> Result<Vec<String>, String> {
+pub(crate) fn outputs(b: &str, topics: &Topics) -> Result<Vec<String>, String> {
     let mut v = output_records(b, topics)?;
     let prefix = topics.dlq.strip_suffix(rollcall_kafka::wire::DLQ).unwrap_or_default();
     for d in dead_letters(b, topics)? {
@@ -570,7 +570,7 @@ fn outputs(b: &str, topics: &Topics) -> Result<Vec<String>, String> {
 /// of interrupted runs are compared too: one of each topic that fails its
 /// wire checks, an event and a report refused at once, an event refused
 /// after waiting for its student.
-fn produce_bad_records(b: &str, topics: &Topics, s: &Scenario) -> TestResult {
+pub(crate) fn produce_bad_records(b: &str, topics: &Topics, s: &Scenario) -> TestResult {
     use DeadLetterKind::*;
     let first = s.events.first().ok_or("a district with no events")?;
     let at = first.arrives_at;
@@ -601,12 +601,12 @@ fn produce_bad_records(b: &str, topics: &Topics, s: &Scenario) -> TestResult {
 }
 
 /// A district and a few bad records on its topics.
-fn produce_district(b: &str, topics: &Topics, s: &Scenario) -> TestResult {
+pub(crate) fn produce_district(b: &str, topics: &Topics, s: &Scenario) -> TestResult {
     produce_scenario(b, topics, s).map_err(|e| format!("{e:#}"))?;
     produce_bad_records(b, topics, s)
 }
 
-fn compare(reference: &[String], other: &[String], what: &str) -> TestResult {
+pub(crate) fn compare(reference: &[String], other: &[String], what: &str) -> TestResult {
     if reference == other {
         return Ok(());
     }
@@ -625,7 +625,7 @@ fn compare(reference: &[String], other: &[String], what: &str) -> TestResult {
 
 /// The district's outputs from an uninterrupted run, and the district
 /// again on fresh topics (6 partitions) under a prefix of its own.
-fn reference_and_topics(b: &str, s: &Scenario, name: &str) -> Result<(Vec<String>, String, Topics), String> {
+pub(crate) fn reference_and_topics(b: &str, s: &Scenario, name: &str) -> Result<(Vec<String>, String, Topics), String> {
     let reference = reference_run(b, s, &format!("{name}-ref"))?;
     let prefix = unique(name);
     let topics = Topics::with_prefix(&prefix);
@@ -635,7 +635,7 @@ fn reference_and_topics(b: &str, s: &Scenario, name: &str) -> Result<(Vec<String
 }
 
 /// Runs the district to completion in one uninterrupted processor.
-fn reference_run(b: &str, s: &Scenario, name: &str) -> Result<Vec<String>, String> {
+pub(crate) fn reference_run(b: &str, s: &Scenario, name: &str) -> Result<Vec<String>, String> {
     let prefix = unique(name);
     let topics = Topics::with_prefix(&prefix);
     create_topics(b, &topics, 6, 1).map_err(|e| format!("{e:#}"))?;
@@ -990,7 +990,7 @@ fn a_day_closes_while_the_processor_is_idle(b: &str) -> TestResult {
 }
 
 /// The processor's /metrics text, if it answers.
-fn scrape(addr: &str) -> Option<String> {
+pub(crate) fn scrape(addr: &str) -> Option<String> {
     use std::io::{Read, Write};
     let sock = addr.parse().ok()?;
     let mut c = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)).ok()?;
@@ -1066,16 +1066,16 @@ fn broker_restart_loses_nothing(b: &str) -> TestResult {
 }
 
 /// A child's output read to its end on a thread of its own.
-struct Drained(Option<std::thread::JoinHandle<String>>);
+pub(crate) struct Drained(Option<std::thread::JoinHandle<String>>);
 
 impl Drained {
     /// Everything read, once the child has closed its end.
-    fn join(self) -> String {
+    pub(crate) fn join(self) -> String {
         self.0.and_then(|t| t.join().ok()).unwrap_or_default()
     }
 }
 
-fn drain(out: Option<std::process::ChildStderr>) -> Drained {
+pub(crate) fn drain(out: Option<std::process::ChildStderr>) -> Drained {
     Drained(out.map(|mut e| {
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
@@ -1086,7 +1086,7 @@ fn drain(out: Option<std::process::ChildStderr>) -> Drained {
 }
 
 /// The last lines of a log, for a failure message.
-fn tail(log: &str) -> String {
+pub(crate) fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
 }

@@ -21,6 +21,7 @@ mod bench;
 mod deploy;
 mod edfi;
 mod explain;
+mod faults;
 mod first_hour;
 mod gateway;
 mod https;
@@ -55,5 +56,6 @@ fn main() -> std::process::ExitCode {
         security::area(),
         privacy::area(),
         https::area(),
+        faults::area(),
     ])
 }
