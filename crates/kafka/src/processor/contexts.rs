@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
-use rdkafka::ClientContext;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use crate::wire;
@@ -18,6 +19,9 @@ use crate::wire;
 /// Notices rebalances; the loop acts on them between polls.
 pub(super) struct GroupContext {
     pub(super) rebalanced: AtomicBool,
+    /// Why the last rebalance could not be carried out; the loop starts
+    /// again with fresh clients.
+    pub(super) failed: Mutex<Option<String>>,
 }
 
 impl ClientContext for GroupContext {
@@ -29,15 +33,30 @@ impl ClientContext for GroupContext {
 }
 
 impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = r {
-            info!(partitions = tpl.count(), "partitions revoked");
-        }
-        self.rebalanced.store(true, Ordering::SeqCst);
-    }
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = r {
-            info!(partitions = tpl.count(), "partitions assigned");
+    /// The default rebalance with one change: partitions are assigned at
+    /// their beginning rather than at the group's committed offsets. The loop
+    /// seeks every partition to where its task's state ends, so the committed
+    /// offsets are never read; fetching them would only hold the partitions
+    /// back, and for good when a transaction that was open as a broker went
+    /// away leaves them unstable (the seek then fails for as long as they stay
+    /// so, and the processor never starts reading again).
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let done = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                info!(partitions = tpl.count(), "partitions assigned");
+                tpl.set_all_offsets(Offset::Beginning).and_then(|()| consumer.assign(tpl))
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                info!(partitions = tpl.count(), "partitions revoked");
+                consumer.unassign()
+            }
+            other => Err(RdError::Rebalance(other.into())),
+        };
+        if let Err(e) = done {
+            warn!(error = %e, "rebalance failed");
+            if let Ok(mut f) = self.failed.lock() {
+                *f = Some(e.to_string());
+            }
         }
         self.rebalanced.store(true, Ordering::SeqCst);
     }

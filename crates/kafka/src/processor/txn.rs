@@ -238,6 +238,10 @@ impl Processor {
     }
 
     pub(super) fn on_rebalance(&mut self) -> Result<(), KafkaError> {
+        let failed = self.consumer.context().failed.lock().ok().and_then(|mut f| f.take());
+        if let Some(why) = failed {
+            return Err(KafkaError::kafka_step(format!("rebalance: {why}")));
+        }
         self.abort_open_txn("abort on rebalance")?;
         self.metrics.shared.set_not_ready("rebalancing: restoring the assigned partitions");
         let assignment = self.consumer.assignment().map_err(|e| rd("assignment", e))?;
@@ -296,6 +300,14 @@ enum TxnStep {
     Fatal(KafkaError),
 }
 
+/// How long a transactional step is retried with the same clients. A broker
+/// that restarts is back well within it; past it the step is taken as stuck
+/// in the client (after a broker restart librdkafka was seen to keep a
+/// request in the coordinator's queue without ever sending it), and the
+/// error goes up, which starts the processor again with fresh clients from
+/// its committed state, as after a crash.
+const TXN_STEP_PATIENCE: Duration = Duration::from_secs(60);
+
 /// Runs a transactional call, retrying while the error is retriable (a broker
 /// that is away and coming back): the processor waits rather than stops.
 fn retry_txn(what: &str, mut call: impl FnMut() -> Result<(), RdError>) -> TxnStep {
@@ -303,7 +315,7 @@ fn retry_txn(what: &str, mut call: impl FnMut() -> Result<(), RdError>) -> TxnSt
     loop {
         match call() {
             Ok(()) => return TxnStep::Done,
-            Err(RdError::Transaction(e)) if e.is_retriable() && started.elapsed() < Duration::from_secs(600) => {
+            Err(RdError::Transaction(e)) if e.is_retriable() && started.elapsed() < TXN_STEP_PATIENCE => {
                 warn!(step = what, error = %e, "transaction step failed; retrying");
                 std::thread::sleep(Duration::from_millis(500));
             }
