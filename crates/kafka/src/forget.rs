@@ -14,12 +14,12 @@
 //! tombstoned here. Topics that are not compacted (activity, absence
 //! reports, outreach, dead letters) age out by their retention.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use rollcall_model::avro::AvroRecord;
@@ -82,11 +82,8 @@ pub fn forget(
 
 /// Produces the request and returns where it landed.
 fn request(brokers: &str, roster: &str, student: &str) -> Result<(i32, i64), KafkaError> {
-    let producer: rdkafka::producer::FutureProducer = crate::client_config(brokers)
-        .set("partitioner", "murmur2_random")
-        .set("enable.idempotence", "true")
-        .create()
-        .map_err(rd(format!("a producer for {brokers}")))?;
+    let producer: rdkafka::producer::FutureProducer =
+        crate::replay::producer_config(brokers).create().map_err(rd(format!("a producer for {brokers}")))?;
     let headers = OwnedHeaders::new().insert(Header { key: FORGET_HEADER, value: Some("1") });
     let record = rdkafka::producer::FutureRecord::<str, [u8]>::to(roster).key(student).headers(headers);
     let delivered = crate::block_on(producer.send(record, Duration::from_secs(30)));
@@ -126,35 +123,15 @@ fn wait_consumed(brokers: &str, group: &str, topic: &str, partition: i32, offset
 
 /// The keys of `topic` whose latest record has a value that `keep` takes.
 fn latest_keys(brokers: &str, topic: &str, keep: impl Fn(&str, &[u8]) -> bool) -> Result<Vec<String>, KafkaError> {
-    let consumer: BaseConsumer<crate::QuietContext> = crate::reader(brokers, &format!("rollcall-forget-{}", std::process::id()))?;
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).map_err(rd(format!("{topic} metadata")))?;
-    let mut tpl = TopicPartitionList::new();
-    for t in md.topics() {
-        for p in t.partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning).map_err(rd(format!("assigning {topic}")))?;
+    let mut latest: BTreeMap<String, bool> = BTreeMap::new();
+    let partitions = crate::replay::read_records(brokers, topic, |key, value, _| {
+        if let Some(key) = key.and_then(|k| std::str::from_utf8(k).ok()) {
+            latest.insert(key.to_string(), value.is_some_and(|v| keep(key, v)));
         }
-    }
-    let partitions = tpl.count();
+        Ok(())
+    })?;
     if partitions == 0 {
         return Err(KafkaError::Setup(format!("topic {topic} does not exist on {brokers}")));
-    }
-    consumer.assign(&tpl).map_err(rd(format!("assigning {topic}")))?;
-    let mut latest: BTreeMap<String, bool> = BTreeMap::new();
-    let mut ended = HashSet::new();
-    while ended.len() < partitions {
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Err(RdError::PartitionEOF(p))) => {
-                ended.insert(p);
-            }
-            Some(Err(e)) => return Err(KafkaError::kafka(format!("reading {topic}"), e)),
-            Some(Ok(m)) => {
-                ended.remove(&m.partition());
-                let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else { continue };
-                let kept = m.payload().is_some_and(|v| keep(key, v));
-                latest.insert(key.to_string(), kept);
-            }
-        }
     }
     Ok(latest.into_iter().filter(|(_, kept)| *kept).map(|(k, _)| k).collect())
 }

@@ -30,12 +30,15 @@ fn rd(what: &str, e: RdError) -> KafkaError {
 /// A producer that partitions keys as the Java client does, so that records
 /// from any producer of the district land in the same partitions.
 pub fn producer(brokers: &str) -> Result<BaseProducer, KafkaError> {
-    crate::client_config(brokers)
-        .set("partitioner", "murmur2_random")
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "20")
-        .create()
-        .map_err(|e| rd("producer", e))
+    producer_config(brokers).set("linger.ms", "20").create().map_err(|e| rd("producer", e))
+}
+
+/// The settings of every producer of district records: Java's partitioning
+/// of keys, idempotent delivery.
+pub(crate) fn producer_config(brokers: &str) -> rdkafka::ClientConfig {
+    let mut c = crate::client_config(brokers);
+    c.set("partitioner", "murmur2_random").set("enable.idempotence", "true");
+    c
 }
 
 /// Sends one record, waiting when the local queue is full.
@@ -168,6 +171,19 @@ pub fn read_topic(
     topic: &str,
     mut each: impl FnMut(&[u8], i64) -> Result<(), KafkaError>,
 ) -> Result<(), KafkaError> {
+    // A tombstone (an erased student's key on a compacted topic) is no
+    // record of anything.
+    read_records(brokers, topic, |_, value, offset| value.map_or(Ok(()), |v| each(v, offset))).map(|_| ())
+}
+
+/// Reads one topic from the beginning to its end, read_committed; passes
+/// each record's key, value (`None`: a tombstone) and offset. Returns how
+/// many partitions the topic has (0: there is no such topic).
+pub(crate) fn read_records(
+    brokers: &str,
+    topic: &str,
+    mut each: impl FnMut(Option<&[u8]>, Option<&[u8]>, i64) -> Result<(), KafkaError>,
+) -> Result<usize, KafkaError> {
     // One consumer per topic: an end-of-partition event names only the partition.
     let consumer = crate::reader(brokers, &format!("rollcall-reader-{}", std::process::id()))?;
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).map_err(|e| rd("metadata", e))?;
@@ -193,15 +209,11 @@ pub fn read_topic(
             Some(Err(e)) => return Err(rd(&format!("read {topic}"), e)),
             Some(Ok(m)) => {
                 ended.remove(&m.partition());
-                // A tombstone (an erased student's key on a compacted topic)
-                // is no record of anything.
-                if let Some(v) = m.payload() {
-                    each(v, m.offset())?;
-                }
+                each(m.key(), m.payload(), m.offset())?;
             }
         }
     }
-    Ok(())
+    Ok(total)
 }
 
 /// Reads every committed output record (determinations, outreach, dead letters).
