@@ -1,5 +1,6 @@
 //! Faults of the machine under the processor (issue #14): its state
-//! directory fills up, and it runs in a memory cgroup.
+//! directory fills up, it runs in a memory cgroup, and its input comes in a
+//! burst at ten times the steady rate.
 //!
 //! Each test compares the processor's committed outputs with an
 //! uninterrupted reference run over the same district (tests/kafka.rs).
@@ -18,7 +19,7 @@ use rollcall_kafka::topics::create_topics;
 use rollcall_kafka::wire::Topics;
 use rollcall_scenario::Scenario;
 
-use crate::kafka::{compare, drain, outputs, processor_command, produce_district, scrape, spawn_processor, tail};
+use crate::kafka::{compare, decisions, drain, outputs, processor_command, produce_district, scrape, spawn_processor, tail};
 use crate::support::harness::{Area, Need};
 use crate::support::*;
 
@@ -100,16 +101,18 @@ fn reference_with_state(b: &str, s: &Scenario, name: &str) -> Result<(Vec<String
     create_topics(b, &topics, 6, 1).map_err(|e| format!("{e:#}"))?;
     produce_district(b, &topics, s)?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let out = spawn_processor(b, &prefix, dir.path(), "ref", &s.now.to_rfc3339(), true)?
-        .wait_with_output()
-        .map_err(|e| e.to_string())?;
-    ensure(out.status.success(), || {
-        format!("reference run exited with {}: {}", out.status, tail(&String::from_utf8_lossy(&out.stderr)))
-    })?;
+    run_to_end(b, &prefix, dir.path(), "ref", s, "reference run")?;
     let size = disk_usage(dir.path());
     let outputs = outputs(b, &topics)?;
     eprintln!("  reference: {} events -> {} output records, state dir {} KiB", s.events.len(), outputs.len(), size >> 10);
     Ok((outputs, size))
+}
+
+/// A processor run over `state` to the district's end instant, until idle.
+fn run_to_end(b: &str, prefix: &str, state: &Path, instance: &str, s: &Scenario, what: &str) -> TestResult {
+    let out =
+        spawn_processor(b, prefix, state, instance, &s.now.to_rfc3339(), true)?.wait_with_output().map_err(|e| e.to_string())?;
+    ensure(out.status.success(), || format!("{what} exited with {}: {}", out.status, tail(&String::from_utf8_lossy(&out.stderr))))
 }
 
 /// The district again on fresh topics (6 partitions).
@@ -392,6 +395,197 @@ fn memory_caps_hold_under_a_limit(b: &str) -> TestResult {
     ensure(peak.is_some_and(|p| p <= LIMIT), || format!("peak usage {peak:?} above the limit {LIMIT}"))
 }
 
+/// The summed `rollcall_consumer_lag_records` of a /metrics text.
+fn total_lag(text: &str) -> Option<i64> {
+    let series: Vec<i64> = text
+        .lines()
+        .filter(|l| l.starts_with("rollcall_consumer_lag_records{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as i64)
+        .collect();
+    (!series.is_empty()).then(|| series.iter().sum())
+}
+
+/// What an input run leaves that does not depend on how its input fell into
+/// batches over time: the latest decision of every determination key, the
+/// outreach raised (without when), the dead letters (without their offsets).
+/// A paced input is batched unlike one read all at once, and so has other
+/// provisional versions in between and other creation times.
+fn settled(b: &str, prefix: &str, topics: &Topics) -> Result<Vec<String>, String> {
+    let mut v: Vec<String> = decisions(b, topics)?.into_iter().map(|(k, d)| format!("decision {k}: {d}")).collect();
+    let out = rollcall_kafka::replay::read_outputs(b, topics).map_err(|e| format!("{e:#}"))?;
+    for o in out.outreach {
+        v.push(format!(
+            "outreach {} {} {:?} {:?} {:?} {:?} {}..{}",
+            o.trigger_id, o.student_id, o.kind, o.recipient_role, o.staff_id, o.section_id, o.window_start, o.window_end
+        ));
+    }
+    for d in out.dead_letters {
+        let source = d.source.strip_prefix(prefix).unwrap_or(&d.source);
+        let topic = source.rsplit_once('@').map_or(source, |(t, _)| t);
+        v.push(format!("dead letter {topic} {:?} {}", d.event_id, d.error_kind));
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// A burst at ten times the steady input rate is absorbed. A long-lived
+/// processor (replay clock without an end instant, so that it only follows
+/// its input) reads a district whose events are produced at a steady rate
+/// R, then at 10 R for 3 s, then at R again; R is a quarter of what the
+/// processor reads, so that R is absorbed and 10 R is not. The summed
+/// consumer lag, read from /metrics every 200 ms, rises in the burst and
+/// falls back near its steady level while the input still comes; a last run
+/// with the district's end instant closes it, and what it settled equals
+/// the reference's: nothing is lost.
+fn burst_is_absorbed(b: &str) -> TestResult {
+    use rdkafka::producer::Producer;
+    use rollcall_model::avro::AvroRecord;
+    let s = district(600, 5, 10);
+    let prefix = unique("burst-ref");
+    let ref_topics = Topics::with_prefix(&prefix);
+    create_topics(b, &ref_topics, 6, 1).map_err(|e| format!("{e:#}"))?;
+    // No bad records here: what a record refused for an unknown student
+    // becomes depends on the clock when it is read, which a paced input moves.
+    rollcall_kafka::replay::produce_scenario(b, &ref_topics, &s).map_err(|e| format!("{e:#}"))?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    run_to_end(b, &prefix, dir.path(), "ref", &s, "reference run")?;
+    let ref_secs = started.elapsed().as_secs_f64();
+    let reference = settled(b, &prefix, &ref_topics)?;
+
+    let prefix = unique("burst");
+    let topics = Topics::with_prefix(&prefix);
+    create_topics(b, &topics, 6, 1).map_err(|e| format!("{e:#}"))?;
+    // Calendars and roster at once; the reports and events
+    // paced, in the order of their times: the replay clock follows them, and
+    // a report of late in the week read first would move it past the
+    // events still to come.
+    let mut rest = s.clone();
+    rest.events.clear();
+    rest.absence_reports.clear();
+    rollcall_kafka::replay::produce_scenario(b, &topics, &rest).map_err(|e| format!("{e:#}"))?;
+    let mut events: Vec<(chrono::DateTime<chrono::Utc>, &str, &str, Vec<u8>)> = Vec::new();
+    for r in &s.absence_reports {
+        events.push((r.reported_at, &topics.reports, &r.student_id, r.to_single_object().map_err(|e| e.to_string())?));
+    }
+    for a in &s.events {
+        events.push((
+            a.arrives_at,
+            &topics.activity,
+            &a.event.student_id,
+            a.event.to_single_object().map_err(|e| e.to_string())?,
+        ));
+    }
+    // Stable: a report before the events of its instant, as a topic's
+    // records are merged by the processor.
+    events.sort_by_key(|e| e.0);
+    let state = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let addr = free_addr()?;
+    let mut child = with_metrics_addr(&processor_command(b, &prefix, state.path(), "burst", "", false)?, &addr)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let log = drain(child.stderr.take());
+    let t0 = Instant::now();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (stop, addr) = (stop.clone(), addr.clone());
+        std::thread::spawn(move || {
+            let mut series = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Some(lag) = scrape(&addr).as_deref().and_then(total_lag) {
+                    series.push((t0.elapsed().as_secs_f64(), lag));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            series
+        })
+    };
+    let fed = (|| -> Result<(f64, f64, f64), String> {
+        // The processor has read the roster and reports before the events start.
+        let ready = Instant::now();
+        while scrape(&addr).as_deref().and_then(total_lag) != Some(0) {
+            ensure(ready.elapsed() < Duration::from_secs(120), || "the processor did not read the roster within 120 s".into())?;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let n = events.len();
+        let (pre, burst, post) = (8.0, 3.0, 15.0);
+        // A quarter of what the reference run read, and no more than lets
+        // the phases last as long as said.
+        let rate = (n as f64 / ref_secs / 4.0).min(n as f64 / (pre + 10.0 * burst + post));
+        let p = rollcall_kafka::replay::producer(b).map_err(|e| format!("{e:#}"))?;
+        let start = t0.elapsed().as_secs_f64();
+        let due = |t: f64| -> f64 {
+            let t = t - start;
+            rate * t.min(pre) + 10.0 * rate * (t - pre).clamp(0.0, burst) + rate * (t - pre - burst).max(0.0)
+        };
+        let mut sent = 0;
+        while sent < n {
+            let target = (due(t0.elapsed().as_secs_f64()) as usize).min(n);
+            for (at, topic, key, value) in &events[sent..target] {
+                rollcall_kafka::replay::send(&p, topic, key, value, *at).map_err(|e| format!("{e:#}"))?;
+            }
+            sent = sent.max(target);
+            p.poll(Duration::ZERO);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Every delivery reported (rdkafka's flush counts its time per event
+        // served, not on the clock, and gives up early with this many).
+        let flushing = Instant::now();
+        while p.in_flight_count() > 0 {
+            ensure(flushing.elapsed() < Duration::from_secs(60), || {
+                format!("{} events not delivered within 60 s", p.in_flight_count())
+            })?;
+            p.poll(Duration::from_millis(100));
+        }
+        let produced = t0.elapsed().as_secs_f64();
+        eprintln!(
+            "  {n} reports and events: R {rate:.0}/s for {pre} s, 10 R for {burst} s, then R (all produced at {:.1} s)",
+            produced - start
+        );
+        let waiting = Instant::now();
+        while scrape(&addr).as_deref().and_then(total_lag) != Some(0) {
+            ensure(waiting.elapsed() < Duration::from_secs(180), || {
+                "the processor did not catch up within 180 s of the input's end".into()
+            })?;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // A few samples at the caught-up level.
+        std::thread::sleep(Duration::from_secs(1));
+        Ok((start, start + pre, produced))
+    })();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let series = sampler.join().map_err(|_| "the lag sampler panicked".to_string())?;
+    let _ = child.kill();
+    let _ = child.wait();
+    let said = log.join();
+    let (start, burst_at, produced) = fed.map_err(|e| format!("{e}\n{}", tail(&said)))?;
+    // The district's end, on the same state directory.
+    run_to_end(b, &prefix, state.path(), "burst", &s, "the closing run")?;
+    let got = settled(b, &prefix, &topics)?;
+    eprintln!("  settled: {} (reference {})", got.len(), reference.len());
+    let before = series.iter().filter(|(t, _)| (start..burst_at).contains(t)).map(|(_, l)| *l).max().unwrap_or(0);
+    let (peak_t, peak) =
+        series.iter().filter(|(t, _)| *t >= burst_at).fold((0.0, i64::MIN), |m, &(t, l)| if l > m.1 { (t, l) } else { m });
+    let near = (2 * before).max(peak / 10);
+    let fell_to = series.iter().filter(|(t, _)| *t > peak_t && *t <= produced).map(|(_, l)| *l).min();
+    let shown: Vec<String> =
+        series.iter().filter(|(t, _)| *t >= start - 1.0).map(|(t, l)| format!("{:.1}:{l}", t - start)).collect();
+    eprintln!("  lag (s:records): {}", shown.join(" "));
+    eprintln!(
+        "  lag before the burst at most {before}, peak {peak} at {:.1} s, lowest after the peak while producing {fell_to:?} \
+         (near the steady level: <= {near})",
+        peak_t - start
+    );
+    compare(&reference, &got, "after the burst (latest decisions, outreach, dead letters)")?;
+    ensure(peak > before, || format!("the lag did not rise in the burst: peak {peak}, before it {before}"))?;
+    ensure(fell_to.is_some_and(|l| l <= near), || {
+        format!("the lag did not fall back near the steady level (<= {near}) while the input still came: lowest {fell_to:?}")
+    })
+}
+
 /// The processor's command with its metrics on `addr`.
 fn with_metrics_addr(base: &Command, addr: &str) -> Command {
     let mut args: Vec<OsString> = base.get_args().map(|a| a.to_os_string()).collect();
@@ -418,6 +612,7 @@ pub fn area() -> Area {
     let tests = service_tests![[Need::Broker], |e| (e.broker());
         state_disk_fills_up,
         memory_caps_hold_under_a_limit,
+        burst_is_absorbed,
     ];
     Area::new("faults", Duration::from_secs(1_800), tests)
 }

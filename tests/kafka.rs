@@ -531,8 +531,13 @@ pub(crate) fn processor_command(
 ) -> Result<Command, String> {
     let mut c = Command::new(bin());
     c.stderr(Stdio::piped());
-    c.args(["run", "--brokers", b, "--clock", "replay", "--instance-id", instance, "--until", until])
-        .args(["--topic-prefix", prefix, "--group", &format!("{prefix}g")])
+    c.args(["run", "--brokers", b, "--clock", "replay", "--instance-id", instance]);
+    // Without an end instant the replay clock only follows the input: a
+    // processor fed over time, which must not close days as it catches up.
+    if !until.is_empty() {
+        c.args(["--until", until]);
+    }
+    c.args(["--topic-prefix", prefix, "--group", &format!("{prefix}g")])
         // Instances run side by side: each serves its metrics on a free port.
         .args(["--metrics-addr", "127.0.0.1:0"])
         .arg("--state-dir")
@@ -1124,7 +1129,7 @@ fn group_config(
 }
 
 /// What a determination decided, without when and in which version.
-fn decisions(b: &str, topics: &Topics) -> Result<std::collections::BTreeMap<String, String>, String> {
+pub(crate) fn decisions(b: &str, topics: &Topics) -> Result<std::collections::BTreeMap<String, String>, String> {
     let out = read_outputs(b, topics).map_err(|e| format!("{e:#}"))?;
     let latest = out.latest();
     Ok(latest
