@@ -36,10 +36,11 @@ impl ConsumerContext for GroupContext {
     /// The default rebalance with one change: partitions are assigned at
     /// their beginning rather than at the group's committed offsets. The loop
     /// seeks every partition to where its task's state ends, so the committed
-    /// offsets are never read; fetching them would only hold the partitions
-    /// back, and for good when a transaction that was open as a broker went
-    /// away leaves them unstable (the seek then fails for as long as they stay
-    /// so, and the processor never starts reading again).
+    /// offsets are never read; waiting for them only holds the partitions
+    /// back. After a broker restart a partition was seen never to start
+    /// fetching that way (every seek refused as "erroneous state", fresh
+    /// clients too), as when the committed offsets stay unstable behind a
+    /// transaction left open; one assigned at an offset fetches at once.
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         let done = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
