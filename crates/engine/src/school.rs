@@ -70,7 +70,6 @@ fn local(date: NaiveDate, minutes: i64) -> NaiveDateTime {
     NaiveDateTime::new(date, chrono::NaiveTime::MIN) + Duration::minutes(minutes)
 }
 
-/// Monday of the week containing `d`.
 /// The school year a date belongs to, July to June, named by the calendar
 /// year it starts in (2020 for 2020-09-01 and for 2021-05-01).
 pub fn school_year_of(d: NaiveDate) -> i32 {
@@ -81,6 +80,7 @@ pub fn school_year_of(d: NaiveDate) -> i32 {
     }
 }
 
+/// Monday of the week containing `d`.
 pub fn monday_of(d: NaiveDate) -> NaiveDate {
     d - Duration::days(d.weekday().num_days_from_monday() as i64)
 }
@@ -220,10 +220,12 @@ impl School {
         }
         let horizon = Duration::days(self.policy.correction_horizon_days as i64);
         let retire = last_of_year.into_iter().map(|(school_year, last)| {
-            let closes = [f.in_person_day, f.remote_day, f.offline_day, f.week];
-            let latest = closes.into_iter().map(|r| self.finalize_instant(last, r.into())).max();
             let week = self.finalize_instant(monday_of(last), FinalizeKey::WeekEnd);
-            (latest.unwrap_or(week).max(week) + horizon, SchoolAction::RetireYear { school_year, last })
+            let latest = [f.in_person_day, f.remote_day, f.offline_day, f.week]
+                .into_iter()
+                .map(|r| self.finalize_instant(last, r.into()))
+                .fold(week, DateTime::max);
+            (latest + horizon, SchoolAction::RetireYear { school_year, last })
         });
         let day_starts = matches!(&self.policy.rule, Rule::Blocks(b) if b.family_outreach);
         let starts = self
