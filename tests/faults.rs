@@ -9,7 +9,6 @@
 //! itself as skipped (tests/support/skip.rs). Mounts and cgroups are undone
 //! by guards, whatever happens.
 
-use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,7 +18,9 @@ use rollcall_kafka::topics::create_topics;
 use rollcall_kafka::wire::Topics;
 use rollcall_scenario::Scenario;
 
-use crate::kafka::{compare, decisions, drain, outputs, processor_command, produce_district, scrape, spawn_processor, tail};
+use crate::kafka::{
+    compare, decisions_of, drain, outputs, processor_command_at, produce_district, scrape, spawn_processor, tail,
+};
 use crate::support::harness::{Area, Need};
 use crate::support::*;
 
@@ -291,13 +292,17 @@ impl Drop for Cgroup {
     }
 }
 
-/// The largest value of a gauge over its series in a /metrics text.
-fn gauge_max(text: &str, name: &str) -> Option<i64> {
+/// The values of every series of the metric `name` in a /metrics text.
+fn series<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = i64> + 'a {
     text.lines()
-        .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with('{') || r.starts_with(' ')))
+        .filter(move |l| l.strip_prefix(name).is_some_and(|r| r.starts_with('{') || r.starts_with(' ')))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .map(|v| v as i64)
-        .max()
+}
+
+/// The largest value of a gauge over its series in a /metrics text.
+fn gauge_max(text: &str, name: &str) -> Option<i64> {
+    series(text, name).max()
 }
 
 /// The processor in a memory cgroup limited well above what its RocksDB
@@ -325,7 +330,7 @@ fn memory_caps_hold_under_a_limit(b: &str) -> TestResult {
     let state = tempfile::tempdir().map_err(|e| e.to_string())?;
     let metrics_addr = free_addr()?;
     // The processor's command, run by a shell that first joins the cgroup.
-    let base = with_metrics_addr(&processor_command(b, &prefix, state.path(), "mem", &s.now.to_rfc3339(), false)?, &metrics_addr);
+    let base = processor_command_at(b, &prefix, state.path(), "mem", &s.now.to_rfc3339(), false, &metrics_addr)?;
     let mut c = Command::new("sh");
     c.arg("-c").arg("echo $$ > \"$0\" && exec \"$@\"").arg(cg.dir.join("cgroup.procs")).arg(base.get_program());
     c.args(base.get_args());
@@ -395,15 +400,11 @@ fn memory_caps_hold_under_a_limit(b: &str) -> TestResult {
     ensure(peak.is_some_and(|p| p <= LIMIT), || format!("peak usage {peak:?} above the limit {LIMIT}"))
 }
 
-/// The summed `rollcall_consumer_lag_records` of a /metrics text.
+/// The summed `rollcall_consumer_lag_records` of a /metrics text; `None`
+/// before the processor has any.
 fn total_lag(text: &str) -> Option<i64> {
-    let series: Vec<i64> = text
-        .lines()
-        .filter(|l| l.starts_with("rollcall_consumer_lag_records{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as i64)
-        .collect();
-    (!series.is_empty()).then(|| series.iter().sum())
+    let lags: Vec<i64> = series(text, "rollcall_consumer_lag_records").collect();
+    (!lags.is_empty()).then(|| lags.iter().sum())
 }
 
 /// What an input run leaves that does not depend on how its input fell into
@@ -412,8 +413,8 @@ fn total_lag(text: &str) -> Option<i64> {
 /// A paced input is batched unlike one read all at once, and so has other
 /// provisional versions in between and other creation times.
 fn settled(b: &str, prefix: &str, topics: &Topics) -> Result<Vec<String>, String> {
-    let mut v: Vec<String> = decisions(b, topics)?.into_iter().map(|(k, d)| format!("decision {k}: {d}")).collect();
     let out = rollcall_kafka::replay::read_outputs(b, topics).map_err(|e| format!("{e:#}"))?;
+    let mut v: Vec<String> = decisions_of(&out).into_iter().map(|(k, d)| format!("decision {k}: {d}")).collect();
     for o in out.outreach {
         v.push(format!(
             "outreach {} {} {:?} {:?} {:?} {:?} {}..{}",
@@ -482,11 +483,8 @@ fn burst_is_absorbed(b: &str) -> TestResult {
     events.sort_by_key(|e| e.0);
     let state = tempfile::tempdir().map_err(|e| e.to_string())?;
     let addr = free_addr()?;
-    let mut child = with_metrics_addr(&processor_command(b, &prefix, state.path(), "burst", "", false)?, &addr)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+    let mut child =
+        processor_command_at(b, &prefix, state.path(), "burst", "", false, &addr)?.spawn().map_err(|e| e.to_string())?;
     let log = drain(child.stderr.take());
     let t0 = Instant::now();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -584,22 +582,6 @@ fn burst_is_absorbed(b: &str) -> TestResult {
     ensure(fell_to.is_some_and(|l| l <= near), || {
         format!("the lag did not fall back near the steady level (<= {near}) while the input still came: lowest {fell_to:?}")
     })
-}
-
-/// The processor's command with its metrics on `addr`.
-fn with_metrics_addr(base: &Command, addr: &str) -> Command {
-    let mut args: Vec<OsString> = base.get_args().map(|a| a.to_os_string()).collect();
-    if let Some(i) = args.iter().position(|a| a == "--metrics-addr") {
-        args[i + 1] = addr.into();
-    }
-    let mut c = Command::new(base.get_program());
-    c.args(&args);
-    for (k, v) in base.get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
-    c
 }
 
 fn free_addr() -> Result<String, String> {

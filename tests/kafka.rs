@@ -520,7 +520,8 @@ pub(crate) fn spawn_processor(
 }
 
 /// The command of one processor run with the replay clock, stderr piped
-/// (or to a file under ROLLCALL_TEST_LOG_DIR).
+/// (or to a file under ROLLCALL_TEST_LOG_DIR). Instances run side by side:
+/// each serves its metrics on a free port.
 pub(crate) fn processor_command(
     b: &str,
     prefix: &str,
@@ -528,6 +529,20 @@ pub(crate) fn processor_command(
     instance: &str,
     until: &str,
     exit_when_idle: bool,
+) -> Result<Command, String> {
+    processor_command_at(b, prefix, state, instance, until, exit_when_idle, "127.0.0.1:0")
+}
+
+/// [`processor_command`] with its metrics served on `metrics_addr`, for a
+/// test that reads them.
+pub(crate) fn processor_command_at(
+    b: &str,
+    prefix: &str,
+    state: &Path,
+    instance: &str,
+    until: &str,
+    exit_when_idle: bool,
+    metrics_addr: &str,
 ) -> Result<Command, String> {
     let mut c = Command::new(bin());
     c.stderr(Stdio::piped());
@@ -538,8 +553,7 @@ pub(crate) fn processor_command(
         c.args(["--until", until]);
     }
     c.args(["--topic-prefix", prefix, "--group", &format!("{prefix}g")])
-        // Instances run side by side: each serves its metrics on a free port.
-        .args(["--metrics-addr", "127.0.0.1:0"])
+        .args(["--metrics-addr", metrics_addr])
         .arg("--state-dir")
         .arg(state)
         .env("ROLLCALL_LOG", std::env::var("ROLLCALL_TEST_LOG").unwrap_or_else(|_| "error".into()))
@@ -1129,13 +1143,16 @@ fn group_config(
 }
 
 /// What a determination decided, without when and in which version.
-pub(crate) fn decisions(b: &str, topics: &Topics) -> Result<std::collections::BTreeMap<String, String>, String> {
-    let out = read_outputs(b, topics).map_err(|e| format!("{e:#}"))?;
-    let latest = out.latest();
-    Ok(latest
+fn decisions(b: &str, topics: &Topics) -> Result<std::collections::BTreeMap<String, String>, String> {
+    Ok(decisions_of(&read_outputs(b, topics).map_err(|e| format!("{e:#}"))?))
+}
+
+/// [`decisions`] of outputs already read.
+pub(crate) fn decisions_of(out: &rollcall_scenario::RunOutput) -> std::collections::BTreeMap<String, String> {
+    out.latest()
         .into_iter()
         .map(|(k, d)| (k, format!("{:?} {} {:?} {:?} {} {:?}", d.status, d.code, d.minutes, d.contacts, d.rule, d.evidence)))
-        .collect())
+        .collect()
 }
 
 /// Two groups over the same inputs at once, with different policies: each
