@@ -19,7 +19,7 @@ pub struct BenchSinkArgs {
     #[arg(long, env = "ROLLCALL_DATABASE_URL", hide_env_values = true)]
     pub(crate) database_url: String,
     /// A sink batch (one database transaction) closes after this many records.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = SinkConfig::default().batch_max_records)]
     pub(crate) batch_max_records: usize,
     /// Database connections the sink writes with side by side (`rollcall sink postgres --writers`).
     #[arg(long, default_value_t = SinkConfig::default().writers)]

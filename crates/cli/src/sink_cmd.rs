@@ -76,11 +76,11 @@ pub struct PostgresArgs {
     /// Names the Kafka client; positions are kept in the database, not in the group.
     #[arg(long, env = "ROLLCALL_SINK_GROUP", default_value = "rollcall-sink")]
     group: String,
-    /// A batch (one database transaction) closes after this many records…
-    #[arg(long, default_value_t = 5_000)]
+    /// While the writer is busy, a batch (one database transaction) closes after this many records…
+    #[arg(long, default_value_t = SinkConfig::default().batch_max_records)]
     batch_max_records: usize,
-    /// …or this many milliseconds after its first record.
-    #[arg(long, default_value_t = 200)]
+    /// …or this many milliseconds after its first record. A writer that waits takes what has arrived at once.
+    #[arg(long, default_value_t = SinkConfig::default().batch_max_ms)]
     batch_max_ms: u64,
     /// Exit once every partition is written to its end.
     #[arg(long)]

@@ -67,7 +67,15 @@ pub fn avro_datum(data: &[u8]) -> bool {
         1 => datum::<StudentRecord>(bytes),
         2 => datum::<SchoolCalendar>(bytes),
         3 => datum::<AbsenceReport>(bytes),
-        4 => datum::<Determination>(bytes),
+        4 => {
+            let decoded = datum::<Determination>(bytes);
+            assert_eq!(
+                Determination::decode_direct(bytes).is_some(),
+                decoded,
+                "the direct determination decoder declined a valid datum"
+            );
+            decoded
+        }
         5 => datum::<OutreachTrigger>(bytes),
         6 => datum::<DeadLetter>(bytes),
         _ => datum::<IdentityRecord>(bytes),

@@ -894,6 +894,59 @@ fn the_direct_event_decoder_reads_the_schema_in_its_order() {
     }
 }
 
+#[test]
+fn the_direct_determination_decoder_reads_the_schema_in_its_order() {
+    // determination_decode reads the fields and enum symbols in this order.
+    let schema: serde_json::Value = serde_json::from_str(include_str!("../../../schemas/determination.avsc")).unwrap();
+    let fields: Vec<&str> = schema["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        fields,
+        [
+            "determination_id",
+            "student_id",
+            "school_id",
+            "scope",
+            "date",
+            "section_id",
+            "policy",
+            "status",
+            "code",
+            "attendance_type",
+            "minutes",
+            "contacts",
+            "category",
+            "rule",
+            "evidence",
+            "version",
+            "finality",
+            "decided_at",
+            "evidence_detail",
+            "looked_for",
+            "seen"
+        ]
+    );
+    let symbols = |v: &serde_json::Value| -> Vec<String> {
+        v["symbols"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(symbols(&schema["fields"][3]["type"]), Scope::SYMBOLS);
+    assert_eq!(symbols(&schema["fields"][7]["type"]), Status::SYMBOLS);
+    assert_eq!(symbols(&schema["fields"][9]["type"][1]), AttendanceType::SYMBOLS);
+    assert_eq!(symbols(&schema["fields"][16]["type"]), Finality::SYMBOLS);
+    for d in [determination_full(), determination_min()] {
+        let datum = d.to_avro_datum().unwrap();
+        assert_eq!(Determination::decode_direct(&datum), Some(d.clone()));
+        assert_eq!(Determination::from_avro_datum_generic(&datum).unwrap(), d);
+        for cut in 0..datum.len() {
+            assert_eq!(Determination::decode_direct(&datum[..cut]), None, "cut at {cut}");
+            assert!(Determination::from_avro_datum(&datum[..cut]).is_err());
+        }
+        let mut longer = datum.clone();
+        longer.push(0);
+        assert_eq!(Determination::decode_direct(&longer), None);
+        assert!(Determination::from_avro_datum(&longer).is_err());
+    }
+}
+
 /// A determination written with version 1 of its schema (before the
 /// evidence detail) still reads, the added fields empty: records already on
 /// a compacted topic outlive the program that wrote them.

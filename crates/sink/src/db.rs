@@ -1,7 +1,8 @@
 //! Writing one batch: its determinations, outreach, dead letters and the
 //! Kafka positions after it, in ONE database transaction. Rows go in with
-//! binary COPY into temporary tables, then one `INSERT … SELECT … ON
-//! CONFLICT` per table: a few statements per batch, whatever its size.
+//! binary COPY (into `determination_versions` itself, into temporary tables
+//! for the rest), then one `INSERT … SELECT … ON CONFLICT` per table: a few
+//! statements per batch, whatever its size.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -159,8 +160,8 @@ pub async fn load_offsets(client: &Client, topics: &[&str]) -> Result<BTreeMap<(
 
 /// Binary COPY of determinations into `table` (a table with the columns of
 /// `determination_versions`), in the caller's transaction. The sink copies
-/// into its staging table; `rollcall bench sink` into a bare table, to
-/// compare.
+/// into `determination_versions` (or its staging table); `rollcall bench
+/// sink` into a bare table, to compare.
 pub async fn copy_determinations(
     tx: &tokio_postgres::Transaction<'_>,
     table: &str,
@@ -264,15 +265,16 @@ pub async fn write_batch_via(client: &mut Client, batch: &Batch, path: VersionsP
     let tx = client.transaction().await.map_err(SinkError::db("beginning a batch"))?;
     let mut w = Written::default();
     if !batch.determinations.is_empty() {
+        // The rows the upsert reads: on the COPY path, the batch's latest
+        // version per key, read back by id from the versions just copied
+        // (no second COPY, no second parse of the same rows).
+        let mut latest_ids: Vec<&str> = Vec::new();
         let latest = match path {
             VersionsPath::Copy => {
                 copy_determinations(&tx, "determination_versions", &batch.determinations).await?;
                 w.determination_versions = batch.determinations.len() as u64;
-                // Only the latest version per key goes to the staging table:
-                // fewer rows to copy, none to sort.
-                let latest = latest_per_key(&batch.determinations);
-                copy_determinations(&tx, "incoming_determinations", latest).await?;
-                "SELECT {DET_COLUMNS} FROM incoming_determinations"
+                latest_ids = latest_per_key(&batch.determinations).into_iter().map(|d| d.determination_id.as_str()).collect();
+                "SELECT {DET_COLUMNS} FROM determination_versions WHERE determination_id = ANY($1::text[])"
             }
             VersionsPath::Staged => {
                 copy_determinations(&tx, "incoming_determinations", &batch.determinations).await?;
@@ -292,9 +294,13 @@ pub async fn write_batch_via(client: &mut Client, batch: &Batch, path: VersionsP
             }
         };
         let latest = latest.replace("{DET_COLUMNS}", DET_COLUMNS);
+        let params: Vec<&(dyn ToSql + Sync)> = match path {
+            VersionsPath::Copy => vec![&latest_ids],
+            VersionsPath::Staged => vec![],
+        };
         // One row per key, its highest version of the batch: ON CONFLICT may
-        // not touch a row twice in one statement (on the COPY path the
-        // staging table holds one row per key already). The WHERE keeps a
+        // not touch a row twice in one statement (on the COPY path the ids
+        // are one per key already). The WHERE keeps a
         // row from going back to an older version that arrives later.
         w.determinations = tx
             .execute(
@@ -312,7 +318,7 @@ pub async fn write_batch_via(client: &mut Client, batch: &Batch, path: VersionsP
                        seen = excluded.seen
                      WHERE excluded.version > determinations.version"
                 ),
-                &[],
+                &params,
             )
             .await
             .map_err(SinkError::db("upserting determinations"))?;

@@ -45,9 +45,10 @@ pub struct SinkConfig {
     pub topic_prefix: String,
     /// Names the Kafka client (no offsets are committed to the group).
     pub group: String,
-    /// A batch closes after this many records…
+    /// While the writer is busy, a batch closes after this many records…
     pub batch_max_records: usize,
-    /// …or this many milliseconds after its first record.
+    /// …or this many milliseconds after its first record. A writer that
+    /// waits takes what has been read at once.
     pub batch_max_ms: u64,
     /// Stop once every partition is read to its end and written (tests, backfills).
     pub exit_when_idle: bool,
@@ -67,7 +68,7 @@ impl Default for SinkConfig {
             group: "rollcall-sink".into(),
             // A transaction's fixed cost (a round trip and an fsync) shared by
             // many rows; a batch of this size still commits in well under a second.
-            batch_max_records: 5_000,
+            batch_max_records: 20_000,
             batch_max_ms: 200,
             exit_when_idle: false,
             // PostgreSQL runs one backend process per connection: one writer
@@ -226,45 +227,6 @@ impl Sink {
         }
     }
 
-    fn reader(&self, topic: &str, kind: Kind, stored: &BTreeMap<(String, i32), i64>) -> Result<TopicReader, SinkError> {
-        let consumer: BaseConsumer<QuietContext> = rollcall_kafka::client_config(&self.cfg.brokers)
-            .set("group.id", &self.cfg.group)
-            .set("client.id", format!("{}-{topic}", self.cfg.group))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true")
-            // A stored position that the topic no longer has (retention,
-            // a recreated topic) reads from the start: rows are idempotent.
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "100")
-            .create_with_context(QuietContext)
-            .map_err(SinkError::kafka(format!("consumer for {topic} at {}", self.cfg.brokers)))?;
-        let md = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .map_err(SinkError::kafka(format!("metadata of {topic}")))?;
-        let partitions: Vec<i32> =
-            md.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
-        if partitions.is_empty() {
-            return Err(SinkError::NoTopic(topic.to_string()));
-        }
-        let mut tpl = TopicPartitionList::new();
-        let mut stored_here = 0;
-        for &p in &partitions {
-            let offset = match stored.get(&(topic.to_string(), p)) {
-                Some(&o) => {
-                    stored_here += 1;
-                    Offset::Offset(o)
-                }
-                None => Offset::Beginning,
-            };
-            tpl.add_partition_offset(topic, p, offset).map_err(SinkError::kafka(format!("assigning {topic}[{p}]")))?;
-        }
-        consumer.assign(&tpl).map_err(SinkError::kafka(format!("assigning {topic}")))?;
-        info!(topic, partitions = partitions.len(), stored = stored_here, "assigned at the stored positions");
-        Ok(TopicReader { topic: topic.to_string(), kind, consumer, partitions, at_end: HashSet::new() })
-    }
-
     /// A connection to the database, closed when the returned guard drops.
     async fn connect(&self) -> Result<(tokio_postgres::Client, AbortOnDrop), SinkError> {
         let url = crate::redact_url(&self.cfg.database_url);
@@ -321,16 +283,37 @@ impl Sink {
         let all: [&str; 4] = [&topics.determinations, &topics.outreach, &topics.roster, &topics.calendar];
         self.metrics.init_topics(&all);
         let stored = db::load_offsets(&client, &all).await?;
-        let mut readers = vec![
-            self.reader(&topics.determinations, Kind::Determinations, &stored)?,
-            self.reader(&topics.outreach, Kind::Outreach, &stored)?,
+        // One consumer per topic, made side by side: each waits on the
+        // broker for its metadata, ~50 ms apiece one after the other.
+        let wanted = [
+            (&topics.determinations, Kind::Determinations),
+            (&topics.outreach, Kind::Outreach),
+            (&topics.roster, Kind::Roster),
+            (&topics.calendar, Kind::Calendars),
         ];
-        // The roster and calendars only feed the reports: without them the
-        // determinations are still kept.
-        for (topic, kind) in [(&topics.roster, Kind::Roster), (&topics.calendar, Kind::Calendars)] {
-            match self.reader(topic, kind, &stored) {
+        let made: Vec<Result<TopicReader, SinkError>> = std::thread::scope(|s| {
+            let cfg = &self.cfg;
+            let stored = &stored;
+            let handles: Vec<_> = wanted.iter().map(|(topic, kind)| s.spawn(move || reader(cfg, topic, *kind, stored))).collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(SinkError::Io {
+                            what: "making a consumer".into(),
+                            source: std::io::Error::other("the thread panicked"),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let mut readers = Vec::with_capacity(made.len());
+        for made in made {
+            match made {
                 Ok(r) => readers.push(r),
-                Err(SinkError::NoTopic(t)) => {
+                // The roster and calendars only feed the reports: without
+                // them the determinations are still kept.
+                Err(SinkError::NoTopic(t)) if t == topics.roster || t == topics.calendar => {
                     warn!(topic = %t, "topic does not exist: the students, schools and school_days tables are not kept")
                 }
                 Err(e) => return Err(e),
@@ -355,7 +338,10 @@ impl Sink {
                 self.refresh_lag(&partitions, &positions, &ends);
                 lag_refreshed = Some(Instant::now());
             }
-            let Ok(read) = tokio::time::timeout(Duration::from_secs(1), reading.batches.recv()).await else { continue };
+            reading.hungry.store(true, Ordering::SeqCst);
+            let read = tokio::time::timeout(Duration::from_secs(1), reading.batches.recv()).await;
+            reading.hungry.store(false, Ordering::SeqCst);
+            let Ok(read) = read else { continue };
             if self.stopped() {
                 // A batch read but not written is dropped: nothing of it is committed.
                 return Ok(());
@@ -478,6 +464,47 @@ fn batch_span(writer: usize, batch: &Batch) -> tracing::Span {
     )
 }
 
+/// A consumer of `topic`, assigned at the stored positions (the start
+/// where none is stored).
+fn reader(cfg: &SinkConfig, topic: &str, kind: Kind, stored: &BTreeMap<(String, i32), i64>) -> Result<TopicReader, SinkError> {
+    let consumer: BaseConsumer<QuietContext> = rollcall_kafka::client_config(&cfg.brokers)
+        .set("group.id", &cfg.group)
+        .set("client.id", format!("{}-{topic}", cfg.group))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        // A stored position that the topic no longer has (retention,
+        // a recreated topic) reads from the start: rows are idempotent.
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "100")
+        .create_with_context(QuietContext)
+        .map_err(SinkError::kafka(format!("consumer for {topic} at {}", cfg.brokers)))?;
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(SinkError::kafka(format!("metadata of {topic}")))?;
+    let partitions: Vec<i32> =
+        md.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    if partitions.is_empty() {
+        return Err(SinkError::NoTopic(topic.to_string()));
+    }
+    let mut tpl = TopicPartitionList::new();
+    let mut stored_here = 0;
+    for &p in &partitions {
+        let offset = match stored.get(&(topic.to_string(), p)) {
+            Some(&o) => {
+                stored_here += 1;
+                Offset::Offset(o)
+            }
+            None => Offset::Beginning,
+        };
+        tpl.add_partition_offset(topic, p, offset).map_err(SinkError::kafka(format!("assigning {topic}[{p}]")))?;
+    }
+    consumer.assign(&tpl).map_err(SinkError::kafka(format!("assigning {topic}")))?;
+    info!(topic, partitions = partitions.len(), stored = stored_here, "assigned at the stored positions");
+    Ok(TopicReader { topic: topic.to_string(), kind, consumer, partitions, at_end: HashSet::new() })
+}
+
 /// What the reading thread hands the writer.
 enum Read {
     /// A batch, in one part per writer (by [`lane`]).
@@ -494,6 +521,11 @@ enum Read {
 /// the thread and waits for it (within a poll, ~25 ms).
 struct Reading {
     batches: tokio::sync::mpsc::Receiver<Read>,
+    /// The writer waits for a batch: the one being read is handed over at
+    /// once, however small. A batch grows while the writer is busy, so
+    /// batches are as large as the writer is slow, and the first write
+    /// starts without waiting for a full batch.
+    hungry: Arc<AtomicBool>,
     quit: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -502,12 +534,23 @@ impl Reading {
     fn start(cfg: &SinkConfig, codec: &Codec, stop: &Arc<AtomicBool>, readers: Vec<TopicReader>) -> Result<Reading, SinkError> {
         let (tx, batches) = tokio::sync::mpsc::channel(1);
         let quit = Arc::new(AtomicBool::new(false));
-        let (cfg, codec, stop, q) = (cfg.clone(), codec.clone(), stop.clone(), quit.clone());
+        let hungry = Arc::new(AtomicBool::new(false));
+        let (cfg, codec, stop, q, h) = (cfg.clone(), codec.clone(), stop.clone(), quit.clone(), hungry.clone());
         let thread = std::thread::Builder::new()
             .name("sink-reader".into())
-            .spawn(move || read_batches(&cfg, &codec, &stop, &q, readers, &tx))
+            .spawn(move || {
+                let mut readers = readers;
+                read_batches(&cfg, &codec, &stop, &q, &h, &mut readers, &tx);
+                // Closing a consumer waits for its threads: the consumers
+                // close side by side, not one after the other.
+                std::thread::scope(|s| {
+                    for r in readers {
+                        s.spawn(move || drop(r));
+                    }
+                });
+            })
             .map_err(|source| SinkError::Io { what: "starting the reading thread".into(), source })?;
-        Ok(Reading { batches, quit, thread: Some(thread) })
+        Ok(Reading { batches, hungry, quit, thread: Some(thread) })
     }
 }
 
@@ -528,7 +571,8 @@ fn read_batches(
     codec: &Codec,
     stop: &AtomicBool,
     quit: &AtomicBool,
-    mut readers: Vec<TopicReader>,
+    hungry: &AtomicBool,
+    readers: &mut [TopicReader],
     tx: &tokio::sync::mpsc::Sender<Read>,
 ) {
     let halted = || stop.load(Ordering::SeqCst) || quit.load(Ordering::SeqCst);
@@ -539,7 +583,7 @@ fn read_batches(
             checked = Instant::now();
             // Partitions added to a topic are read from their start: the
             // session begins again and assigns them with the others.
-            for r in &readers {
+            for r in readers.iter() {
                 if let Ok(md) = r.consumer.fetch_metadata(Some(&r.topic), Duration::from_millis(500)) {
                     let n = md.topics().iter().filter(|t| t.name() == r.topic).map(|t| t.partitions().len()).sum::<usize>();
                     if n > r.partitions.len() {
@@ -553,7 +597,7 @@ fn read_batches(
                 }
             }
         }
-        let batch = match collect(cfg, codec, &halted, &mut readers) {
+        let batch = match collect(cfg, codec, &halted, hungry, readers) {
             Ok(Some(batch)) => batch,
             Ok(None) => return,
             Err(e) => {
@@ -578,13 +622,15 @@ fn read_batches(
 }
 
 /// Reads one batch: up to `batch_max_records` records, or what arrived
-/// within `batch_max_ms` of the first. `None`: stop requested (the
+/// within `batch_max_ms` of the first, or what was read when the writer
+/// asks for it (`hungry`). `None`: stop requested (the
 /// partial batch is dropped; nothing of it is committed). An error: a
 /// value that cannot be judged now (its schema registry does not answer).
 fn collect(
     cfg: &SinkConfig,
     codec: &Codec,
     halted: &dyn Fn() -> bool,
+    hungry: &AtomicBool,
     readers: &mut [TopicReader],
 ) -> Result<Option<Vec<Batch>>, SinkError> {
     let mut batch: Vec<Batch> = (0..cfg.writers).map(|_| Batch::default()).collect();
@@ -628,6 +674,9 @@ fn collect(
                     }
                 }
             }
+        }
+        if records > 0 && hungry.load(Ordering::SeqCst) {
+            return Ok(Some(batch));
         }
         if got {
             idle_rounds = 0;

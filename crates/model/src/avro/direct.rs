@@ -1,17 +1,63 @@
-//! The direct fast paths: the ActivityEvent datum decoded and the
-//! Determination datum encoded straight between bytes and struct, skipping
-//! the generic `Value` tree, because these two records are most of the
+//! The direct fast paths: the ActivityEvent and Determination datums
+//! decoded, and encoded, straight between bytes and struct, skipping the
+//! generic `Value` tree, because these two records are most of the
 //! traffic. Each must agree exactly with the generic codec: the decoder
 //! declines (`None`) on anything unusual and leaves the answer to the
 //! generic one, and tests and the fuzz checks compare the two paths.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 use super::binary::{read_block_count, read_int, read_long, read_string, write_bytes, write_long};
 use super::value::{WireEnum, UNIX_EPOCH_DAYS_FROM_CE};
 use crate::types::*;
+
+// The readers of the direct decoders: `None` wherever the generic decoder
+// would refuse or think twice, so that it gives the answer and its error.
+fn read_str(input: &mut &[u8]) -> Option<String> {
+    read_string(input).ok()
+}
+
+/// A `["null", T]` union's branch: `true` for the value.
+fn branch(input: &mut &[u8]) -> Option<bool> {
+    match read_long(input).ok()? {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
+}
+
+fn read_opt<T>(input: &mut &[u8], read: impl FnOnce(&mut &[u8]) -> Option<T>) -> Option<Option<T>> {
+    if branch(input)? {
+        read(input).map(Some)
+    } else {
+        Some(None)
+    }
+}
+
+fn symbol<E>(input: &mut &[u8], from: fn(u8) -> Option<E>) -> Option<E> {
+    from(u8::try_from(read_long(input).ok()?).ok()?)
+}
+
+fn read_date(input: &mut &[u8]) -> Option<NaiveDate> {
+    read_int(input).ok()?.checked_add(UNIX_EPOCH_DAYS_FROM_CE).and_then(NaiveDate::from_num_days_from_ce_opt)
+}
+
+fn read_instant(input: &mut &[u8]) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(read_long(input).ok()?)
+}
+
+fn read_array<T>(input: &mut &[u8], mut item: impl FnMut(&mut &[u8]) -> Option<T>) -> Option<Vec<T>> {
+    let mut items = Vec::new();
+    while let Some(count) = read_block_count(input, "array").ok()? {
+        items.reserve(count);
+        for _ in 0..count {
+            items.push(item(input)?);
+        }
+    }
+    Some(items)
+}
 
 /// ActivityEvent straight from its datum, in the schema's field order,
 /// without the generic value tree (which names every field and allocates
@@ -19,51 +65,30 @@ use crate::types::*;
 /// checks the order against the schema file, and the fuzz target
 /// `single_object` that this agrees with the generic decoder.
 pub(super) fn activity_event_direct(datum: &[u8]) -> Option<ActivityEvent> {
-    fn string(input: &mut &[u8]) -> Option<String> {
-        read_string(input).ok()
-    }
-    fn branch(input: &mut &[u8]) -> Option<bool> {
-        match read_long(input).ok()? {
-            0 => Some(false),
-            1 => Some(true),
-            _ => None,
-        }
-    }
-    fn opt<T>(input: &mut &[u8], read: impl FnOnce(&mut &[u8]) -> Option<T>) -> Option<Option<T>> {
-        if branch(input)? {
-            read(input).map(Some)
-        } else {
-            Some(None)
-        }
-    }
-    fn symbol<E: WireEnum>(input: &mut &[u8], from: fn(u8) -> Option<E>) -> Option<E> {
-        from(u8::try_from(read_long(input).ok()?).ok()?)
-    }
     let input = &mut &datum[..];
-    let event_id = string(input)?;
-    let source = string(input)?;
-    let student_id = string(input)?;
-    let school_id = string(input)?;
-    let section_id = opt(input, string)?;
-    let staff_id = opt(input, string)?;
+    let event_id = read_str(input)?;
+    let source = read_str(input)?;
+    let student_id = read_str(input)?;
+    let school_id = read_str(input)?;
+    let section_id = read_opt(input, read_str)?;
+    let staff_id = read_opt(input, read_str)?;
     let kind = symbol(input, ActivityKind::from_index)?;
-    let direction = opt(input, |i| symbol(i, Direction::from_index))?;
-    let occurred_at = DateTime::from_timestamp_micros(read_long(input).ok()?)?;
-    let assigned_date =
-        opt(input, |i| read_int(i).ok()?.checked_add(UNIX_EPOCH_DAYS_FROM_CE).and_then(NaiveDate::from_num_days_from_ce_opt))?;
-    let live_session_id = opt(input, string)?;
-    let duration_seconds = opt(input, |i| read_long(i).ok())?;
+    let direction = read_opt(input, |i| symbol(i, Direction::from_index))?;
+    let occurred_at = read_instant(input)?;
+    let assigned_date = read_opt(input, read_date)?;
+    let live_session_id = read_opt(input, read_str)?;
+    let duration_seconds = read_opt(input, |i| read_long(i).ok())?;
     let mut attributes = BTreeMap::new();
     while let Some(count) = read_block_count(input, "map").ok()? {
         for _ in 0..count {
-            let key = string(input)?;
-            let value = string(input)?;
+            let key = read_str(input)?;
+            let value = read_str(input)?;
             if attributes.insert(key, value).is_some() {
                 return None;
             }
         }
     }
-    let received_at = opt(input, |i| DateTime::from_timestamp_micros(read_long(i).ok()?))?;
+    let received_at = read_opt(input, read_instant)?;
     if !input.is_empty() {
         return None;
     }
@@ -83,6 +108,57 @@ pub(super) fn activity_event_direct(datum: &[u8]) -> Option<ActivityEvent> {
         attributes,
         received_at,
     })
+}
+
+/// Determination straight from its datum, in the schema's field order: the
+/// sink reads one per version written, and the value tree was most of its
+/// reading thread's work. The same tests and fuzz check as the event's
+/// decoder hold it to the generic one.
+pub(super) fn determination_decode(datum: &[u8]) -> Option<Determination> {
+    let input = &mut &datum[..];
+    let d = Determination {
+        determination_id: read_str(input)?,
+        student_id: read_str(input)?,
+        school_id: read_str(input)?,
+        scope: symbol(input, Scope::from_index)?,
+        date: read_date(input)?,
+        section_id: read_opt(input, read_str)?,
+        policy: read_str(input)?,
+        status: symbol(input, Status::from_index)?,
+        code: read_str(input)?,
+        attendance_type: read_opt(input, |i| symbol(i, AttendanceType::from_index))?,
+        minutes: read_opt(input, |i| read_long(i).ok())?,
+        contacts: read_opt(input, |i| read_int(i).ok())?,
+        category: read_opt(input, read_str)?,
+        rule: read_str(input)?,
+        evidence: read_array(input, read_str)?,
+        version: read_int(input).ok()?,
+        finality: symbol(input, Finality::from_index)?,
+        decided_at: read_instant(input)?,
+        evidence_detail: read_array(input, |i| {
+            Some(EvidenceDetail {
+                id: read_str(i)?,
+                kind: read_str(i)?,
+                occurred_at: read_opt(i, read_instant)?,
+                local_time: read_opt(i, read_str)?,
+                source: read_opt(i, read_str)?,
+                section_id: read_opt(i, read_str)?,
+                staff_id: read_opt(i, read_str)?,
+                detail: read_opt(i, read_str)?,
+            })
+        })?,
+        looked_for: read_array(input, read_str)?,
+        seen: read_array(input, |i| {
+            Some(SeenActivity {
+                kind: read_str(i)?,
+                section_id: read_opt(i, read_str)?,
+                count: read_int(i).ok()?,
+                first_local_time: read_str(i)?,
+                why_not: read_str(i)?,
+            })
+        })?,
+    };
+    input.is_empty().then_some(d)
 }
 
 fn string(s: &str, out: &mut Vec<u8>) {

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use apache_avro::types::Value;
 
-use super::direct::{activity_event_direct, activity_event_encode, determination_direct};
+use super::direct::{activity_event_direct, activity_event_encode, determination_decode, determination_direct};
 use super::generic::CompiledSchema;
 use super::value::{
     array_of, as_bool, as_bytes, as_date, as_enum, as_grade, as_int, as_local_time, as_long, as_string, as_string_map,
@@ -86,6 +86,7 @@ avro_record!(
     "determination.avsc",
     determination_to,
     determination_from,
+    direct: determination_decode,
     direct_encoder: determination_direct,
     earlier: ["determination.1.avsc"]
 );
