@@ -191,3 +191,46 @@ pub(super) fn decode_stored<T>(
 ) -> Result<T, EngineError> {
     decode(bytes).map_err(|source| EngineError::Corrupt { table, key: String::from_utf8_lossy(key).into_owned(), source })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{at, chicago_school_with, submission};
+    use crate::EngineConfig;
+
+    /// A record cache far smaller than the district decides exactly what
+    /// an unbounded one does: what it drops is re-read from the store.
+    #[test]
+    fn a_small_record_cache_changes_no_decision() {
+        let students: Vec<String> = (0..12).map(|i| format!("s{i}")).collect();
+        let ids: Vec<&str> = students.iter().map(String::as_str).collect();
+        let run = |cap: usize| {
+            let mut e = chicago_school_with(EngineConfig { record_cache_entries: cap, ..EngineConfig::default() }, &ids);
+            let mut largest = 0;
+            for (day, close) in [("2020-10-05", "2020-10-06T02:00:00Z"), ("2020-10-06", "2020-10-07T02:00:00Z")] {
+                for (i, s) in ids.iter().enumerate().filter(|(i, _)| (i + day.len()) % 3 != 0) {
+                    let mut ev = submission(&format!("{day}-{i}"), s, &format!("{day}T15:00:00Z"));
+                    ev.assigned_date = Some(day.parse().unwrap());
+                    e.apply_event(&ev).unwrap();
+                    // A batch every few events: each write-back bounds the caches.
+                    if i % 4 == 3 {
+                        e.flush().unwrap();
+                        largest = largest.max(e.days.len() + e.emitted.len());
+                    }
+                }
+                e.advance(at(close)).unwrap();
+                e.flush().unwrap();
+                largest = largest.max(e.days.len() + e.emitted.len());
+            }
+            e.advance(at("2020-10-20T12:00:00Z")).unwrap();
+            e.flush().unwrap();
+            (e.take_outputs(), largest)
+        };
+        let (unbounded, seen) = run(usize::MAX);
+        assert!(seen > 8, "the district has more records than the small cache holds: {seen}");
+        for cap in [0, 3, 8] {
+            let (bounded, largest) = run(cap);
+            assert_eq!(bounded, unbounded, "cap {cap}");
+            assert!(largest <= cap, "cap {cap}: {largest} records stayed cached after a write-back");
+        }
+    }
+}
