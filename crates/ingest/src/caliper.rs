@@ -503,6 +503,13 @@ mod differential {
         ] {
             assert!(!check(body.as_bytes(), &ids), "taken: {body}");
         }
+        // Not UTF-8: the fast path reads a `str`, the tree says where it fails.
+        let mut latin1 = taken.clone().into_bytes();
+        let at = latin1.windows(6).position(|w| w == b"554433").unwrap();
+        latin1[at] = 0xE9;
+        assert!(!check(&latin1, &ids), "taken: a body that is not UTF-8");
+        let refused = normalize(&latin1, &ids, "caliper").unwrap_err().to_string();
+        assert!(refused.contains("column") && refused.contains("unicode"), "{refused}");
         // A repeated member is read as its last value, by every reading.
         let twice = env(&format!("[{}]", event.replacen('{', r#"{"actor":5,"#, 1)), r#","sensor":"t""#);
         assert!(check(twice.as_bytes(), &ids));

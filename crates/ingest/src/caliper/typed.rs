@@ -561,8 +561,12 @@ struct GiveUp;
 /// gives up on it.
 pub(super) fn normalize(body: &[u8], ids: &IdentityView, source: &str) -> Option<Outcome> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    // The body's UTF-8 checked once, in one pass, instead of string by
+    // string as the slice reader does (a twentieth of the gateway's CPU);
+    // a body that is not UTF-8 is the slow path's to name.
+    let body = std::str::from_utf8(body).ok()?;
     let mut n = Normalizer::new(ids, source);
-    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut de = serde_json::Deserializer::from_str(body);
     let env = EnvelopeSeed { n: &mut n }.deserialize(&mut de).ok()??;
     de.end().ok()?;
     match env.data_version.as_str() {
