@@ -849,11 +849,34 @@ fn decoding_arbitrary_bytes_never_panics() {
     assert!(decoded > 0);
 }
 
+/// A schema file's JSON and its field names, in order.
+fn schema_fields(text: &str) -> (serde_json::Value, Vec<String>) {
+    let schema: serde_json::Value = serde_json::from_str(text).unwrap();
+    let fields = schema["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_string()).collect();
+    (schema, fields)
+}
+
+/// The direct decoder reads `x`'s datum back, and declines anything short
+/// of the whole datum or with a byte more (which the generic decoder
+/// refuses, saying why).
+fn direct_reads_whole_datums_only<T: AvroRecord + PartialEq + Debug + Clone>(x: &T) {
+    let datum = x.to_avro_datum().unwrap();
+    assert_eq!(T::decode_direct(&datum), Some(x.clone()));
+    assert_eq!(T::from_avro_datum_generic(&datum).unwrap(), *x);
+    for cut in 0..datum.len() {
+        assert_eq!(T::decode_direct(&datum[..cut]), None, "cut at {cut}");
+        assert!(T::from_avro_datum(&datum[..cut]).is_err());
+    }
+    let mut longer = datum.clone();
+    longer.push(0);
+    assert_eq!(T::decode_direct(&longer), None);
+    assert!(T::from_avro_datum(&longer).is_err());
+}
+
 #[test]
 fn the_direct_event_decoder_reads_the_schema_in_its_order() {
     // activity_event_direct reads the fields and enum symbols in this order.
-    let schema: serde_json::Value = serde_json::from_str(include_str!("../../../schemas/activity_event.avsc")).unwrap();
-    let fields: Vec<&str> = schema["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    let (schema, fields) = schema_fields(include_str!("../../../schemas/activity_event.avsc"));
     assert_eq!(
         fields,
         [
@@ -873,32 +896,17 @@ fn the_direct_event_decoder_reads_the_schema_in_its_order() {
             "received_at"
         ]
     );
-    let symbols = |v: &serde_json::Value| -> Vec<String> {
-        v["symbols"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
-    };
-    assert_eq!(symbols(&schema["fields"][6]["type"]), ActivityKind::SYMBOLS);
-    assert_eq!(symbols(&schema["fields"][7]["type"][1]), Direction::SYMBOLS);
+    assert_eq!(symbols(&schema["fields"][6]["type"]["symbols"]), ActivityKind::SYMBOLS);
+    assert_eq!(symbols(&schema["fields"][7]["type"][1]["symbols"]), Direction::SYMBOLS);
     for e in [activity_full(), activity_min()] {
-        let datum = e.to_avro_datum().unwrap();
-        assert_eq!(ActivityEvent::decode_direct(&datum), Some(e.clone()));
-        // Anything short of the whole datum, or with a byte more, is declined
-        // (and refused by the generic decoder, which says why).
-        for cut in 0..datum.len() {
-            assert_eq!(ActivityEvent::decode_direct(&datum[..cut]), None, "cut at {cut}");
-            assert!(ActivityEvent::from_avro_datum(&datum[..cut]).is_err());
-        }
-        let mut longer = datum.clone();
-        longer.push(0);
-        assert_eq!(ActivityEvent::decode_direct(&longer), None);
-        assert!(ActivityEvent::from_avro_datum(&longer).is_err());
+        direct_reads_whole_datums_only(&e);
     }
 }
 
 #[test]
 fn the_direct_determination_decoder_reads_the_schema_in_its_order() {
     // determination_decode reads the fields and enum symbols in this order.
-    let schema: serde_json::Value = serde_json::from_str(include_str!("../../../schemas/determination.avsc")).unwrap();
-    let fields: Vec<&str> = schema["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    let (schema, fields) = schema_fields(include_str!("../../../schemas/determination.avsc"));
     assert_eq!(
         fields,
         [
@@ -925,25 +933,23 @@ fn the_direct_determination_decoder_reads_the_schema_in_its_order() {
             "seen"
         ]
     );
-    let symbols = |v: &serde_json::Value| -> Vec<String> {
-        v["symbols"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    assert_eq!(symbols(&schema["fields"][3]["type"]["symbols"]), Scope::SYMBOLS);
+    assert_eq!(symbols(&schema["fields"][7]["type"]["symbols"]), Status::SYMBOLS);
+    assert_eq!(symbols(&schema["fields"][9]["type"][1]["symbols"]), AttendanceType::SYMBOLS);
+    assert_eq!(symbols(&schema["fields"][16]["type"]["symbols"]), Finality::SYMBOLS);
+    // The nested records' fields, read in this order too.
+    let nested = |i: usize| -> Vec<String> {
+        schema["fields"][i]["type"]["items"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect()
     };
-    assert_eq!(symbols(&schema["fields"][3]["type"]), Scope::SYMBOLS);
-    assert_eq!(symbols(&schema["fields"][7]["type"]), Status::SYMBOLS);
-    assert_eq!(symbols(&schema["fields"][9]["type"][1]), AttendanceType::SYMBOLS);
-    assert_eq!(symbols(&schema["fields"][16]["type"]), Finality::SYMBOLS);
+    assert_eq!(nested(18), ["id", "kind", "occurred_at", "local_time", "source", "section_id", "staff_id", "detail"]);
+    assert_eq!(nested(20), ["kind", "section_id", "count", "first_local_time", "why_not"]);
     for d in [determination_full(), determination_min()] {
-        let datum = d.to_avro_datum().unwrap();
-        assert_eq!(Determination::decode_direct(&datum), Some(d.clone()));
-        assert_eq!(Determination::from_avro_datum_generic(&datum).unwrap(), d);
-        for cut in 0..datum.len() {
-            assert_eq!(Determination::decode_direct(&datum[..cut]), None, "cut at {cut}");
-            assert!(Determination::from_avro_datum(&datum[..cut]).is_err());
-        }
-        let mut longer = datum.clone();
-        longer.push(0);
-        assert_eq!(Determination::decode_direct(&longer), None);
-        assert!(Determination::from_avro_datum(&longer).is_err());
+        direct_reads_whole_datums_only(&d);
     }
 }
 
