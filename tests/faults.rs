@@ -18,9 +18,7 @@ use rollcall_kafka::topics::create_topics;
 use rollcall_kafka::wire::Topics;
 use rollcall_scenario::Scenario;
 
-use crate::kafka::{
-    compare, decisions_of, drain, outputs, processor_command_at, produce_district, scrape, spawn_processor, tail,
-};
+use crate::kafka::{compare, decisions_of, drain, outputs, processor_command, produce_district, scrape, spawn_processor, tail};
 use crate::support::harness::{Area, Need};
 use crate::support::*;
 
@@ -330,7 +328,8 @@ fn memory_caps_hold_under_a_limit(b: &str) -> TestResult {
     let state = tempfile::tempdir().map_err(|e| e.to_string())?;
     let metrics_addr = free_addr()?;
     // The processor's command, run by a shell that first joins the cgroup.
-    let base = processor_command_at(b, &prefix, state.path(), "mem", &s.now.to_rfc3339(), false, &metrics_addr)?;
+    let mut base = processor_command(b, &prefix, state.path(), "mem", &s.now.to_rfc3339(), false)?;
+    base.env("ROLLCALL_METRICS_ADDR", &metrics_addr);
     let mut c = Command::new("sh");
     c.arg("-c").arg("echo $$ > \"$0\" && exec \"$@\"").arg(cg.dir.join("cgroup.procs")).arg(base.get_program());
     c.args(base.get_args());
@@ -483,8 +482,10 @@ fn burst_is_absorbed(b: &str) -> TestResult {
     events.sort_by_key(|e| e.0);
     let state = tempfile::tempdir().map_err(|e| e.to_string())?;
     let addr = free_addr()?;
-    let mut child =
-        processor_command_at(b, &prefix, state.path(), "burst", "", false, &addr)?.spawn().map_err(|e| e.to_string())?;
+    let mut child = processor_command(b, &prefix, state.path(), "burst", "", false)?
+        .env("ROLLCALL_METRICS_ADDR", &addr)
+        .spawn()
+        .map_err(|e| e.to_string())?;
     let log = drain(child.stderr.take());
     let t0 = Instant::now();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

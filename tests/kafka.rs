@@ -521,7 +521,8 @@ pub(crate) fn spawn_processor(
 
 /// The command of one processor run with the replay clock, stderr piped
 /// (or to a file under ROLLCALL_TEST_LOG_DIR). Instances run side by side:
-/// each serves its metrics on a free port.
+/// each serves its metrics on a free port, unless a test that reads them
+/// names the address (`.env("ROLLCALL_METRICS_ADDR", addr)` on the command).
 pub(crate) fn processor_command(
     b: &str,
     prefix: &str,
@@ -529,20 +530,6 @@ pub(crate) fn processor_command(
     instance: &str,
     until: &str,
     exit_when_idle: bool,
-) -> Result<Command, String> {
-    processor_command_at(b, prefix, state, instance, until, exit_when_idle, "127.0.0.1:0")
-}
-
-/// [`processor_command`] with its metrics served on `metrics_addr`, for a
-/// test that reads them.
-pub(crate) fn processor_command_at(
-    b: &str,
-    prefix: &str,
-    state: &Path,
-    instance: &str,
-    until: &str,
-    exit_when_idle: bool,
-    metrics_addr: &str,
 ) -> Result<Command, String> {
     let mut c = Command::new(bin());
     c.stderr(Stdio::piped());
@@ -553,7 +540,7 @@ pub(crate) fn processor_command_at(
         c.args(["--until", until]);
     }
     c.args(["--topic-prefix", prefix, "--group", &format!("{prefix}g")])
-        .args(["--metrics-addr", metrics_addr])
+        .env("ROLLCALL_METRICS_ADDR", "127.0.0.1:0")
         .arg("--state-dir")
         .arg(state)
         .env("ROLLCALL_LOG", std::env::var("ROLLCALL_TEST_LOG").unwrap_or_else(|_| "error".into()))
