@@ -81,6 +81,31 @@ fn bench_kafka_compares_the_processor_with_a_bare_consumer() {
     assert!(n.len() == 3 && n.iter().all(|x| *x > 0.0), "{out}");
 }
 
+/// Both groups consume every record exactly once, the pair sharing the
+/// partitions between them.
+fn bench_scale_runs_one_instance_then_two() {
+    let Some(b) = test_brokers("bench_scale_runs_one_instance_then_two") else { return };
+    let out = rollcall(&["bench", "scale", "--brokers", &b, "--students", "20", "--days", "2", "--partitions", "4"]);
+    let last = last_line(&out);
+    assert!(
+        last.starts_with("scale: one instance ")
+            && last.contains(" records/s, two instances ")
+            && last.contains(" records/s, ratio "),
+        "{out}"
+    );
+    let n = numbers(last);
+    assert!(n.len() == 3 && n.iter().all(|x| *x > 0.0), "{out}");
+    let records = |instances: &str| -> Vec<f64> {
+        let row = out.lines().find(|l| l.starts_with(&format!("| {instances} | "))).unwrap_or_else(|| panic!("{out}"));
+        row.split('|').map(str::trim).filter(|c| !c.is_empty()).take(2).filter_map(|c| c.parse().ok()).collect()
+    };
+    let (one, two) = (records("1"), records("2"));
+    assert!(one.len() == 2 && one[1] > 0.0 && one[1] == two[1], "the same records in both groups: {out}");
+    let split = out.lines().find(|l| l.starts_with("| 2 | ")).and_then(|l| l.split('|').nth(5)).unwrap_or_default();
+    let shares: Vec<f64> = split.split('+').filter_map(|x| x.trim().parse().ok()).collect();
+    assert!(shares.len() == 2 && shares.iter().sum::<f64>() == two[1], "two instances' shares add up to the records: {out}");
+}
+
 fn bench_latency_reports_percentiles() {
     let Some(b) = test_brokers("bench_latency_reports_percentiles") else { return };
     let out = rollcall(&["bench", "latency", "--brokers", &b, "--seconds", "2", "--rate", "20", "--partitions", "2"]);
@@ -178,6 +203,7 @@ pub fn area() -> Area {
             bench_engine_replays_a_simulated_file,
             bench_state_reports_bytes_per_student_day,
             bench_kafka_compares_the_processor_with_a_bare_consumer,
+            bench_scale_runs_one_instance_then_two,
             bench_latency_reports_percentiles,
             bench_restore_reports_records_per_second,
             bench_peers_compares_with_kafka_streams_and_quix,

@@ -12,6 +12,7 @@
 //! - [`engine`]: `bench engine` and `bench state` (the engine on RocksDB, one thread);
 //! - [`broker`]: what the broker benches share (topics, producing a district, a watched processor run);
 //! - [`kafka`], [`latency`], [`restore`], [`peers`]: the processor on a broker;
+//! - [`scale`]: one instance against two in a group, each pinned to a core;
 //! - [`sink`]: `bench sink` (the PostgreSQL sink against a bare COPY);
 //! - [`gateway`]: `bench gateway` (the HTTP gateway against a bare producer);
 //! - [`district`] and [`progress`]: the simulated input and the progress bars.
@@ -31,6 +32,11 @@ pub enum BenchCommand {
     /// read_committed consumer, then run the exactly-once processor over it.
     /// Last line: `kafka: processor N records/s, bare consumer N records/s, ratio R`.
     Kafka(kafka::KafkaArgs),
+    /// One processor instance against two in one group, on the same topics
+    /// (12 partitions), each instance pinned to a core of its own with one
+    /// apply thread; the broker's share of the machine beside the rates.
+    /// Last line: `scale: one instance N records/s, two instances N records/s, ratio R`.
+    Scale(scale::ScaleArgs),
     /// The wall-clock processor under a steady stream of deciding events:
     /// from send to the provisional determination being visible
     /// (read_committed). Last line: `latency: p50 S s, p99 S s over N determinations`.
@@ -64,6 +70,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Engine(a) => engine::engine(a),
         BenchCommand::State(a) => engine::state(a),
         BenchCommand::Kafka(a) => kafka::kafka(a),
+        BenchCommand::Scale(a) => scale::scale(a),
         BenchCommand::Latency(a) => latency::latency(a),
         BenchCommand::Restore(a) => restore::restore(a),
         BenchCommand::Peers(a) => peers::peers(a),
@@ -81,4 +88,5 @@ pub mod latency;
 pub mod peers;
 pub mod progress;
 pub mod restore;
+pub mod scale;
 pub mod sink;

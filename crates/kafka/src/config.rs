@@ -48,6 +48,9 @@ pub struct ProcessorConfig {
     pub batch_max_records: usize,
     /// …or this many milliseconds.
     pub batch_max_ms: u64,
+    /// Threads that apply a batch's partitions side by side; 0: one per
+    /// core this instance may run on (its CPU affinity and cgroup quota).
+    pub apply_threads: usize,
     /// Broker-side timeout of an open transaction: how long a killed
     /// instance's open transaction can hold back read_committed readers.
     pub transaction_timeout_ms: u64,
@@ -114,6 +117,7 @@ impl Default for ProcessorConfig {
             exit_when_idle: false,
             batch_max_records: 20_000,
             batch_max_ms: 200,
+            apply_threads: 0,
             transaction_timeout_ms: 10_000,
             max_clock_skew_days: 400,
             unknown_student_wait_days: 3,
@@ -190,6 +194,7 @@ fn key_doc(key: &str) -> &'static str {
         "exit_when_idle" => "Exit once every input is consumed.",
         "batch_max_records" => "A transaction closes after this many input records...",
         "batch_max_ms" => "...or after this many milliseconds.",
+        "apply_threads" => "Threads applying a batch's partitions side by side (0: one per core this instance may run on).",
         "transaction_timeout_ms" => "How long a killed instance's open transaction can hold back read_committed readers.",
         "max_clock_skew_days" => "Events further than this from the clock, either way, are dead-lettered TIMESTAMP_OUT_OF_RANGE.",
         "unknown_student_wait_days" => "An event whose student has no roster record yet waits this long for it (0: refused at once).",
@@ -302,6 +307,7 @@ impl ProcessorConfig {
             "exit_when_idle",
             "batch_max_records",
             "batch_max_ms",
+            "apply_threads",
             "transaction_timeout_ms",
             "max_clock_skew_days",
             "unknown_student_wait_days",
@@ -341,6 +347,9 @@ impl ProcessorConfig {
         }
         if self.batch_max_records == 0 || self.batch_max_ms == 0 {
             return invalid("batch_max_records / batch_max_ms", "must be above zero");
+        }
+        if self.apply_threads > 1024 {
+            return invalid("apply_threads", "at most 1024 (0: one per core this instance may run on)");
         }
         if self.transaction_timeout_ms < 1_000 {
             return invalid("transaction_timeout_ms", "at least 1000");
@@ -436,6 +445,7 @@ mod tests {
             (None, "exit_when_idle", "true", "false"),
             (None, "batch_max_records", "7", "8"),
             (None, "batch_max_ms", "9", "10"),
+            (None, "apply_threads", "1", "2"),
             (None, "transaction_timeout_ms", "2000", "3000"),
             (None, "max_clock_skew_days", "11", "12"),
             (None, "unknown_student_wait_days", "1", "2"),

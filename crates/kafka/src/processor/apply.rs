@@ -22,7 +22,7 @@ impl Processor {
     /// Applies buffered records, advances clocks, and commits one transaction.
     /// Returns whether anything was produced or committed. The tasks share
     /// nothing (each has its own engine and RocksDB), so they are applied on
-    /// up to [`apply_threads`] threads; the transaction is one, as before.
+    /// up to `apply_threads` threads; the transaction is one, as before.
     pub(super) fn process_batch(&mut self, until: Option<DateTime<Utc>>) -> Result<bool, KafkaError> {
         let replay = self.cfg.clock == ClockMode::Replay;
         let now = self.cfg.wall_now();
@@ -31,7 +31,7 @@ impl Processor {
         let codec = &*self.codec;
         let mut tasks: Vec<&mut Task> = self.tasks.values_mut().collect();
         let busy = tasks.iter().filter(|t| !t.buffered.is_empty()).count();
-        let threads = apply_threads().min(busy);
+        let threads = self.apply_threads.min(busy);
         let applied: Vec<Result<Applied, KafkaError>> = if threads <= 1 {
             tasks.into_iter().map(|t| apply_task(t, replay, until, now, topics, codec)).collect()
         } else {
@@ -89,12 +89,6 @@ impl Processor {
         self.commit_batch(outputs, consumed)?;
         Ok(true)
     }
-}
-
-/// How many threads apply the tasks of a batch: the machine's cores.
-fn apply_threads() -> usize {
-    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *N.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 /// What one task's part of a batch produced.

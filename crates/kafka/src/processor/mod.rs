@@ -163,6 +163,8 @@ pub struct Processor {
     dead_log: crate::dead_log::DeadLetterLog,
     /// Writes the outputs in the configured format, reads inputs in either.
     codec: Arc<Codec>,
+    /// How many threads apply a batch's tasks, fixed at start.
+    apply_threads: usize,
 }
 
 /// The district policy files, each checked against the presets: a file
@@ -280,6 +282,12 @@ impl Processor {
         }
         metrics.init_topics(&cfg.topics());
         let metrics = crate::metrics::Recorder::new(metrics, cfg.clock == ClockMode::Replay);
+        // Read from the thread that runs the instance, whose CPU affinity
+        // (taskset, `rollcall bench scale`'s pinning) its threads inherit.
+        let apply_threads = match cfg.apply_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
         Ok(Processor {
             topics: cfg.topics(),
             cfg,
@@ -299,6 +307,7 @@ impl Processor {
             metrics,
             dead_log: crate::dead_log::DeadLetterLog::new(std::time::Duration::from_secs(10)),
             codec,
+            apply_threads,
         })
     }
 
