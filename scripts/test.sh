@@ -42,8 +42,8 @@ if [ -z "${ROLLCALL_TEST_BROKERS:-}" ]; then
   echo "test: Kafka broker at $ROLLCALL_TEST_BROKERS"
 fi
 
-# `bench peers` builds and runs the Kafka Streams (Maven) and Quix Streams
-# (a Python virtualenv) peers once on a tiny district.
+# `bench peers` builds and runs the Kafka Streams and Flink (Maven) and Quix
+# Streams (a Python virtualenv) peers once on a tiny district.
 export ROLLCALL_TEST_PEERS="${ROLLCALL_TEST_PEERS:-1}"
 
 status=0

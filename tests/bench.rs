@@ -81,6 +81,31 @@ fn bench_kafka_compares_the_processor_with_a_bare_consumer() {
     assert!(n.len() == 3 && n.iter().all(|x| *x > 0.0), "{out}");
 }
 
+/// A point per `--at`, then the end, each with state on disk; the last line
+/// compares the end with the first point.
+fn bench_semester_measures_the_state_as_it_goes() {
+    let out = rollcall(&["bench", "semester", "--students", "30", "--days", "60", "--at", "10,20"]);
+    let last = last_line(&out);
+    assert!(
+        last.starts_with("semester: state on disk ")
+            && last.contains(" bytes at the end, ")
+            && last.contains(" after 10 school days (ratio ")
+            && last.contains("RocksDB memory ratio "),
+        "{out}"
+    );
+    for (label, days) in [("after 10 school days", Some(10.0)), ("after 20 school days", Some(20.0)), ("at the end", None)] {
+        let row =
+            out.lines().find(|l| l.starts_with(&format!("| {label} | "))).unwrap_or_else(|| panic!("no row {label}: {out}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).filter(|c| !c.is_empty()).collect();
+        if let Some(d) = days {
+            // The fewest school days of any school, then (if they differ) the most.
+            assert_eq!(cells[1].split('–').next().and_then(|n| n.parse::<f64>().ok()), Some(d), "{row}");
+        }
+        let disk: u64 = cells[2].parse().unwrap_or_else(|_| panic!("{row}"));
+        assert!(disk > 0, "state on disk at {label}: {row}");
+    }
+}
+
 /// Both groups consume every record exactly once, the pair sharing the
 /// partitions between them.
 fn bench_scale_runs_one_instance_then_two() {
@@ -127,8 +152,8 @@ fn bench_restore_reports_records_per_second() {
 
 /// Needs Maven, Java and Python (a venv): only with ROLLCALL_TEST_PEERS=1,
 /// which scripts/test.sh sets.
-fn bench_peers_compares_with_kafka_streams_and_quix() {
-    const TEST: &str = "bench_peers_compares_with_kafka_streams_and_quix";
+fn bench_peers_compares_with_kafka_streams_quix_and_flink() {
+    const TEST: &str = "bench_peers_compares_with_kafka_streams_quix_and_flink";
     if std::env::var("ROLLCALL_TEST_PEERS").as_deref() != Ok("1") {
         skip::skip(TEST, "ROLLCALL_TEST_PEERS is not 1 (the peers need Maven, Java and a Python venv)");
         return;
@@ -140,11 +165,12 @@ fn bench_peers_compares_with_kafka_streams_and_quix() {
         last.starts_with("peers: rollcall ")
             && last.contains(", kafka-streams ")
             && last.contains(", quix ")
+            && last.contains(", flink ")
             && !last.contains("not measured"),
         "{out}"
     );
     let n = numbers(last);
-    assert!(n.len() == 5 && n.iter().all(|x| *x > 0.0), "{out}");
+    assert!(n.len() == 7 && n.iter().all(|x| *x > 0.0), "{out}");
 }
 
 fn bench_gateway_compares_the_gateway_with_a_bare_producer() {
@@ -202,11 +228,12 @@ pub fn area() -> Area {
         plain_tests![
             bench_engine_replays_a_simulated_file,
             bench_state_reports_bytes_per_student_day,
+            bench_semester_measures_the_state_as_it_goes,
             bench_kafka_compares_the_processor_with_a_bare_consumer,
             bench_scale_runs_one_instance_then_two,
             bench_latency_reports_percentiles,
             bench_restore_reports_records_per_second,
-            bench_peers_compares_with_kafka_streams_and_quix,
+            bench_peers_compares_with_kafka_streams_quix_and_flink,
             bench_gateway_compares_the_gateway_with_a_bare_producer,
         ],
     )

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Runs the two peer implementations of the daily-engagement job, one after the
-# other, on the same broker and input topic, each with a fresh application id
-# (consumer group) and fresh local state, and prints their last lines:
+# Runs the three peer implementations of the daily-engagement job, one after
+# the other, on the same broker and input topic, each with a fresh application
+# id (consumer group) and fresh local state, and prints their last lines:
 #
 #   kafka-streams: <N> events in <S> s = <R> events/s
 #   quix: <N> events in <S> s = <R> events/s
+#   flink: <N> events in <S> s = <R> events/s
 #
 # usage: bench/peers/run.sh --brokers HOST:PORT --input TOPIC --expected N
-#          [--output TOPIC] [--only kafka-streams|quix] [-- ARGS FOR BOTH PEERS]
+#          [--output TOPIC] [--only kafka-streams|quix|flink] [-- ARGS FOR EVERY PEER]
 #
 #   --input      default lms.activity.v1 (give the prefixed name if topics
 #                were created with --prefix)
@@ -16,12 +17,12 @@
 #   --output     default peer.daily.v1 (created if missing; each peer counts
 #                only the records it wrote)
 #   --only       run one peer
-#   -- ARGS      passed to both peers, e.g. -- --tz -06:00 --grace 2h
+#   -- ARGS      passed to every peer, e.g. -- --tz -06:00 --grace 2h
 #                --engagement rollcall --commit-interval-ms 1000
 #
-# Builds what is missing first: the Kafka Streams jar (Maven) and the Quix
-# virtualenv (quix/setup.sh). Each peer's full output is also kept in a log
-# file, named at the end.
+# Builds what is missing or stale first: the Kafka Streams and Flink jars
+# (Maven) and the Quix virtualenv (quix/setup.sh). Each peer's full output is
+# also kept in a log file, named at the end.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -41,20 +42,23 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$brokers" ] || { echo "run.sh: --brokers is required" >&2; exit 2; }
 [[ "$expected" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --expected N is required" >&2; exit 2; }
-case "$only" in ""|kafka-streams|quix) ;; *) echo "run.sh: --only kafka-streams|quix" >&2; exit 2 ;; esac
+case "$only" in ""|kafka-streams|quix|flink) ;; *) echo "run.sh: --only kafka-streams|quix|flink" >&2; exit 2 ;; esac
 
 jar="$here/kafka-streams/target/daily-engagement-kstreams.jar"
+flink_jar="$here/flink/target/daily-engagement-flink.jar"
+# build_jar DIR JAR LABEL: (re)builds DIR's Maven project unless JAR is newer
+# than its pom.xml, its sources and the event schema.
 build_jar() {
-  local stale=0
-  if [ ! -f "$jar" ]; then
+  local dir="$1" out="$2" label="$3" stale=0
+  if [ ! -f "$out" ]; then
     stale=1
-  elif [ -n "$(find "$here/kafka-streams/pom.xml" "$here/kafka-streams/src" \
-      "$here/../../schemas/activity_event.avsc" -newer "$jar" -print -quit)" ]; then
+  elif [ -n "$(find "$dir/pom.xml" "$dir/src" \
+      "$here/../../schemas/activity_event.avsc" -newer "$out" -print -quit)" ]; then
     stale=1
   fi
   if [ "$stale" = 1 ]; then
-    echo "run.sh: building the Kafka Streams peer (Maven)" >&2
-    mvn -B -q -f "$here/kafka-streams/pom.xml" package >&2
+    echo "run.sh: building the $label peer (Maven)" >&2
+    mvn -B -q -f "$dir/pom.xml" package >&2
   fi
 }
 
@@ -82,7 +86,7 @@ run_peer() {
 }
 
 if [ -z "$only" ] || [ "$only" = kafka-streams ]; then
-  build_jar
+  build_jar "$here/kafka-streams" "$jar" "Kafka Streams"
   run_peer kafka-streams java -jar "$jar" --brokers "$brokers" --input "$input" --output "$output" \
     --app-id "peer-kstreams-$stamp" --expected "$expected" "${extra[@]}"
 fi
@@ -90,6 +94,11 @@ if [ -z "$only" ] || [ "$only" = quix ]; then
   "$here/quix/setup.sh"
   run_peer quix "$here/quix/.venv/bin/python" "$here/quix/daily_engagement.py" --brokers "$brokers" \
     --input "$input" --output "$output" --app-id "peer-quix-$stamp" --expected "$expected" "${extra[@]}"
+fi
+if [ -z "$only" ] || [ "$only" = flink ]; then
+  build_jar "$here/flink" "$flink_jar" "Flink"
+  run_peer flink java -jar "$flink_jar" --brokers "$brokers" --input "$input" --output "$output" \
+    --app-id "peer-flink-$stamp" --expected "$expected" "${extra[@]}"
 fi
 
 echo "run.sh: logs in $logs" >&2

@@ -10,6 +10,7 @@
 //! end at the command line (`anyhow`), as the binary's do.
 //!
 //! - [`engine`]: `bench engine` and `bench state` (the engine on RocksDB, one thread);
+//! - [`semester`]: `bench semester` (whether the state stops growing over a semester);
 //! - [`broker`]: what the broker benches share (topics, producing a district, a watched processor run);
 //! - [`kafka`], [`latency`], [`restore`], [`peers`]: the processor on a broker;
 //! - [`scale`]: one instance against two in a group, each pinned to a core;
@@ -28,6 +29,12 @@ pub enum BenchCommand {
     /// state on disk per student-day and RocksDB's memory. Last line:
     /// `state: N bytes per student-day`.
     State(engine::StateArgs),
+    /// Stream a semester of a simulated district (10,000 students, 90 school
+    /// days) through the engine, the correction horizon purging as the weeks
+    /// close, and measure the state after `--at` school days and at the end.
+    /// Last line: `semester: state on disk N bytes at the end, N after D school
+    /// days (ratio R); RocksDB memory ratio R`.
+    Semester(semester::SemesterArgs),
     /// Produce a simulated district to fresh topics, read it with a bare
     /// read_committed consumer, then run the exactly-once processor over it.
     /// Last line: `kafka: processor N records/s, bare consumer N records/s, ratio R`.
@@ -46,8 +53,9 @@ pub enum BenchCommand {
     /// `restore: N records/s (N records, N partitions)`.
     Restore(district::DistrictOnBroker),
     /// rollcall and the peer implementations in bench/peers (Kafka Streams,
-    /// Quix Streams) on the same input topic, under the daily-engagement
-    /// policy. Last line: `peers: rollcall N events/s, kafka-streams N events/s (Rx), quix ...`.
+    /// Quix Streams, Apache Flink) on the same input topic, under the
+    /// daily-engagement policy. Last line: `peers: rollcall N events/s,
+    /// kafka-streams N events/s (Rx), quix N events/s (Rx), flink N events/s (Rx)`.
     Peers(peers::PeersArgs),
     /// Run a simulated district through the processor, then write its
     /// determinations into a fresh database with `rollcall sink postgres`'s
@@ -69,6 +77,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Engine(a) => engine::engine(a),
         BenchCommand::State(a) => engine::state(a),
+        BenchCommand::Semester(a) => semester::semester(a),
         BenchCommand::Kafka(a) => kafka::kafka(a),
         BenchCommand::Scale(a) => scale::scale(a),
         BenchCommand::Latency(a) => latency::latency(a),
@@ -89,4 +98,5 @@ pub mod peers;
 pub mod progress;
 pub mod restore;
 pub mod scale;
+pub mod semester;
 pub mod sink;

@@ -46,8 +46,12 @@ pub(crate) fn run_peer(
     timeout: Duration,
 ) -> Result<(f64, String), String> {
     let needs: &[&str] = if name == "quix" { &["python3"] } else { &["java"] };
-    let jar = dir.join("kafka-streams/target/daily-engagement-kstreams.jar");
-    let needs: Vec<&str> = if name == "kafka-streams" && !jar.is_file() { vec!["java", "mvn"] } else { needs.to_vec() };
+    let jar = match name {
+        "kafka-streams" => Some(dir.join("kafka-streams/target/daily-engagement-kstreams.jar")),
+        "flink" => Some(dir.join("flink/target/daily-engagement-flink.jar")),
+        _ => None,
+    };
+    let needs: Vec<&str> = if jar.is_some_and(|j| !j.is_file()) { vec!["java", "mvn"] } else { needs.to_vec() };
     for tool in needs {
         if !on_path(tool) {
             return Err(format!("not run: {tool} not found"));
@@ -124,7 +128,7 @@ pub fn peers(a: PeersArgs) -> anyhow::Result<ExitCode> {
     );
     let timeout = Duration::from_secs(a.peer_timeout);
     let mut results = Vec::new();
-    for name in ["kafka-streams", "quix"] {
+    for name in ["kafka-streams", "quix", "flink"] {
         let output = format!("{prefix}{name}.daily.v1");
         let res = run_peer(&dir, name, &a.district.brokers, &topics.activity, &output, events, timeout);
         match &res {
