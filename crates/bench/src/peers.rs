@@ -18,6 +18,15 @@ pub struct PeersArgs {
     /// Give up on a peer after this many seconds.
     #[arg(long, default_value_t = 1200)]
     peer_timeout: u64,
+    /// One commit cadence for every system: rollcall's `batch_max_ms`, Kafka
+    /// Streams' `commit.interval.ms`, Quix's and Flink's checkpoint interval.
+    #[arg(long, default_value_t = 1000)]
+    commit_interval_ms: u64,
+    /// Threads for every system that has them: rollcall's apply threads,
+    /// Kafka Streams' stream threads, Flink's parallelism (Quix is one
+    /// process) [default: the cores of the machine].
+    #[arg(long)]
+    parallelism: Option<usize>,
 }
 
 pub(crate) fn peers_dir(a: &PeersArgs) -> PathBuf {
@@ -35,6 +44,13 @@ pub(crate) fn on_path(tool: &str) -> bool {
     Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
+/// How a peer is run: how long it may take, and the arguments of its own
+/// (after the job's `--engagement rollcall`).
+pub(crate) struct PeerOptions {
+    pub timeout: Duration,
+    pub extra: Vec<String>,
+}
+
 /// Runs one peer through run.sh; its events/s, or why there is none.
 pub(crate) fn run_peer(
     dir: &std::path::Path,
@@ -43,7 +59,7 @@ pub(crate) fn run_peer(
     input: &str,
     output: &str,
     expected: u64,
-    timeout: Duration,
+    how: &PeerOptions,
 ) -> Result<(f64, String), String> {
     let needs: &[&str] = if name == "quix" { &["python3"] } else { &["java"] };
     let jar = match name {
@@ -62,6 +78,7 @@ pub(crate) fn run_peer(
         .arg(dir.join("run.sh"))
         .args(["--brokers", brokers, "--input", input, "--output", output, "--expected", &expected.to_string(), "--only", name])
         .args(["--", "--engagement", "rollcall"])
+        .args(&how.extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .process_group(0)
@@ -73,11 +90,11 @@ pub(crate) fn run_peer(
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break s,
-            Ok(None) if started.elapsed() > timeout => {
+            Ok(None) if started.elapsed() > how.timeout => {
                 let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", child.id())]).status();
                 let _ = child.wait();
                 spin.finish_and_clear();
-                return Err(format!("not finished within {} s (stopped)", timeout.as_secs()));
+                return Err(format!("not finished within {} s (stopped)", how.timeout.as_secs()));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(200)),
             Err(e) => return Err(e.to_string()),
@@ -111,12 +128,16 @@ pub fn peers(a: PeersArgs) -> anyhow::Result<ExitCode> {
     let events: u64 = high_watermarks(&a.district.brokers, &[&topics.activity])?.values().sum::<i64>().max(0) as u64;
     println!("input: {}, every school under daily-engagement; {events} records on {}", data.source, topics.activity);
 
+    let parallelism = a.parallelism.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1);
+    println!(
+        "every system: commits every {} ms, {parallelism} thread(s) (Kafka Streams' stream threads, Flink's parallelism, rollcall's apply threads; Quix is one process)",
+        a.commit_interval_ms
+    );
     let state = tempfile::tempdir().context("creating a state directory")?;
-    let r = run_processor(
-        processor_config(&a.district.brokers, &prefix, "rollcall", state.path().to_path_buf(), Some(data.end)),
-        keyed,
-        "rollcall",
-    )?;
+    let mut cfg = processor_config(&a.district.brokers, &prefix, "rollcall", state.path().to_path_buf(), Some(data.end));
+    cfg.batch_max_ms = a.commit_interval_ms.max(1);
+    cfg.apply_threads = parallelism;
+    let r = run_processor(cfg, keyed, "rollcall")?;
     let from = r.watched.ready.unwrap_or_default();
     let secs = (r.wall - from).as_secs_f64();
     let ours = rate(events, secs);
@@ -130,7 +151,14 @@ pub fn peers(a: PeersArgs) -> anyhow::Result<ExitCode> {
     let mut results = Vec::new();
     for name in ["kafka-streams", "quix", "flink"] {
         let output = format!("{prefix}{name}.daily.v1");
-        let res = run_peer(&dir, name, &a.district.brokers, &topics.activity, &output, events, timeout);
+        let mut extra = vec!["--commit-interval-ms".to_string(), a.commit_interval_ms.to_string()];
+        match name {
+            "kafka-streams" => extra.extend(["--threads".to_string(), parallelism.to_string()]),
+            "flink" => extra.extend(["--parallelism".to_string(), parallelism.to_string()]),
+            _ => {}
+        }
+        let how = PeerOptions { timeout, extra };
+        let res = run_peer(&dir, name, &a.district.brokers, &topics.activity, &output, events, &how);
         match &res {
             Ok((_, line)) => println!("{line}"),
             Err(why) => println!("{name}: {why}"),

@@ -766,13 +766,22 @@ public final class DailyEngagementFlink {
     }
   }
 
-  static void deleteTree(Path dir) throws IOException {
-    if (!Files.exists(dir)) {
-      return;
-    }
-    try (Stream<Path> walk = Files.walk(dir)) {
-      for (Path p : walk.sorted(Comparator.reverseOrder()).toList()) {
-        Files.deleteIfExists(p);
+  /**
+   * Removes the peer's temporary state. The MiniCluster may still be removing
+   * directories of its own under it as it shuts down, so a file that vanishes
+   * during the walk is walked again, and what cannot be removed is only named:
+   * the run's figure does not depend on it.
+   */
+  static void deleteTree(Path dir) {
+    for (int attempt = 1; attempt <= 5 && Files.exists(dir); attempt++) {
+      try (Stream<Path> walk = Files.walk(dir)) {
+        for (Path p : walk.sorted(Comparator.reverseOrder()).toList()) {
+          Files.deleteIfExists(p);
+        }
+      } catch (IOException | java.io.UncheckedIOException e) {
+        if (attempt == 5) {
+          System.out.printf("flink: could not remove %s: %s%n", dir, e);
+        }
       }
     }
   }
