@@ -6,7 +6,7 @@ use anyhow::Context;
 use rollcall_engine::{ApplyError, Engine, EngineConfig, KvStore, Table};
 use rollcall_sim::file::Entry;
 use rollcall_sim::SimConfig;
-use rollcall_store::{RocksStore, StoreConfig};
+use rollcall_store::{RocksStore, StateFiles, StoreConfig};
 
 use crate::district::{load, simulate, Loaded};
 use crate::progress::bar;
@@ -105,22 +105,9 @@ pub(crate) fn replay<S: KvStore>(engine: &mut Engine<S>, data: &Loaded, commit_e
     let mut untimed = Duration::ZERO;
     let started = Instant::now();
     for (i, e) in timed.iter().enumerate() {
-        let applied = match e {
-            Entry::Event { event, arrives_at } => {
-                engine.advance(*arrives_at)?;
-                engine.apply_event(event).map(|_| ())
-            }
-            Entry::Report { report, arrives_at } => {
-                engine.advance(*arrives_at)?;
-                engine.apply_report(report).map(|_| ())
-            }
-            Entry::Calendar(_) | Entry::Student(_) => anyhow::bail!("a calendar or roster record after the first event"),
-        };
         r.inputs += 1;
-        match applied {
-            Ok(()) => {}
-            Err(ApplyError::Rejected(_)) => r.refused += 1,
-            Err(ApplyError::Fatal(e)) => return Err(e.into()),
+        if !apply_timed(engine, e)? {
+            r.refused += 1;
         }
         if (i + 1) % commit_every.max(1) == 0 {
             let outputs = engine.take_outputs();
@@ -139,6 +126,55 @@ pub(crate) fn replay<S: KvStore>(engine: &mut Engine<S>, data: &Loaded, commit_e
     r.elapsed = started.elapsed().saturating_sub(untimed);
     bar.finish_and_clear();
     Ok(r)
+}
+
+/// Applies a report or an event at its arrival instant (the clock advanced
+/// to it first); whether the engine took it (`false`: refused). A calendar
+/// or roster record here is out of order.
+pub(crate) fn apply_timed<S: KvStore>(engine: &mut Engine<S>, e: &Entry) -> anyhow::Result<bool> {
+    let applied = match e {
+        Entry::Event { event, arrives_at } => {
+            engine.advance(*arrives_at)?;
+            engine.apply_event(event).map(|_| ())
+        }
+        Entry::Report { report, arrives_at } => {
+            engine.advance(*arrives_at)?;
+            engine.apply_report(report).map(|_| ())
+        }
+        Entry::Calendar(_) | Entry::Student(_) => anyhow::bail!("a calendar or roster record after the first event"),
+    };
+    match applied {
+        Ok(()) => Ok(true),
+        Err(ApplyError::Rejected(_)) => Ok(false),
+        Err(ApplyError::Fatal(e)) => Err(e.into()),
+    }
+}
+
+/// RocksDB's memory as the run left it, then the state on disk once every
+/// table is compacted (`bench state`, `bench semester`).
+pub(crate) struct StateReading {
+    pub block_cache: u64,
+    pub pinned: u64,
+    pub memtables: u64,
+    pub table_readers: u64,
+    pub files: StateFiles,
+    /// SST bytes of each table that has any.
+    pub by_table: Vec<(&'static str, u64)>,
+}
+
+pub(crate) fn read_state(store: &RocksStore) -> anyhow::Result<StateReading> {
+    let block_cache = store.table_property(Table::Day, "rocksdb.block-cache-usage").unwrap_or(0);
+    let pinned = store.table_property(Table::Day, "rocksdb.block-cache-pinned-usage").unwrap_or(0);
+    let memtables = store.property_sum("rocksdb.cur-size-all-mem-tables");
+    let table_readers = store.property_sum("rocksdb.estimate-table-readers-mem");
+    store.compact()?;
+    let files = store.state_files()?;
+    let by_table = Table::ALL
+        .iter()
+        .map(|t| (t.name(), store.table_property(*t, "rocksdb.total-sst-files-size").unwrap_or(0)))
+        .filter(|(_, b)| *b > 0)
+        .collect();
+    Ok(StateReading { block_cache, pinned, memtables, table_readers, files, by_table })
 }
 
 pub(crate) fn temp_or(dir: &Option<PathBuf>) -> anyhow::Result<(Option<tempfile::TempDir>, PathBuf)> {
@@ -201,12 +237,7 @@ pub(crate) fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
     let mut engine = Engine::open(store, EngineConfig::default())?;
     let r = replay(&mut engine, &data, args.commit_every)?;
     let store = engine.into_store();
-    let block_cache = store.table_property(Table::Day, "rocksdb.block-cache-usage").unwrap_or(0);
-    let pinned = store.table_property(Table::Day, "rocksdb.block-cache-pinned-usage").unwrap_or(0);
-    let memtables = store.property_sum("rocksdb.cur-size-all-mem-tables");
-    let readers = store.property_sum("rocksdb.estimate-table-readers-mem");
-    store.compact()?;
-    let files = store.state_files()?;
+    let StateReading { block_cache, pinned, memtables, table_readers: readers, files, by_table } = read_state(&store)?;
     println!("input: {} ({} inputs in {:.2} s)", data.source, r.inputs, r.elapsed.as_secs_f64());
     println!(
         "memory caps: block cache {} (shared by every table), write buffers {} x {} per table x {} tables = {}",
@@ -223,13 +254,7 @@ pub(crate) fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
         mib(memtables),
         mib(readers)
     );
-    let mut per_table: Vec<String> = Vec::new();
-    for t in Table::ALL {
-        let b = store.table_property(t, "rocksdb.total-sst-files-size").unwrap_or(0);
-        if b > 0 {
-            per_table.push(format!("{} {}", t.name(), b));
-        }
-    }
+    let per_table: Vec<String> = by_table.iter().map(|(t, b)| format!("{t} {b}")).collect();
     println!("after compaction: SST bytes by table: {}", per_table.join(", "));
     println!(
         "state on disk: {} bytes ({} SST + {} WAL) for {} students x school days = {} student-days",

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rollcall_kafka::metrics::Metrics;
+use rollcall_kafka::wire::Topics;
 use rollcall_kafka::{Processor, ProcessorConfig};
 use rollcall_sim::SimConfig;
 
@@ -167,10 +168,10 @@ fn run_group(
         })
         .collect::<Result<_, _>>()?;
     // Every input committed: the instances' committed counts add up.
-    let topics = processor_config(brokers, prefix, group, std::path::PathBuf::new(), None).topics();
+    let topics = &Topics::with_prefix(prefix);
     let mut to_committed = None;
     while handles.iter().any(|h| !h.is_finished()) {
-        let n: u64 = metrics.iter().map(|m| consumed(m, &topics)).sum();
+        let n: u64 = metrics.iter().map(|m| consumed(m, topics)).sum();
         progress.set_position(n);
         if to_committed.is_none() && n >= keyed {
             to_committed = Some(started.elapsed());
@@ -184,7 +185,7 @@ fn run_group(
     }
     let own_cpu = process_cpu_seconds() - cpu0;
     let rest_cpu = (machine_busy_seconds() - machine0 - own_cpu).max(0.0);
-    let per_instance: Vec<u64> = metrics.iter().map(|m| consumed(m, &topics)).collect();
+    let per_instance: Vec<u64> = metrics.iter().map(|m| consumed(m, topics)).collect();
     let records: u64 = per_instance.iter().sum();
     anyhow::ensure!(
         records == keyed,

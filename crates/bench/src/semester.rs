@@ -2,20 +2,21 @@
 //! correction horizon purges as the weeks close. A simulated district is
 //! streamed through the engine on RocksDB a day at a time (nothing of it is
 //! held in memory but the roster and the reports), and the state is
-//! measured twice: once every school has had `--at` school days, and at the
-//! end. Each measurement commits, compacts every table, and reads the files
-//! on disk, RocksDB's memory and the process's resident memory.
+//! measured once every school has had each `--at` number of school days,
+//! and at the end. Each measurement commits, compacts every table, and reads
+//! the files on disk, RocksDB's memory and the process's resident memory.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use rollcall_engine::{ApplyError, Engine, EngineConfig, Table};
+use rollcall_engine::{Engine, EngineConfig};
 use rollcall_sim::file::{self, Entry};
 use rollcall_sim::{SimConfig, Simulation};
 use rollcall_store::{RocksStore, StoreConfig};
 
+use crate::engine::{apply_timed, read_state};
 use crate::progress::bar;
 
 #[derive(clap::Args)]
@@ -107,7 +108,9 @@ pub fn semester(a: SemesterArgs) -> anyhow::Result<ExitCode> {
                     engine.commit()?;
                     points.push(measure(&engine, format!("after {n} school days"), days_before(t))?);
                 }
-                apply(&mut engine, e, &mut refused)?;
+                if !apply_timed(&mut engine, &e)? {
+                    refused += 1;
+                }
                 inputs += 1;
             }
         }
@@ -170,54 +173,22 @@ pub fn semester(a: SemesterArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn apply(engine: &mut Engine<RocksStore>, e: Entry, refused: &mut u64) -> anyhow::Result<()> {
-    let applied = match e {
-        Entry::Event { event, arrives_at } => {
-            engine.advance(arrives_at)?;
-            engine.apply_event(&event).map(|_| ())
-        }
-        Entry::Report { report, arrives_at } => {
-            engine.advance(arrives_at)?;
-            engine.apply_report(&report).map(|_| ())
-        }
-        Entry::Calendar(_) | Entry::Student(_) => anyhow::bail!("a calendar or roster record after the first event"),
-    };
-    match applied {
-        Ok(()) => Ok(()),
-        Err(ApplyError::Rejected(_)) => {
-            *refused += 1;
-            Ok(())
-        }
-        Err(ApplyError::Fatal(e)) => Err(e.into()),
-    }
-}
-
 fn utc_midnight(d: NaiveDate) -> DateTime<Utc> {
     d.and_hms_opt(0, 0, 0).map_or(DateTime::<Utc>::MIN_UTC, |t| t.and_utc())
 }
 
 /// Compacts every table and reads the state's size and memory.
 fn measure(engine: &Engine<RocksStore>, label: String, school_days: (usize, usize)) -> anyhow::Result<Measured> {
-    let store = engine.store();
-    let block_cache = store.table_property(Table::Day, "rocksdb.block-cache-usage").unwrap_or(0);
-    let memtables = store.property_sum("rocksdb.cur-size-all-mem-tables");
-    let table_readers = store.property_sum("rocksdb.estimate-table-readers-mem");
-    store.compact()?;
-    let files = store.state_files()?;
-    let by_table = Table::ALL
-        .iter()
-        .map(|t| (t.name(), store.table_property(*t, "rocksdb.total-sst-files-size").unwrap_or(0)))
-        .filter(|(_, b)| *b > 0)
-        .collect();
+    let r = read_state(engine.store())?;
     Ok(Measured {
         label,
         school_days,
-        sst: files.sst,
-        wal: files.wal,
-        by_table,
-        block_cache,
-        memtables,
-        table_readers,
+        sst: r.files.sst,
+        wal: r.files.wal,
+        by_table: r.by_table,
+        block_cache: r.block_cache,
+        memtables: r.memtables,
+        table_readers: r.table_readers,
         rss: resident_bytes(),
     })
 }
