@@ -36,6 +36,17 @@ fn bench_engine_replays_a_simulated_file() {
     assert!(out.contains("events"), "{out}");
     let out = rollcall(&["bench", "engine", "--file", file]);
     assert!(figure(&out, "engine: ", " events/s") > 0.0, "{out}");
+    // The reference evaluation gives the same outputs, skipping nothing.
+    let reference = rollcall(&["bench", "engine", "--file", file, "--evaluation", "reference"]);
+    let digest = |out: &str| out.split("digest ").nth(1).and_then(|s| s.split_whitespace().next()).map(str::to_string);
+    assert!(digest(&out).is_some() && digest(&out) == digest(&reference), "{out}\n{reference}");
+    let skipped = |out: &str| -> u64 {
+        let line = out.lines().find(|l| l.starts_with("windows touched: ")).unwrap_or_else(|| panic!("{out}"));
+        let n = line.split(" evaluated, ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or_else(|| panic!("{line}"));
+        n.parse().unwrap_or_else(|e| panic!("{line}: {e}"))
+    };
+    assert!(skipped(&out) > 0, "{out}");
+    assert_eq!(skipped(&reference), 0, "{reference}");
     // Without a file, it simulates one first.
     let out = rollcall(&["bench", "engine", "--students", "20", "--days", "2"]);
     assert!(figure(&out, "engine: ", " events/s") > 0.0, "{out}");

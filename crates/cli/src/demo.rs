@@ -99,7 +99,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     );
     let mut progress = |done: usize, _total: usize| bar.set_position(done as u64);
     let started = Instant::now();
-    let (out, engine) = run_with(&scenario, store, &mut RunOptions { commit_every: 5_000, progress: Some(&mut progress) })?;
+    let (out, engine) = run_with(
+        &scenario,
+        store,
+        &mut RunOptions { commit_every: 5_000, progress: Some(&mut progress), ..RunOptions::default() },
+    )?;
     let elapsed = started.elapsed();
     bar.finish_and_clear();
 

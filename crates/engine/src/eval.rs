@@ -32,6 +32,9 @@ pub struct Outcome<'a> {
     pub evidence: Vec<&'a str>,
     /// Which close finalizes this window.
     pub closes_by: FinalizeKey,
+    /// For a WEEK outcome, the days of the week (bit 0 Monday) with a
+    /// contact for the class: a later fact on one of them changes nothing.
+    pub contact_days: u8,
 }
 
 /// Why an outcome was reached, in words for the people who read a
@@ -322,6 +325,7 @@ impl<'a> DayInput<'a> {
             rule,
             evidence,
             closes_by: self.closes_by(),
+            contact_days: 0,
         }
     }
     fn present_or_absent(&self, scope: Scope, section: Option<&'a str>, found: Option<Found<'a>>) -> Outcome<'a> {
@@ -919,6 +923,7 @@ pub fn evaluate_week<'a>(
                 contacts: Some(contacts as i32),
                 category: None,
                 rule: Why::Contacts { contacts, code },
+                contact_days: dates.iter().fold(0, |m, (d, _)| m | 1 << (*d - monday).num_days()),
                 evidence: dates.into_iter().map(|(_, e)| e).collect(),
                 closes_by: school.policy.finalize.week.into(),
             }
@@ -940,6 +945,7 @@ fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 }
 
 pub mod explain;
+pub mod reads;
 
 #[cfg(test)]
 mod tests;

@@ -24,7 +24,8 @@ pub mod school;
 pub mod state;
 
 pub use engine::{
-    Applied, ApplyError, Engine, EngineConfig, EngineError, EngineStats, Forgotten, OpenWindows, Output, Refusal, Rejection,
+    Applied, ApplyError, Engine, EngineConfig, EngineError, EngineStats, Evaluation, Forgotten, OpenWindows, Output, Refusal,
+    Rejection,
 };
 pub use kv::{KvStore, MemStore, StoreError, Table};
 /// The kinds a [`Rejection`] has: the one dead-letter vocabulary.

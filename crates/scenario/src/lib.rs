@@ -371,13 +371,15 @@ pub struct RunOptions<'a> {
     pub commit_every: usize,
     /// Called with (events done, events in all) as the run goes.
     pub progress: Option<&'a mut dyn FnMut(usize, usize)>,
+    /// The engine's settings (the differential tests run both evaluations).
+    pub engine: EngineConfig,
 }
 
 /// [`run`], with progress and periodic commits.
 pub fn run_with<S: KvStore>(s: &Scenario, store: S, opts: &mut RunOptions) -> Result<(RunOutput, Engine<S>), ScenarioError> {
     let fatal = |source| ScenarioError::Engine { file: s.file.clone(), source };
     let invalid = |place: String, message: String| ScenarioError::Invalid { file: s.file.clone(), place, message };
-    let mut engine = Engine::open(store, EngineConfig::default()).map_err(fatal)?;
+    let mut engine = Engine::open(store, opts.engine.clone()).map_err(fatal)?;
     let mut calendars = s.calendars.clone();
     if let Some(p) = &s.custom_policy {
         // Calendars may name the policy by the scenario's path or by its id.

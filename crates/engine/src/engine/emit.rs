@@ -7,7 +7,9 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rollcall_model::{Determination, Finality, StudentRecord};
 use rollcall_policy::Rule;
 
+use super::memo::WeekSection;
 use crate::eval::explain::{self, Explained};
+use crate::eval::reads::{self, Kinds};
 use crate::eval::{self, DayInput, Outcome};
 use crate::kv::KvStore;
 use crate::school::{FinalizeKey, School};
@@ -25,22 +27,32 @@ impl<S: KvStore> Engine<S> {
         // In the order of the ids, as before numbers: outputs must not
         // depend on the order in which this process met its students.
         let names = &self.names;
-        dirty.sort_unstable_by(|a, b| (names.name(a.0), a.1, a.2).cmp(&(names.name(b.0), b.1, b.2)));
-        dirty.dedup();
-        for (no, date, week) in dirty {
+        // A window touched by a fact its rule reads sorts first, and is the one kept.
+        dirty.sort_unstable_by(|a, b| (names.name(a.0), a.1, a.2, !a.3).cmp(&(names.name(b.0), b.1, b.2, !b.3)));
+        dirty.dedup_by(|later, kept| (later.0, later.1, later.2) == (kept.0, kept.1, kept.2));
+        for touch in dirty {
+            let (no, date, week, _) = touch;
             let Some(student) = self.student_by_no(no)? else { continue };
             let Some(school) = self.schools.get(&student.school_id).cloned() else { continue };
-            if week {
-                self.reevaluate_week(no, &student, &school, date, false, at)?;
-            } else {
-                self.reevaluate_day(no, &student, &school, date, None, at)?;
+            if self.unchanged_since_evaluated(touch, &student, &school, at) {
+                self.stats.windows_skipped += 1;
+                continue;
             }
+            if week {
+                let sections = self.reevaluate_week(no, &student, &school, date, false, at)?;
+                self.note_week_evaluated(no, date, &student, sections);
+            } else {
+                let still_reads = self.reevaluate_day(no, &student, &school, date, None, at)?;
+                self.note_evaluated(no, date, still_reads);
+            }
+            self.stats.windows_evaluated += 1;
         }
         Ok(())
     }
 
     /// Evaluates a student's day and emits what changed. With `closing`, the
-    /// windows closed by one of those rules become FINAL.
+    /// windows closed by one of those rules become FINAL. Returns the kinds
+    /// of fact that could still change what it decided.
     pub(super) fn reevaluate_day(
         &mut self,
         no: u32,
@@ -49,8 +61,8 @@ impl<S: KvStore> Engine<S> {
         date: NaiveDate,
         closing: Option<&[FinalizeKey]>,
         at: DateTime<Utc>,
-    ) -> Result<(), EngineError> {
-        let Some(day) = school.instructional(date) else { return Ok(()) };
+    ) -> Result<Kinds, EngineError> {
+        let Some(day) = school.instructional(date) else { return Ok(0) };
         let record = self.load_day(no, date)?;
         let next = match date.succ_opt() {
             Some(d1) if eval::reads_next_day(&school.policy) => self.day_record(no, d1)?,
@@ -86,7 +98,7 @@ impl<S: KvStore> Engine<S> {
         if all_final && changed_final {
             self.update_year(student, school, date, &outcomes, at)?;
         }
-        Ok(())
+        Ok(reads::still_read(&input, &outcomes))
     }
 
     pub(super) fn reevaluate_week(
@@ -97,7 +109,7 @@ impl<S: KvStore> Engine<S> {
         monday: NaiveDate,
         finalize: bool,
         at: DateTime<Utc>,
-    ) -> Result<Vec<(String, u32)>, EngineError> {
+    ) -> Result<Vec<WeekSection>, EngineError> {
         let mut records = Vec::with_capacity(7);
         for d in 0..7 {
             let date = monday + Duration::days(d);
@@ -110,8 +122,18 @@ impl<S: KvStore> Engine<S> {
         for o in &outcomes {
             self.emit(no, student, school, o, finalize, at, || explain::explain_week(school, student, &days, o))?;
         }
-        // (section, contacts): what the low-contact check reads.
-        Ok(outcomes.iter().filter_map(|o| Some((o.section?.to_string(), o.contacts.unwrap_or(0) as u32))).collect())
+        // (section, contacts): what the low-contact check reads; and the
+        // days with a contact, which a flush's memo keeps.
+        Ok(outcomes
+            .iter()
+            .filter_map(|o| {
+                Some(WeekSection {
+                    section: o.section?.to_string(),
+                    contacts: o.contacts.unwrap_or(0) as u32,
+                    days: o.contact_days,
+                })
+            })
+            .collect())
     }
 
     /// Versions and emits an outcome if it is news. Returns (emitted, final).

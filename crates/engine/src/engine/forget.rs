@@ -35,8 +35,9 @@ impl<S: KvStore> Engine<S> {
     pub fn forget_student(&mut self, student_id: &str) -> Result<Forgotten, EngineError> {
         let no = self.names.get(student_id);
         if let Some(no) = no {
-            self.dirty.retain(|(n, _, _)| *n != no);
+            self.dirty.retain(|t| t.0 != no);
         }
+        self.world_changed();
         // Every other record changed in this batch reaches the store first:
         // the caches are emptied below.
         self.write_back()?;

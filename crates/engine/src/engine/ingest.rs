@@ -73,6 +73,7 @@ impl<S: KvStore> Engine<S> {
             }
         }
         self.schools.insert(id, school);
+        self.world_changed();
         self.finalize_memo.get_mut().clear();
         self.horizon_memo.get_mut().clear();
         Ok(())
@@ -125,6 +126,7 @@ impl<S: KvStore> Engine<S> {
         let no = self.names.number(&rec.student_id);
         let id = rec.student_id.clone();
         self.roster.insert(no, Arc::new(rec));
+        self.world_changed();
         self.release_parked(&id)?;
         Ok(())
     }
@@ -234,17 +236,22 @@ impl<S: KvStore> Engine<S> {
         if at > self.closes_at(&school, &student, date) {
             self.stats.late_events += 1;
         }
-        // Evaluated at the next flush, once for everything that arrived together.
-        self.dirty.push((no, date, false));
+        // Evaluated at the next flush, once for everything that arrived
+        // together; a window whose rule does not read this kind of fact is
+        // evaluated only if something else changed it (see `memo`).
+        let rule = &school.policy.rule;
+        self.dirty.push((no, date, false, self.day_still_reads(no, date, rule, ev.kind)));
         if let Some(a) = assigned {
-            self.dirty.push((no, a, false));
+            self.dirty.push((no, a, false, self.day_still_reads(no, a, rule, ev.kind)));
         }
-        if matches!(school.policy.rule, Rule::WeeklyContacts(_)) {
-            self.dirty.push((no, monday_of(date), true));
+        if matches!(rule, Rule::WeeklyContacts(_)) {
+            let monday = monday_of(date);
+            let fact = (ev.kind, ev.direction, ev.section_id.as_deref(), date);
+            self.dirty.push((no, monday, true, self.week_still_reads(no, monday, rule, fact)));
         }
         if eval::reads_next_day(&school.policy) && matches!(ev.kind, ActivityKind::Message | ActivityKind::TwoWayContact) {
             if let Some(prev) = date.pred_opt() {
-                self.dirty.push((no, prev, false));
+                self.dirty.push((no, prev, false, true));
             }
         }
         Ok(Applied::Accepted)
@@ -271,7 +278,7 @@ impl<S: KvStore> Engine<S> {
             reporter: r.reporter,
         });
         self.stats.reports += 1;
-        self.dirty.push((no, r.date, false));
+        self.dirty.push((no, r.date, false, true));
         Ok(Applied::Accepted)
     }
 }

@@ -25,6 +25,7 @@ mod fixtures;
 mod forget;
 mod gauges;
 mod ingest;
+mod memo;
 mod outreach;
 mod parking;
 mod purge;
@@ -49,6 +50,8 @@ use crate::state::{DayRecord, Emitted};
 use self::dedup::SeenIds;
 pub use self::forget::Forgotten;
 pub use self::gauges::OpenWindows;
+pub use self::memo::Evaluation;
+use self::memo::{Memo, Touch};
 use self::records::{DayKey, EmittedKey, Names};
 
 /// Settings of the engine itself (policies carry the attendance rules).
@@ -68,6 +71,8 @@ pub struct EngineConfig {
     /// Drop a school year's day windows, emitted versions and absence
     /// marks once it is past its correction horizon (see `retire`).
     pub retire_closed_years: bool,
+    /// Which touched windows are evaluated (see [`Evaluation`]).
+    pub evaluation: Evaluation,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +85,7 @@ impl Default for EngineConfig {
             unknown_student_wait: Duration::days(3),
             unknown_school_wait: Duration::days(1),
             retire_closed_years: true,
+            evaluation: Evaluation::Incremental,
         }
     }
 }
@@ -170,6 +176,10 @@ pub struct EngineStats {
     pub parked: u64,
     pub released: u64,
     pub expired: u64,
+    /// Touched windows evaluated at a flush, and those skipped because
+    /// nothing they read had changed.
+    pub windows_evaluated: u64,
+    pub windows_skipped: u64,
 }
 
 const META_CLOCK: &[u8] = b"clock";
@@ -209,9 +219,13 @@ pub struct Engine<S: KvStore> {
     /// at `reload`, and when too large at a write-back.
     seen: FxHashMap<u32, SeenIds>,
     seen_count: usize,
-    /// Windows touched since the last flush: (student number, date or
-    /// Monday, is week); evaluated in the order of the student ids.
-    dirty: Vec<(u32, NaiveDate, bool)>,
+    /// Windows touched since the last flush; evaluated in the order of the
+    /// student ids.
+    dirty: Vec<Touch>,
+    /// The world generation at each window's last evaluation by a flush,
+    /// and the current one (see `memo`).
+    evaluated: FxHashMap<(u32, NaiveDate, bool), Memo>,
+    world: u64,
     out: Vec<Output>,
     stats: EngineStats,
 }
@@ -237,6 +251,8 @@ impl<S: KvStore> Engine<S> {
             seen: FxHashMap::default(),
             seen_count: 0,
             dirty: Vec::new(),
+            evaluated: FxHashMap::default(),
+            world: 0,
             out: Vec::new(),
             stats: EngineStats::default(),
         };
@@ -285,6 +301,7 @@ impl<S: KvStore> Engine<S> {
     /// Makes a custom policy available to calendars by its id.
     pub fn register_policy(&mut self, policy: Policy) {
         self.policies.insert(policy.id.clone(), Arc::new(policy));
+        self.world_changed();
     }
 
     fn policy(&self, name: &str) -> Option<Arc<Policy>> {
@@ -327,6 +344,8 @@ impl<S: KvStore> Engine<S> {
     pub fn reload(&mut self) -> Result<(), EngineError> {
         self.out.clear();
         self.dirty.clear();
+        self.evaluated.clear();
+        self.world_changed();
         self.roster.clear();
         self.days.clear();
         self.emitted.clear();

@@ -184,8 +184,8 @@ impl<S: KvStore> Engine<S> {
             Rule::WeeklyContacts(p) => {
                 let outcomes = self.reevaluate_week(no, student, school, monday, true, at)?;
                 for threshold in &p.low_contact {
-                    for (section, contacts) in &outcomes {
-                        self.check_low_contact(no, student, school, &policy, threshold, monday, section, *contacts, at)?;
+                    for w in &outcomes {
+                        self.check_low_contact(no, student, school, &policy, threshold, monday, &w.section, w.contacts, at)?;
                     }
                 }
             }

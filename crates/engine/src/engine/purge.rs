@@ -22,6 +22,7 @@ impl<S: KvStore> Engine<S> {
         monday: NaiveDate,
     ) -> Result<(), EngineError> {
         let keep_from = purge_horizon(school, monday);
+        self.world_changed();
         let sid = &student.student_id;
         let start = state::student_prefix(sid);
         let end = state::day_key(sid, keep_from);

@@ -25,6 +25,7 @@ impl<S: KvStore> Engine<S> {
         }
         // The range deletes below work on the store: it must hold every change.
         self.write_back()?;
+        self.world_changed();
         let end_day = last + Duration::days(1);
         let mut retired: FxHashSet<u32> = FxHashSet::default();
         for sid in self.school_students(school_id)? {
