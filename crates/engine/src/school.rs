@@ -131,6 +131,18 @@ impl School {
         self.local_date_by_zone(at)
     }
 
+    /// The school-local date and minute of the day of an instant, where
+    /// the date's offset is known to hold all day (see `local_date`);
+    /// `None` elsewhere, for the time-zone lookup.
+    pub fn local_minute(&self, micros: i64) -> Option<(NaiveDate, i64)> {
+        let utc = DateTime::from_timestamp_micros(micros)?.date_naive();
+        [utc.pred_opt(), Some(utc), utc.succ_opt()].into_iter().flatten().find_map(|date| {
+            let m = *self.midnights.get(&date)?;
+            (m <= micros && micros < m + (MINUTES_PER_DAY - 1) * MICROS_PER_MINUTE)
+                .then(|| (date, (micros - m) / MICROS_PER_MINUTE))
+        })
+    }
+
     fn local_date_by_zone(&self, at: DateTime<Utc>) -> NaiveDate {
         at.with_timezone(&self.tz).date_naive()
     }
@@ -323,6 +335,13 @@ mod tests {
                 for k in 0..200 {
                     let at = midnight + Duration::seconds(k * 433);
                     assert_eq!(s.local_date(at), s.local_date_by_zone(at), "{tz} {at}");
+                    let micros = at.timestamp_micros();
+                    let shown = crate::eval::explain::local_time(&s, micros);
+                    assert_eq!(shown, at.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(), "{tz} {at}");
+                    if let Some((d, m)) = s.local_minute(micros) {
+                        let l = at.with_timezone(&tz).naive_local();
+                        assert_eq!((d, m), (l.date(), (l.time() - chrono::NaiveTime::MIN).num_minutes()), "{tz} {at}");
+                    }
                 }
             }
         }

@@ -7,7 +7,6 @@
 //! determination and explain needs nothing but the determinations.
 
 use chrono::{DateTime, Duration, NaiveDate};
-use chrono_tz::Tz;
 use rollcall_model::{
     ActivityKind, CourseType, Direction, EvidenceDetail, Mode, Reporter, Scope, SeenActivity, Status, StudentRecord,
 };
@@ -27,16 +26,38 @@ pub struct Explained {
 
 /// `YYYY-MM-DD HH:MM` in the school's time zone. Written by hand: chrono's
 /// `format` reads its pattern anew on every call, and every emitted
-/// determination names a few instants.
-pub fn local_time(tz: &Tz, micros: i64) -> String {
+/// determination names a few instants; and where the school keeps the
+/// date's local midnight, the wall clock is a subtraction, not a time-zone
+/// lookup.
+pub fn local_time(school: &School, micros: i64) -> String {
     use chrono::{Datelike, Timelike};
-    match DateTime::from_timestamp_micros(micros) {
-        Some(t) => {
-            let l = t.with_timezone(tz);
-            format!("{:04}-{:02}-{:02} {:02}:{:02}", l.year(), l.month(), l.day(), l.hour(), l.minute())
-        }
-        None => format!("{micros} µs"),
+    let (date, minute) = match school.local_minute(micros) {
+        Some(dm) => dm,
+        None => match DateTime::from_timestamp_micros(micros) {
+            Some(t) => {
+                let l = t.with_timezone(&school.tz);
+                (l.date_naive(), (l.hour() * 60 + l.minute()) as i64)
+            }
+            None => return format!("{micros} µs"),
+        },
+    };
+    let year = date.year();
+    if !(0..=9999).contains(&year) {
+        return format!("{year:04}-{:02}-{:02} {:02}:{:02}", date.month(), date.day(), minute / 60, minute % 60);
     }
+    let mut out = String::with_capacity(16);
+    let push2 = |out: &mut String, n: u32, after: Option<char>| {
+        out.push(char::from(b'0' + (n / 10) as u8));
+        out.push(char::from(b'0' + (n % 10) as u8));
+        out.extend(after);
+    };
+    push2(&mut out, year as u32 / 100, None);
+    push2(&mut out, year as u32 % 100, Some('-'));
+    push2(&mut out, date.month(), Some('-'));
+    push2(&mut out, date.day(), Some(' '));
+    push2(&mut out, (minute / 60) as u32, Some(':'));
+    push2(&mut out, (minute % 60) as u32, None);
+    out
 }
 
 /// `Tue Oct 6`.
@@ -59,7 +80,7 @@ fn join_directions(dirs: &[Direction]) -> String {
     dirs.iter().map(|d| direction_words(*d)).collect::<Vec<_>>().join(" or ")
 }
 
-fn fact_detail(tz: &Tz, f: &Fact, staff: Option<&str>) -> EvidenceDetail {
+fn fact_detail(school: &School, f: &Fact, staff: Option<&str>) -> EvidenceDetail {
     let mut detail: Vec<String> = Vec::new();
     if let Some(d) = f.direction {
         detail.push(direction_words(d).into());
@@ -77,7 +98,7 @@ fn fact_detail(tz: &Tz, f: &Fact, staff: Option<&str>) -> EvidenceDetail {
         id: f.event_id.clone(),
         kind: f.kind.as_str().to_string(),
         occurred_at: DateTime::from_timestamp_micros(f.at),
-        local_time: Some(local_time(tz, f.at)),
+        local_time: Some(local_time(school, f.at)),
         source: f.source.clone(),
         section_id: f.section.clone(),
         staff_id: staff.map(str::to_string),
@@ -106,7 +127,7 @@ fn report_detail(r: &ReportFact) -> EvidenceDetail {
 /// and reports (an id the records no longer hold, past a purge, is skipped).
 /// `staff` names the teacher of a fact: its own, else its section's.
 fn details<'r>(
-    tz: &Tz,
+    school: &School,
     evidence: &[&str],
     records: impl Iterator<Item = &'r DayRecord> + Clone,
     staff: impl Fn(&'r Fact) -> Option<&'r str>,
@@ -116,7 +137,7 @@ fn details<'r>(
         .filter_map(|id| {
             let fact = records.clone().flat_map(|r| r.facts.iter()).find(|f| f.event_id == *id);
             match fact {
-                Some(f) => Some(fact_detail(tz, f, staff(f))),
+                Some(f) => Some(fact_detail(school, f, staff(f))),
                 None => records.clone().flat_map(|r| r.reports.iter()).find(|r| r.report_id == *id).map(report_detail),
             }
         })
@@ -142,7 +163,7 @@ fn kind_words(kind: ActivityKind) -> &'static str {
 
 /// Groups the window's facts that are not evidence by kind and section.
 fn seen<'f>(
-    tz: &Tz,
+    school: &School,
     facts: impl Iterator<Item = &'f Fact>,
     evidence: &[&str],
     why_not: impl Fn(&Fact) -> String,
@@ -159,7 +180,7 @@ fn seen<'f>(
                 s.count += 1;
                 if f.at < *first {
                     *first = f.at;
-                    s.first_local_time = local_time(tz, f.at);
+                    s.first_local_time = local_time(school, f.at);
                 }
             }
             None => out.push((
@@ -167,7 +188,7 @@ fn seen<'f>(
                     kind: f.kind.as_str().to_string(),
                     section_id: f.section.clone(),
                     count: 1,
-                    first_local_time: local_time(tz, f.at),
+                    first_local_time: local_time(school, f.at),
                     why_not: why_not(f),
                 },
                 f.at,
@@ -184,9 +205,9 @@ fn is_absence(o: &Outcome) -> bool {
 
 /// A day's (or a period's) determination explained.
 pub fn explain_day<'a>(input: &DayInput<'a>, o: &Outcome) -> Explained {
-    let tz = &input.school.tz;
+    let school = input.school;
     let records = std::iter::once(input.record).chain(input.next);
-    let evidence_detail = details(tz, &o.evidence, records, |f| input.staff_of(f));
+    let evidence_detail = details(school, &o.evidence, records, |f| input.staff_of(f));
     if !is_absence(o) {
         return Explained { evidence_detail, ..Explained::default() };
     }
@@ -196,7 +217,7 @@ pub fn explain_day<'a>(input: &DayInput<'a>, o: &Outcome) -> Explained {
         None => true,
     };
     let looked_for = looked_for_day(input, o);
-    let seen = seen(tz, input.on_day().filter(in_window), &o.evidence, |f| why_not_day(input, o, f));
+    let seen = seen(school, input.on_day().filter(in_window), &o.evidence, |f| why_not_day(input, o, f));
     Explained { evidence_detail, looked_for, seen }
 }
 
@@ -376,11 +397,10 @@ pub fn explain_week<'r>(
     days: &[(NaiveDate, &'r DayRecord)],
     o: &Outcome,
 ) -> Explained {
-    let tz = &school.tz;
     let staff = |f: &'r Fact| -> Option<&'r str> {
         f.staff.as_deref().or_else(|| Some(student.enrollment(f.section.as_deref()?)?.staff_id.as_str()))
     };
-    let evidence_detail = details(tz, &o.evidence, days.iter().map(|(_, r)| *r), staff);
+    let evidence_detail = details(school, &o.evidence, days.iter().map(|(_, r)| *r), staff);
     if o.contacts.unwrap_or(0) > 0 {
         return Explained { evidence_detail, ..Explained::default() };
     }
@@ -400,7 +420,7 @@ pub fn explain_week<'r>(
         .flat_map(|(d, r)| r.facts.iter().filter(move |f| f.local_date == *d))
         .filter(|f| f.local_date >= o.date && f.local_date <= sunday)
         .filter(|f| f.section.as_deref() == o.section || (homeroom && f.section.is_none()));
-    let seen = seen(tz, facts, &o.evidence, |f| {
+    let seen = seen(school, facts, &o.evidence, |f| {
         if p.is_indicator(f.kind, f.direction) {
             return "not a contact with this class".into();
         }
