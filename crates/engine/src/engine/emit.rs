@@ -34,16 +34,16 @@ impl<S: KvStore> Engine<S> {
             let (no, date, week, _) = touch;
             let Some(student) = self.student_by_no(no)? else { continue };
             let Some(school) = self.schools.get(&student.school_id).cloned() else { continue };
-            if self.unchanged_since_evaluated(touch, &student, &school, at) {
+            if self.unchanged_since_evaluated(touch, at) {
                 self.stats.windows_skipped += 1;
                 continue;
             }
             if week {
                 let sections = self.reevaluate_week(no, &student, &school, date, false, at)?;
-                self.note_week_evaluated(no, date, &student, sections);
+                self.note_week_evaluated(no, date, &school, &student, sections);
             } else {
                 let still_reads = self.reevaluate_day(no, &student, &school, date, None, at)?;
-                self.note_evaluated(no, date, still_reads);
+                self.note_evaluated(no, date, &school, &student, still_reads);
             }
             self.stats.windows_evaluated += 1;
         }

@@ -56,6 +56,8 @@ pub(super) type Touch = (u32, NaiveDate, bool, bool);
 #[derive(Debug, Clone)]
 pub(super) struct Memo {
     world: u64,
+    /// UTC micros: from then on the window is evaluated whatever touches it.
+    until: i64,
     /// A day: the kinds of fact that could still change it.
     reads: Kinds,
     /// A week: the class a fact with no section counts for (the homeroom),
@@ -80,22 +82,19 @@ impl<S: KvStore> Engine<S> {
 
     /// Whether evaluating the window now would decide and do what its last
     /// evaluation did (see the module's comment).
-    pub(super) fn unchanged_since_evaluated(
-        &self,
-        touch: Touch,
-        student: &StudentRecord,
-        school: &School,
-        at: DateTime<Utc>,
-    ) -> bool {
+    pub(super) fn unchanged_since_evaluated(&self, touch: Touch, at: DateTime<Utc>) -> bool {
         let (no, date, week, reads) = touch;
         if reads || self.config.evaluation == Evaluation::Reference {
             return false;
         }
-        if self.evaluated.get(&(no, date, week)).is_none_or(|m| m.world != self.world) {
-            return false;
-        }
+        self.evaluated.get(&(no, date, week)).is_some_and(|m| m.world == self.world && at.timestamp_micros() < m.until)
+    }
+
+    /// The first instant at which time alone changes what evaluating the
+    /// window does: an outcome of it may become FINAL, or (a day) it closes.
+    fn until(&self, school: &School, student: &StudentRecord, date: NaiveDate, week: bool) -> i64 {
         let f = &school.policy.finalize;
-        let until = if week {
+        let t = if week {
             self.finalize_instant(school, date, f.week.into())
         } else {
             [f.in_person_day, f.offline_day, f.remote_day]
@@ -103,7 +102,7 @@ impl<S: KvStore> Engine<S> {
                 .map(|k| self.finalize_instant(school, date, k.into()))
                 .fold(self.closes_at(school, student, date), DateTime::min)
         };
-        at < until
+        t.timestamp_micros()
     }
 
     /// Whether a fact of `kind` could change the student's day window of
@@ -153,19 +152,29 @@ impl<S: KvStore> Engine<S> {
         }
     }
 
-    pub(super) fn note_evaluated(&mut self, no: u32, date: NaiveDate, still_reads: Kinds) {
-        self.remember((no, date, false), Memo { world: self.world, reads: still_reads, week: None });
+    pub(super) fn note_evaluated(
+        &mut self,
+        no: u32,
+        date: NaiveDate,
+        school: &School,
+        student: &StudentRecord,
+        still_reads: Kinds,
+    ) {
+        let until = self.until(school, student, date, false);
+        self.remember((no, date, false), Memo { world: self.world, until, reads: still_reads, week: None });
     }
 
     pub(super) fn note_week_evaluated(
         &mut self,
         no: u32,
         monday: NaiveDate,
+        school: &School,
         student: &StudentRecord,
         sections: Vec<WeekSection>,
     ) {
+        let until = self.until(school, student, monday, true);
         let week = Some(Box::new((student.homeroom_section_id.clone(), sections)));
-        self.remember((no, monday, true), Memo { world: self.world, reads: Kinds::MAX, week });
+        self.remember((no, monday, true), Memo { world: self.world, until, reads: Kinds::MAX, week });
     }
 
     fn remember(&mut self, key: (u32, NaiveDate, bool), memo: Memo) {
