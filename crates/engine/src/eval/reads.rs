@@ -7,7 +7,7 @@
 //! differential tests hold the two paths equal.
 
 use rollcall_model::{ActivityKind, Direction, Mode, Scope};
-use rollcall_policy::{BandScope, Rule};
+use rollcall_policy::Rule;
 
 use super::{DayInput, Outcome, Why};
 
@@ -59,6 +59,19 @@ pub fn still_read(input: &DayInput, outcomes: &[Outcome]) -> Kinds {
             }
         }
         Rule::HalfDay(_) if mode == Mode::InPerson => on_site,
+        // Remote, present by live minutes in every period (or the day): only
+        // live sessions move the minutes; the day derived from the periods
+        // follows them. (A hardship is asked about when its report is
+        // evaluated, and reports always are.)
+        Rule::HalfDay(_) => {
+            let by_minutes = |o: &Outcome| matches!(o.rule, Why::Minutes { on_site: false, .. });
+            let derived = |o: &Outcome| matches!(o.rule, Why::Periods { .. } | Why::PeriodsOffSite { .. });
+            if outcomes.iter().any(by_minutes) && outcomes.iter().all(|o| by_minutes(o) || derived(o)) {
+                live
+            } else {
+                day_kinds(rule)
+            }
+        }
         Rule::WeeklyContacts(_) => match outcomes {
             [o] if mode == Mode::InPerson && !present(o) => bit(CheckIn),
             _ => 0,
@@ -67,20 +80,21 @@ pub fn still_read(input: &DayInput, outcomes: &[Outcome]) -> Kinds {
             [o] if present(o) => 0,
             _ => day_kinds(rule),
         },
-        Rule::AnyEvidence(_) => {
-            let day_band = input.policy().band(input.student.grade_level).is_some_and(|b| b.scope == BandScope::Day);
-            match outcomes {
-                // (a) the first live join of the day decides it; (b) a
-                // submission does until a live join comes.
-                [o] if day_band && o.scope == Scope::Day && present(o) => match &o.rule {
-                    Why::Text(t) if t.starts_with("(a)") => 0,
-                    Why::Text(t) if t.starts_with("(b)") => bit(LiveJoin),
-                    _ => day_kinds(rule),
-                },
+        // Per outcome: the first live join (of the day, or of the class)
+        // decides it for good; a submission does until a live join comes;
+        // a day derived from the periods follows them. The window reads
+        // what any of its outcomes still reads.
+        Rule::AnyEvidence(_) if outcomes.is_empty() => day_kinds(rule),
+        Rule::AnyEvidence(_) => outcomes.iter().fold(0, |m, o| {
+            m | match (&o.rule, o.scope) {
+                (Why::Periods { .. } | Why::PeriodsOffSite { .. }, _) => 0,
+                (Why::Text(t), Scope::Day) if present(o) && t.starts_with("(a)") => 0,
+                (Why::Text(t), Scope::Day) if present(o) && t.starts_with("(b)") => bit(LiveJoin),
+                (Why::Text(t), Scope::Section) if present(o) && t.starts_with("live session of the class") => 0,
+                (Why::Text(t), Scope::Section) if present(o) && t.starts_with("task for the class") => bit(LiveJoin),
                 _ => day_kinds(rule),
             }
-        }
-        _ => day_kinds(rule),
+        }),
     }
 }
 
