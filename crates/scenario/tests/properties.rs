@@ -1,6 +1,7 @@
 //! Property tests of the engine through the scenario runner, over the five
 //! shared example worlds (scenario files of docs/scenarios.md, kept in the
-//! shared/scenarios/ folder beside the repository).
+//! shared/scenarios/ folder beside the repository), and over a world of the
+//! project's own whose dates span a change of daylight saving time.
 //!
 //! Each world keeps its calendars, roster and absence reports; its events and
 //! expectations are replaced by generated activity for the rostered students
@@ -83,13 +84,23 @@ fn local(tz: Tz, date: NaiveDate, minutes: u32) -> DateTime<Utc> {
 }
 
 fn world(file: &str) -> World {
-    let path = scenarios_dir().join(file);
+    world_from(file, None)
+}
+
+/// A world whose generated events fall on its instructional dates from
+/// `from` on (the first three); a file under `tests/` is the project's own.
+fn world_from(file: &str, from: Option<&str>) -> World {
+    let path = match file.strip_prefix("tests/") {
+        Some(own) => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests").join(own),
+        None => scenarios_dir().join(file),
+    };
+    let from: Option<NaiveDate> = from.map(|d| d.parse().unwrap_or_else(|e| panic!("{d}: {e}")));
     let mut base = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
     base.events.clear();
     base.expect = Expect::default();
     let cal = base.calendars.first().unwrap_or_else(|| panic!("{file}: no calendar")).clone();
     let tz: Tz = cal.timezone.parse().unwrap_or_else(|e| panic!("{file}: timezone {}: {e}", cal.timezone));
-    let mut days: Vec<_> = cal.days.iter().filter(|d| d.instructional).cloned().collect();
+    let mut days: Vec<_> = cal.days.iter().filter(|d| d.instructional && from.is_none_or(|f| d.date >= f)).cloned().collect();
     days.sort_by_key(|d| d.date);
     let day = days.first().unwrap_or_else(|| panic!("{file}: no instructional day")).clone();
     let dates: Vec<NaiveDate> = days.iter().take(3).map(|d| d.date).collect();
@@ -472,13 +483,13 @@ fn cases() -> u32 {
 }
 
 macro_rules! world_properties {
-    ($($module:ident => $file:literal),+ $(,)?) => {$(
+    ($($module:ident => $world:expr),+ $(,)?) => {$(
         mod $module {
             use super::*;
 
             fn w() -> &'static World {
                 static W: std::sync::OnceLock<World> = std::sync::OnceLock::new();
-                W.get_or_init(|| world($file))
+                W.get_or_init(|| $world)
             }
 
             proptest! {
@@ -544,11 +555,15 @@ macro_rules! world_properties {
 }
 
 world_properties! {
-    cms_remote_day => "cms-remote-day.json",
-    instruction_partners_day => "instruction-partners-day.json",
-    mississippi_modes => "mississippi-modes.json",
-    mmsd_k5_day => "mmsd-k5-day.json",
-    nmped_weekly_contacts => "nmped-weekly-contacts.json",
+    cms_remote_day => world("cms-remote-day.json"),
+    instruction_partners_day => world("instruction-partners-day.json"),
+    mississippi_modes => world("mississippi-modes.json"),
+    mmsd_k5_day => world("mmsd-k5-day.json"),
+    nmped_weekly_contacts => world("nmped-weekly-contacts.json"),
+    // Friday 30 October, then Monday 2 and Tuesday 3 November 2020 in
+    // Denver: the clocks go back on the Sunday between, inside the week
+    // that closes and the correction horizon that runs over it.
+    nmped_across_the_dst_change => world_from("tests/scenarios/cross-02-timezone-dst-week-boundary-nmped.json", Some("2020-10-30")),
 }
 
 /// The generators themselves: unique ids, times inside the school day,
