@@ -311,6 +311,8 @@ fn prometheus_scrapes_the_processor(b: &str, prometheus: &Path) -> TestResult {
         ensure(dead == 1.0, || format!("NOT_AVRO dead letters counted: {dead}, expected 1"))?;
         let latency = scalar(&prom_addr, "sum(rollcall_event_to_output_seconds_count)")?.unwrap_or(0.0);
         ensure(latency > 0.0, || "rollcall_event_to_output_seconds observed nothing".into())?;
+        let evaluated = scalar(&prom_addr, "sum(rollcall_windows_evaluated_total{result=\"evaluated\"})")?.unwrap_or(0.0);
+        ensure(evaluated > 0.0, || "rollcall_windows_evaluated_total counted no evaluated window".into())?;
         // No id in any label of any series.
         let series = query(&prom_addr, "{__name__=~\"rollcall_.+\"}")?;
         ensure(series.len() > METRIC_NAMES.len(), || format!("only {} rollcall series", series.len()))?;

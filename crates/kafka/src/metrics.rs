@@ -21,6 +21,10 @@
 //!   ActivityEvent schema version 2): from when the event occurred to when
 //!   the gateway took it, i.e. how late platforms deliver; the processor's
 //!   own delay is in `rollcall_event_to_output_seconds`;
+//! - `rollcall_windows_evaluated_total{result}` counts, per committed batch,
+//!   the day and week windows its records touched: `evaluated` by their
+//!   rule, or `skipped` because nothing that arrived could change them (the
+//!   engine's incremental evaluation, ARCHITECTURE.md);
 //! - gauges (lag, windows, schools, RocksDB) are refreshed by the processor
 //!   loop: lag after every batch, the others at most every few seconds;
 //! - `rollcall_open_windows{scope}`: for each school, the instructional
@@ -57,6 +61,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "rollcall_outreach_triggers_total",
     "rollcall_dlq_records_total",
     "rollcall_late_events_total",
+    "rollcall_windows_evaluated_total",
     "rollcall_event_to_output_seconds",
     "rollcall_event_delivery_delay_seconds",
     "rollcall_consumer_lag_records",
@@ -146,6 +151,7 @@ pub struct Metrics {
     pub outreach: IntCounterVec,
     pub dlq: IntCounterVec,
     pub late_events: IntCounterVec,
+    pub windows: IntCounterVec,
     pub event_to_output: Histogram,
     pub delivery_delay: Histogram,
     pub consumer_lag: IntGaugeVec,
@@ -243,6 +249,12 @@ impl Metrics {
                 "Late input: CORRECTION determinations emitted (correction) and records refused as TOO_LATE (too_late).",
                 &["outcome"],
             ),
+            windows: counter_vec(
+                &r,
+                "rollcall_windows_evaluated_total",
+                "Day and week windows that input records touched, in committed batches: evaluated by their rule (evaluated), or skipped because nothing that arrived could change what they decided (skipped).",
+                &["result"],
+            ),
             event_to_output: histogram(
                 &r,
                 "rollcall_event_to_output_seconds",
@@ -309,6 +321,9 @@ impl Metrics {
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         for o in ["correction", "too_late"] {
             m.late_events.with_label_values(&[o]);
+        }
+        for o in ["evaluated", "skipped"] {
+            m.windows.with_label_values(&[o]);
         }
         for o in ["committed", "aborted"] {
             m.transactions.with_label_values(&[o]);
@@ -400,6 +415,8 @@ struct Batch {
     dead: Vec<((String, &'static str), u64)>,
     corrections: u64,
     too_late: u64,
+    windows_evaluated: u64,
+    windows_skipped: u64,
     outputs: u64,
     newest_input_ms: Option<i64>,
     delivery_delays: Vec<f64>,
@@ -499,6 +516,12 @@ impl Recorder {
         }
     }
 
+    /// Touched windows a task's part of the batch evaluated and skipped.
+    pub fn windows(&mut self, evaluated: u64, skipped: u64) {
+        self.batch.windows_evaluated += evaluated;
+        self.batch.windows_skipped += skipped;
+    }
+
     /// The batch's transaction committed after `commit` in the commit call.
     pub fn committed(&mut self, commit: Duration) {
         let b = std::mem::take(&mut self.batch);
@@ -521,6 +544,8 @@ impl Recorder {
         if b.too_late > 0 {
             m.late_events.with_label_values(&["too_late"]).inc_by(b.too_late);
         }
+        m.windows.with_label_values(&["evaluated"]).inc_by(b.windows_evaluated);
+        m.windows.with_label_values(&["skipped"]).inc_by(b.windows_skipped);
         for secs in &b.delivery_delays {
             m.delivery_delay.observe(*secs);
         }
@@ -613,6 +638,7 @@ mod tests {
         let mut rec = Recorder::new(metrics.clone(), false);
         let mut ids = HashSet::new();
         let (mut corrections, mut too_late, mut outreach) = (0, 0, 0);
+        let (mut evaluated, mut skipped) = (0, 0);
         for f in files {
             let s = Scenario::load(&repo().join(f)).unwrap();
             ids.extend(s.roster.iter().flat_map(|r| r.identifiers().map(str::to_string)));
@@ -628,7 +654,10 @@ mod tests {
             for r in &s.roster {
                 rec.consumed(&topics.roster, input_label(InputTopic::Roster, Some(&Input::Roster(r.clone()))), None, 0);
             }
-            let (out, _) = rollcall_scenario::run(&s, MemStore::default()).unwrap();
+            let (out, engine) = rollcall_scenario::run(&s, MemStore::default()).unwrap();
+            let st = engine.stats();
+            rec.windows(st.windows_evaluated, st.windows_skipped);
+            (evaluated, skipped) = (evaluated + st.windows_evaluated, skipped + st.windows_skipped);
             for d in &out.determinations {
                 corrections += (d.finality == Finality::Correction) as u32;
                 rec.determination(d);
@@ -674,6 +703,9 @@ mod tests {
         assert_eq!(late, HashSet::from(["correction", "too_late"]));
         assert_eq!(metrics.late_events.with_label_values(&["correction"]).get(), corrections as u64);
         assert_eq!(metrics.late_events.with_label_values(&["too_late"]).get(), too_late as u64);
+        assert!(evaluated > 0, "the scenarios evaluate windows");
+        assert_eq!(metrics.windows.with_label_values(&["evaluated"]).get(), evaluated);
+        assert_eq!(metrics.windows.with_label_values(&["skipped"]).get(), skipped);
         assert!(metrics.event_to_output.get_sample_count() > 0);
         let text = String::from_utf8(metrics.render()).unwrap();
         assert!(text.contains("rollcall_build_info{version=\""), "{text}");
@@ -686,6 +718,7 @@ mod tests {
         let mut r = Recorder::new(m.clone(), true);
         r.consumed("a", "login", Some(0), 0);
         r.delivered_after(90.0);
+        r.windows(5, 7);
         r.aborted();
         r.begin_batch();
         r.consumed("a", "login", Some(0), 0);
@@ -696,6 +729,7 @@ mod tests {
         assert_eq!((m.delivery_delay.get_sample_count(), m.delivery_delay.get_sample_sum()), (1, 4.0));
         assert_eq!(m.transactions.with_label_values(&["committed"]).get(), 1);
         assert_eq!(m.transactions.with_label_values(&["aborted"]).get(), 1);
+        assert_eq!(m.windows.with_label_values(&["evaluated"]).get(), 0, "the aborted batch's windows");
     }
 
     /// The processor's registry and readiness behind the shared endpoint

@@ -135,20 +135,7 @@ mod tests {
 
     use super::*;
 
-    const KINDS: [ActivityKind; 12] = [
-        ActivityKind::Login,
-        ActivityKind::Logout,
-        ActivityKind::Submission,
-        ActivityKind::Message,
-        ActivityKind::LiveJoin,
-        ActivityKind::LiveLeave,
-        ActivityKind::ContentAccess,
-        ActivityKind::RecordingView,
-        ActivityKind::TwoWayContact,
-        ActivityKind::CheckIn,
-        ActivityKind::CheckOut,
-        ActivityKind::OfflineWorkReturned,
-    ];
+    const KINDS: &[ActivityKind] = ActivityKind::ALL;
 
     /// Every preset reads the kinds its evaluator decides by; presence
     /// evidence is never skipped.
@@ -156,7 +143,7 @@ mod tests {
     fn every_rule_reads_what_decides_it() {
         for id in PRESET_IDS {
             let p = Policy::preset(id).expect("a preset");
-            let read: Vec<ActivityKind> = KINDS.into_iter().filter(|k| day_reads(&p.rule, *k)).collect();
+            let read: Vec<ActivityKind> = KINDS.iter().copied().filter(|k| day_reads(&p.rule, *k)).collect();
             assert!(!read.is_empty(), "{id} reads nothing");
             match &p.rule {
                 Rule::Blocks(_) => {

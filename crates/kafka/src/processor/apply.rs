@@ -73,6 +73,7 @@ impl Processor {
                 }
             }
             consumed += a.consumed.len() as u64;
+            self.metrics.windows(a.windows.0, a.windows.1);
             outputs.push((a.partition, a.outputs, a.dead));
         }
         let calendar_dead = self.take_calendar_dead_letters()?;
@@ -100,6 +101,8 @@ struct Applied {
     /// Per record: its input's rank, its metric label, its Kafka timestamp,
     /// when it was received, and for a gateway-stamped event its delivery delay.
     consumed: Vec<(usize, &'static str, Option<i64>, i64, Option<f64>)>,
+    /// Touched windows the batch evaluated and skipped.
+    windows: (u64, u64),
 }
 
 /// Applies a task's ready records, advances its clock and flushes its engine.
@@ -121,6 +124,7 @@ fn apply_task(
         dead_letters = tracing::field::Empty
     );
     let _g = span.enter();
+    let windows_before = windows_of(task.engine.stats());
     let mut ready = take_ready(&mut task.buffered, &task.at_end, replay, topics);
     for r in &ready {
         debug!(topic = %r.topic, offset = r.offset, ts = ?r.timestamp, "ready");
@@ -182,7 +186,14 @@ fn apply_task(
         task.dirty = true;
     }
     debug!(first_offset = ?first, records = consumed.len(), outputs = out.len(), buffered = task.buffered.len(), at_end = ?task.at_end, "applied");
-    Ok(Applied { partition: task.partition, outputs: out, dead, consumed })
+    let windows_after = windows_of(task.engine.stats());
+    let windows = (windows_after.0 - windows_before.0, windows_after.1 - windows_before.1);
+    Ok(Applied { partition: task.partition, outputs: out, dead, consumed, windows })
+}
+
+/// (evaluated, skipped) touched windows, as the engine has counted them.
+fn windows_of(s: &rollcall_engine::EngineStats) -> (u64, u64) {
+    (s.windows_evaluated, s.windows_skipped)
 }
 
 /// The records of a task that can be applied now, in application order.
