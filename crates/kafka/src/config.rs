@@ -21,6 +21,27 @@ pub enum ClockMode {
     Replay,
 }
 
+/// Which windows the engine evaluates at a flush (ARCHITECTURE.md,
+/// "Incremental evaluation").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvaluationMode {
+    /// Skip a window when nothing that arrived could change it.
+    #[default]
+    Incremental,
+    /// Evaluate every window an input touched: the same outputs, more work.
+    Reference,
+}
+
+impl From<EvaluationMode> for rollcall_engine::Evaluation {
+    fn from(m: EvaluationMode) -> Self {
+        match m {
+            EvaluationMode::Incremental => rollcall_engine::Evaluation::Incremental,
+            EvaluationMode::Reference => rollcall_engine::Evaluation::Reference,
+        }
+    }
+}
+
 /// How far `clock_offset_seconds` may shift the wall clock: ten years.
 pub const MAX_CLOCK_OFFSET_SECONDS: u64 = 10 * 366 * 86_400;
 const MAX_CLOCK_OFFSET_SECONDS_I64: i64 = MAX_CLOCK_OFFSET_SECONDS as i64;
@@ -65,6 +86,9 @@ pub struct ProcessorConfig {
     /// Drop a school year's windows, emitted versions and absence marks from
     /// the state once the year is past its correction horizon.
     pub retire_closed_years: bool,
+    /// `reference` evaluates every touched window, as a check on the
+    /// incremental evaluation: the outputs are the same.
+    pub evaluation: EvaluationMode,
     /// District policy files, registered by their ids.
     pub policy_files: Vec<PathBuf>,
     /// Preset ids that a policy file may replace. A file whose id is a
@@ -123,6 +147,7 @@ impl Default for ProcessorConfig {
             unknown_student_wait_days: 3,
             unknown_school_wait_hours: 24,
             retire_closed_years: true,
+            evaluation: EvaluationMode::Incremental,
             policy_files: Vec::new(),
             replace_presets: Vec::new(),
             topic_prefix: String::new(),
@@ -176,9 +201,17 @@ fn env_value(text: &str, current: Option<&toml::Value>) -> Result<toml::Value, S
     })
 }
 
-/// The line of a toml error that says what is wrong (the others point at it).
+/// The lines of a toml error that say what is wrong, without those that
+/// point into a text (the environment's value has none): "unknown variant
+/// `x`, expected `a` or `b` in `key`", not only "in `key`".
 fn message_of(s: &str) -> String {
-    s.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or_default().to_string()
+    let pointer = |l: &str| {
+        l.starts_with('|')
+            || l.starts_with("TOML parse error")
+            || l.split_once(" |").is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+    };
+    let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty() && !pointer(l)).collect();
+    lines.join(" ")
 }
 
 /// What each key is for, in the example file.
@@ -200,6 +233,7 @@ fn key_doc(key: &str) -> &'static str {
         "unknown_student_wait_days" => "An event whose student has no roster record yet waits this long for it (0: refused at once).",
         "unknown_school_wait_hours" => "An event whose school has no calendar yet waits this long for it (0: refused at once).",
         "retire_closed_years" => "Drop a school year's windows and absence marks from the state once it is past its correction horizon (false: keep them).",
+        "evaluation" => "\"incremental\" (a window is evaluated again only when something that could change it arrived) or\n# \"reference\" (every window an input touched; the same outputs, more work).",
         "policy_files" => "District policy files (TOML), registered by their ids.",
         "replace_presets" => "Preset ids a policy file may replace (a file whose id is a preset's is refused otherwise).",
         "topic_prefix" => "Put before every topic name (empty in production).",
@@ -313,6 +347,7 @@ impl ProcessorConfig {
             "unknown_student_wait_days",
             "unknown_school_wait_hours",
             "retire_closed_years",
+            "evaluation",
             "policy_files",
             "replace_presets",
             "topic_prefix",
@@ -451,6 +486,7 @@ mod tests {
             (None, "unknown_student_wait_days", "1", "2"),
             (None, "unknown_school_wait_hours", "3", "4"),
             (None, "retire_closed_years", "false", "true"),
+            (None, "evaluation", "\"reference\"", "incremental"),
             (None, "policy_files", "[\"f.toml\"]", "e1.toml, e2.toml"),
             (None, "replace_presets", "[\"cms\"]", "mmsd"),
             (None, "topic_prefix", "\"f.\"", "e."),
@@ -538,6 +574,8 @@ mod tests {
             ("ROLLCALL_CLOCK", "sundial", "sundial"),
             ("ROLLCALL_STORE__SYNC_COMMITS", "maybe", "neither true nor false"),
             ("ROLLCALL_UNTIL", "tomorrow", "tomorrow"),
+            ("ROLLCALL_EVALUATION", "bogus", "expected `incremental` or `reference`"),
+            ("ROLLCALL_CLOCK", "sundial", "expected `wall` or `replay`"),
         ] {
             let e = c.apply_env(|k| (k == var).then(|| value.to_string())).unwrap_err().to_string();
             assert!(e.contains(var) && e.contains(says), "{var}: {e}");

@@ -86,6 +86,7 @@ fn open_task(
         unknown_student_wait: chrono::Duration::days(cfg.unknown_student_wait_days.into()),
         unknown_school_wait: chrono::Duration::hours(cfg.unknown_school_wait_hours.into()),
         retire_closed_years: cfg.retire_closed_years,
+        evaluation: cfg.evaluation.into(),
         ..EngineConfig::default()
     };
     let mut engine = Engine::open(store, engine_cfg)
