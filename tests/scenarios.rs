@@ -102,12 +102,11 @@ fn incremental_matches_reference(s: &Scenario, what: &str) -> (u64, usize) {
     let (reference, ref_stats) = decide(Evaluation::Reference);
     let (incremental, stats) = decide(Evaluation::Incremental);
     assert_eq!(ref_stats.windows_skipped, 0, "{what}: the reference skipped a window");
-    for (i, what_differs) in ["determinations", "outreach triggers", "dead letters"].iter().enumerate() {
-        let (a, b) = match i {
-            0 => (&reference.0, &incremental.0),
-            1 => (&reference.1, &incremental.1),
-            _ => (&reference.2, &incremental.2),
-        };
+    for (what_differs, a, b) in [
+        ("determinations", &reference.0, &incremental.0),
+        ("outreach triggers", &reference.1, &incremental.1),
+        ("dead letters", &reference.2, &incremental.2),
+    ] {
         if let Some(k) = (0..a.len().max(b.len())).find(|k| a.get(*k) != b.get(*k)) {
             panic!(
                 "{what}: incremental evaluation differs from the reference in its {what_differs}, first at #{k}:\n  reference:   {:?}\n  incremental: {:?}",

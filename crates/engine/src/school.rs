@@ -117,25 +117,19 @@ impl School {
 
     /// The school-local date of an instant.
     pub fn local_date(&self, at: DateTime<Utc>) -> NaiveDate {
-        let t = at.timestamp_micros();
-        let utc = at.date_naive();
-        for date in [utc.pred_opt(), Some(utc), utc.succ_opt()].into_iter().flatten() {
-            // Up to 23:59 local the offset is the date's own; the last
-            // minute may meet a change at midnight, so it takes the lookup.
-            if let Some(m) = self.midnights.get(&date) {
-                if *m <= t && t < m + (MINUTES_PER_DAY - 1) * MICROS_PER_MINUTE {
-                    return date;
-                }
-            }
+        match self.local_minute(at.timestamp_micros()) {
+            Some((date, _)) => date,
+            None => self.local_date_by_zone(at),
         }
-        self.local_date_by_zone(at)
     }
 
     /// The school-local date and minute of the day of an instant, where
-    /// the date's offset is known to hold all day (see `local_date`);
-    /// `None` elsewhere, for the time-zone lookup.
+    /// the date's offset is known to hold all day; `None` elsewhere, for the
+    /// time-zone lookup.
     pub fn local_minute(&self, micros: i64) -> Option<(NaiveDate, i64)> {
         let utc = DateTime::from_timestamp_micros(micros)?.date_naive();
+        // Up to 23:59 local the offset is the date's own; the last minute
+        // may meet a change at midnight, so it takes the lookup.
         [utc.pred_opt(), Some(utc), utc.succ_opt()].into_iter().flatten().find_map(|date| {
             let m = *self.midnights.get(&date)?;
             (m <= micros && micros < m + (MINUTES_PER_DAY - 1) * MICROS_PER_MINUTE)

@@ -437,14 +437,20 @@ fn late_arrivals_converge(w: &World, late: &[Arrival]) -> Result<(), TestCaseErr
     Ok(())
 }
 
-fn late_duplicates_change_nothing(w: &World, late: &[Arrival], extra: &[u32]) -> Result<(), TestCaseError> {
-    let a = w.run_arrivals(late.to_vec());
+/// The arrivals, and a copy of each arriving `extra` minutes after it, in
+/// arrival order (stable: a copy with no extra delay stays after its original).
+fn with_late_copies(late: &[Arrival], extra: &[u32]) -> Vec<Arrival> {
     let mut twice: Vec<Arrival> = late.to_vec();
     for (x, more) in late.iter().zip(extra) {
         twice.push(Arrival { event: x.event.clone(), arrives_at: x.arrives_at + Duration::minutes(*more as i64) });
     }
-    // Stable: a copy with no extra delay stays after its original.
     twice.sort_by_key(|x| x.arrives_at);
+    twice
+}
+
+fn late_duplicates_change_nothing(w: &World, late: &[Arrival], extra: &[u32]) -> Result<(), TestCaseError> {
+    let a = w.run_arrivals(late.to_vec());
+    let twice = with_late_copies(late, extra);
     let b = w.run_arrivals(twice.clone());
     let ((da, oa), (db, ob)) = (json_all(&a), json_all(&b));
     prop_assert_eq!(da, db, "determinations differ\n  {}", brief_arrivals(&twice));
@@ -453,11 +459,7 @@ fn late_duplicates_change_nothing(w: &World, late: &[Arrival], extra: &[u32]) ->
 }
 
 fn incremental_equals_reference(w: &World, late: &[Arrival], extra: &[u32]) -> Result<(), TestCaseError> {
-    let mut twice: Vec<Arrival> = late.to_vec();
-    for (x, more) in late.iter().zip(extra) {
-        twice.push(Arrival { event: x.event.clone(), arrives_at: x.arrives_at + Duration::minutes(*more as i64) });
-    }
-    twice.sort_by_key(|x| x.arrives_at);
+    let twice = with_late_copies(late, extra);
     let mut s = w.base.clone();
     s.events = twice.clone();
     s.now = w.late_now();

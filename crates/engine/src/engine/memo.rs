@@ -83,8 +83,9 @@ impl<S: KvStore> Engine<S> {
     /// Whether evaluating the window now would decide and do what its last
     /// evaluation did (see the module's comment).
     pub(super) fn unchanged_since_evaluated(&self, touch: Touch, at: DateTime<Utc>) -> bool {
+        // The reference path keeps no memos (`remember`), so it skips nothing.
         let (no, date, week, reads) = touch;
-        if reads || self.config.evaluation == Evaluation::Reference {
+        if reads {
             return false;
         }
         self.evaluated.get(&(no, date, week)).is_some_and(|m| m.world == self.world && at.timestamp_micros() < m.until)
@@ -115,9 +116,7 @@ impl<S: KvStore> Engine<S> {
             return false;
         }
         match self.evaluated.get(&(no, date, false)) {
-            Some(m) if m.world == self.world && self.config.evaluation == Evaluation::Incremental => {
-                m.reads & reads::bit(kind) != 0
-            }
+            Some(m) if m.world == self.world => m.reads & reads::bit(kind) != 0,
             _ => true,
         }
     }
@@ -139,7 +138,7 @@ impl<S: KvStore> Engine<S> {
             return false;
         }
         let memo = match self.evaluated.get(&(no, monday, true)) {
-            Some(m) if m.world == self.world && self.config.evaluation == Evaluation::Incremental => m,
+            Some(m) if m.world == self.world => m,
             _ => return true,
         };
         let Some(week) = memo.week.as_deref() else { return true };
@@ -160,8 +159,7 @@ impl<S: KvStore> Engine<S> {
         student: &StudentRecord,
         still_reads: Kinds,
     ) {
-        let until = self.until(school, student, date, false);
-        self.remember((no, date, false), Memo { world: self.world, until, reads: still_reads, week: None });
+        self.remember((no, date, false), school, student, still_reads, None);
     }
 
     pub(super) fn note_week_evaluated(
@@ -172,18 +170,26 @@ impl<S: KvStore> Engine<S> {
         student: &StudentRecord,
         sections: Vec<WeekSection>,
     ) {
-        let until = self.until(school, student, monday, true);
         let week = Some(Box::new((student.homeroom_section_id.clone(), sections)));
-        self.remember((no, monday, true), Memo { world: self.world, until, reads: Kinds::MAX, week });
+        self.remember((no, monday, true), school, student, Kinds::MAX, week);
     }
 
-    fn remember(&mut self, key: (u32, NaiveDate, bool), memo: Memo) {
+    /// The one place memos are made: none on the reference path.
+    fn remember(
+        &mut self,
+        key: (u32, NaiveDate, bool),
+        school: &School,
+        student: &StudentRecord,
+        reads: Kinds,
+        week: Option<Box<(Option<String>, Vec<WeekSection>)>>,
+    ) {
         if self.config.evaluation == Evaluation::Reference {
             return;
         }
+        let until = self.until(school, student, key.1, key.2);
         if self.evaluated.len() >= self.config.record_cache_entries {
             self.evaluated.clear();
         }
-        self.evaluated.insert(key, memo);
+        self.evaluated.insert(key, Memo { world: self.world, until, reads, week });
     }
 }
