@@ -585,11 +585,6 @@ fn burst_is_absorbed(b: &str) -> TestResult {
     })
 }
 
-fn free_addr() -> Result<String, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.to_string())
-}
-
 /// The fault tests; they share the runner's broker.
 pub fn area() -> Area {
     let tests = service_tests![[Need::Broker], |e| (e.broker());

@@ -114,12 +114,6 @@ fn curl(args: &[&str]) -> Result<(bool, String, String), String> {
     ))
 }
 
-/// A free port on 127.0.0.1 (free when this returns).
-fn free_port() -> Result<u16, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
-}
-
 /// A child process killed when dropped.
 struct Killed(Child);
 

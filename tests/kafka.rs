@@ -943,10 +943,7 @@ fn a_day_closes_while_the_processor_is_idle(b: &str) -> TestResult {
     let closes = day.succ_opt().ok_or("no next day")?.and_hms_opt(0, 0, 0).ok_or("no midnight")?.and_utc();
     let started = Instant::now();
     let offset = (closes - chrono::Utc::now()).num_seconds() - LEAD_SECS;
-    let metrics_addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-        l.local_addr().map_err(|e| e.to_string())?.to_string()
-    };
+    let metrics_addr = free_addr()?;
     let mut child = Command::new(bin())
         .args(["run", "--brokers", b, "--clock", "wall", "--instance-id", "idle", "--topic-prefix", &prefix])
         .args(["--group", &format!("{prefix}g"), "--metrics-addr", &metrics_addr])

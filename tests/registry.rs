@@ -497,7 +497,7 @@ fn tail_reads_both_formats(c: &Ctx) -> TestResult {
 /// with what to check; the processor does not start without it.
 fn a_registry_that_is_down_at_start_is_named(c: &Ctx) -> TestResult {
     // A loopback port nothing listens on: bound, then closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let port = free_port()?;
     let url = format!("http://127.0.0.1:{port}/apis/ccompat/v7");
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let cfg = rollcall_kafka::ProcessorConfig {

@@ -356,12 +356,6 @@ fn bad_settings_are_named_before_connecting(sb: &SecureBroker) -> TestResult {
     Ok(())
 }
 
-/// A free port on loopback.
-fn free_port() -> Result<u16, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
-}
-
 /// The password (from the environment here; from its file in the other
 /// tests) is in nothing the processor prints or serves while it runs over
 /// SASL_SSL at debug level, while the broker goes away under it and comes

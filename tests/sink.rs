@@ -508,7 +508,7 @@ fn metrics_and_sigterm(b: &str, db: &Database) -> TestResult {
     let d = processed_district(b)?;
     let url = db.fresh("term")?;
     let pg = Pg::connect(&url)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let port = free_port()?;
     let addr = format!("127.0.0.1:{port}");
     let (mut child, log) = spawn_sink(b, &d.prefix, &url, &["--metrics-addr", &addr])?;
     let started = Instant::now();

@@ -82,6 +82,40 @@ pub fn unique(name: &str) -> String {
     format!("t{}-{}-{name}.", std::process::id(), chrono::Utc::now().timestamp_millis())
 }
 
+/// A port on 127.0.0.1 that is free when this returns, taken from below the
+/// kernel's ephemeral range: a port the kernel picked for `bind(0)` is in that
+/// range, so any outgoing connection (the broker's, librdkafka's) can take it
+/// between this call and the server's bind, and a server then fails with
+/// "address already in use". Below the range only an explicit bind competes,
+/// and each call in this process tries a different port.
+pub fn free_port() -> Result<u16, String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let (from, to) = (10_000u32, ephemeral_low.min(65_535));
+    if to > from + 1_000 {
+        let span = to - from;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let seed = std::process::id().wrapping_mul(7_919).wrapping_add(nanos);
+        for _ in 0..span.min(2_000) {
+            let port = (from + seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(7_883)) % span) as u16;
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+/// [`free_port`] as an address.
+pub fn free_addr() -> Result<String, String> {
+    Ok(format!("127.0.0.1:{}", free_port()?))
+}
+
 pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
     if cond {
         Ok(())
