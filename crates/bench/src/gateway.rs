@@ -47,9 +47,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rollcall_gateway::{GatewayConfig, SourceConfig};
-use rollcall_ingest::{Format, IdentityView};
-use rollcall_model::avro::AvroRecord;
-use rollcall_model::ActivityEvent;
+use rollcall_ingest::{Encoded, Format, IdentityView};
 use serde_json::json;
 
 use crate::broker::{high_watermarks, rate, ratio, unique};
@@ -155,22 +153,53 @@ fn envelopes(run: &str, from: usize, to: usize, per: usize, students: usize) -> 
 }
 
 /// What the gateway will produce for `bodies`, found with the same pure
-/// normalization it runs; also proves that every event is accepted, not
-/// ignored nor waiting for an identity.
-fn normalized(bodies: &[Bytes], ids: &IdentityView, expected: usize) -> anyhow::Result<Vec<ActivityEvent>> {
-    let mut events = Vec::with_capacity(expected);
+/// function it runs (its events stamped with `received`); also proves that
+/// every event is accepted, not ignored nor waiting for an identity.
+fn encoded(bodies: &[Bytes], ids: &IdentityView, expected: usize, received: DateTime<Utc>) -> anyhow::Result<Vec<Encoded>> {
+    let mut out = Vec::with_capacity(bodies.len());
     for b in bodies {
-        let o = rollcall_ingest::normalize(Format::Caliper, b, ids, Some(SOURCE)).map_err(|r| anyhow::anyhow!("{r}"))?;
+        let e = rollcall_ingest::encode(Format::Caliper, b, ids, Some(SOURCE), received).map_err(|r| anyhow::anyhow!("{r}"))?;
         anyhow::ensure!(
-            o.waiting.is_empty() && o.ignored.is_empty(),
+            e.waiting.is_empty() && e.ignored.is_empty(),
             "a generated envelope does not normalize whole: {} waiting, ignored {:?}",
-            o.waiting.len(),
-            o.ignored
+            e.waiting.len(),
+            e.ignored
         );
-        events.extend(o.events);
+        out.push(e);
     }
-    anyhow::ensure!(events.len() == expected, "{} events normalized from {expected} generated", events.len());
-    Ok(events)
+    let n: usize = out.iter().map(|e| e.events.len()).sum();
+    anyhow::ensure!(n == expected, "{n} events normalized from {expected} generated");
+    Ok(out)
+}
+
+/// The gateway's own work on a request, Kafka and HTTP apart, on this one
+/// thread: CPU µs per event normalizing into owned `ActivityEvent`s and
+/// encoding them, and reading the same bodies straight to Avro as the
+/// gateway does; medians of three interleaved passes. The two must give
+/// the same bytes.
+fn normalizing_cpu(
+    bodies: &[Bytes],
+    ids: &IdentityView,
+    want: &[Encoded],
+    received: DateTime<Utc>,
+) -> anyhow::Result<(f64, f64)> {
+    let events: usize = want.iter().map(|e| e.events.len()).sum::<usize>().max(1);
+    let (mut owned, mut direct) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let start = cpu_seconds().0;
+        for (b, w) in bodies.iter().zip(want) {
+            let o = rollcall_ingest::normalize(Format::Caliper, b, ids, Some(SOURCE)).map_err(|r| anyhow::anyhow!("{r}"))?;
+            let e = Encoded::from_outcome(o, received);
+            anyhow::ensure!(e.bytes == w.bytes, "the owned path wrote other bytes than the direct one");
+        }
+        owned.push((cpu_seconds().0 - start) * 1e6 / events as f64);
+        let start = cpu_seconds().0;
+        for b in bodies {
+            rollcall_ingest::encode(Format::Caliper, b, ids, Some(SOURCE), received).map_err(|r| anyhow::anyhow!("{r}"))?;
+        }
+        direct.push((cpu_seconds().0 - start) * 1e6 / events as f64);
+    }
+    Ok((median(owned), median(direct)))
 }
 
 /// The gateway, serving on its own threads until dropped.
@@ -558,12 +587,19 @@ pub fn gateway(a: GatewayBenchArgs) -> anyhow::Result<ExitCode> {
     let warm = envelopes(&prefix, 0, b0, a.batch, a.students)?;
     let batch_bodies = envelopes(&prefix, b0, b1, a.batch, a.students)?;
     let single_bodies = envelopes(&prefix, b1, b2, 1, a.students)?;
-    let events = normalized(&batch_bodies, &ids, a.events)?;
-    let records: Vec<(String, Vec<u8>, i64)> = events
+    // The bare producer writes the gateway's very bytes: each event stamped
+    // with a time it was taken, as the gateway stamps it.
+    let received = Utc::now();
+    let requests = encoded(&batch_bodies, &ids, a.events, received)?;
+    let records: Vec<(String, Vec<u8>, i64)> = requests
         .iter()
-        .map(|e| Ok((e.student_id.clone(), e.to_single_object()?, e.occurred_at.timestamp_millis())))
-        .collect::<anyhow::Result<_>>()?;
+        .flat_map(|r| r.events.iter().map(move |e| (r, e)))
+        .map(|(r, e)| (String::from_utf8_lossy(r.key(e)).into_owned(), r.payload(e).to_vec(), e.occurred_at_ms))
+        .collect();
     let bytes: usize = batch_bodies.iter().map(Bytes::len).sum();
+    spin.set_message("timing the gateway's normalization on one thread");
+    let (owned_us, direct_us) = normalizing_cpu(&batch_bodies, &ids, &requests, received)?;
+    drop(requests);
     spin.finish_and_clear();
 
     let cfg = GatewayConfig {
@@ -723,6 +759,12 @@ pub fn gateway(a: GatewayBenchArgs) -> anyhow::Result<ExitCode> {
     );
     println!("| gateway, single (offered {}/s) | {single_req_s:.0} | {single_req_s:.0} | {s50:.1} | {s99:.1} |", a.rate);
     println!("| bare producer (median of {} rounds) | {bare_ev_s:.0} | | | |", a.rounds);
+    println!();
+    println!(
+        "normalizing and encoding a request, one thread, HTTP and Kafka apart (median of 3 passes over the batched bodies): \
+         {owned_us:.2} µs of CPU per event through owned ActivityEvents, {direct_us:.2} µs written straight to Avro as the gateway does ({:.2}×)",
+        owned_us / direct_us.max(f64::MIN_POSITIVE)
+    );
     println!(
         "gateway: batched {ev_s:.0} events/s (bare producer {bare_ev_s:.0} events/s, ratio {}), single p50 {s50:.1} ms p99 {s99:.1} ms at {single_req_s:.0} requests/s",
         ratio(r)

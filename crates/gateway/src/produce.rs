@@ -16,8 +16,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
+use rollcall_ingest::Encoded;
 use rollcall_model::avro::AvroRecord;
-use rollcall_model::ActivityEvent;
 
 use crate::GatewayError;
 
@@ -106,24 +106,23 @@ impl Producer {
         Ok(Producer { inner, topic, waiting_topic, timeout })
     }
 
-    /// Produces every event (to the activity topic) and every waiting event
-    /// (to the waiting topic, stamped with `now`, from which its wait is
-    /// counted), and waits for every acknowledgement.
-    pub async fn produce_all(
-        &self,
-        events: &[ActivityEvent],
-        waiting: &[&ActivityEvent],
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(), NotDurable> {
-        let all: Vec<(&str, &ActivityEvent, i64)> = events
-            .iter()
-            .map(|e| (self.topic.as_str(), e, e.occurred_at.timestamp_millis()))
-            .chain(waiting.iter().map(|e| (self.waiting_topic.as_str(), *e, now.timestamp_millis())))
-            .collect();
-        let mut payloads = Vec::with_capacity(all.len());
-        for (index, (_, e, _)) in all.iter().enumerate() {
-            payloads.push(e.to_single_object().map_err(|err| NotDurable::Encode { index, message: err.to_string() })?);
+    /// Produces every event (to the activity topic, already encoded) and
+    /// every waiting event (to the waiting topic, stamped with `now`, from
+    /// which its wait is counted), and waits for every acknowledgement.
+    pub async fn produce_all(&self, request: &Encoded, now: chrono::DateTime<chrono::Utc>) -> Result<(), NotDurable> {
+        let mut held = Vec::with_capacity(request.waiting.len());
+        for (i, w) in request.waiting.iter().enumerate() {
+            let index = request.events.len() + i;
+            held.push(w.event.to_single_object().map_err(|err| NotDurable::Encode { index, message: err.to_string() })?);
         }
+        let all: Vec<(&str, &[u8], &[u8], i64)> = request
+            .events
+            .iter()
+            .map(|e| (self.topic.as_str(), request.key(e), request.payload(e), e.occurred_at_ms))
+            .chain(request.waiting.iter().zip(&held).map(|(w, payload)| {
+                (self.waiting_topic.as_str(), w.event.student_id.as_bytes(), payload.as_slice(), now.timestamp_millis())
+            }))
+            .collect();
         // Everything is enqueued first, so that the request's events share
         // batches, then the acknowledgements are awaited together (one
         // wake-up when the last is reported).
@@ -131,12 +130,10 @@ impl Producer {
         let deadline = Instant::now() + self.timeout;
         let mut failed = None;
         let mut n = 0;
-        for (index, ((topic, e, ts), v)) in all.iter().zip(&payloads).enumerate() {
+        for (index, &(topic, key, payload, ts)) in all.iter().enumerate() {
             acks.pending.fetch_add(1, Ordering::AcqRel);
-            let mut record = BaseRecord::with_opaque_to(topic, Box::new((acks.clone(), index)))
-                .key(e.student_id.as_bytes())
-                .payload(v)
-                .timestamp(*ts);
+            let mut record =
+                BaseRecord::with_opaque_to(topic, Box::new((acks.clone(), index))).key(key).payload(payload).timestamp(ts);
             let enqueued = loop {
                 match self.inner.send(record) {
                     Ok(()) => break Ok(()),

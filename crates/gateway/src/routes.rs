@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use rollcall_ingest::{IdentityView, Outcome, Rejected};
+use rollcall_ingest::{Encoded, IdentityView, Rejected};
 use serde_json::json;
 
 use crate::config::{Credential, GatewayConfig, Source};
@@ -82,9 +82,8 @@ async fn ingest(state: Arc<AppState>, source: Arc<Source>, headers: HeaderMap, b
 }
 
 async fn handle(state: &AppState, source: &Source, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    // To the microsecond, as the record carries it.
-    let now = chrono::Utc::now();
-    let received = chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+    // Kept to the microsecond, as the record carries it.
+    let received = chrono::Utc::now();
     let body = match body {
         Ok(b) => b,
         Err(e) => return answer(e.status(), json!({ "errors": [e.body_text()] })),
@@ -99,26 +98,24 @@ async fn handle(state: &AppState, source: &Source, headers: &HeaderMap, body: Re
             Err(r) => return refused(&r),
         }
     }
-    let outcome = if source.csv {
-        rollcall_ingest::native::csv(&body, &source.name)
+    // Caliper's fast path writes its events straight to Avro; the other
+    // formats are normalized, then encoded.
+    let encoded = if source.csv {
+        rollcall_ingest::native::csv(&body, &source.name).map(|o| Encoded::from_outcome(o, received))
     } else if source.format == rollcall_ingest::Format::Native {
-        rollcall_ingest::native::json(&body)
+        rollcall_ingest::native::json(&body).map(|o| Encoded::from_outcome(o, received))
     } else {
-        rollcall_ingest::normalize(source.format, &body, &state.identities.read(), Some(&source.name))
+        rollcall_ingest::encode(source.format, &body, &state.identities.read(), Some(&source.name), received)
     };
-    let Outcome { mut events, mut waiting, ignored } = match outcome {
-        Ok(o) => o,
+    let request = match encoded {
+        Ok(e) => e,
         Err(r) => return refused(&r),
     };
-    for e in events.iter_mut().chain(waiting.iter_mut().map(|w| &mut w.event)) {
-        e.received_at = Some(received);
-    }
     // What names someone the view does not know yet is made durable on the
     // waiting topic in the same request: the platform is answered only once
     // every event is on one topic or the other, and the resolver releases
     // the waiting ones when their mapping arrives.
-    let held: Vec<&rollcall_model::ActivityEvent> = waiting.iter().map(|w| &w.event).collect();
-    if let Err(e) = state.producer.produce_all(&events, &held, chrono::Utc::now()).await {
+    if let Err(e) = state.producer.produce_all(&request, chrono::Utc::now()).await {
         state.metrics.set_ready(false);
         tracing::warn!(route = %source.route, error = %e, "events not acknowledged; answered 503");
         return answer(StatusCode::SERVICE_UNAVAILABLE, json!({ "errors": [e.to_string()] }));
@@ -127,7 +124,7 @@ async fn handle(state: &AppState, source: &Source, headers: &HeaderMap, body: Re
     let format = source.format.name();
     // One label lookup per kind in the request, not one per event.
     let mut by_kind: Vec<(rollcall_model::ActivityKind, u64)> = Vec::new();
-    for e in &events {
+    for e in &request.events {
         match by_kind.iter_mut().find(|(k, _)| *k == e.kind) {
             Some((_, n)) => *n += 1,
             None => by_kind.push((e.kind, 1)),
@@ -136,6 +133,7 @@ async fn handle(state: &AppState, source: &Source, headers: &HeaderMap, body: Re
     for (kind, n) in by_kind {
         state.metrics.events.with_label_values(&[format, &kind.to_string()]).inc_by(n);
     }
+    let Encoded { events, waiting, ignored, .. } = request;
     let n_ignored: u64 = ignored.values().sum();
     if n_ignored > 0 {
         state.metrics.ignored.with_label_values(&[format]).inc_by(n_ignored);

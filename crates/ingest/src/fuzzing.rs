@@ -47,6 +47,19 @@ fn check(format: Format, data: &[u8]) -> bool {
     let first = normalize(format, data, &ids, None);
     let again = normalize(format, data, &ids, None);
     assert_eq!(first, again, "{} normalized the same bytes two ways", format.name());
+    // What the gateway produces: the same events, written straight to Avro
+    // where the format has a direct path, and each reads back as the event.
+    let received = DateTime::from_timestamp(1_739_977_500, 123_456_000).unwrap_or_default();
+    let encoded = crate::encode(format, data, &ids, None, received);
+    assert_eq!(encoded, first.clone().map(|o| crate::Encoded::from_outcome(o, received)), "{} encodes otherwise", format.name());
+    if let (Ok(encoded), Ok(out)) = (&encoded, &first) {
+        for (r, e) in encoded.events.iter().zip(&out.events) {
+            let back = rollcall_model::ActivityEvent::from_single_object(encoded.payload(r))
+                .unwrap_or_else(|err| panic!("an encoded event does not decode: {err}\n{e:?}"));
+            assert_eq!(back, rollcall_model::ActivityEvent { received_at: Some(received), ..e.clone() });
+            assert_eq!(encoded.key(r), e.student_id.as_bytes());
+        }
+    }
     match first {
         Ok(out) => {
             well_formed(&out);

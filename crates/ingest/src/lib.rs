@@ -29,6 +29,7 @@
 pub mod calendar_csv;
 pub mod caliper;
 pub mod canvas;
+pub mod encoded;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;
@@ -45,6 +46,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rollcall_model::{ActivityEvent, ActivityKind, Direction};
 use sha2::{Digest, Sha256};
 
+pub use encoded::{encode, Encoded, EncodedEvent};
 pub use identity::{IdType, Identity, IdentityKey, IdentityView};
 
 /// The formats `rollcall normalize` and the gateway read.

@@ -18,9 +18,12 @@ use chrono::{DateTime, Utc};
 use rollcall_model::{ActivityKind, Direction};
 use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use rollcall_model::avro::ActivityEventRef;
+
 use super::{classify_roles, V1P1, V1P2};
+use crate::encoded::Encoded;
 use crate::json::KeySeed;
-use crate::{Draft, IdentityView, Normalizer, Outcome, Role};
+use crate::{Draft, IdType, IdentityView, Normalizer, Outcome, Role};
 
 /// The envelope's members but `data`, whose events are mapped as they are
 /// read (none is kept: an event read is an event mapped). Every value is
@@ -94,11 +97,11 @@ macro_rules! scalars_are {
 }
 
 /// Reads the envelope into `n`; `None` for anything but an object.
-struct EnvelopeSeed<'s, 'n> {
-    n: &'s mut Normalizer<'n>,
+struct EnvelopeSeed<'s, S> {
+    n: &'s mut S,
 }
 
-impl<'de> DeserializeSeed<'de> for EnvelopeSeed<'_, '_> {
+impl<'de, S: Sink> DeserializeSeed<'de> for EnvelopeSeed<'_, S> {
     type Value = Option<Envelope<'de>>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Envelope<'de>>, D::Error> {
@@ -106,7 +109,7 @@ impl<'de> DeserializeSeed<'de> for EnvelopeSeed<'_, '_> {
     }
 }
 
-impl<'de> Visitor<'de> for EnvelopeSeed<'_, '_> {
+impl<'de, S: Sink> Visitor<'de> for EnvelopeSeed<'_, S> {
     type Value = Option<Envelope<'de>>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -147,11 +150,11 @@ impl<'de> Visitor<'de> for EnvelopeSeed<'_, '_> {
 
 /// Maps the events of `data` into `n` as they are read; whether it was an
 /// array of objects, each taken.
-struct DataSeed<'s, 'n> {
-    n: &'s mut Normalizer<'n>,
+struct DataSeed<'s, S> {
+    n: &'s mut S,
 }
 
-impl<'de> DeserializeSeed<'de> for DataSeed<'_, '_> {
+impl<'de, S: Sink> DeserializeSeed<'de> for DataSeed<'_, S> {
     type Value = bool;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
@@ -159,7 +162,7 @@ impl<'de> DeserializeSeed<'de> for DataSeed<'_, '_> {
     }
 }
 
-impl<'de> Visitor<'de> for DataSeed<'_, '_> {
+impl<'de, S: Sink> Visitor<'de> for DataSeed<'_, S> {
     type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -189,12 +192,12 @@ impl<'de> Visitor<'de> for DataSeed<'_, '_> {
 
 /// Maps `data[index]` into `n` once it is read; whether it was an object.
 /// An event the fast path does not take ends the reading (an error).
-struct ItemSeed<'s, 'n> {
-    n: &'s mut Normalizer<'n>,
+struct ItemSeed<'s, S> {
+    n: &'s mut S,
     index: usize,
 }
 
-impl<'de> DeserializeSeed<'de> for ItemSeed<'_, '_> {
+impl<'de, S: Sink> DeserializeSeed<'de> for ItemSeed<'_, S> {
     type Value = bool;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
@@ -202,7 +205,7 @@ impl<'de> DeserializeSeed<'de> for ItemSeed<'_, '_> {
     }
 }
 
-impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
+impl<'de, S: Sink> Visitor<'de> for ItemSeed<'_, S> {
     type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -560,14 +563,36 @@ struct GiveUp;
 /// The outcome of a standard Caliper envelope, or `None` when the fast path
 /// gives up on it.
 pub(super) fn normalize(body: &[u8], ids: &IdentityView, source: &str) -> Option<Outcome> {
+    let mut n = Normalizer::new(ids, source);
+    read(body, &mut n)?;
+    n.finish().ok()
+}
+
+/// The envelope's events written straight to Avro, each stamped with
+/// `received_at`, or `None` when the fast path gives up on it.
+pub(super) fn encode(body: &[u8], ids: &IdentityView, source: &str, received_at: DateTime<Utc>) -> Option<Encoded> {
+    let mut e = Encoder { n: Normalizer::new(ids, source), received_at, out: Encoded::default() };
+    // A request's envelope is about three times its events' Avro.
+    e.out.bytes.reserve(body.len() / 3);
+    read(body, &mut e)?;
+    let Outcome { events, waiting, ignored } = e.n.finish().ok()?;
+    debug_assert!(events.is_empty(), "the encoder files no owned event");
+    e.out.waiting = waiting;
+    e.out.ignored = ignored;
+    e.out.stamp_waiting(received_at);
+    Some(e.out)
+}
+
+/// Reads a standard Caliper envelope into `sink`; `None` when the fast path
+/// gives up on it.
+fn read<S: Sink>(body: &[u8], sink: &mut S) -> Option<()> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     // The body's UTF-8 checked once, in one pass, instead of string by
     // string as the slice reader does (a twentieth of the gateway's CPU);
     // a body that is not UTF-8 is the slow path's to name.
     let body = std::str::from_utf8(body).ok()?;
-    let mut n = Normalizer::new(ids, source);
     let mut de = serde_json::Deserializer::from_str(body);
-    let env = EnvelopeSeed { n: &mut n }.deserialize(&mut de).ok()??;
+    let env = EnvelopeSeed { n: sink }.deserialize(&mut de).ok()??;
     de.end().ok()?;
     match env.data_version.as_str() {
         Some(V1P1 | V1P2) => {}
@@ -575,13 +600,119 @@ pub(super) fn normalize(body: &[u8], ids: &IdentityView, source: &str) -> Option
     }
     env.sensor.text()?;
     time(env.send_time.as_str()?)?;
-    if !env.data_taken {
-        return None;
-    }
-    n.finish().ok()
+    env.data_taken.then_some(())
 }
 
-fn event(n: &mut Normalizer, index: usize, item: &Item) -> Result<(), GiveUp> {
+/// An event as the fast path maps it, its strings borrowed from the body.
+pub(super) struct Mapped<'a> {
+    id: &'a str,
+    kind: ActivityKind,
+    at: DateTime<Utc>,
+    student: &'a str,
+    section: Option<&'a str>,
+    direction: Option<Direction>,
+    /// Name and value, in name order, none empty (as `Draft::attr` keeps them).
+    attributes: [(&'static str, &'a str); 4],
+    n_attributes: usize,
+}
+
+impl<'a> Mapped<'a> {
+    fn attr(&mut self, name: &'static str, value: &'a str) {
+        if !value.is_empty() {
+            debug_assert!(self.attributes[..self.n_attributes].iter().all(|(k, _)| *k < name), "{name} out of order");
+            self.attributes[self.n_attributes] = (name, value);
+            self.n_attributes += 1;
+        }
+    }
+
+    fn attributes(&self) -> &[(&'static str, &'a str)] {
+        &self.attributes[..self.n_attributes]
+    }
+
+    /// The owned draft `Normalizer::emit_with` resolves.
+    fn draft(&self) -> Draft {
+        let mut d = Draft::new(self.id.to_string(), self.kind, self.at, self.student.to_string());
+        d.section_key = self.section.map(str::to_string);
+        d.direction = self.direction;
+        for (k, v) in self.attributes() {
+            d.attr(k, *v);
+        }
+        d
+    }
+}
+
+/// Where the fast path files what it maps.
+trait Sink {
+    fn ignore(&mut self, what: String);
+    /// Whether the view knows this person key as a student or as staff.
+    fn role_of(&self, key: &str) -> Option<Role>;
+    fn emit(&mut self, index: usize, label: &dyn Fn() -> String, m: &Mapped<'_>);
+}
+
+/// Into an [`Outcome`], as every other normalizer files its events.
+impl Sink for Normalizer<'_> {
+    fn ignore(&mut self, what: String) {
+        self.out.ignore(what);
+    }
+
+    fn role_of(&self, key: &str) -> Option<Role> {
+        Normalizer::role_of(self, key)
+    }
+
+    fn emit(&mut self, index: usize, label: &dyn Fn() -> String, m: &Mapped<'_>) {
+        self.emit_with(|| format!("data[{index}]"), label, m.draft());
+    }
+}
+
+/// Straight to Avro when the view knows everything the event names; what
+/// waits or is staff goes through the [`Normalizer`], as it would have.
+struct Encoder<'a> {
+    n: Normalizer<'a>,
+    received_at: DateTime<Utc>,
+    out: Encoded,
+}
+
+impl Sink for Encoder<'_> {
+    fn ignore(&mut self, what: String) {
+        self.n.out.ignore(what);
+    }
+
+    fn role_of(&self, key: &str) -> Option<Role> {
+        self.n.role_of(key)
+    }
+
+    fn emit(&mut self, index: usize, label: &dyn Fn() -> String, m: &Mapped<'_>) {
+        let (ids, source) = (self.n.ids, self.n.source);
+        // The fast path names no staff member; these are `resolve`'s
+        // lookups for a student and a class.
+        let student = ids.get(source, IdType::Student, m.student);
+        let section = match m.section {
+            None => Some(None),
+            Some(key) => ids.get(source, IdType::Section, key).map(|i| Some(i.id.as_str())),
+        };
+        let (Some(student), Some(section_id)) = (student, section) else {
+            return self.n.emit_with(|| format!("data[{index}]"), label, m.draft());
+        };
+        self.out.push(ActivityEventRef {
+            event_id: m.id,
+            source,
+            student_id: &student.id,
+            school_id: &student.school_id,
+            section_id,
+            staff_id: None,
+            kind: m.kind,
+            direction: m.direction,
+            occurred_at: m.at,
+            assigned_date: None,
+            live_session_id: None,
+            duration_seconds: None,
+            attributes: m.attributes().iter().copied(),
+            received_at: Some(self.received_at),
+        });
+    }
+}
+
+fn event<S: Sink>(n: &mut S, index: usize, item: &Item) -> Result<(), GiveUp> {
     if caliper_1_0(item) || item.ty.as_str() == Some("MediaEvent") {
         // Refused, or paired with other events of the request.
         return Err(GiveUp);
@@ -589,7 +720,7 @@ fn event(n: &mut Normalizer, index: usize, item: &Item) -> Result<(), GiveUp> {
     let ty = item.ty.text().ok_or(GiveUp)?;
     if !ty.ends_with("Event") {
         // Entities may travel in `data` beside events (Caliper §5.2).
-        n.out.ignore(format!("entity {ty}"));
+        n.ignore(format!("entity {ty}"));
         return Ok(());
     }
     let id = item.id.text().ok_or(GiveUp)?;
@@ -603,7 +734,7 @@ fn event(n: &mut Normalizer, index: usize, item: &Item) -> Result<(), GiveUp> {
         return Err(GiveUp);
     }
     if item.actor.ty() == Some("SoftwareApplication") {
-        n.out.ignore(format!("{} by a SoftwareApplication", label()));
+        n.ignore(format!("{} by a SoftwareApplication", label()));
         return Ok(());
     }
     let kind = match (ty, action) {
@@ -614,38 +745,35 @@ fn event(n: &mut Normalizer, index: usize, item: &Item) -> Result<(), GiveUp> {
         ("NavigationEvent", "NavigatedTo") | ("ViewEvent", "Viewed") | ("ToolUseEvent", "Used") => ActivityKind::ContentAccess,
         ("MediaEvent", _) => return Err(GiveUp),
         _ => {
-            n.out.ignore(label());
+            n.ignore(label());
             return Ok(());
         }
     };
-    let mut d = Draft::new(id.to_string(), kind, at, student.to_string());
-    d.section_key = group.map(str::to_string);
-    d.attr("object_id", object_id);
-    if !item.ed_app.is_absent() {
-        d.attr("ed_app", item.ed_app.id().ok_or(GiveUp)?);
-    }
-    if !item.session.is_absent() {
-        d.attr("session_id", item.session.id().ok_or(GiveUp)?);
-    }
+    let ed_app = if item.ed_app.is_absent() { None } else { Some(item.ed_app.id().ok_or(GiveUp)?) };
+    let session = if item.session.is_absent() { None } else { Some(item.session.id().ok_or(GiveUp)?) };
     let roles: Vec<String> = match &item.membership {
         Entity::Object { roles: Roles::Texts(r), .. } => r.iter().map(|r| r.to_string()).collect(),
         Entity::Object { roles: Roles::Bad, .. } => return Err(GiveUp),
         _ => Vec::new(),
     };
-    if !roles.is_empty() {
-        d.attr("roles", roles.join(","));
-    }
+    let roles_joined = roles.join(",");
+    let mut m = Mapped { id, kind, at, student, section: group, direction: None, attributes: [("", ""); 4], n_attributes: 0 };
+    // In name order.
+    m.attr("ed_app", ed_app.unwrap_or(""));
+    m.attr("object_id", object_id);
+    m.attr("roles", &roles_joined);
+    m.attr("session_id", session.unwrap_or(""));
     if kind == ActivityKind::Message {
         let direction = match classify_roles(&roles) {
             Some(role) => role,
-            None => n.role_of(&d.student_key).unwrap_or(Role::Student),
+            None => n.role_of(student).unwrap_or(Role::Student),
         };
         match direction {
-            Role::Student => d.direction = Some(Direction::FromStudent),
+            Role::Student => m.direction = Some(Direction::FromStudent),
             // Whom a staff post is to is `normalize_value`'s to find.
             Role::Staff => return Err(GiveUp),
         }
     }
-    n.emit_with(|| format!("data[{index}]"), label, d);
+    n.emit(index, &label, &m);
     Ok(())
 }

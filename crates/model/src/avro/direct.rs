@@ -232,28 +232,102 @@ pub(super) fn determination_direct(d: &Determination, out: &mut Vec<u8>) {
 /// The activity event's datum written straight from the struct, as the
 /// generic encoder writes it (the same tests compare the two): the gateway
 /// encodes one per event it takes, and the value tree was a seventh of its
-/// CPU. The attributes are written in key order, which is the generic
-/// encoder's order too.
+/// CPU.
 pub(super) fn activity_event_encode(e: &ActivityEvent, out: &mut Vec<u8>) {
-    string(&e.event_id, out);
-    string(&e.source, out);
-    string(&e.student_id, out);
-    string(&e.school_id, out);
-    opt(e.section_id.as_deref(), out, string);
-    opt(e.staff_id.as_deref(), out, string);
-    write_long(e.kind.position() as i64, out);
-    opt(e.direction, out, |d, out| write_long(d.position() as i64, out));
-    write_long(e.occurred_at.timestamp_micros(), out);
-    opt(e.assigned_date, out, |d, out| write_long((d.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE) as i64, out));
-    opt(e.live_session_id.as_deref(), out, string);
-    opt(e.duration_seconds, out, write_long);
-    if !e.attributes.is_empty() {
-        write_long(e.attributes.len() as i64, out);
-        for (k, v) in &e.attributes {
-            string(k, out);
-            string(v, out);
+    ActivityEventRef::of(e).write_datum(out);
+}
+
+/// An activity event whose strings are borrowed, written to Avro without
+/// an owned [`ActivityEvent`] in between: the gateway's Caliper path reads
+/// its strings from the request's body and the identity view, and a
+/// `String` per field, made and dropped per event, was most of what it
+/// allocated. [`ActivityEventRef::of`] views an owned event, so the owned
+/// encoder is this one.
+#[derive(Debug, Clone)]
+pub struct ActivityEventRef<'a, A> {
+    pub event_id: &'a str,
+    pub source: &'a str,
+    pub student_id: &'a str,
+    pub school_id: &'a str,
+    pub section_id: Option<&'a str>,
+    pub staff_id: Option<&'a str>,
+    pub kind: ActivityKind,
+    pub direction: Option<Direction>,
+    pub occurred_at: DateTime<Utc>,
+    pub assigned_date: Option<NaiveDate>,
+    pub live_session_id: Option<&'a str>,
+    pub duration_seconds: Option<i64>,
+    /// Name and value, in name order with no name twice (as a `BTreeMap`
+    /// iterates): Avro's map has no order, but the generic encoder writes
+    /// the map's, and both paths must give the same bytes.
+    pub attributes: A,
+    pub received_at: Option<DateTime<Utc>>,
+}
+
+/// An owned event's attributes, as [`ActivityEventRef`] takes them.
+pub type OwnedAttributes<'a> =
+    std::iter::Map<std::collections::btree_map::Iter<'a, String, String>, fn((&'a String, &'a String)) -> (&'a str, &'a str)>;
+
+impl<'a> ActivityEventRef<'a, OwnedAttributes<'a>> {
+    pub fn of(e: &'a ActivityEvent) -> Self {
+        let pair: fn((&'a String, &'a String)) -> (&'a str, &'a str) = |(k, v)| (k.as_str(), v.as_str());
+        ActivityEventRef {
+            event_id: &e.event_id,
+            source: &e.source,
+            student_id: &e.student_id,
+            school_id: &e.school_id,
+            section_id: e.section_id.as_deref(),
+            staff_id: e.staff_id.as_deref(),
+            kind: e.kind,
+            direction: e.direction,
+            occurred_at: e.occurred_at,
+            assigned_date: e.assigned_date,
+            live_session_id: e.live_session_id.as_deref(),
+            duration_seconds: e.duration_seconds,
+            attributes: e.attributes.iter().map(pair),
+            received_at: e.received_at,
         }
     }
-    out.push(0);
-    opt(e.received_at, out, |t, out| write_long(t.timestamp_micros(), out));
+}
+
+impl<'a, A: ExactSizeIterator<Item = (&'a str, &'a str)>> ActivityEventRef<'a, A> {
+    /// The datum alone.
+    pub fn write_datum(self, out: &mut Vec<u8>) {
+        self.write(out);
+    }
+
+    /// The single-object message (header, then datum) appended to `out`;
+    /// where in `out` the student id's bytes are, which is the record's key.
+    pub fn write_single_object(self, out: &mut Vec<u8>) -> std::ops::Range<usize> {
+        use super::AvroRecord;
+        out.extend_from_slice(&super::SINGLE_OBJECT_MARKER);
+        out.extend_from_slice(&ActivityEvent::fingerprint().to_le_bytes());
+        self.write(out)
+    }
+
+    fn write(self, out: &mut Vec<u8>) -> std::ops::Range<usize> {
+        string(self.event_id, out);
+        string(self.source, out);
+        string(self.student_id, out);
+        let student = out.len() - self.student_id.len()..out.len();
+        string(self.school_id, out);
+        opt(self.section_id, out, string);
+        opt(self.staff_id, out, string);
+        write_long(self.kind.position() as i64, out);
+        opt(self.direction, out, |d, out| write_long(d.position() as i64, out));
+        write_long(self.occurred_at.timestamp_micros(), out);
+        opt(self.assigned_date, out, |d, out| write_long((d.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE) as i64, out));
+        opt(self.live_session_id, out, string);
+        opt(self.duration_seconds, out, write_long);
+        if self.attributes.len() > 0 {
+            write_long(self.attributes.len() as i64, out);
+            for (k, v) in self.attributes {
+                string(k, out);
+                string(v, out);
+            }
+        }
+        out.push(0);
+        opt(self.received_at, out, |t, out| write_long(t.timestamp_micros(), out));
+        student
+    }
 }

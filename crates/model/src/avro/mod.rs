@@ -34,6 +34,7 @@ mod value;
 use apache_avro::schema::Schema;
 use apache_avro::types::Value;
 
+pub use direct::{ActivityEventRef, OwnedAttributes};
 pub use framing::{
     parsing_canonical_form, rabin_fingerprint, single_object_fingerprint, SINGLE_OBJECT_HEADER_LEN, SINGLE_OBJECT_MARKER,
 };
