@@ -9,9 +9,11 @@
 //! only HTTP. Phases:
 //!
 //! 1. `--rounds` rounds (3), each:
-//!    - batched: `--connections` keep-alive HTTP/1.1 clients post Caliper
-//!      envelopes of `--batch` events, closed loop, until `--events` events
-//!      are acknowledged;
+//!    - batched: `--connections` keep-alive HTTP/1.1 connections post
+//!      Caliper envelopes of `--batch` events, closed loop, until
+//!      `--events` events are acknowledged (written as ready-made bytes by
+//!      [`crate::http1`], so that the client takes as little as it can of
+//!      the cores the gateway runs on);
 //!    - bare: a `FutureProducer` with the gateway's producer settings writes
 //!      the same events (the same Avro single-object bytes, keys and
 //!      timestamps) to a topic of its own and waits for every ack (before
@@ -51,6 +53,7 @@ use rollcall_ingest::{Encoded, Format, IdentityView};
 use serde_json::json;
 
 use crate::broker::{high_watermarks, rate, ratio, unique};
+use crate::http1::Connection;
 use crate::progress::bar;
 
 #[derive(clap::Args)]
@@ -305,12 +308,17 @@ async fn post(client: &reqwest::Client, url: &str, token: &str, body: Bytes) -> 
         .send()
         .await
         .map_err(|e| format!("{e:#}"))?;
-    let status = r.status();
+    let status = r.status().as_u16();
     let text = r.bytes().await.map_err(|e| format!("{e:#}"))?;
-    if !status.is_success() {
-        return Err(format!("{status}: {}", String::from_utf8_lossy(&text)));
+    accepted(status, &text)
+}
+
+/// The events an answer says were accepted, or why the request failed.
+fn accepted(status: u16, body: &[u8]) -> Result<u64, String> {
+    if !(200..300).contains(&status) {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(body)));
     }
-    let v: serde_json::Value = serde_json::from_slice(&text).map_err(|e| format!("answer {e}"))?;
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("answer {e}"))?;
     v.get("accepted").and_then(serde_json::Value::as_u64).ok_or_else(|| format!("no `accepted` in {v}"))
 }
 
@@ -327,8 +335,7 @@ fn client(connections: usize) -> anyhow::Result<reqwest::Client> {
 /// Phase 1: `connections` closed-loop clients share the bodies. Returns the
 /// answers and the seconds from the first request to the last answer.
 async fn batched(
-    client: &reqwest::Client,
-    url: &str,
+    addr: std::net::SocketAddr,
     token: &str,
     bodies: Arc<Vec<Bytes>>,
     connections: usize,
@@ -339,15 +346,21 @@ async fn batched(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..connections.max(1) {
-        let (client, url, token, bodies, next, bar) =
-            (client.clone(), url.to_string(), token.to_string(), bodies.clone(), next.clone(), bar.clone());
+        let (token, bodies, next, bar) = (token.to_string(), bodies.clone(), next.clone(), bar.clone());
         tasks.push(tokio::spawn(async move {
             let mut a = Answers::default();
+            let mut conn = match Connection::open(addr, ROUTE, &token).await {
+                Ok(c) => c,
+                Err(why) => {
+                    a.fail(why);
+                    return a;
+                }
+            };
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(body) = bodies.get(i) else { break };
                 let t = Instant::now();
-                match post(&client, &url, &token, body.clone()).await {
+                match conn.post(body).await.and_then(|(status, answer)| accepted(status, &answer)) {
                     Ok(n) => {
                         a.latencies.push(t.elapsed().as_secs_f64());
                         a.accepted += n;
@@ -658,7 +671,7 @@ pub fn gateway(a: GatewayBenchArgs) -> anyhow::Result<ExitCode> {
     for n in 1..=a.rounds {
         let load = load_average();
         let cpu0 = cpu_seconds();
-        let (answers, secs) = rt.block_on(batched(&http, &url, &token, bodies.clone(), a.connections, a.events));
+        let (answers, secs) = rt.block_on(batched(gw.addr, &token, bodies.clone(), a.connections, a.events));
         let cpu1 = cpu_seconds();
         answers.ensure_ok(&format!("batched, round {n}"))?;
         let bare_cpu0 = cpu_seconds().1;

@@ -92,6 +92,7 @@ pub mod broker;
 pub mod district;
 pub mod engine;
 pub mod gateway;
+mod http1;
 pub mod kafka;
 pub mod latency;
 pub mod peers;

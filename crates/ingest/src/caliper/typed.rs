@@ -572,8 +572,8 @@ pub(super) fn normalize(body: &[u8], ids: &IdentityView, source: &str) -> Option
 /// `received_at`, or `None` when the fast path gives up on it.
 pub(super) fn encode(body: &[u8], ids: &IdentityView, source: &str, received_at: DateTime<Utc>) -> Option<Encoded> {
     let mut e = Encoder { n: Normalizer::new(ids, source), received_at, out: Encoded::default() };
-    // A request's envelope is about three times its events' Avro.
-    e.out.bytes.reserve(body.len() / 3);
+    // An event's Avro is about half its Caliper JSON, or less.
+    e.out.bytes.reserve(body.len() / 2);
     read(body, &mut e)?;
     let Outcome { events, waiting, ignored } = e.n.finish().ok()?;
     debug_assert!(events.is_empty(), "the encoder files no owned event");
