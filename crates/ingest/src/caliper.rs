@@ -36,6 +36,7 @@ use crate::encoded::Encoded;
 use crate::json::{parse, Node, Tree};
 use crate::{Draft, IdentityView, IngestError, Normalizer, Outcome, Rejected, Role};
 
+mod scan;
 mod typed;
 
 pub const V1P1: &str = "http://purl.imsglobal.org/ctx/caliper/v1p1";
@@ -546,6 +547,9 @@ mod differential {
             env(&format!("[{event}]"), r#","x":1e400"#),
             env(&format!("[{event}]"), r#","x":"\ud800""#),
             env(&format!("[{event}]"), ",\"x\":\"\u{1}\""),
+            // Nested deeper than `serde_json` reads (and than the fast path does).
+            env(&format!("[{event}]"), &format!(r#","x":{}{}"#, "[".repeat(150), "]".repeat(150))),
+            env(&format!("[{event}]"), &format!(r#","x":{}{}"#, "[".repeat(110), "]".repeat(110))),
             // Not an envelope, or not an array of objects.
             format!(r#"["s","2025-01-01T00:00:00Z","{V1P2}",[{event}]]"#),
             env(&format!("[[{event}]]"), ""),

@@ -18,6 +18,7 @@
 //! | [`identity`] | the identity view and its CSV form |
 //! | [`oneroster`] | a OneRoster 1.1 or 1.2 CSV bulk export, to StudentRecords and identities |
 //! | [`calendar_csv`] | school calendars as CSV, to SchoolCalendars |
+//! | [`encoded`] | a request's events as the gateway produces them: Avro records in one buffer, Caliper's written straight from the body |
 //!
 //! A request is taken whole or refused whole ([`Rejected`] holds every
 //! error found): a platform re-sends a refused request, and accepting half
