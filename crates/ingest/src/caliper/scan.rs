@@ -298,6 +298,8 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     /// Whatever this reader takes, `serde_json` takes too, and reads as the
@@ -385,6 +387,46 @@ mod tests {
                 assert_eq!(mine, want, "{text:?}");
                 assert_eq!(serde_json::from_str::<String>(&text).ok(), want, "{text:?}");
             }
+        }
+    }
+
+    /// Every JSON value `serde_json` writes, this reads whole; and the
+    /// strings in it as `serde_json` reads them.
+    fn value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            ".*".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((".*", inner), 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn reads_whatever_serde_json_writes(v in value(), pretty in any::<bool>()) {
+            let text = if pretty { serde_json::to_string_pretty(&v).unwrap() } else { serde_json::to_string(&v).unwrap() };
+            prop_assert!(agrees(&text), "refused {}", text);
+            if let serde_json::Value::String(s) = &v {
+                let read = Reader::new(&text).string().map(Cow::into_owned);
+                prop_assert_eq!(read.as_deref(), Some(s.as_str()));
+            }
+        }
+
+        /// Near-JSON from JSON's own bytes: whatever this reader takes,
+        /// `serde_json` takes (checked in `agrees`).
+        #[test]
+        fn takes_nothing_serde_json_refuses(text in r#"[\[\]{}",:0-9eE.+\-tnulrfas\\ /u]{0,24}"#) {
+            agrees(&text);
         }
     }
 }
