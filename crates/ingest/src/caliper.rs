@@ -369,7 +369,7 @@ fn roles<T: Tree>(item: &Node<T>) -> Result<Vec<String>, IngestError> {
 /// full IRI: `http://purl.imsglobal.org/vocab/lis/v2/membership#Learner`
 /// for a context role, `…/membership/Instructor#TeachingAssistant` for a
 /// sub-role (Caliper §roles), so the context role is read from either.
-fn classify_roles(roles: &[String]) -> Option<Role> {
+fn classify_roles<S: AsRef<str>>(roles: &[S]) -> Option<Role> {
     let base = |r: &str| -> String {
         let term = match (r.rsplit_once("/membership#"), r.rsplit_once("/membership/")) {
             (Some((_, t)), _) | (None, Some((_, t))) => t,
@@ -377,7 +377,7 @@ fn classify_roles(roles: &[String]) -> Option<Role> {
         };
         term.split('#').next().unwrap_or(term).to_string()
     };
-    let bases: BTreeSet<String> = roles.iter().map(|r| base(r)).collect();
+    let bases: BTreeSet<String> = roles.iter().map(|r| base(r.as_ref())).collect();
     // Not Mentor: LIS uses it for advisors and auditors but also for parents.
     let staff = ["Instructor", "TeachingAssistant", "Administrator", "ContentDeveloper", "Manager"];
     if staff.iter().any(|s| bases.contains(*s)) {

@@ -425,8 +425,8 @@ fn event<S: Sink>(n: &mut S, index: usize, item: &Item) -> Result<(), GiveUp> {
     };
     let ed_app = if item.ed_app.is_absent() { None } else { Some(item.ed_app.id().ok_or(GiveUp)?) };
     let session = if item.session.is_absent() { None } else { Some(item.session.id().ok_or(GiveUp)?) };
-    let roles: Vec<String> = match &item.membership {
-        Entity::Object { roles: Roles::Texts(r), .. } => r.iter().map(|r| r.to_string()).collect(),
+    let roles: Vec<&str> = match &item.membership {
+        Entity::Object { roles: Roles::Texts(r), .. } => r.iter().map(|r| &**r).collect(),
         Entity::Object { roles: Roles::Bad, .. } => return Err(GiveUp),
         _ => Vec::new(),
     };
