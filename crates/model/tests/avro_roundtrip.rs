@@ -383,25 +383,8 @@ fn a_borrowed_event_writes_the_owned_events_bytes() {
         assert_eq!(buf[start..], e.to_single_object().unwrap()[..], "{e:?}");
         assert_eq!(&buf[key.clone()], e.student_id.as_bytes(), "{e:?}");
         assert!(key.start > start + 10 && key.end < buf.len());
-        let pairs: Vec<(&str, &str)> = e.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut datum = Vec::new();
-        let borrowed = ActivityEventRef {
-            event_id: &e.event_id,
-            source: &e.source,
-            student_id: &e.student_id,
-            school_id: &e.school_id,
-            section_id: e.section_id.as_deref(),
-            staff_id: e.staff_id.as_deref(),
-            kind: e.kind,
-            direction: e.direction,
-            occurred_at: e.occurred_at,
-            assigned_date: e.assigned_date,
-            live_session_id: e.live_session_id.as_deref(),
-            duration_seconds: e.duration_seconds,
-            attributes: pairs.iter().copied(),
-            received_at: e.received_at,
-        };
-        borrowed.write_datum(&mut datum);
+        ActivityEventRef::of(&e).write_datum(&mut datum);
         assert_eq!(datum, e.to_avro_datum_generic().unwrap(), "{e:?}");
     }
 }
