@@ -82,7 +82,7 @@ async fn ingest(state: Arc<AppState>, source: Arc<Source>, headers: HeaderMap, b
 }
 
 async fn handle(state: &AppState, source: &Source, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    // Kept to the microsecond, as the record carries it.
+    // When the request was taken; each record carries it to the microsecond.
     let received = chrono::Utc::now();
     let body = match body {
         Ok(b) => b,

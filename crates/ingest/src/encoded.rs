@@ -65,19 +65,20 @@ impl Encoded {
     /// An outcome's events and waiting events, each stamped with
     /// `received_at`, the events encoded.
     pub fn from_outcome(o: Outcome, received_at: DateTime<Utc>) -> Encoded {
-        let received_at = crate::micros(received_at);
         let mut out = Encoded { ignored: o.ignored, ..Encoded::default() };
         out.bytes.reserve(o.events.len() * 160);
-        for mut e in o.events {
-            e.received_at = Some(received_at);
-            out.push(ActivityEventRef::of(&e));
+        for e in &o.events {
+            out.push(ActivityEventRef { received_at: Some(received_at), ..ActivityEventRef::of(e) });
         }
         out.waiting = o.waiting;
         out.stamp_waiting(received_at);
         out
     }
 
+    /// The encoded events carry `received_at` as Avro's micros; a waiting
+    /// event keeps it as an instant, so it is cut to the micros here.
     pub(crate) fn stamp_waiting(&mut self, received_at: DateTime<Utc>) {
+        let received_at = crate::micros(received_at);
         for w in &mut self.waiting {
             w.event.received_at = Some(received_at);
         }
@@ -94,7 +95,6 @@ pub fn encode(
     source: Option<&str>,
     received_at: DateTime<Utc>,
 ) -> Result<Encoded, Rejected> {
-    let received_at = crate::micros(received_at);
     let source = source.unwrap_or(format.name());
     if format == Format::Caliper {
         return crate::caliper::encode(body, ids, source, received_at);

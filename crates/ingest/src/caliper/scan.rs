@@ -233,57 +233,42 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn enter(&mut self) -> Option<()> {
-        self.depth += 1;
-        (self.depth <= MAX_DEPTH).then_some(())
-    }
-
     /// An object; `member` reads each member's value, given its name.
     pub fn object(&mut self, mut member: impl FnMut(&mut Self, Cow<'a, str>) -> Option<()>) -> Option<()> {
-        if self.peek()? != b'{' {
-            return None;
-        }
-        self.i += 1;
-        self.enter()?;
-        if self.peek()? == b'}' {
-            self.i += 1;
-        } else {
-            loop {
-                let name = self.string()?;
-                if self.peek()? != b':' {
-                    return None;
-                }
-                self.i += 1;
-                member(self, name)?;
-                match self.peek()? {
-                    b',' => self.i += 1,
-                    b'}' => {
-                        self.i += 1;
-                        break;
-                    }
-                    _ => return None,
-                }
+        self.sequence(b'{', b'}', |r| {
+            let name = r.string()?;
+            if r.peek()? != b':' {
+                return None;
             }
-        }
-        self.depth -= 1;
-        Some(())
+            r.i += 1;
+            member(r, name)
+        })
     }
 
     /// An array; `element` reads each element.
-    pub fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        if self.peek()? != b'[' {
+    pub fn array(&mut self, element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.sequence(b'[', b']', element)
+    }
+
+    /// What objects and arrays share: `open`, items read by `item` and
+    /// separated by commas (none after the last), `close`, and the depth.
+    fn sequence(&mut self, open: u8, close: u8, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        if self.peek()? != open {
             return None;
         }
         self.i += 1;
-        self.enter()?;
-        if self.peek()? == b']' {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return None;
+        }
+        if self.peek()? == close {
             self.i += 1;
         } else {
             loop {
-                element(self)?;
+                item(self)?;
                 match self.peek()? {
                     b',' => self.i += 1,
-                    b']' => {
+                    c if c == close => {
                         self.i += 1;
                         break;
                     }
