@@ -7,9 +7,8 @@
 //! A runtime that commits elsewhere first (the Kafka processor's
 //! transaction) can `seal` one batch's writes and go on buffering the next
 //! batch's above them: `commit_sealed` then writes only the sealed batch.
-//! Reads see the open buffer first, then the sealed one, then the database.
-//! Memory is capped by configuration: one LRU block cache shared by every
-//! column family and bounded write buffers.
+//! Reads see the open buffer first, then the sealed one, then the database. Memory is capped by configuration: one
+//! LRU block cache shared by every column family and bounded write buffers.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -173,8 +172,7 @@ impl RocksStore {
     }
 
     /// Whether a sealed batch waits for `commit_sealed`.
-    #[cfg(test)]
-    fn has_sealed(&self) -> bool {
+    pub fn has_sealed(&self) -> bool {
         self.sealed_len > 0
     }
 

@@ -135,7 +135,9 @@ impl Processor {
             if self.consumer.context().rebalanced.swap(false, Ordering::SeqCst) {
                 // The batch committing may have been refused (the group
                 // moved on); the rebalance aborts it and rolls back.
-                self.settle_then_abort_elsewhere()?;
+                if let super::txn::Settled::Refused(why) = self.settle()? {
+                    self.note_abort(&why);
+                }
                 self.on_rebalance()?;
                 continue;
             }
@@ -165,7 +167,9 @@ impl Processor {
         }
         // The last batch's transaction is let finish: what it committed is
         // written locally, so a restart has no changelog tail to read.
-        self.settle_then_abort_elsewhere()?;
+        if let super::txn::Settled::Refused(why) = self.settle()? {
+            self.note_abort(&why);
+        }
         if self.in_txn {
             let _ = self.producer.abort_transaction(t);
         }

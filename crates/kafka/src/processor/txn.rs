@@ -199,7 +199,7 @@ impl Processor {
     /// written to each task's RocksDB (the sealed writes, with the
     /// changelog position they reach) and counted. Refused: the caller
     /// aborts it, as a rebalance or a failed batch does.
-    fn settle(&mut self) -> Result<Settled, KafkaError> {
+    pub(super) fn settle(&mut self) -> Result<Settled, KafkaError> {
         let Some(InFlight { handle, consumed, span }) = self.in_flight.take() else {
             return Ok(Settled::Nothing);
         };
@@ -226,10 +226,11 @@ impl Processor {
         let next = self.producer.context().changelog_next.lock().map(|g| g.clone()).unwrap_or_default();
         for (p, task) in self.tasks.iter_mut() {
             let position = next.get(p).map(|n| n.to_be_bytes());
-            let extra = position.as_ref().map(|n| (Table::Meta, META_CHANGELOG_POS, n.as_slice()));
+            let extra: Vec<(Table, &[u8], &[u8])> =
+                position.iter().map(|n| (Table::Meta, META_CHANGELOG_POS, n.as_slice())).collect();
             task.engine
                 .store_mut()
-                .commit_sealed(extra.as_slice())
+                .commit_sealed(&extra)
                 .map_err(|e| KafkaError::state(format!("partition {p}: committing the batch to RocksDB"), e))?;
         }
         debug!(elapsed_ms = took.as_millis() as u64, "committed");
@@ -249,16 +250,6 @@ impl Processor {
         }
     }
 
-    /// Settles the transaction in flight where the caller aborts whatever
-    /// is open next (a rebalance, the end of a run): a refusal is only
-    /// noted here.
-    pub(super) fn settle_then_abort_elsewhere(&mut self) -> Result<(), KafkaError> {
-        if let Settled::Refused(why) = self.settle()? {
-            self.note_abort(&why);
-        }
-        Ok(())
-    }
-
     /// Aborts the open transaction and returns every task to its committed state.
     fn abort(&mut self, why: &KafkaError) -> Result<(), KafkaError> {
         self.note_abort(why);
@@ -266,7 +257,7 @@ impl Processor {
         self.rollback_tasks()
     }
 
-    fn note_abort(&mut self, why: &KafkaError) {
+    pub(super) fn note_abort(&mut self, why: &KafkaError) {
         warn!(reason = %format!("{why:#}"), "aborting transaction");
         self.stats.aborted += 1;
     }
@@ -381,7 +372,7 @@ impl InFlight {
 }
 
 /// How the transaction in flight ended.
-enum Settled {
+pub(super) enum Settled {
     /// None was in flight.
     Nothing,
     Committed,
