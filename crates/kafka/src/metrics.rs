@@ -430,15 +430,12 @@ fn bump<K: PartialEq>(v: &mut Vec<(K, u64)>, k: K) {
 }
 
 /// A processor's side of the metrics: the shared families, the counts of
-/// the batch being applied and of the one whose transaction is committing
-/// (added on commit, dropped on abort), and the state of the periodic
-/// gauge refresh.
+/// the batch in flight (added on commit, dropped on abort), and the state of
+/// the periodic gauge refresh.
 #[derive(Debug)]
 pub struct Recorder {
     pub shared: Arc<Metrics>,
     batch: Batch,
-    /// The batch whose transaction is committing (`seal_batch`).
-    sealed: Batch,
     /// Replay clock: latency is measured from when a record was received.
     replay: bool,
     pub(crate) last_refresh: Option<Instant>,
@@ -452,7 +449,6 @@ impl Recorder {
         Recorder {
             shared,
             batch: Batch::default(),
-            sealed: Batch::default(),
             replay,
             last_refresh: None,
             partitions: BTreeSet::new(),
@@ -463,12 +459,6 @@ impl Recorder {
     /// Forgets the counts of a batch that will not commit.
     pub fn begin_batch(&mut self) {
         self.batch = Batch::default();
-    }
-
-    /// The batch's transaction is committing: its counts wait for
-    /// `committed` while the next batch is recorded.
-    pub fn seal_batch(&mut self) {
-        self.sealed = std::mem::take(&mut self.batch);
     }
 
     /// One input record applied in this batch. `timestamp_ms` is the record's
@@ -532,10 +522,9 @@ impl Recorder {
         self.batch.windows_skipped += skipped;
     }
 
-    /// The sealed batch's transaction committed; sending its offsets and
-    /// committing took `commit`.
+    /// The batch's transaction committed after `commit` in the commit call.
     pub fn committed(&mut self, commit: Duration) {
-        let b = std::mem::take(&mut self.sealed);
+        let b = std::mem::take(&mut self.batch);
         let m = &self.shared;
         for (t, k, n) in &b.consumed {
             m.events_consumed.with_label_values(&[t.as_str(), k]).inc_by(*n);
@@ -574,7 +563,6 @@ impl Recorder {
     /// A transaction was aborted: its batch is not counted.
     pub fn aborted(&mut self) {
         self.batch = Batch::default();
-        self.sealed = Batch::default();
         self.shared.transactions.with_label_values(&["aborted"]).inc();
     }
 
@@ -683,7 +671,6 @@ mod tests {
                 too_late += (d.error_kind == DeadLetterKind::TooLate) as u32;
                 rec.dead_letter(&topics.activity, d.error_kind);
             }
-            rec.seal_batch();
             rec.committed(Duration::from_millis(3));
             rec.calendar_consumed(&topics.calendar);
         }
@@ -737,39 +724,12 @@ mod tests {
         r.consumed("a", "login", Some(0), 0);
         r.consumed("a", "login", Some(0), 0);
         r.delivered_after(4.0);
-        r.seal_batch();
         r.committed(Duration::from_millis(1));
         assert_eq!(m.events_consumed.with_label_values(&["a", "login"]).get(), 2);
         assert_eq!((m.delivery_delay.get_sample_count(), m.delivery_delay.get_sample_sum()), (1, 4.0));
         assert_eq!(m.transactions.with_label_values(&["committed"]).get(), 1);
         assert_eq!(m.transactions.with_label_values(&["aborted"]).get(), 1);
         assert_eq!(m.windows.with_label_values(&["evaluated"]).get(), 0, "the aborted batch's windows");
-    }
-
-    #[test]
-    fn a_batch_committing_is_counted_apart_from_the_next() {
-        let m = Arc::new(Metrics::new());
-        let mut r = Recorder::new(m.clone(), true);
-        r.begin_batch();
-        r.consumed("a", "login", Some(0), 0);
-        r.seal_batch();
-        // The next batch is applied while the first commits.
-        r.begin_batch();
-        r.consumed("a", "login", Some(0), 0);
-        r.consumed("a", "login", Some(0), 0);
-        r.committed(Duration::from_millis(1));
-        assert_eq!(m.events_consumed.with_label_values(&["a", "login"]).get(), 1, "only the committed batch");
-        r.seal_batch();
-        r.committed(Duration::from_millis(1));
-        assert_eq!(m.events_consumed.with_label_values(&["a", "login"]).get(), 3);
-        // Refused: the batch committing and the one applied since are both gone.
-        r.consumed("a", "login", Some(0), 0);
-        r.seal_batch();
-        r.consumed("a", "login", Some(0), 0);
-        r.aborted();
-        r.seal_batch();
-        r.committed(Duration::from_millis(1));
-        assert_eq!(m.events_consumed.with_label_values(&["a", "login"]).get(), 3);
     }
 
     /// The processor's registry and readiness behind the shared endpoint

@@ -4,10 +4,7 @@
 //! Writes are buffered in memory and applied in one atomic `WriteBatch` on
 //! `commit`, so a runtime can make a batch of state changes durable together
 //! with the input positions (kept in the `meta` table) that produced them.
-//! A runtime that commits elsewhere first (the Kafka processor's
-//! transaction) can `seal` one batch's writes and go on buffering the next
-//! batch's above them: `commit_sealed` then writes only the sealed batch.
-//! Reads see the open buffer first, then the sealed one, then the database. Memory is capped by configuration: one
+//! Reads see buffered writes first. Memory is capped by configuration: one
 //! LRU block cache shared by every column family and bounded write buffers.
 
 use std::collections::BTreeMap;
@@ -79,10 +76,6 @@ pub struct RocksStore {
     pending: Pending,
     /// Entries in `pending`, over every table.
     pending_len: usize,
-    /// A batch of writes set apart by `seal`, below `pending`, until
-    /// `commit_sealed` writes it or `rollback` drops it.
-    sealed: Pending,
-    sealed_len: usize,
     sync: bool,
     _cache: Cache,
 }
@@ -127,8 +120,6 @@ impl RocksStore {
             path: path.to_path_buf(),
             pending: no_pending(),
             pending_len: 0,
-            sealed: no_pending(),
-            sealed_len: 0,
             sync: cfg.sync_commits,
             _cache: cache,
         })
@@ -138,81 +129,16 @@ impl RocksStore {
         &self.path
     }
 
-    /// The writes buffered since the last commit or seal, in (table, key)
-    /// order; `None` is a delete. The Kafka runtime copies them to its
-    /// changelog.
+    /// The writes buffered since the last commit, in (table, key) order;
+    /// `None` is a delete. The Kafka runtime copies them to its changelog.
     pub fn pending_writes(&self) -> impl Iterator<Item = (Table, &[u8], Option<&[u8]>)> {
         Table::ALL.iter().zip(&self.pending).flat_map(|(t, m)| m.iter().map(move |(k, v)| (*t, k.as_slice(), v.as_deref())))
     }
 
-    /// Forgets every buffered write, sealed or not: the state is again what
-    /// was last committed.
+    /// Forgets every buffered write: the state is again what was last committed.
     pub fn rollback(&mut self) {
         self.pending.iter_mut().for_each(BTreeMap::clear);
         self.pending_len = 0;
-        self.sealed.iter_mut().for_each(BTreeMap::clear);
-        self.sealed_len = 0;
-    }
-
-    /// Sets the buffered writes apart as one batch: later writes buffer
-    /// above it (and are what `pending_writes` lists), and `commit_sealed`
-    /// writes it alone. Sealing twice without a commit makes one batch of
-    /// both, the later write of a key winning.
-    pub fn seal(&mut self) {
-        if self.sealed_len == 0 {
-            std::mem::swap(&mut self.sealed, &mut self.pending);
-            self.sealed_len = self.pending_len;
-        } else {
-            for (sealed, pending) in self.sealed.iter_mut().zip(self.pending.iter_mut()) {
-                sealed.append(pending);
-            }
-            self.sealed_len = self.sealed.iter().map(BTreeMap::len).sum();
-        }
-        self.pending_len = 0;
-    }
-
-    /// Whether a sealed batch waits for `commit_sealed`.
-    pub fn has_sealed(&self) -> bool {
-        self.sealed_len > 0
-    }
-
-    /// Writes the sealed batch, and `extra` with it, in one atomic write
-    /// batch; the open buffer stays as it is.
-    pub fn commit_sealed(&mut self, extra: &[(Table, &[u8], &[u8])]) -> Result<(), StoreError> {
-        if self.sealed_len == 0 && extra.is_empty() {
-            return Ok(());
-        }
-        let mut batch = self.write_batch(&self.sealed)?;
-        for (table, key, value) in extra {
-            batch.put_cf(self.cf(*table)?, key, value);
-        }
-        self.write(batch)?;
-        self.sealed.iter_mut().for_each(BTreeMap::clear);
-        self.sealed_len = 0;
-        Ok(())
-    }
-
-    fn write_batch(&self, writes: &Pending) -> Result<WriteBatch, StoreError> {
-        let mut batch = WriteBatch::default();
-        for (table, m) in Table::ALL.iter().zip(writes) {
-            if m.is_empty() {
-                continue;
-            }
-            let cf = self.cf(*table)?;
-            for (key, v) in m {
-                match v {
-                    Some(v) => batch.put_cf(cf, key, v),
-                    None => batch.delete_cf(cf, key),
-                }
-            }
-        }
-        Ok(batch)
-    }
-
-    fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        let mut wo = WriteOptions::default();
-        wo.set_sync(self.sync);
-        self.db.write_opt(batch, &wo).map_err(|e| StoreError::backend("committing a batch of writes", e))
     }
 
     /// Applies one write straight to the buffer (changelog restore).
@@ -334,11 +260,6 @@ impl KvStore for RocksStore {
         if let Some(v) = self.pending[table as usize].get(key) {
             return Ok(v.clone());
         }
-        if self.sealed_len > 0 {
-            if let Some(v) = self.sealed[table as usize].get(key) {
-                return Ok(v.clone());
-            }
-        }
         self.db.get_cf(self.cf(table)?, key).map_err(rocks_err("reading", table))
     }
 
@@ -358,20 +279,9 @@ impl KvStore for RocksStore {
         }
         // Merge the committed keys with the buffered writes in one ordered
         // pass, stopping at `limit` live entries; a buffered write wins.
-        let bounds = (Bound::Included(start), Bound::Excluded(end));
-        let open = &self.pending[table as usize];
-        // A sealed batch below the open buffer: the two buffers are merged
-        // first (the open one winning), which is rare and small.
-        let merged: BTreeMap<Vec<u8>, Option<Vec<u8>>>;
-        let buffered = if self.sealed_len > 0 && !self.sealed[table as usize].is_empty() {
-            let sealed = self.sealed[table as usize].range::<[u8], _>(bounds);
-            merged = sealed.chain(open.range::<[u8], _>(bounds)).map(|(k, v)| (k.clone(), v.clone())).collect();
-            &merged
-        } else {
-            open
-        };
         let mut out = Vec::new();
-        let mut pending = buffered.range::<[u8], _>(bounds).peekable();
+        let mut pending =
+            self.pending[table as usize].range::<[u8], _>((Bound::Included(start), Bound::Excluded(end))).peekable();
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(end.to_vec());
         let mut it = self.db.raw_iterator_cf_opt(self.cf(table)?, opts);
@@ -406,13 +316,28 @@ impl KvStore for RocksStore {
         Ok(out)
     }
 
-    /// Writes every buffered write, sealed or not, in one atomic write batch.
     fn commit(&mut self) -> Result<(), StoreError> {
-        if self.pending_len == 0 && self.sealed_len == 0 {
+        if self.pending_len == 0 {
             return Ok(());
         }
-        self.seal();
-        self.commit_sealed(&[])
+        let mut batch = WriteBatch::default();
+        for (table, m) in Table::ALL.iter().zip(&self.pending) {
+            if m.is_empty() {
+                continue;
+            }
+            let cf = self.cf(*table)?;
+            for (key, v) in m {
+                match v {
+                    Some(v) => batch.put_cf(cf, key, v),
+                    None => batch.delete_cf(cf, key),
+                }
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.sync);
+        self.db.write_opt(batch, &wo).map_err(|e| StoreError::backend("committing a batch of writes", e))?;
+        self.rollback();
+        Ok(())
     }
 }
 
@@ -502,148 +427,6 @@ mod tests {
         s.rollback();
         assert_eq!(s.pending_writes().count(), 0);
         assert_eq!(s.get(Table::Day, b"a").unwrap(), Some(b"1".to_vec()));
-    }
-
-    #[test]
-    fn a_sealed_batch_commits_alone_below_the_open_buffer() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = RocksStore::open(dir.path(), &StoreConfig::default()).unwrap();
-        s.put(Table::Day, b"a", b"1").unwrap();
-        s.put(Table::Day, b"b", b"1").unwrap();
-        s.seal();
-        assert!(s.has_sealed());
-        assert_eq!(s.pending_writes().count(), 0, "sealed writes are not the open batch's");
-        s.put(Table::Day, b"b", b"2").unwrap();
-        s.delete(Table::Day, b"a").unwrap();
-        s.put(Table::Day, b"c", b"2").unwrap();
-        assert_eq!(s.get(Table::Day, b"a").unwrap(), None);
-        assert_eq!(s.get(Table::Day, b"b").unwrap(), Some(b"2".to_vec()));
-        let r = s.range(Table::Day, b"a", b"z", 10).unwrap();
-        assert_eq!(r, vec![(b"b".to_vec(), b"2".to_vec()), (b"c".to_vec(), b"2".to_vec())]);
-        s.commit_sealed(&[(Table::Meta, b"pos", b"7")]).unwrap();
-        assert!(!s.has_sealed());
-        assert_eq!(s.pending_writes().count(), 3, "the open batch stays buffered");
-        // Only the sealed batch and the extra write reached the database.
-        drop(s);
-        let s = RocksStore::open(dir.path(), &StoreConfig::default()).unwrap();
-        assert_eq!(s.get(Table::Day, b"a").unwrap(), Some(b"1".to_vec()));
-        assert_eq!(s.get(Table::Day, b"b").unwrap(), Some(b"1".to_vec()));
-        assert_eq!(s.get(Table::Day, b"c").unwrap(), None);
-        assert_eq!(s.get(Table::Meta, b"pos").unwrap(), Some(b"7".to_vec()));
-    }
-
-    #[test]
-    fn rollback_drops_the_sealed_batch_too() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = RocksStore::open(dir.path(), &StoreConfig::default()).unwrap();
-        s.put(Table::Day, b"a", b"1").unwrap();
-        s.commit().unwrap();
-        s.put(Table::Day, b"a", b"2").unwrap();
-        s.seal();
-        s.put(Table::Day, b"b", b"3").unwrap();
-        s.rollback();
-        assert!(!s.has_sealed());
-        assert_eq!(s.get(Table::Day, b"a").unwrap(), Some(b"1".to_vec()));
-        assert_eq!(s.get(Table::Day, b"b").unwrap(), None);
-    }
-
-    /// One step of the layered-buffer property test.
-    #[derive(Debug, Clone)]
-    enum Op {
-        Put(u8, u8),
-        Delete(u8),
-        Seal,
-        CommitSealed,
-        Commit,
-        Rollback,
-    }
-
-    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
-        use proptest::prelude::*;
-        prop_oneof![
-            4 => (0u8..8, any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
-            2 => (0u8..8).prop_map(Op::Delete),
-            1 => Just(Op::Seal),
-            1 => Just(Op::CommitSealed),
-            1 => Just(Op::Commit),
-            1 => Just(Op::Rollback),
-        ]
-    }
-
-    type Layer = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
-
-    /// What a read sees through the layers: open, then sealed, then committed.
-    fn visible(db: &BTreeMap<Vec<u8>, Vec<u8>>, sealed: &Layer, open: &Layer) -> BTreeMap<Vec<u8>, Vec<u8>> {
-        let mut all: Layer = db.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
-        all.extend(sealed.iter().chain(open).map(|(k, v)| (k.clone(), v.clone())));
-        all.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect()
-    }
-
-    fn write(db: &mut BTreeMap<Vec<u8>, Vec<u8>>, layer: &mut Layer) {
-        for (k, v) in std::mem::take(layer) {
-            match v {
-                Some(v) => db.insert(k, v),
-                None => db.remove(&k),
-            };
-        }
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
-        /// The store against a model of its three layers: every read, every
-        /// range (with limits) and what reaches the disk agree after each step.
-        #[test]
-        fn layered_buffers_match_a_model(ops in proptest::collection::vec(op(), 1..60)) {
-            let dir = tempfile::tempdir().unwrap();
-            let mut s = RocksStore::open(dir.path(), &StoreConfig::default()).unwrap();
-            let (mut db, mut sealed, mut open) = (BTreeMap::new(), Layer::new(), Layer::new());
-            for op in &ops {
-                match *op {
-                    Op::Put(k, v) => {
-                        s.put(Table::Day, &[k], &[v]).unwrap();
-                        open.insert(vec![k], Some(vec![v]));
-                    }
-                    Op::Delete(k) => {
-                        s.delete(Table::Day, &[k]).unwrap();
-                        open.insert(vec![k], None);
-                    }
-                    Op::Seal => {
-                        s.seal();
-                        sealed.append(&mut open);
-                    }
-                    Op::CommitSealed => {
-                        s.commit_sealed(&[]).unwrap();
-                        write(&mut db, &mut sealed);
-                    }
-                    Op::Commit => {
-                        s.commit().unwrap();
-                        write(&mut db, &mut sealed);
-                        write(&mut db, &mut open);
-                    }
-                    Op::Rollback => {
-                        s.rollback();
-                        sealed.clear();
-                        open.clear();
-                    }
-                }
-                let want = visible(&db, &sealed, &open);
-                for k in 0u8..8 {
-                    proptest::prop_assert_eq!(s.get(Table::Day, &[k]).unwrap(), want.get(&vec![k]).cloned(), "key {} after {:?}", k, op);
-                }
-                for (from, to, limit) in [(0u8, 8u8, 100usize), (2, 6, 100), (0, 8, 3)] {
-                    let got = s.range(Table::Day, &[from], &[to], limit).unwrap();
-                    let expected: Vec<_> = want.range(vec![from]..vec![to]).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect();
-                    proptest::prop_assert_eq!(got, expected, "range {}..{} limit {} after {:?}", from, to, limit, op);
-                }
-                let listed: Layer = s.pending_writes().map(|(_, k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect();
-                proptest::prop_assert_eq!(&listed, &open);
-            }
-            let path = s.path().to_path_buf();
-            drop(s);
-            let s = RocksStore::open(&path, &StoreConfig::default()).unwrap();
-            let on_disk: BTreeMap<Vec<u8>, Vec<u8>> = s.range(Table::Day, &[0], &[8], 100).unwrap().into_iter().collect();
-            proptest::prop_assert_eq!(on_disk, db);
-        }
     }
 
     #[test]

@@ -19,9 +19,8 @@ use crate::KafkaError;
 use rollcall_registry::Codec;
 
 impl Processor {
-    /// Applies buffered records, advances clocks, waits for the previous
-    /// batch's transaction and starts this batch's (`commit_batch`).
-    /// Returns whether anything was produced or aborted. The tasks share
+    /// Applies buffered records, advances clocks, and commits one transaction.
+    /// Returns whether anything was produced or committed. The tasks share
     /// nothing (each has its own engine and RocksDB), so they are applied on
     /// up to `apply_threads` threads; the transaction is one, as before.
     pub(super) fn process_batch(&mut self, until: Option<DateTime<Utc>>) -> Result<bool, KafkaError> {
@@ -85,13 +84,6 @@ impl Processor {
             }
         }
         outputs.sort_by_key(|o| o.0);
-        // This batch was applied while the previous one committed; it is
-        // produced only into the transaction after that one. Refused, the
-        // previous batch is aborted and this one undone with it: both are
-        // read again from the committed positions.
-        if self.settle_or_abort()? {
-            return Ok(true);
-        }
         if !self.tasks.values().any(|t| t.dirty) {
             return Ok(false);
         }

@@ -46,11 +46,7 @@ pub(super) fn connect(cfg: &ProcessorConfig) -> Result<Clients, KafkaError> {
         // back at once instead of waiting out a rebalance.
         .set("group.instance.id", cfg.transactional_id())
         .set("heartbeat.interval.ms", "1000")
-        .create_with_context(GroupContext {
-            rebalanced: AtomicBool::new(false),
-            failed: Mutex::new(None),
-            committing: Default::default(),
-        })
+        .create_with_context(GroupContext { rebalanced: AtomicBool::new(false), failed: Mutex::new(None) })
         .map_err(|e| rd("consumer", e))?;
     let producer: ThreadedProducer<DeliveryContext> = crate::client_config(&cfg.brokers)
         .set("transactional.id", cfg.transactional_id())

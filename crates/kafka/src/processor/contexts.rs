@@ -4,8 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError as RdError;
@@ -23,42 +22,6 @@ pub(super) struct GroupContext {
     /// Why the last rebalance could not be carried out; the loop starts
     /// again with fresh clients.
     pub(super) failed: Mutex<Option<String>>,
-    /// Whether a transaction is committing on its own thread.
-    pub(super) committing: Arc<CommitGate>,
-}
-
-/// Open while a batch's transaction commits on its own thread. A revoked
-/// partition is given up only once it is closed: the loop polls (and so
-/// takes part in rebalances) while a commit is in flight, and a new owner
-/// must not restore a partition's changelog, and resume from its offsets,
-/// before the transaction that moves both has committed or aborted.
-#[derive(Default)]
-pub(super) struct CommitGate {
-    busy: Mutex<bool>,
-    done: Condvar,
-}
-
-impl CommitGate {
-    pub(super) fn open(&self) {
-        if let Ok(mut b) = self.busy.lock() {
-            *b = true;
-        }
-    }
-
-    pub(super) fn close(&self) {
-        if let Ok(mut b) = self.busy.lock() {
-            *b = false;
-        }
-        self.done.notify_all();
-    }
-
-    /// Waits until no commit is in flight. The commit's own steps are
-    /// bounded (retried for at most a minute each, then the commit call's
-    /// timeout), so this is too; the bound here is a second guard.
-    pub(super) fn wait_closed(&self, at_most: Duration) {
-        let Ok(busy) = self.busy.lock() else { return };
-        let _ = self.done.wait_timeout_while(busy, at_most, |b| *b);
-    }
 }
 
 impl ClientContext for GroupContext {
@@ -86,7 +49,6 @@ impl ConsumerContext for GroupContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 info!(partitions = tpl.count(), "partitions revoked");
-                self.committing.wait_closed(Duration::from_secs(300));
                 consumer.unassign()
             }
             other => Err(RdError::Rebalance(other.into())),

@@ -2,18 +2,13 @@
 //! and one RocksDB per assigned partition, and consume–process–produce
 //! inside Kafka transactions.
 //!
-//! Recovery protocol (ARCHITECTURE.md has the crash points and what is
-//! durable at each once batches overlap):
+//! Recovery protocol (ARCHITECTURE.md has the crash points):
 //! - every state write of a batch goes to the group's changelog, `<group>-changelog` (partition =
 //!   input partition) in the batch's transaction, together with the outputs,
 //!   the dead letters and the consumed offsets (including, in the `meta`
 //!   table, the task's own input positions);
 //! - only after the transaction commits is the batch written to the local
-//!   RocksDB, with the changelog position it reflects; the transaction
-//!   commits on a thread of its own while the next batch is fetched and
-//!   applied above the committing one's sealed writes, and that next batch
-//!   is produced only once it has committed (or been aborted, which undoes
-//!   both);
+//!   RocksDB, with the changelog position it reflects;
 //! - on assignment a task reads its changelog from that position to the end
 //!   (read_committed), so local state equals the committed transactions, and
 //!   its input positions equal the group's committed offsets;
@@ -145,9 +140,8 @@ pub struct Processor {
     topics: Topics,
     consumer: BaseConsumer<GroupContext>,
     /// Threaded: delivery reports are served in the background, which an
-    /// abort needs to purge what was in flight. Shared with the thread that
-    /// commits a batch's transaction while the loop goes on.
-    producer: Arc<ThreadedProducer<DeliveryContext>>,
+    /// abort needs to purge what was in flight.
+    producer: ThreadedProducer<DeliveryContext>,
     calendars: BaseConsumer<crate::QuietContext>,
     known_calendars: BTreeMap<String, SchoolCalendar>,
     /// An engine with no state of its own, with the policies: a calendar
@@ -162,9 +156,6 @@ pub struct Processor {
     /// When the calendar topic's end was last asked for.
     calendar_end_asked: Option<std::time::Instant>,
     in_txn: bool,
-    /// The last batch's transaction, committing while the next batch is
-    /// fetched and applied (`txn::settle`).
-    in_flight: Option<txn::InFlight>,
     stats: RunStats,
     stop: Arc<AtomicBool>,
     metrics: crate::metrics::Recorder,
@@ -174,8 +165,6 @@ pub struct Processor {
     codec: Arc<Codec>,
     /// How many threads apply a batch's tasks, fixed at start.
     apply_threads: usize,
-    /// Making the changelog topic, if missing; true when it was made.
-    changelog: Option<std::thread::JoinHandle<Result<bool, KafkaError>>>,
 }
 
 /// The district policy files, each checked against the presets: a file
@@ -288,15 +277,9 @@ impl Processor {
         let codec = Arc::new(codec_of(&cfg, &stop)?);
         crate::reach::check_brokers(&cfg.brokers, std::time::Duration::from_secs(cfg.broker_wait_seconds), &stop)?;
         let (consumer, producer, calendars) = connect(&cfg)?;
-        // Made (when missing) while the calendars are read and the group is
-        // joined: only the tasks' restore needs it (`run::run_once`).
-        let changelog = {
-            let (brokers, topics) = (cfg.brokers.clone(), cfg.topics());
-            std::thread::Builder::new()
-                .name("rollcall-changelog".into())
-                .spawn(move || crate::topics::ensure_changelog(&brokers, &topics))
-                .map_err(|e| KafkaError::local("starting the thread that checks the changelog topic", e))?
-        };
+        if crate::topics::ensure_changelog(&cfg.brokers, &cfg.topics())? {
+            info!(topic = %cfg.topics().changelog, "created the group's changelog topic");
+        }
         metrics.init_topics(&cfg.topics());
         let metrics = crate::metrics::Recorder::new(metrics, cfg.clock == ClockMode::Replay);
         // Read from the thread that runs the instance, whose CPU affinity
@@ -309,7 +292,7 @@ impl Processor {
             topics: cfg.topics(),
             cfg,
             consumer,
-            producer: Arc::new(producer),
+            producer,
             calendars,
             known_calendars: BTreeMap::new(),
             calendar_check,
@@ -319,14 +302,12 @@ impl Processor {
             tasks: BTreeMap::new(),
             calendar_end_asked: None,
             in_txn: false,
-            in_flight: None,
             stats: RunStats::default(),
             stop,
             metrics,
             dead_log: crate::dead_log::DeadLetterLog::new(std::time::Duration::from_secs(10)),
             codec,
             apply_threads,
-            changelog: Some(changelog),
         })
     }
 

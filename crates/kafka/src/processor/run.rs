@@ -25,15 +25,7 @@ impl Processor {
     pub fn run(&mut self) -> Result<RunStats, KafkaError> {
         let mut backoff = Duration::from_secs(1);
         loop {
-            let ran = self.run_once();
-            if ran.is_err() {
-                // Its outcome no longer matters: the tasks are dropped and
-                // restored from the changelog.
-                if let Some(f) = self.in_flight.take() {
-                    f.forget();
-                }
-            }
-            match ran {
+            match self.run_once() {
                 Ok(()) => return Ok(self.stats.clone()),
                 Err(e) if e.is_reconnectable() && !self.stop.load(Ordering::SeqCst) => {
                     let error = format!("{e:#}");
@@ -51,7 +43,7 @@ impl Processor {
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                     let (consumer, producer, calendars) = connect(&self.cfg)?;
                     self.consumer = consumer;
-                    self.producer = std::sync::Arc::new(producer);
+                    self.producer = producer;
                     self.calendars = calendars;
                 }
                 Err(e) => return Err(e),
@@ -73,49 +65,28 @@ impl Processor {
 
     /// Registers the transactional id with the coordinator, in short calls
     /// so that a stop is honoured at once (a timed-out call resumes where it
-    /// was). On a thread of its own: the coordinator's answer (which, when
-    /// it is not known yet, comes only after librdkafka's retry, about
-    /// half a second later) is waited for while the calendars are read and
-    /// the group is joined. False when stopped.
-    fn start_init_transactions(&self) -> Result<std::thread::JoinHandle<Result<bool, KafkaError>>, KafkaError> {
-        let (producer, stop) = (self.producer.clone(), self.stop.clone());
-        let init = move || {
-            let started = Instant::now();
-            loop {
-                if stop.load(Ordering::SeqCst) {
-                    return Ok(false);
-                }
-                match producer.init_transactions(Duration::from_secs(1)) {
-                    Ok(()) => return Ok(true),
-                    Err(RdError::Transaction(e)) if e.is_retriable() && started.elapsed() < Duration::from_secs(30) => {}
-                    Err(e) => return Err(rd("init transactions", e)),
-                }
+    /// was). False when stopped.
+    fn init_transactions(&self) -> Result<bool, KafkaError> {
+        let started = Instant::now();
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return Ok(false);
             }
-        };
-        std::thread::Builder::new()
-            .name("rollcall-init".into())
-            .spawn(init)
-            .map_err(|e| KafkaError::local("starting the thread that registers the transactional id", e))
+            match self.producer.init_transactions(Duration::from_secs(1)) {
+                Ok(()) => return Ok(true),
+                Err(RdError::Transaction(e)) if e.is_retriable() && started.elapsed() < Duration::from_secs(30) => {}
+                Err(e) => return Err(rd("init transactions", e)),
+            }
+        }
     }
 
     fn run_once(&mut self) -> Result<(), KafkaError> {
         let t = Duration::from_secs(30);
-        // The group join runs in librdkafka's threads from here on.
-        self.consumer.subscribe(&self.topics.keyed_inputs()).map_err(|e| rd("subscribe", e))?;
-        let init = self.start_init_transactions()?;
-        let fed = self.start_calendar_feed();
-        let initialised =
-            init.join().unwrap_or_else(|_| Err(KafkaError::bad_state("the thread that registers the transactional id panicked")));
-        fed?;
-        if let Some(made) = self.changelog.take() {
-            let made = made.join().unwrap_or_else(|_| Err(KafkaError::bad_state("the changelog topic's thread panicked")))?;
-            if made {
-                info!(topic = %self.topics.changelog, "created the group's changelog topic");
-            }
-        }
-        if !initialised? {
+        if !self.init_transactions()? {
             return Ok(());
         }
+        self.start_calendar_feed()?;
+        self.consumer.subscribe(&self.topics.keyed_inputs()).map_err(|e| rd("subscribe", e))?;
         self.metrics.shared.set_not_ready("waiting for the partition assignment");
         info!(group = %self.cfg.group, transactional_id = %self.cfg.transactional_id(), "processor started");
         let mut idle_rounds = 0u32;
@@ -133,11 +104,6 @@ impl Processor {
                 self.catch_up_calendars()?;
             }
             if self.consumer.context().rebalanced.swap(false, Ordering::SeqCst) {
-                // The batch committing may have been refused (the group
-                // moved on); the rebalance aborts it and rolls back.
-                if let super::txn::Settled::Refused(why) = self.settle()? {
-                    self.note_abort(&why);
-                }
                 self.on_rebalance()?;
                 continue;
             }
@@ -164,11 +130,6 @@ impl Processor {
             } else {
                 idle_rounds = 0;
             }
-        }
-        // The last batch's transaction is let finish: what it committed is
-        // written locally, so a restart has no changelog tail to read.
-        if let super::txn::Settled::Refused(why) = self.settle()? {
-            self.note_abort(&why);
         }
         if self.in_txn {
             let _ = self.producer.abort_transaction(t);

@@ -72,7 +72,6 @@ impl Processor {
             offsets = tracing::field::Empty
         );
         let _g = span.enter();
-        debug_assert!(self.in_flight.is_none(), "a batch is produced only once the previous transaction settled");
         self.begin()?;
         if let Ok(mut g) = self.producer.context().changelog_next.lock() {
             g.clear();
@@ -154,62 +153,20 @@ impl Processor {
         }
         span.record("offsets", self.offsets_field().as_str());
         crate::crash::reached("produced");
-        // The batch's writes are set apart: the next batch is applied above
-        // them while this transaction commits, and only they are written to
-        // RocksDB once it has.
-        for task in self.tasks.values_mut() {
-            task.engine.store_mut().seal();
-            task.dirty = false;
+        if offsets.count() > 0 {
+            let gm = self.consumer.group_metadata().ok_or_else(|| KafkaError::kafka_step("no consumer group metadata"))?;
+            let sent =
+                retry_txn("send offsets", || self.producer.send_offsets_to_transaction(&offsets, &gm, Duration::from_secs(30)));
+            match sent {
+                TxnStep::Done => {}
+                TxnStep::Abort(why) => return self.abort(&why),
+                TxnStep::Fatal(e) => return Err(e),
+            }
         }
-        self.metrics.seal_batch();
-        let group = if offsets.count() > 0 {
-            Some(self.consumer.group_metadata().ok_or_else(|| KafkaError::kafka_step("no consumer group metadata"))?)
-        } else {
-            None
-        };
-        let producer = self.producer.clone();
-        let in_span = span.clone();
-        let gate = self.consumer.context().committing.clone();
-        gate.open();
-        let commit = move || {
-            let _g = in_span.enter();
-            let started = Instant::now();
-            let sent = match group {
-                Some(gm) => {
-                    retry_txn("send offsets", || producer.send_offsets_to_transaction(&offsets, &gm, Duration::from_secs(30)))
-                }
-                None => TxnStep::Done,
-            };
-            let step = match sent {
-                TxnStep::Done => retry_txn("commit", || producer.commit_transaction(Duration::from_secs(60))),
-                refused => refused,
-            };
-            gate.close();
-            (step, started.elapsed())
-        };
-        let handle = std::thread::Builder::new().name("rollcall-commit".into()).spawn(commit).map_err(|e| {
-            self.consumer.context().committing.close();
-            KafkaError::local("starting the thread that commits a transaction", e)
-        })?;
-        self.in_flight = Some(InFlight { handle, consumed, span: span.clone() });
-        Ok(())
-    }
-
-    /// Waits for the transaction in flight, if any. Committed: its batch is
-    /// written to each task's RocksDB (the sealed writes, with the
-    /// changelog position they reach) and counted. Refused: the caller
-    /// aborts it, as a rebalance or a failed batch does.
-    pub(super) fn settle(&mut self) -> Result<Settled, KafkaError> {
-        let Some(InFlight { handle, consumed, span }) = self.in_flight.take() else {
-            return Ok(Settled::Nothing);
-        };
-        let _g = span.enter();
-        let (step, took) = handle
-            .join()
-            .unwrap_or_else(|_| (TxnStep::Fatal(KafkaError::bad_state("the commit thread panicked")), Duration::ZERO));
-        match step {
+        let started = Instant::now();
+        match retry_txn("commit", || self.producer.commit_transaction(Duration::from_secs(60))) {
             TxnStep::Done => {}
-            TxnStep::Abort(why) => return Ok(Settled::Refused(why)),
+            TxnStep::Abort(why) => return self.abort(&why),
             TxnStep::Fatal(e) => return Err(e),
         }
         self.in_txn = false;
@@ -220,46 +177,30 @@ impl Processor {
             return Err(KafkaError::kafka_step(format!("delivery failed in a committed transaction: {}", failures.join("; "))));
         }
         self.stats.transactions += 1;
-        self.metrics.committed(took);
+        self.metrics.committed(started.elapsed());
         self.stats.records += consumed;
         self.dead_log.records(consumed);
         let next = self.producer.context().changelog_next.lock().map(|g| g.clone()).unwrap_or_default();
         for (p, task) in self.tasks.iter_mut() {
-            let position = next.get(p).map(|n| n.to_be_bytes());
-            let extra: Vec<(Table, &[u8], &[u8])> =
-                position.iter().map(|n| (Table::Meta, META_CHANGELOG_POS, n.as_slice())).collect();
-            task.engine
-                .store_mut()
-                .commit_sealed(&extra)
-                .map_err(|e| KafkaError::state(format!("partition {p}: committing the batch to RocksDB"), e))?;
-        }
-        debug!(elapsed_ms = took.as_millis() as u64, "committed");
-        Ok(Settled::Committed)
-    }
-
-    /// Settles the transaction in flight, aborting it (and returning every
-    /// task to its committed state) if the broker refused it. True when it
-    /// was aborted: what was applied since is gone too.
-    pub(super) fn settle_or_abort(&mut self) -> Result<bool, KafkaError> {
-        match self.settle()? {
-            Settled::Refused(why) => {
-                self.abort(&why)?;
-                Ok(true)
+            let store = task.engine.store_mut();
+            if let Some(n) = next.get(p) {
+                store
+                    .put(Table::Meta, META_CHANGELOG_POS, &n.to_be_bytes())
+                    .map_err(|e| KafkaError::state(format!("partition {p}: writing the changelog position"), e))?;
             }
-            Settled::Nothing | Settled::Committed => Ok(false),
+            store.commit().map_err(|e| KafkaError::state(format!("partition {p}: committing the batch to RocksDB"), e))?;
+            task.dirty = false;
         }
+        debug!(elapsed_ms = started.elapsed().as_millis() as u64, "committed");
+        Ok(())
     }
 
     /// Aborts the open transaction and returns every task to its committed state.
     fn abort(&mut self, why: &KafkaError) -> Result<(), KafkaError> {
-        self.note_abort(why);
-        self.abort_open_txn("abort")?;
-        self.rollback_tasks()
-    }
-
-    pub(super) fn note_abort(&mut self, why: &KafkaError) {
         warn!(reason = %format!("{why:#}"), "aborting transaction");
         self.stats.aborted += 1;
+        self.abort_open_txn("abort")?;
+        self.rollback_tasks()
     }
 
     /// Aborts the open transaction, if any, retrying while the broker is away.
@@ -349,35 +290,6 @@ fn seek<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: 
             Err(e) => return Err(rd(&format!("seek {topic} [{partition}]"), e)),
         }
     }
-}
-
-/// A transaction committing on its own thread while the next batch is
-/// fetched and applied.
-pub(super) struct InFlight {
-    /// The outcome, and how long the offsets and the commit took.
-    handle: std::thread::JoinHandle<(TxnStep, Duration)>,
-    /// Input records the batch consumed.
-    consumed: u64,
-    /// The batch's `transaction` span, which the settling re-enters.
-    span: tracing::Span,
-}
-
-impl InFlight {
-    /// Lets the commit finish unobserved: after a client failure its
-    /// outcome is read back from the changelog instead. Waited for, so
-    /// that no thread outlives the clients it commits on.
-    pub(super) fn forget(self) {
-        let _ = self.handle.join();
-    }
-}
-
-/// How the transaction in flight ended.
-pub(super) enum Settled {
-    /// None was in flight.
-    Nothing,
-    Committed,
-    /// The broker refused a step: the transaction must be aborted.
-    Refused(KafkaError),
 }
 
 /// What to do after a transactional call.
